@@ -1,0 +1,160 @@
+//! Command-line definitions (clap). Only parsing lives here; each command's module runs it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_N};
+
+/// Study the throughput, latency and scalability of a client-server system.
+///
+/// The system under test is a TCP server (4-byte big-endian length-prefixed JSON
+/// frames) whose I/O runs on threads and whose CPU-bound work runs on a pool of worker
+/// processes; `client` drives it with threaded load and records HDR latency histograms.
+/// `run` executes a whole experiment matrix and writes CSV, plots and a report.
+#[derive(Debug, Parser)]
+#[command(name = "threadcenter", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the system under test: a framed TCP server with a worker pool.
+    ///
+    /// Prints one readiness line on stdout once it accepts connections:
+    /// `threadcenter listening addr=IP:PORT pid=PID workers=N pool=KIND`
+    /// (IPv6 addresses in brackets). Everything else goes to stderr.
+    /// SIGINT/SIGTERM: stop accepting, answer every request already received,
+    /// stop the workers, exit 0. A second signal exits at once.
+    Server(ServerArgs),
+    /// Drive a server with load and report throughput and latency percentiles.
+    ///
+    /// Exit status: 0 if every request succeeded, 1 if any failed, 2 if the run
+    /// could not start (bad flags, server unreachable).
+    Client(ClientArgs),
+    /// Hidden: one pool worker process, fed by the server over stdin/stdout.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Where the CPU-bound work runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolKind {
+    /// Real OS worker processes (the same binary re-executed), over pipes.
+    Process,
+    /// Threads inside the server process: no isolation, no IPC.
+    Thread,
+}
+
+impl PoolKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolKind::Process => "process",
+            PoolKind::Thread => "thread",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to bind. Loopback by default.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to bind; 0 picks a free port (read it from the readiness line).
+    #[arg(long, short = 'p', default_value_t = 5050)]
+    pub port: u16,
+    /// Worker count [default: the number of available cores].
+    #[arg(long, short = 'w')]
+    pub workers: Option<usize>,
+    /// Where compute runs: worker processes, or threads for comparison.
+    #[arg(long, value_enum, default_value_t = PoolKind::Process)]
+    pub pool: PoolKind,
+    /// Largest frame payload accepted, in bytes; larger frames get FRAME_TOO_LARGE.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAME, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_frame: u32,
+    /// Largest n accepted by compute; larger values get BAD_REQUEST.
+    #[arg(long, default_value_t = DEFAULT_MAX_N)]
+    pub max_n: u64,
+    /// Capacity of the task queue between connections and the pool.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue_capacity: u64,
+    /// On SIGINT/SIGTERM, how long to wait for in-flight requests before giving up.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// The command the client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCmd {
+    /// CPU-bound work of --size steps, run on the server's pool.
+    Compute,
+    /// Answered by the server's I/O threads: measures the round trip alone.
+    Ping,
+}
+
+impl ClientCmd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientCmd::Compute => "compute",
+            ClientCmd::Ping => "ping",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Server port.
+    #[arg(long, short = 'p', default_value_t = 5050)]
+    pub port: u16,
+    /// Threads, each with its own connection, each sending one request at a time.
+    #[arg(long, short = 'c', default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub concurrency: u64,
+    /// Requests per thread, sent one after another [default: 5, unless --duration is given].
+    #[arg(long, short = 'n', conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Send for this long instead of a fixed count (e.g. 10s, 500ms, 2m).
+    #[arg(long, short = 'd', value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// n for compute: the work per request (about 3-4 ns a step in this server).
+    #[arg(long, short = 's', default_value_t = 500_000)]
+    pub size: u64,
+    /// Command to send.
+    #[arg(long, value_enum, default_value_t = ClientCmd::Compute)]
+    pub cmd: ClientCmd,
+    /// Load sent before measuring; its latencies are not recorded (e.g. 1s).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// A request with no answer after this long counts as a timeout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Write the results, with the whole histogram, as a versioned JSON document.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write HdrHistogram's percentile-distribution text (.hgrm), values in microseconds.
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Print nothing on stdout (files and the exit status still tell).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Pid of the server that spawned this worker; the worker exits if it is gone.
+    #[arg(long)]
+    pub parent: Option<u32>,
+}
+
+/// Parses durations such as `1s`, `250ms`, `2m`, `1m30s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}: write a duration such as 500ms, 5s or 2m"))
+}

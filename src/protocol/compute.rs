@@ -1,0 +1,48 @@
+//! compute(n): the CPU-bound task every implementation must agree on (protocol.md, "compute(n)").
+
+/// Modulus of the Fibonacci-like recurrence.
+pub const FIB_MOD: u64 = 10_000_019;
+/// Modulus of the accumulator.
+pub const ACC_MOD: u64 = 1_000_000_007;
+
+/// The protocol's CPU-bound task: `max(1, n)` dependent steps, so its cost grows
+/// linearly with `n` and no compiler can shortcut it.
+///
+/// ```
+/// assert_eq!(threadcenter::protocol::compute(10), 8360);
+/// ```
+#[inline(never)]
+pub fn compute(n: u64) -> u64 {
+    let (mut a, mut b, mut acc) = (0u64, 1u64, 0u64);
+    for _ in 0..n.max(1) {
+        let next = (a + b) % FIB_MOD;
+        a = b;
+        b = next;
+        acc = (acc + 31 * a + 17 * b) % ACC_MOD;
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test vectors of protocol.md, all nine of them.
+    #[test]
+    fn protocol_test_vectors() {
+        let vectors = [
+            (0, 48),
+            (1, 48),
+            (2, 113),
+            (3, 226),
+            (10, 8360),
+            (100, 401_619_087),
+            (1000, 933_214_789),
+            (500_000, 869_502_129),
+            (50_000_000, 321_532_617),
+        ];
+        for (n, want) in vectors {
+            assert_eq!(compute(n), want, "compute({n})");
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Framing: a 4-byte big-endian length, then that many payload bytes (protocol.md, "Framing").
+
+use std::io::{self, Read, Write};
+
+/// Bytes in a frame header.
+pub const HEADER_LEN: usize = 4;
+/// The default largest payload a server accepts: 1 MiB.
+pub const DEFAULT_MAX_FRAME: u32 = 1 << 20;
+
+/// Why a byte stream could not yield its next frame.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The header declares more bytes than the reader accepts.
+    #[error("frame declares {len} bytes, over the limit of {max} bytes (check the 4-byte big-endian length prefix, or raise --max-frame)")]
+    TooLarge { len: u32, max: u32 },
+    /// The stream ended inside a frame.
+    #[error("connection closed in the middle of a frame: {got} of {want} bytes received (check that the sender writes the whole frame and reads in a loop)")]
+    Truncated { got: usize, want: usize },
+    /// The underlying read failed (a timeout shows up here as `WouldBlock` or `TimedOut`).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl FrameError {
+    /// True for a read timeout: the reader's state is intact and it can be called again.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, FrameError::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+}
+
+/// What [`decode`] found at the start of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A whole frame: its payload is `buf[HEADER_LEN..consumed]`.
+    Frame { consumed: usize },
+    /// More bytes are needed; `want` is the whole frame's size if the header is in.
+    Incomplete { want: Option<usize> },
+}
+
+/// Decodes the frame at the start of `buf` without copying.
+///
+/// A declared length of 0 is a frame with an empty payload: the protocol answers it
+/// with BAD_REQUEST and keeps the connection, so it is not a framing error.
+pub fn decode(buf: &[u8], max_frame: u32) -> Result<Decoded, FrameError> {
+    let Some(header) = buf.get(..HEADER_LEN) else {
+        return Ok(Decoded::Incomplete { want: None });
+    };
+    let len = u32::from_be_bytes(header.try_into().expect("4 bytes"));
+    if len > max_frame {
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    let total = HEADER_LEN + len as usize;
+    if buf.len() >= total {
+        Ok(Decoded::Frame { consumed: total })
+    } else {
+        Ok(Decoded::Incomplete { want: Some(total) })
+    }
+}
+
+/// Appends one frame holding `payload` to `out`.
+pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Starts a frame in `out` whose payload the caller appends next; pass the returned
+/// offset to [`end_frame`]. Lets encoders write JSON straight into an output buffer.
+pub fn begin_frame(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    start
+}
+
+/// Fills in the length of the frame begun at `start`.
+pub fn end_frame(out: &mut [u8], start: usize) {
+    let len = (out.len() - start - HEADER_LEN) as u32;
+    out[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Writes one frame with a single `write_all` of header and payload.
+pub fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+    encode(payload, &mut buf);
+    w.write_all(&buf)
+}
+
+/// Reads frames from a byte stream through one reusable buffer.
+///
+/// Survives read timeouts: bytes of a partial frame stay buffered, so a caller with a
+/// socket read timeout can check its own flags and call [`FrameReader::next_frame`] again.
+pub struct FrameReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    max_frame: u32,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl<R: Read> FrameReader<R> {
+    pub fn new(inner: R, max_frame: u32) -> Self {
+        FrameReader {
+            inner,
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            max_frame,
+        }
+    }
+
+    /// The next frame's payload; `Ok(None)` on a clean end of stream between frames.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        loop {
+            match decode(&self.buf[self.start..self.end], self.max_frame)? {
+                Decoded::Frame { consumed } => {
+                    let payload = self.start + HEADER_LEN..self.start + consumed;
+                    self.start += consumed;
+                    return Ok(Some(&self.buf[payload]));
+                }
+                Decoded::Incomplete { want } => self.fill(want.unwrap_or(HEADER_LEN))?,
+            }
+            if self.end == self.start {
+                // `fill` saw end of stream with nothing buffered.
+                return Ok(None);
+            }
+        }
+    }
+
+    /// True when some bytes of a frame have arrived but not the whole frame.
+    pub fn in_partial_frame(&self) -> bool {
+        self.end > self.start
+    }
+
+    /// The complete frames already buffered can be taken without touching the stream.
+    pub fn has_buffered_frame(&self) -> bool {
+        matches!(
+            decode(&self.buf[self.start..self.end], self.max_frame),
+            Ok(Decoded::Frame { .. })
+        )
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// Reads at least once, making room for a frame of `want` bytes.
+    fn fill(&mut self, want: usize) -> Result<(), FrameError> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.buf.len() - self.start < want.max(READ_CHUNK.min(self.buf.len())) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let n = loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if n == 0 {
+            if self.end > self.start {
+                let got = self.end - self.start;
+                let want = decode(&self.buf[self.start..self.end], self.max_frame)
+                    .ok()
+                    .and_then(|d| match d {
+                        Decoded::Incomplete { want } => want,
+                        Decoded::Frame { .. } => None,
+                    })
+                    .unwrap_or(HEADER_LEN);
+                self.start = self.end;
+                return Err(FrameError::Truncated { got, want });
+            }
+            return Ok(());
+        }
+        self.end += n;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most `step` bytes per call.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn frames_of(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            encode(p, &mut out);
+        }
+        out
+    }
+
+    fn read_all<R: Read>(r: R, max: u32) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut reader = FrameReader::new(r, max);
+        let mut got = Vec::new();
+        while let Some(p) = reader.next_frame()? {
+            got.push(p.to_vec());
+        }
+        Ok(got)
+    }
+
+    #[test]
+    fn reads_split_at_every_byte() {
+        let payloads: [&[u8]; 3] = [b"{\"id\":1}", b"", b"{\"id\":\"x\",\"cmd\":\"ping\"}"];
+        let wire = frames_of(&payloads);
+        for step in 1..=wire.len() {
+            let got = read_all(Trickle { data: &wire, step }, 1024).unwrap();
+            assert_eq!(got, payloads.map(|p| p.to_vec()), "step {step}");
+        }
+    }
+
+    #[test]
+    fn truncated_at_every_byte_is_an_error_not_a_frame() {
+        let wire = frames_of(&[b"{\"id\":1,\"cmd\":\"ping\"}"]);
+        for cut in 1..wire.len() {
+            let err = read_all(&wire[..cut], 1024).unwrap_err();
+            match err {
+                FrameError::Truncated { got, .. } => assert_eq!(got, cut),
+                other => panic!("cut {cut}: {other}"),
+            }
+        }
+        assert!(read_all(&wire[..0], 1024).unwrap().is_empty());
+    }
+
+    #[test]
+    fn oversize_lengths_are_refused_before_reading_the_payload() {
+        let mut wire = (1025u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(b"short");
+        match read_all(&wire[..], 1024).unwrap_err() {
+            FrameError::TooLarge { len, max } => assert_eq!((len, max), (1025, 1024)),
+            other => panic!("{other}"),
+        }
+        let huge = u32::MAX.to_be_bytes();
+        assert!(matches!(
+            decode(&huge, DEFAULT_MAX_FRAME),
+            Err(FrameError::TooLarge { .. })
+        ));
+        // Exactly at the limit is fine.
+        let payload = vec![b' '; 1024];
+        assert_eq!(
+            read_all(&frames_of(&[&payload])[..], 1024).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn frames_larger_than_the_read_chunk() {
+        let big = vec![b'a'; READ_CHUNK * 3 + 7];
+        let wire = frames_of(&[b"x", &big, b"y"]);
+        let got = read_all(
+            Trickle {
+                data: &wire,
+                step: 5000,
+            },
+            u32::MAX,
+        )
+        .unwrap();
+        assert_eq!(got, vec![b"x".to_vec(), big, b"y".to_vec()]);
+    }
+
+    #[test]
+    fn begin_end_frame_patches_the_length() {
+        let mut out = b"prefix".to_vec();
+        let at = begin_frame(&mut out);
+        out.extend_from_slice(b"hello");
+        end_frame(&mut out, at);
+        assert_eq!(&out[6..], b"\0\0\0\x05hello");
+    }
+}
