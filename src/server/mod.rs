@@ -1,10 +1,287 @@
 //! The system under test: listener, connections, dispatch to the worker pool, shutdown.
+//!
+//! An accept loop hands each connection to a thread of its own (the seed's model).
+//! `compute` goes through a bounded queue to the pool (`pool/`); `ping` and `stats`
+//! are answered by the connection's thread. SIGINT/SIGTERM set a flag that every
+//! loop polls: the listener closes, connections answer what they already hold and
+//! close once drained, then the workers stop.
 
+pub mod connection;
+pub mod metrics;
+pub mod outbox;
+pub mod pool;
 pub mod worker;
 
-use crate::cli::ServerArgs;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Runs the server until SIGINT/SIGTERM.
-pub fn run(_args: &ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the server is being written")
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+use socket2::{Domain, Socket, Type};
+
+use crate::cli::{PoolKind, ServerArgs};
+use metrics::{Metrics, RequestCounts, WorkerStats};
+use pool::{process::ProcessPool, thread::ThreadPool, Pool, WhenFull};
+
+/// Everything the server needs to know, resolved from its flags.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub pool: PoolKind,
+    pub max_frame: u32,
+    pub max_n: u64,
+    pub queue_capacity: usize,
+    pub when_full: WhenFull,
+    pub drain_timeout: Duration,
+    /// Requests one connection may have in the pool before its reader pauses.
+    pub max_in_flight: usize,
+    /// Unsent response bytes one connection may hold before its reader pauses.
+    pub max_buffered: usize,
+    /// The executable re-run as `threadcenter worker`.
+    pub worker_exe: PathBuf,
+}
+
+impl ServerConfig {
+    pub fn from_args(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+        let workers = args.workers.unwrap_or_else(available_cores);
+        if workers == 0 {
+            bail!("--workers must be at least 1");
+        }
+        Ok(ServerConfig {
+            host: args.host.clone(),
+            port: args.port,
+            workers,
+            pool: args.pool,
+            max_frame: args.max_frame,
+            max_n: args.max_n,
+            queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(usize::MAX),
+            when_full: WhenFull::Wait,
+            drain_timeout: args.drain_timeout,
+            max_in_flight: 1024,
+            max_buffered: 4 << 20,
+            worker_exe: std::env::current_exe()
+                .context("cannot find this executable to start worker processes")?,
+        })
+    }
+}
+
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// State shared by the accept loop and every connection.
+pub struct Context {
+    pub config: ServerConfig,
+    pub metrics: Arc<Metrics>,
+    pub pool: Box<dyn Pool>,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// The `stats` response body (see docs/formats.md).
+#[derive(Debug, Serialize)]
+pub struct StatsSnapshot {
+    pub uptime_s: f64,
+    pub workers: usize,
+    pub pool: &'static str,
+    pub connections: Connections,
+    pub requests: RequestCounts,
+    pub errors: std::collections::BTreeMap<&'static str, u64>,
+    pub queue_depth: usize,
+    pub worker_stats: Vec<WorkerStats>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Connections {
+    pub open: u64,
+    pub total: u64,
+}
+
+impl Context {
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.load(Relaxed)
+    }
+
+    pub fn stats(&self, _reset: bool) -> StatsSnapshot {
+        StatsSnapshot {
+            uptime_s: self.metrics.uptime_s(),
+            workers: self.config.workers,
+            pool: self.config.pool.as_str(),
+            connections: Connections {
+                open: self.metrics.connections_open.load(Relaxed),
+                total: self.metrics.connections_total.load(Relaxed),
+            },
+            requests: self.metrics.requests(),
+            errors: self.metrics.errors(),
+            queue_depth: self.pool.queue_depth(),
+            worker_stats: self.pool.workers(),
+        }
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM, then drains and stops.
+pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::from_args(args)?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while draining exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&shutdown))?;
+        signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
+    }
+    serve(config, shutdown, |addr, config| {
+        let mut out = io::stdout().lock();
+        writeln!(
+            out,
+            "threadcenter listening addr={addr} pid={} workers={} pool={}",
+            std::process::id(),
+            config.workers,
+            config.pool.as_str()
+        )?;
+        out.flush()
+    })
+}
+
+/// Binds, starts the pool, calls `ready` once connections are accepted, and serves
+/// until `shutdown` is set; then drains.
+pub fn serve(
+    config: ServerConfig,
+    shutdown: Arc<AtomicBool>,
+    ready: impl FnOnce(SocketAddr, &ServerConfig) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    let listener = bind(&config.host, config.port)?;
+    let addr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::default());
+    let pool: Box<dyn Pool> = match config.pool {
+        PoolKind::Process => Box::new(
+            ProcessPool::start(
+                config.worker_exe.clone(),
+                config.workers,
+                config.queue_capacity,
+                config.when_full,
+                Arc::clone(&metrics),
+            )
+            .context("cannot start the worker pool")?,
+        ),
+        PoolKind::Thread => Box::new(
+            ThreadPool::start(config.workers, config.queue_capacity, config.when_full)
+                .context("cannot start the worker threads")?,
+        ),
+    };
+    let ctx = Arc::new(Context {
+        config,
+        metrics,
+        pool,
+        shutdown,
+    });
+    ready(addr, &ctx.config).context("cannot print the readiness line")?;
+
+    while !ctx.shutting_down() {
+        match listener.accept() {
+            Ok((stream, _peer)) => {
+                ctx.metrics.connections_open.fetch_add(1, Relaxed);
+                ctx.metrics.connections_total.fetch_add(1, Relaxed);
+                let c = Arc::clone(&ctx);
+                let spawned = std::thread::Builder::new()
+                    .name("conn-reader".into())
+                    .stack_size(256 * 1024)
+                    .spawn(move || connection::serve(c, stream));
+                if let Err(e) = spawned {
+                    ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+                    eprintln!("threadcenter server: cannot start a connection thread: {e}");
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                // EMFILE and friends: say so, back off, keep serving the others.
+                eprintln!("threadcenter server: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    drop(listener);
+    drain(&ctx)
+}
+
+/// After the listener closed: waits for connections to answer what they hold, then
+/// stops the pool.
+fn drain(ctx: &Context) -> anyhow::Result<()> {
+    let open = ctx.metrics.connections_open.load(Relaxed);
+    eprintln!("threadcenter server: shutting down; draining {open} connection(s)");
+    let deadline = Instant::now() + ctx.config.drain_timeout;
+    while ctx.metrics.connections_open.load(Relaxed) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let left = ctx.metrics.connections_open.load(Relaxed);
+    ctx.pool.close();
+    let clean = ctx.pool.join(if left > 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(5)
+    });
+    if left > 0 {
+        bail!(
+            "{left} connection(s) still had requests in flight after --drain-timeout {:?}; workers killed",
+            ctx.config.drain_timeout
+        );
+    }
+    if !clean {
+        eprintln!("threadcenter server: workers did not stop within 5s and were killed");
+    }
+    eprintln!("threadcenter server: stopped");
+    Ok(())
+}
+
+/// Binds a listening socket whose `accept` times out, so the loop can see shutdown.
+fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve --host {host}"))?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match bind_one(*addr) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let Some((addr, e)) = last else {
+        bail!("--host {host} resolves to no address");
+    };
+    let hint = match e.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            "another process holds port {port}: pick another --port (0 picks a free one) or stop that process (`ss -ltnp 'sport = :{port}'` shows it)"
+        ),
+        io::ErrorKind::AddrNotAvailable => {
+            format!("{host} is not an address of this machine: check --host")
+        }
+        io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: pick a --port above 1024".to_string()
+        }
+        _ => "check --host and --port".to_string(),
+    };
+    bail!("cannot listen on {addr}: {e}; {hint}")
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    // accept(2) honours SO_RCVTIMEO on Linux: the loop wakes to check for shutdown.
+    socket.set_read_timeout(Some(connection::POLL))?;
+    Ok(socket.into())
 }

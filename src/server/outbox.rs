@@ -1,0 +1,206 @@
+//! A connection's outgoing side: responses from any thread, written whole, in completion order.
+//!
+//! Whoever produces a response (the connection's reader for ping/stats/errors, a pool
+//! thread for compute results) first tries to send it straight to the socket with a
+//! non-blocking `send`, so the common case costs no thread wakeup. Only when the
+//! socket buffer is full, or another sender is mid-write, do bytes wait in the buffer
+//! for the connection's writer thread, which writes them in batches with blocking I/O.
+//! A `writing` flag gives one sender at a time the socket, so frames never interleave.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use socket2::SockRef;
+
+pub struct Outbox {
+    /// A handle of its own, so the descriptor lives as long as any task may answer.
+    stream: TcpStream,
+    state: Mutex<State>,
+    /// Wakes the writer thread.
+    writer_cv: Condvar,
+    /// Wakes the reader waiting for room (in-flight or buffered-bytes limits).
+    room_cv: Condvar,
+    max_buffered: usize,
+}
+
+#[derive(Default)]
+struct State {
+    buf: Vec<u8>,
+    in_flight: usize,
+    writing: bool,
+    reader_done: bool,
+    broken: bool,
+    writer_waiting: bool,
+    reader_waiting: bool,
+}
+
+impl State {
+    fn writer_has_work(&self) -> bool {
+        self.broken || (!self.writing && (!self.buf.is_empty() || self.finished()))
+    }
+
+    fn finished(&self) -> bool {
+        self.reader_done && self.in_flight == 0 && self.buf.is_empty() && !self.writing
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
+}
+
+impl Outbox {
+    pub fn new(stream: TcpStream, max_buffered: usize) -> Outbox {
+        Outbox {
+            stream,
+            state: Mutex::new(State::default()),
+            writer_cv: Condvar::new(),
+            room_cv: Condvar::new(),
+            max_buffered,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take every connection down with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a request handed to the pool; its answer comes through [`Outbox::complete`].
+    pub fn begin_task(&self) {
+        self.lock().in_flight += 1;
+    }
+
+    /// Requests handed to the pool and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
+
+    /// Sends a response that is not tied to a pool task (ping, stats, errors).
+    pub fn send(&self, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.deliver(encode, false)
+    }
+
+    /// Sends the answer of a task begun with [`Outbox::begin_task`].
+    pub fn complete(&self, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.deliver(encode, true)
+    }
+
+    fn deliver(&self, encode: impl FnOnce(&mut Vec<u8>), completes: bool) {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            encode(&mut scratch);
+            let mut st = self.lock();
+            if completes {
+                st.in_flight -= 1;
+            }
+            if !st.broken {
+                if st.writing || !st.buf.is_empty() {
+                    st.buf.extend_from_slice(&scratch);
+                } else {
+                    st.writing = true;
+                    drop(st);
+                    let sent = send_nonblocking(&self.stream, &scratch);
+                    st = self.lock();
+                    st.writing = false;
+                    match sent {
+                        Ok(n) => st.buf.extend_from_slice(&scratch[n..]),
+                        Err(_) => st.broken = true,
+                    }
+                }
+            }
+            self.wake(&mut st);
+        })
+    }
+
+    fn wake(&self, st: &mut State) {
+        if st.writer_waiting && st.writer_has_work() {
+            self.writer_cv.notify_one();
+        }
+        if st.reader_waiting {
+            self.room_cv.notify_one();
+        }
+    }
+
+    /// Called by the reader when it stops reading; the writer finishes once every
+    /// task in flight has been answered and written.
+    pub fn reader_done(&self) {
+        let mut st = self.lock();
+        st.reader_done = true;
+        self.wake(&mut st);
+    }
+
+    /// Blocks the reader while the connection has `max_in_flight` tasks in flight or
+    /// too many unsent bytes, so a client that never reads cannot grow the server's
+    /// memory. Returns after `timeout` regardless, so the reader can check shutdown.
+    pub fn wait_for_room(&self, max_in_flight: usize, timeout: Duration) -> bool {
+        let mut st = self.lock();
+        let full = |st: &State| {
+            !st.broken && (st.in_flight >= max_in_flight || st.buf.len() >= self.max_buffered)
+        };
+        if !full(&st) {
+            return true;
+        }
+        st.reader_waiting = true;
+        let (mut st, _) = self
+            .room_cv
+            .wait_timeout_while(st, timeout, |st| full(st))
+            .unwrap_or_else(|e| e.into_inner());
+        st.reader_waiting = false;
+        !full(&st)
+    }
+
+    /// The writer thread's loop: blocking writes of whatever accumulated, until the
+    /// connection is finished or broken. Then shuts the socket down both ways, which
+    /// also ends a reader still blocked in `read`.
+    pub fn run_writer(&self) {
+        let mut batch = Vec::new();
+        loop {
+            let mut st = self.lock();
+            while !st.writer_has_work() {
+                st.writer_waiting = true;
+                st = self.writer_cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.writer_waiting = false;
+            }
+            if st.broken || st.finished() {
+                break;
+            }
+            std::mem::swap(&mut st.buf, &mut batch);
+            st.writing = true;
+            self.wake(&mut st);
+            drop(st);
+            let result = (&self.stream).write_all(&batch);
+            batch.clear();
+            if batch.capacity() > self.max_buffered {
+                batch = Vec::new();
+            }
+            let mut st = self.lock();
+            st.writing = false;
+            if result.is_err() {
+                st.broken = true;
+            }
+            self.wake(&mut st);
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// `send` without blocking and without SIGPIPE; a full socket buffer sends 0 bytes.
+fn send_nonblocking(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<usize> {
+    let sock = SockRef::from(stream);
+    let mut sent = 0;
+    while !bytes.is_empty() {
+        match sock.send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+            Ok(n) => {
+                sent += n;
+                bytes = &bytes[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}

@@ -1,0 +1,112 @@
+//! The worker pool: where compute tasks wait, run and get answered. Two kinds share one interface.
+
+pub mod process;
+pub mod thread;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::protocol::message::{encode_error, encode_result};
+use crate::protocol::{ErrorCode, OwnedId};
+use crate::server::metrics::{Metrics, WorkerStats};
+use crate::server::outbox::Outbox;
+
+/// One compute request on its way through the pool.
+pub struct Task {
+    pub n: u64,
+    pub id: OwnedId,
+    pub conn: Arc<Outbox>,
+    /// When its frame was fully read.
+    pub received: Instant,
+}
+
+/// The monotonic clock as nanoseconds, comparable across processes on one machine
+/// (CLOCK_MONOTONIC), so a worker's timestamps line up with the server's.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes a timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// What a worker reports for one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    pub result: u64,
+    /// [`mono_ns`] when the worker started and finished computing.
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl Task {
+    pub fn answer(self, done: Done) {
+        let Task { id, conn, .. } = self;
+        conn.complete(|out| encode_result(out, id.json(), done.result));
+    }
+
+    pub fn fail(self, metrics: &Metrics, code: ErrorCode, message: &str) {
+        metrics.error(code);
+        let Task { id, conn, .. } = self;
+        conn.complete(|out| encode_error(out, id.json(), code, message));
+    }
+}
+
+/// Why the pool did not take a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is full and the admission policy is to reject.
+    Full,
+    /// The pool is closing.
+    Closed,
+}
+
+/// What the queue does when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// The connection's reader waits: backpressure reaches the client through TCP.
+    #[default]
+    Wait,
+    /// The request is answered OVERLOADED at once.
+    Reject,
+}
+
+pub trait Pool: Send + Sync {
+    /// Hands a task to the pool, or gives it back with the reason.
+    fn submit(&self, task: Task) -> Result<(), (Task, Refused)>;
+    /// Tasks waiting for a worker.
+    fn queue_depth(&self) -> usize;
+    fn workers(&self) -> Vec<WorkerStats>;
+    /// Takes no more tasks; workers stop once every queued task is answered.
+    fn close(&self);
+    /// Waits for the workers to stop; after `grace`, kills them. True if they stopped by themselves.
+    fn join(&self, grace: std::time::Duration) -> bool;
+}
+
+/// Does the compute work of one task, with the test-only slowdown applied.
+pub fn run_compute(n: u64) -> u64 {
+    let extra = test_hooks::extra_work_pct();
+    if extra > 0 {
+        std::hint::black_box(crate::protocol::compute(n.saturating_mul(extra) / 100));
+    }
+    crate::protocol::compute(n)
+}
+
+/// Test-only behaviour switched on by environment variables; never set in production.
+pub mod test_hooks {
+    use std::sync::OnceLock;
+
+    /// `THREADCENTER_TEST_EXTRA_WORK_PCT=30`: every compute does 30% more steps
+    /// (and still answers compute(n)). The CI gate's planted slowdown.
+    pub fn extra_work_pct() -> u64 {
+        static PCT: OnceLock<u64> = OnceLock::new();
+        *PCT.get_or_init(|| {
+            std::env::var("THREADCENTER_TEST_EXTRA_WORK_PCT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+    }
+}

@@ -1,0 +1,475 @@
+//! The process pool: `--workers` child processes running `threadcenter worker`, fed over pipes and supervised.
+//!
+//! Dispatch keeps one central queue, as the seed's model has it: a task goes straight
+//! to an idle worker if there is one, and otherwise waits in the backlog. When a worker
+//! reports a result and has at most one task left, its supervisor tops it up from the
+//! backlog with a batch of up to a fair share (backlog / workers, at most
+//! [`BATCH_MAX`]), written in one `write`. Under light load every task goes to an idle
+//! worker; under heavy load the pipes carry batches, so the IPC cost per task shrinks
+//! as the queue grows, and the worker never idles between batches.
+//!
+//! Each worker has one supervisor thread that reads its results, answers the tasks,
+//! and replaces the worker when it dies: the task it was computing is answered
+//! WORKER_FAILED, the tasks queued behind it go to the replacement.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Done, Pool, Refused, Task, WhenFull};
+use crate::protocol::ErrorCode;
+use crate::server::metrics::{Metrics, WorkerStats};
+use crate::server::worker::{decode_result, encode_task, RESULT_LEN};
+
+/// The largest batch of tasks written to one worker at once.
+pub const BATCH_MAX: usize = 16;
+
+pub struct ProcessPool {
+    shared: Arc<Shared>,
+    supervisors: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    not_full: Condvar,
+    capacity: usize,
+    when_full: WhenFull,
+    exe: PathBuf,
+    metrics: Arc<Metrics>,
+}
+
+struct State {
+    slots: Vec<Slot>,
+    backlog: VecDeque<Task>,
+    closing: bool,
+    next_seq: u64,
+    rotate: usize,
+    scratch: Vec<u8>,
+}
+
+struct Slot {
+    /// Tasks written to this worker, in the order it answers them.
+    inflight: VecDeque<(u64, Task)>,
+    /// `None` while the worker is being replaced, or once it was told to stop.
+    stdin: Option<ChildStdin>,
+    /// 0 once the process has been reaped (so nobody signals a reused pid).
+    pid: u32,
+    tasks: u64,
+    busy_ns: u64,
+    restarts: u64,
+}
+
+impl State {
+    /// Writes `tasks` to worker `i` in one write; they join its in-flight list.
+    fn assign(&mut self, i: usize, tasks: impl IntoIterator<Item = Task>) {
+        self.scratch.clear();
+        let slot = &mut self.slots[i];
+        for task in tasks {
+            encode_task(&mut self.scratch, self.next_seq, task.n);
+            slot.inflight.push_back((self.next_seq, task));
+            self.next_seq += 1;
+        }
+        if let Some(stdin) = &mut slot.stdin {
+            // At most (1 + BATCH_MAX) * 16 bytes are ever unread in the pipe, far
+            // below its capacity, so this never blocks under the lock. A failed write
+            // means the worker died: its supervisor resends these to the replacement.
+            let _ = stdin.write_all(&self.scratch);
+        }
+    }
+
+    /// Resends every in-flight task of worker `i` (to its replacement).
+    fn resend(&mut self, i: usize) {
+        self.scratch.clear();
+        for (seq, task) in &self.slots[i].inflight {
+            encode_task(&mut self.scratch, *seq, task.n);
+        }
+        if let Some(stdin) = &mut self.slots[i].stdin {
+            let _ = stdin.write_all(&self.scratch);
+        }
+    }
+
+    fn idle_slot(&mut self) -> Option<usize> {
+        let n = self.slots.len();
+        let start = self.rotate;
+        let found = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.slots[i].stdin.is_some() && self.slots[i].inflight.is_empty())?;
+        self.rotate = (found + 1) % n;
+        Some(found)
+    }
+
+    fn all_done(&self) -> bool {
+        self.backlog.is_empty() && self.slots.iter().all(|s| s.inflight.is_empty())
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn_worker(&self) -> io::Result<Child> {
+        Command::new(&self.exe)
+            .arg("worker")
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot start worker process {}: {e}", self.exe.display()),
+                )
+            })
+    }
+}
+
+impl ProcessPool {
+    /// Starts `workers` worker processes of the executable `exe`.
+    pub fn start(
+        exe: PathBuf,
+        workers: usize,
+        capacity: usize,
+        when_full: WhenFull,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<ProcessPool> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                slots: Vec::new(),
+                backlog: VecDeque::new(),
+                closing: false,
+                next_seq: 0,
+                rotate: 0,
+                scratch: Vec::new(),
+            }),
+            not_full: Condvar::new(),
+            capacity,
+            when_full,
+            exe,
+            metrics,
+        });
+        let pool = ProcessPool {
+            shared: Arc::clone(&shared),
+            supervisors: Mutex::new(Vec::new()),
+        };
+        for i in 0..workers {
+            let mut child = match shared.spawn_worker() {
+                Ok(child) => child,
+                Err(e) => {
+                    pool.close();
+                    pool.join(Duration::from_secs(2));
+                    return Err(e);
+                }
+            };
+            shared.lock().slots.push(Slot {
+                inflight: VecDeque::new(),
+                stdin: child.stdin.take(),
+                pid: child.id(),
+                tasks: 0,
+                busy_ns: 0,
+                restarts: 0,
+            });
+            let sh = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("pool-worker-{i}"))
+                .spawn(move || supervise(&sh, i, child))?;
+            pool.supervisors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handle);
+        }
+        Ok(pool)
+    }
+
+    /// Pids of the worker processes alive now (for tests and `stats`).
+    pub fn pids(&self) -> Vec<u32> {
+        self.shared
+            .lock()
+            .slots
+            .iter()
+            .map(|s| s.pid)
+            .filter(|&p| p != 0)
+            .collect()
+    }
+}
+
+impl Pool for ProcessPool {
+    fn submit(&self, task: Task) -> Result<(), (Task, Refused)> {
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        loop {
+            if st.closing {
+                return Err((task, Refused::Closed));
+            }
+            if let Some(i) = st.idle_slot() {
+                st.assign(i, [task]);
+                return Ok(());
+            }
+            if st.backlog.len() < sh.capacity {
+                st.backlog.push_back(task);
+                return Ok(());
+            }
+            match sh.when_full {
+                WhenFull::Reject => return Err((task, Refused::Full)),
+                WhenFull::Wait => st = sh.not_full.wait(st).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.shared.lock().backlog.len()
+    }
+
+    fn workers(&self) -> Vec<WorkerStats> {
+        self.shared
+            .lock()
+            .slots
+            .iter()
+            .map(|s| WorkerStats {
+                pid: s.pid,
+                tasks: s.tasks,
+                busy_s: s.busy_ns as f64 / 1e9,
+                restarts: s.restarts,
+            })
+            .collect()
+    }
+
+    fn close(&self) {
+        let mut st = self.shared.lock();
+        st.closing = true;
+        if st.all_done() {
+            // Idle workers stop now; busy ones once their supervisor sees them done.
+            for slot in &mut st.slots {
+                slot.stdin = None;
+            }
+        }
+        self.shared.not_full.notify_all();
+    }
+
+    fn join(&self, grace: Duration) -> bool {
+        self.close();
+        let deadline = Instant::now() + grace;
+        let handles =
+            std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut clean = true;
+        while handles.iter().any(|h| !h.is_finished()) {
+            if Instant::now() >= deadline {
+                clean = false;
+                let st = self.shared.lock();
+                for slot in &st.slots {
+                    if slot.pid != 0 {
+                        // SAFETY: kill(2) on our own unreaped child's pid (pid is zeroed
+                        // under this lock before the child is reaped).
+                        unsafe { libc::kill(slot.pid as i32, libc::SIGKILL) };
+                    }
+                }
+                drop(st);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for h in handles {
+            clean &= h.join().is_ok();
+        }
+        clean
+    }
+}
+
+/// Reads fixed-size result records from a worker's stdout.
+struct Results {
+    out: ChildStdout,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Results {
+    fn new(out: ChildStdout) -> Results {
+        Results {
+            out,
+            buf: vec![0; RESULT_LEN * 256].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Blocks until at least one whole record is buffered; `Ok(false)` at end of stream.
+    fn fill(&mut self) -> io::Result<bool> {
+        while self.end - self.start < RESULT_LEN {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            match self.out.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    fn next(&mut self) -> Option<(u64, Done)> {
+        (self.end - self.start >= RESULT_LEN).then(|| {
+            let rec = decode_result(&self.buf[self.start..self.start + RESULT_LEN]);
+            self.start += RESULT_LEN;
+            rec
+        })
+    }
+}
+
+/// The supervisor of worker slot `i`: answers its results, tops it up from the
+/// backlog, and replaces it when it dies. Returns once the pool is closed and idle.
+fn supervise(sh: &Shared, i: usize, mut child: Child) {
+    let mut answered: Vec<(Task, Done)> = Vec::new();
+    loop {
+        let mut results = Results::new(child.stdout.take().expect("worker stdout is piped"));
+        let why = loop {
+            match results.fill() {
+                Ok(true) => {}
+                Ok(false) => break "closed its output".to_string(),
+                Err(e) => break format!("could not be read: {e}"),
+            }
+            let mut st = sh.lock();
+            let mut desync = None;
+            while let Some((seq, done)) = results.next() {
+                match st.slots[i].inflight.pop_front() {
+                    Some((want, task)) if want == seq => {
+                        let slot = &mut st.slots[i];
+                        slot.tasks += 1;
+                        slot.busy_ns += done.end_ns.saturating_sub(done.start_ns);
+                        answered.push((task, done));
+                    }
+                    other => {
+                        if let Some(entry) = other {
+                            st.slots[i].inflight.push_front(entry);
+                        }
+                        desync = Some(seq);
+                        break;
+                    }
+                }
+            }
+            if st.slots[i].inflight.len() <= 1
+                && !st.backlog.is_empty()
+                && st.slots[i].stdin.is_some()
+            {
+                let share = st
+                    .backlog
+                    .len()
+                    .div_ceil(st.slots.len())
+                    .clamp(1, BATCH_MAX);
+                let batch: Vec<Task> = st.backlog.drain(..share).collect();
+                st.assign(i, batch);
+                sh.not_full.notify_all();
+            }
+            if st.closing && st.all_done() {
+                for slot in &mut st.slots {
+                    slot.stdin = None;
+                }
+            }
+            drop(st);
+            for (task, done) in answered.drain(..) {
+                task.answer(done);
+            }
+            if let Some(seq) = desync {
+                break format!("answered task {seq} out of order");
+            }
+        };
+
+        // The worker is gone or unusable: reap it, fail its current task, replace it.
+        let mut st = sh.lock();
+        let stopping = st.slots[i].stdin.is_none() && st.closing;
+        st.slots[i].stdin = None;
+        let pid = std::mem::replace(&mut st.slots[i].pid, 0);
+        let failed = st.slots[i].inflight.pop_front();
+        drop(st);
+        let _ = child.kill();
+        let status = child.wait();
+        if let Some((_, task)) = failed {
+            let message = format!(
+                "worker process {pid} {} while computing this request",
+                describe_exit(&status)
+            );
+            eprintln!("threadcenter server: {message}; starting a replacement");
+            task.fail(&sh.metrics, ErrorCode::WorkerFailed, &message);
+        } else if !stopping {
+            eprintln!(
+                "threadcenter server: worker process {pid} {} ({why}); starting a replacement",
+                describe_exit(&status)
+            );
+        }
+        {
+            let st = sh.lock();
+            if st.closing && st.slots[i].inflight.is_empty() && st.backlog.is_empty() {
+                return;
+            }
+        }
+        child = match respawn(sh, i) {
+            Some(child) => child,
+            None => return,
+        };
+    }
+}
+
+/// Starts a replacement for slot `i`, retrying with backoff. While it cannot, the
+/// slot's queued tasks are answered WORKER_FAILED rather than left waiting.
+fn respawn(sh: &Shared, i: usize) -> Option<Child> {
+    let mut backoff = Duration::from_millis(20);
+    for attempt in 1.. {
+        match sh.spawn_worker() {
+            Ok(mut child) => {
+                let mut st = sh.lock();
+                let slot = &mut st.slots[i];
+                slot.stdin = child.stdin.take();
+                slot.pid = child.id();
+                slot.restarts += 1;
+                st.resend(i);
+                return Some(child);
+            }
+            Err(e) => {
+                eprintln!("threadcenter server: {e} (attempt {attempt}); retrying in {backoff:?}");
+                let stranded: Vec<Task> = {
+                    let mut st = sh.lock();
+                    if st.closing && st.slots[i].inflight.is_empty() && st.backlog.is_empty() {
+                        return None;
+                    }
+                    if attempt >= 3 {
+                        st.slots[i].inflight.drain(..).map(|(_, t)| t).collect()
+                    } else {
+                        Vec::new()
+                    }
+                };
+                for task in stranded {
+                    task.fail(
+                        &sh.metrics,
+                        ErrorCode::WorkerFailed,
+                        &format!("no worker process can be started: {e}"),
+                    );
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    None
+}
+
+fn describe_exit(status: &io::Result<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => format!("was killed by signal {sig}"),
+            _ => format!("ended ({s})"),
+        },
+        Err(e) => format!("could not be waited for ({e})"),
+    }
+}

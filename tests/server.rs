@@ -1,0 +1,453 @@
+//! Integration tests: the real `threadcenter server` binary over loopback sockets.
+
+mod sut;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sut::{alive, Conn, Server};
+
+#[test]
+fn readiness_line_names_the_bound_address() {
+    let server = Server::start(&["--workers", "1"]);
+    assert_eq!(server.addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(server.addr.port(), 0);
+    assert!(server
+        .ready_line
+        .starts_with("threadcenter listening addr=127.0.0.1:"));
+    assert!(
+        server.ready_line.contains(" workers=1 pool=process"),
+        "{}",
+        server.ready_line
+    );
+}
+
+#[test]
+fn compute_vectors_and_ids_round_trip_verbatim() {
+    for pool in ["process", "thread"] {
+        let server = Server::start(&["--workers", "2", "--pool", pool]);
+        let mut c = server.connect();
+        for (n, want) in [
+            (0u64, 48u64),
+            (1, 48),
+            (2, 113),
+            (3, 226),
+            (10, 8360),
+            (100, 401_619_087),
+            (1000, 933_214_789),
+            (500_000, 869_502_129),
+        ] {
+            let r = c.call(&json!({"id": "6f1c2a9e-uuid", "cmd": "compute", "n": n}));
+            assert_eq!(
+                r,
+                json!({"id": "6f1c2a9e-uuid", "result": want}),
+                "{pool} n={n}"
+            );
+        }
+        // Integers stay integers, even past u64; strings with escapes come back byte for byte.
+        c.send_raw(br#"{"id":123456789012345678901234567890,"cmd":"ping"}"#);
+        assert_eq!(
+            c.recv_raw(),
+            br#"{"id":123456789012345678901234567890,"ok":true,"pong":true}"#
+        );
+        c.send_raw(br#"{"id":"a\"b\u00e9","cmd":"compute","n":10}"#);
+        assert_eq!(c.recv_raw(), br#"{"id":"a\"b\u00e9","result":8360}"#);
+        assert_eq!(
+            c.call(&json!({"id": -7, "cmd": "ping"})),
+            json!({"id": -7, "ok": true, "pong": true})
+        );
+    }
+}
+
+#[test]
+fn a_client_written_to_the_seed_readme_works_unchanged() {
+    if !sut::have_python() {
+        return;
+    }
+    let server = Server::start(&["--workers", "2"]);
+    let script = r#"
+import json, socket, struct, sys, uuid
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def recv_exact(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c: raise SystemExit("closed")
+        b += c
+    return b
+for n in (10, 500000):
+    rid = str(uuid.uuid4())
+    msg = json.dumps({"id": rid, "cmd": "compute", "n": n}).encode()
+    s.sendall(struct.pack(">I", len(msg)) + msg)
+    (length,) = struct.unpack(">I", recv_exact(4))
+    resp = json.loads(recv_exact(length))
+    assert resp["id"] == rid, resp
+    print(resp["result"])
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &server.addr.port().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "8360\n869502129\n");
+}
+
+#[test]
+fn many_concurrent_connections_all_get_right_answers() {
+    let server = Server::start(&["--workers", "2"]);
+    let threads: Vec<_> = (0..64)
+        .map(|t| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut c = Conn::connect(addr);
+                for i in 0..20u64 {
+                    let n = (t * 37 + i * 101) % 5000;
+                    let r = c.call(&json!({"id": i, "cmd": "compute", "n": n}));
+                    assert_eq!(
+                        r,
+                        json!({"id": i, "result": threadcenter::protocol::compute(n)})
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = server.connect().call(&json!({"id": 0, "cmd": "stats"}));
+    assert_eq!(stats["stats"]["requests"]["compute"], 64 * 20);
+    assert_eq!(stats["stats"]["connections"]["total"], 65);
+}
+
+#[test]
+fn pipelined_fast_requests_overtake_a_slow_one() {
+    for pool in ["process", "thread"] {
+        let server = Server::start(&["--workers", "2", "--pool", pool]);
+        let mut c = server.connect();
+        let mut batch = Vec::new();
+        sut::frame(
+            &mut batch,
+            json!({"id": "slow", "cmd": "compute", "n": 50_000_000})
+                .to_string()
+                .as_bytes(),
+        );
+        for i in 0..20 {
+            sut::frame(
+                &mut batch,
+                json!({"id": i, "cmd": "compute", "n": 100})
+                    .to_string()
+                    .as_bytes(),
+            );
+        }
+        sut::frame(&mut batch, br#"{"id":"p","cmd":"ping"}"#);
+        c.stream.write_all(&batch).unwrap();
+        let answers: Vec<Value> = (0..22).map(|_| c.recv()).collect();
+        let slow_at = answers.iter().position(|a| a["id"] == "slow").unwrap();
+        assert_eq!(
+            slow_at, 21,
+            "{pool}: the slow request should come last: {answers:?}"
+        );
+        let mut ids: Vec<String> = answers.iter().map(|a| a["id"].to_string()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 22, "every request answered exactly once");
+    }
+}
+
+/// Each bad input, the answer protocol.md gives it, and whether the connection lives.
+#[test]
+fn bad_input_gets_the_documented_error_and_spares_the_connection() {
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--max-frame",
+        "4096",
+        "--max-n",
+        "1000000",
+    ]);
+    let mut c = server.connect();
+    let mut neighbour = server.connect();
+    let cases: &[(&[u8], Value, &str, &str)] = &[
+        (b"", Value::Null, "BAD_REQUEST", "empty frame"),
+        (
+            b"{\"id\":1,\"cmd\":\"ping\xc3\x28\"}",
+            Value::Null,
+            "BAD_REQUEST",
+            "UTF-8",
+        ),
+        (b"{\"id\":1,\"cmd\":", Value::Null, "BAD_REQUEST", "JSON"),
+        (b"[1,2,3]", Value::Null, "BAD_REQUEST", "not an object"),
+        (
+            b"{\"cmd\":\"ping\"}",
+            Value::Null,
+            "BAD_REQUEST",
+            "missing field `id`",
+        ),
+        (
+            b"{\"id\":[1],\"cmd\":\"ping\"}",
+            Value::Null,
+            "BAD_REQUEST",
+            "`id` must be",
+        ),
+        (
+            b"{\"id\":2}",
+            json!(2),
+            "BAD_REQUEST",
+            "missing field `cmd`",
+        ),
+        (
+            b"{\"id\":2,\"cmd\":true}",
+            json!(2),
+            "BAD_REQUEST",
+            "`cmd` must be a string",
+        ),
+        (
+            b"{\"id\":3,\"cmd\":\"compute\"}",
+            json!(3),
+            "BAD_REQUEST",
+            "missing field `n`",
+        ),
+        (
+            b"{\"id\":4,\"cmd\":\"compute\",\"n\":-5}",
+            json!(4),
+            "BAD_REQUEST",
+            ">= 0",
+        ),
+        (
+            b"{\"id\":5,\"cmd\":\"compute\",\"n\":2.5}",
+            json!(5),
+            "BAD_REQUEST",
+            "integer",
+        ),
+        (
+            b"{\"id\":6,\"cmd\":\"compute\",\"n\":\"100\"}",
+            json!(6),
+            "BAD_REQUEST",
+            "string",
+        ),
+        (
+            b"{\"id\":7,\"cmd\":\"compute\",\"n\":1000001}",
+            json!(7),
+            "BAD_REQUEST",
+            "--max-n",
+        ),
+        (
+            b"{\"id\":8,\"cmd\":\"compute\",\"n\":123456789012345678901234567890}",
+            json!(8),
+            "BAD_REQUEST",
+            "out of range",
+        ),
+        (
+            b"{\"id\":9,\"cmd\":\"launch\"}",
+            json!(9),
+            "UNKNOWN_CMD",
+            "unknown cmd",
+        ),
+    ];
+    for (payload, id, code, needle) in cases {
+        c.send_raw(payload);
+        let r = c.recv();
+        assert_eq!(r["id"], *id, "{}", String::from_utf8_lossy(payload));
+        assert_eq!(r["error"]["code"], *code, "{r}");
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+        // The connection stays open and useful.
+        assert_eq!(
+            c.call(&json!({"id": "ok", "cmd": "compute", "n": 10}))["result"],
+            8360
+        );
+    }
+
+    // A declared length over --max-frame: FRAME_TOO_LARGE, then the connection closes.
+    c.stream.write_all(&5000u32.to_be_bytes()).unwrap();
+    let r = c.recv();
+    assert_eq!(r["error"]["code"], "FRAME_TOO_LARGE", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("4096"));
+    assert!(
+        c.at_eof(),
+        "the server closes the connection after FRAME_TOO_LARGE"
+    );
+
+    // None of it touched the neighbour.
+    assert_eq!(
+        neighbour.call(&json!({"id": 1, "cmd": "ping"}))["pong"],
+        true
+    );
+}
+
+#[test]
+fn clients_that_leave_mid_frame_or_mid_request_do_not_hurt_the_server() {
+    let server = Server::start(&["--workers", "1"]);
+    for _ in 0..5 {
+        // Half a header, half a payload, then gone.
+        let mut c = server.connect();
+        c.stream.write_all(&[0, 0]).unwrap();
+        drop(c);
+        let mut c = server.connect();
+        c.stream.write_all(&100u32.to_be_bytes()).unwrap();
+        c.stream.write_all(b"{\"id\":").unwrap();
+        drop(c);
+        // A request in flight, then gone before the answer.
+        let mut c = server.connect();
+        c.send(&json!({"id": 1, "cmd": "compute", "n": 20_000_000}));
+        drop(c);
+    }
+    let mut c = server.connect();
+    assert_eq!(
+        c.call(&json!({"id": 1, "cmd": "compute", "n": 1000}))["result"],
+        933_214_789
+    );
+    // All those connections are eventually closed on the server's side.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = c.call(&json!({"id": 2, "cmd": "stats"}))["stats"]["connections"]["open"]
+            .as_u64()
+            .unwrap();
+        if open == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} connections still open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_task_fails_only_its_request_and_is_replaced() {
+    let server = Server::start(&["--workers", "2"]);
+    let mut c = server.connect();
+    let before = c.call(&json!({"id": "s", "cmd": "stats"}))["stats"]["worker_stats"].clone();
+    let pids: Vec<i32> = before
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_i64().unwrap() as i32)
+        .collect();
+    // Two long tasks keep both workers busy; more queue behind them.
+    c.send(&json!({"id": "a", "cmd": "compute", "n": 50_000_000}));
+    c.send(&json!({"id": "b", "cmd": "compute", "n": 50_000_000}));
+    for i in 0..6 {
+        c.send(&json!({"id": i, "cmd": "compute", "n": 1000}));
+    }
+    // Wait until both workers are computing, then kill one of them.
+    sut::wait_until(Duration::from_secs(10), || {
+        sut::cpu_ticks(pids[0]) > 5 && sut::cpu_ticks(pids[1]) > 5
+    });
+    sut::kill(pids[0], libc::SIGKILL);
+    let answers: Vec<Value> = (0..8).map(|_| c.recv()).collect();
+    let failed: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a.get("error").is_some())
+        .collect();
+    assert_eq!(failed.len(), 1, "exactly one request fails: {answers:?}");
+    assert_eq!(failed[0]["error"]["code"], "WORKER_FAILED");
+    assert!(["a", "b"].contains(&failed[0]["id"].as_str().unwrap()));
+    let msg = failed[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&pids[0].to_string()) && msg.contains("signal 9"),
+        "{msg}"
+    );
+    for a in answers.iter().filter(|a| a.get("error").is_none()) {
+        let want = if a["id"].is_string() {
+            321_532_617
+        } else {
+            933_214_789
+        };
+        assert_eq!(a["result"], want, "{a}");
+    }
+    let after = c.call(&json!({"id": "s", "cmd": "stats"}))["stats"]["worker_stats"].clone();
+    assert_eq!(after[0]["restarts"], 1, "{after}");
+    assert_ne!(after[0]["pid"], before[0]["pid"]);
+    assert_eq!(
+        c.call(&json!({"id": "z", "cmd": "compute", "n": 10}))["result"],
+        8360
+    );
+}
+
+#[test]
+fn sigterm_answers_every_request_in_flight_then_exits_cleanly() {
+    for pool in ["process", "thread"] {
+        let mut server = Server::start(&["--workers", "2", "--pool", pool]);
+        let mut c = server.connect();
+        let workers = server.worker_pids();
+        for i in 0..6 {
+            c.send(&json!({"id": i, "cmd": "compute", "n": 50_000_000}));
+        }
+        // Make sure the server has read them all before the signal.
+        sut::wait_until(Duration::from_secs(10), || {
+            server.connect().call(&json!({"id": "s", "cmd": "stats"}))["stats"]["requests"]
+                ["compute"]
+                == 6
+        });
+        sut::kill(server.pid() as i32, libc::SIGTERM);
+        let mut got: Vec<i64> = (0..6)
+            .map(|_| {
+                let r = c.recv();
+                assert_eq!(r["result"], 321_532_617, "{r}");
+                r["id"].as_i64().unwrap()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
+        assert!(c.at_eof(), "closed once drained");
+        let status = server.wait(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "{pool}: {}", server.stderr_tail());
+        for pid in workers {
+            sut::wait_until(Duration::from_secs(5), || !alive(pid));
+        }
+    }
+}
+
+#[test]
+fn requests_sent_during_the_drain_get_shutting_down() {
+    let server = Server::start(&["--workers", "1"]);
+    let mut c = server.connect();
+    c.send(&json!({"id": "long", "cmd": "compute", "n": 50_000_000}));
+    sut::wait_until(Duration::from_secs(5), || {
+        server.connect().call(&json!({"id": "s", "cmd": "stats"}))["stats"]["requests"]["compute"]
+            == 1
+    });
+    sut::kill(server.pid() as i32, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(&json!({"id": "late", "cmd": "compute", "n": 10}));
+    let mut answers: Vec<Value> = (0..2).map(|_| c.recv()).collect();
+    answers.sort_by_key(|a| a["id"].to_string());
+    assert_eq!(answers[0]["id"], "late");
+    assert_eq!(answers[0]["error"]["code"], "SHUTTING_DOWN");
+    assert_eq!(answers[1]["result"], 321_532_617);
+}
+
+#[test]
+fn workers_die_with_a_killed_server() {
+    let mut server = Server::start(&["--workers", "2"]);
+    let workers = server.worker_pids();
+    let mut c = server.connect();
+    c.send(&json!({"id": 1, "cmd": "compute", "n": 1_000_000_000}));
+    std::thread::sleep(Duration::from_millis(100));
+    sut::kill(server.pid() as i32, libc::SIGKILL);
+    server.wait(Duration::from_secs(5));
+    for pid in workers {
+        sut::wait_until(Duration::from_secs(5), || !alive(pid));
+    }
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = std::process::Command::new(sut::BIN)
+        .args(["server", "--port", &port, "--workers", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no readiness line");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Address already in use") && err.contains("--port"),
+        "{err}"
+    );
+}

@@ -1,0 +1,268 @@
+//! Test support: start the real server binary on port 0 and talk to it over loopback.
+//!
+//! Every process started here is killed (by its pid, SIGKILL) and reaped on drop,
+//! so a failing test leaves nothing behind.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_threadcenter");
+
+/// A running `threadcenter server`, killed and reaped when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub ready_line: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `threadcenter server --port 0 ARGS...` and waits for its readiness line.
+    pub fn start(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--port", "0"]).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the server binary");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let mut err = child.stderr.take().unwrap();
+            let sink = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut server = Server {
+            child: Some(child),
+            addr: "0.0.0.0:0".parse().unwrap(),
+            ready_line: String::new(),
+            stderr,
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no readiness line; stderr: {}", server.stderr_tail()));
+        let addr = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("addr="))
+            .unwrap_or_else(|| {
+                panic!(
+                    "bad readiness line {line:?}; stderr: {}",
+                    server.stderr_tail()
+                )
+            });
+        server.addr = addr.parse().unwrap();
+        server.ready_line = line.trim_end().to_string();
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::connect(self.addr)
+    }
+
+    pub fn worker_pids(&self) -> Vec<i32> {
+        let stats = self
+            .connect()
+            .call(&serde_json::json!({"id": 0, "cmd": "stats"}));
+        stats["stats"]["worker_stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["pid"].as_i64().unwrap() as i32)
+            .collect()
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        let s = self.stderr.lock().unwrap();
+        s.chars()
+            .rev()
+            .take(2000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    }
+
+    /// Waits for the server to exit by itself; panics (and kills it) after `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "server did not exit within {limit:?}; stderr: {}",
+                    self.stderr_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Appends one frame to `out`.
+pub fn frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// A raw framed connection, as any client written to protocol.md would have.
+pub struct Conn {
+    pub stream: TcpStream,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn { stream }
+    }
+
+    pub fn send_raw(&mut self, payload: &[u8]) {
+        let mut buf = Vec::new();
+        frame(&mut buf, payload);
+        self.stream.write_all(&buf).unwrap();
+    }
+
+    pub fn send(&mut self, v: &Value) {
+        self.send_raw(v.to_string().as_bytes());
+    }
+
+    pub fn recv_raw(&mut self) -> Vec<u8> {
+        let mut header = [0u8; 4];
+        self.stream
+            .read_exact(&mut header)
+            .expect("read a response header");
+        let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+        self.stream
+            .read_exact(&mut payload)
+            .expect("read a response payload");
+        payload
+    }
+
+    pub fn recv(&mut self) -> Value {
+        serde_json::from_slice(&self.recv_raw()).expect("response is JSON")
+    }
+
+    pub fn call(&mut self, v: &Value) -> Value {
+        self.send(v);
+        self.recv()
+    }
+
+    /// True if the server closed the connection (no more bytes, ever).
+    pub fn at_eof(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+pub fn have_python() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("python3 not found: skipping");
+    }
+    ok
+}
+
+/// Polls `cond` until it holds; panics after `limit`.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a pid this test started (or its server's worker).
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// CPU time of a process so far, in clock ticks (utime + stime).
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
