@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::protocol::message::{encode_error, encode_pong, encode_stats};
 use crate::protocol::{parse_request, Command, ErrorCode, FrameError, FrameReader, Id};
 use crate::server::metrics::CmdKind;
-use crate::server::outbox::Outbox;
+use crate::server::outbox::{Outbox, Room};
 use crate::server::pool::{Refused, Task};
 use crate::server::Context;
 
@@ -55,10 +55,12 @@ pub fn serve(ctx: Arc<Context>, stream: TcpStream) {
         return;
     }
     let _ = stream.set_read_timeout(Some(POLL));
+    let mut frames = FrameReader::new(stream, ctx.config.max_frame);
+    frames.set_stall_limit(Some(ctx.config.frame_timeout));
     let mut reader = Reader {
         ctx: &ctx,
         outbox: &outbox,
-        frames: FrameReader::new(stream, ctx.config.max_frame),
+        frames,
     };
     reader.run();
     outbox.reader_done();
@@ -79,11 +81,17 @@ impl Reader<'_> {
             if self.ctx.shutting_down() && self.outbox.in_flight() == 0 {
                 return self.drain_for_shutdown();
             }
-            if !self
+            match self
                 .outbox
                 .wait_for_room(self.ctx.config.max_in_flight, POLL)
             {
-                continue;
+                Room::Free => {}
+                // The pause was the server's doing, not the client's.
+                Room::AfterWait => self.frames.reset_stall_clock(),
+                Room::Full => {
+                    self.frames.reset_stall_clock();
+                    continue;
+                }
             }
             match self.frames.next_frame() {
                 Ok(Some(payload)) => handle(self.ctx, self.outbox, payload, Instant::now()),
@@ -97,6 +105,12 @@ impl Reader<'_> {
                         ErrorCode::FrameTooLarge,
                         &format!("frame declares {len} bytes, over this server's limit of {max} bytes (--max-frame); closing the connection"),
                     );
+                    return;
+                }
+                // Slowloris: no answer (the frame has no id yet), the connection closes.
+                Err(e @ FrameError::Stalled { .. }) => {
+                    self.ctx.metrics.frames_timed_out.fetch_add(1, Relaxed);
+                    eprintln!("threadcenter server: closing a connection: {e}");
                     return;
                 }
                 // A client that leaves mid-frame, or a reset: nothing to answer.

@@ -15,6 +15,17 @@ use std::time::Duration;
 
 use socket2::SockRef;
 
+/// What [`Outbox::wait_for_room`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Room at once.
+    Free,
+    /// Room, after the reader waited for it.
+    AfterWait,
+    /// Still no room when the wait timed out.
+    Full,
+}
+
 pub struct Outbox {
     /// A handle of its own, so the descriptor lives as long as any task may answer.
     stream: TcpStream,
@@ -135,13 +146,13 @@ impl Outbox {
     /// Blocks the reader while the connection has `max_in_flight` tasks in flight or
     /// too many unsent bytes, so a client that never reads cannot grow the server's
     /// memory. Returns after `timeout` regardless, so the reader can check shutdown.
-    pub fn wait_for_room(&self, max_in_flight: usize, timeout: Duration) -> bool {
+    pub fn wait_for_room(&self, max_in_flight: usize, timeout: Duration) -> Room {
         let mut st = self.lock();
         let full = |st: &State| {
             !st.broken && (st.in_flight >= max_in_flight || st.buf.len() >= self.max_buffered)
         };
         if !full(&st) {
-            return true;
+            return Room::Free;
         }
         st.reader_waiting = true;
         let (mut st, _) = self
@@ -149,7 +160,11 @@ impl Outbox {
             .wait_timeout_while(st, timeout, |st| full(st))
             .unwrap_or_else(|e| e.into_inner());
         st.reader_waiting = false;
-        !full(&st)
+        if full(&st) {
+            Room::Full
+        } else {
+            Room::AfterWait
+        }
     }
 
     /// The writer thread's loop: blocking writes of whatever accumulated, until the

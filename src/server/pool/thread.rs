@@ -1,14 +1,21 @@
 //! The thread pool: the same work as the process pool, on threads inside the server.
+//!
+//! A thread cannot be killed from outside, so `--task-timeout` works by cooperation:
+//! compute checks the clock every 2^20 steps (a few milliseconds) and gives the task
+//! up once its time is over; the request is answered WORKER_FAILED and the thread goes
+//! on to the next task. Unlike a worker process, a thread stuck in something that
+//! never checks (there is no such thing in compute today) would stay stuck.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use super::{mono_ns, run_compute, Done, Pool, Refused, Task, WhenFull};
-use crate::server::metrics::WorkerStats;
+use super::{mono_ns, run_compute_until, Done, Pool, Refused, Task, WhenFull};
+use crate::protocol::ErrorCode;
+use crate::server::metrics::{Metrics, WorkerStats};
 
 pub struct ThreadPool {
     tx: Sender<Task>,
@@ -24,6 +31,8 @@ impl ThreadPool {
         workers: usize,
         capacity: usize,
         when_full: WhenFull,
+        task_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<ThreadPool> {
         let (tx, rx) = crossbeam_channel::bounded::<Task>(capacity);
         let counters: Arc<Vec<(AtomicU64, AtomicU64)>> =
@@ -34,6 +43,7 @@ impl ThreadPool {
             let rx = rx.clone();
             let closed = Arc::clone(&closed);
             let counters = Arc::clone(&counters);
+            let metrics = Arc::clone(&metrics);
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("pool-thread-{i}"))
@@ -44,15 +54,24 @@ impl ThreadPool {
                             Err(_) => break,
                         };
                         let start_ns = mono_ns();
-                        let result = run_compute(task.n);
+                        let result = run_compute_until(task.n, Instant::now() + task_timeout);
                         let end_ns = mono_ns();
                         counters[i].0.fetch_add(1, Relaxed);
                         counters[i].1.fetch_add(end_ns - start_ns, Relaxed);
-                        task.answer(Done {
-                            result,
-                            start_ns,
-                            end_ns,
-                        });
+                        match result {
+                            Some(result) => task.answer(Done {
+                                result,
+                                start_ns,
+                                end_ns,
+                            }),
+                            None => task.fail(
+                                &metrics,
+                                ErrorCode::WorkerFailed,
+                                &format!(
+                                    "worker thread {i} did not finish this request within --task-timeout {task_timeout:?} and gave it up"
+                                ),
+                            ),
+                        }
                     })?,
             );
         }
