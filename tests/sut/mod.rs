@@ -266,3 +266,52 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     };
     get(11) + get(12)
 }
+
+/// A `VmRSS`/`Threads`-style field of /proc/PID/status, as a number (kB for sizes).
+pub fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS")
+}
+
+/// Live (non-zombie) child processes of `pid`, from /proc.
+pub fn children(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        // After the command: state, ppid, ...
+        if fields.get(1) == Some(&pid.to_string().as_str()) && fields.first() != Some(&"Z") {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Sends SIGCONT to a pid this test stopped, if it still exists, when dropped: a test
+/// that fails between SIGSTOP and the server's SIGKILL leaves no stopped process.
+pub struct Stopped(pub i32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            kill(self.0, libc::SIGCONT);
+        }
+    }
+}
