@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pool;
 pub mod refuse;
+pub mod tls;
 pub mod worker;
 
 use std::io::{self, Write};
@@ -53,6 +54,8 @@ pub struct ServerConfig {
     pub max_buffered: usize,
     /// The executable re-run as `threadcenter worker`.
     pub worker_exe: PathBuf,
+    /// Serve TLS with this configuration (`--tls-cert`/`--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -78,6 +81,11 @@ impl ServerConfig {
             max_buffered: 4 << 20,
             worker_exe: std::env::current_exe()
                 .context("cannot find this executable to start worker processes")?,
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+                (None, None) => None,
+                _ => bail!("--tls-cert and --tls-key go together"),
+            },
         })
     }
 }
@@ -154,10 +162,11 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         let mut out = io::stdout().lock();
         writeln!(
             out,
-            "threadcenter listening addr={addr} pid={} workers={} pool={}",
+            "threadcenter listening addr={addr} pid={} workers={} pool={} tls={}",
             std::process::id(),
             config.workers,
-            config.pool.as_str()
+            config.pool.as_str(),
+            if config.tls.is_some() { "on" } else { "off" }
         )?;
         out.flush()
     })
@@ -172,7 +181,7 @@ pub fn serve(
 ) -> anyhow::Result<()> {
     let listener = bind(&config.host, config.port)?;
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && config.tls.is_none() {
         eprintln!(
             "threadcenter server: WARNING: listening on {addr}, which is not a loopback address, without TLS: anyone who can reach this port can submit work and read every request and response in plaintext. Bind 127.0.0.1 (the default), or serve TLS with --tls-cert/--tls-key."
         );
