@@ -12,8 +12,8 @@ use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use socket2::SockRef;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 
 use crate::protocol::message::encode_error;
 use crate::protocol::ErrorCode;
@@ -24,14 +24,14 @@ pub const LINGER: Duration = Duration::from_secs(1);
 pub const HELD_MAX: usize = 1024;
 
 pub struct Refuser {
-    tx: Sender<(TcpStream, u64)>,
+    tx: SyncSender<(TcpStream, u64)>,
 }
 
 impl Refuser {
     /// Starts the refusing thread; it ends once the `Refuser` is dropped and every
     /// held socket is closed.
     pub fn start() -> Refuser {
-        let (tx, rx) = crossbeam_channel::bounded(HELD_MAX);
+        let (tx, rx) = mpsc::sync_channel(HELD_MAX);
         let spawned = std::thread::Builder::new()
             .name("refuser".into())
             .stack_size(64 * 1024)

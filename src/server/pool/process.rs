@@ -58,6 +58,8 @@ struct State {
     next_seq: u64,
     rotate: usize,
     scratch: Vec<u8>,
+    /// Producers blocked on a full backlog (a notify costs a syscall: skip it at 0).
+    waiting_producers: usize,
 }
 
 struct Slot {
@@ -182,6 +184,7 @@ impl ProcessPool {
                 next_seq: 0,
                 rotate: 0,
                 scratch: Vec::new(),
+                waiting_producers: 0,
             }),
             not_full: Condvar::new(),
             capacity,
@@ -254,7 +257,11 @@ impl Pool for ProcessPool {
             }
             match sh.when_full {
                 WhenFull::Reject => return Err((task, Refused::Full)),
-                WhenFull::Wait => st = sh.not_full.wait(st).unwrap_or_else(|e| e.into_inner()),
+                WhenFull::Wait => {
+                    st.waiting_producers += 1;
+                    st = sh.not_full.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.waiting_producers -= 1;
+                }
             }
         }
     }
@@ -447,7 +454,7 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
             }
             // The worker went on to its next task when it wrote the last result.
             st.slots[i].head_since = Instant::now();
-            if st.top_up(i) {
+            if st.top_up(i) && st.waiting_producers > 0 {
                 sh.not_full.notify_all();
             }
             if st.closing && st.all_done() {
@@ -520,7 +527,7 @@ fn respawn(sh: &Shared, i: usize) -> Option<Child> {
                 slot.restarts += 1;
                 st.resend(i);
                 // The backlog may have waited for this worker alone.
-                if st.top_up(i) {
+                if st.top_up(i) && st.waiting_producers > 0 {
                     sh.not_full.notify_all();
                 }
                 return Some(child);
