@@ -186,6 +186,13 @@ pub struct ClientArgs {
     /// Print nothing on stdout (files and the exit status still tell).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Speak TLS to a server started with --tls-cert/--tls-key; its certificate is
+    /// checked against --ca, or the system's roots without it, for the name --host.
+    #[arg(long)]
+    pub tls: bool,
+    /// The CA certificate(s), PEM, that --tls trusts instead of the system's roots.
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -194,3 +194,59 @@ fn tls_beyond_loopback_does_not_warn() {
         t.server.stderr_tail()
     );
 }
+
+fn client(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(sut::BIN)
+        .arg("client")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_load_client_speaks_tls_with_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = sut::self_signed(dir.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = Server::start(&["--workers", "2", "--tls-cert", cert, "--tls-key", key]);
+    let port = server.addr.port().to_string();
+    for host in ["127.0.0.1", "localhost"] {
+        let out = client(&[
+            "--host", host, "--port", &port, "--tls", "--ca", cert, "-c", "2", "-n", "20",
+            "--size", "1000",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{host}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("40 ok, 0 failed"), "{text}");
+    }
+    // Without --ca the system's roots do not know this certificate: one clear error.
+    let out = client(&["--port", &port, "--tls", "-n", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--ca"), "{err}");
+    // A plaintext client against a TLS server fails, and says so, without hanging.
+    let out = client(&["--port", &port, "-n", "1", "--timeout", "5s"]);
+    assert_eq!(out.status.code(), Some(1));
+    // --ca means nothing without --tls.
+    let out = client(&["--port", &port, "--ca", cert]);
+    assert_eq!(out.status.code(), Some(2));
+    // And a TLS client against a plaintext server: a handshake error, not a hang.
+    let plain = Server::start(&["--workers", "1"]);
+    let out = client(&[
+        "--port",
+        &plain.addr.port().to_string(),
+        "--tls",
+        "--ca",
+        cert,
+        "--timeout",
+        "5s",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TLS handshake failed"), "{err}");
+}
