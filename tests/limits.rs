@@ -70,8 +70,16 @@ fn when_full_reject_answers_overloaded_at_once() {
                     .as_bytes(),
             );
         }
+        let sent = Instant::now();
         c.stream.write_all(&batch).unwrap();
-        let answers: Vec<Value> = (0..8).map(|_| c.recv()).collect();
+        let mut at = Vec::new();
+        let answers: Vec<Value> = (0..8)
+            .map(|_| {
+                let r = c.recv();
+                at.push(sent.elapsed());
+                r
+            })
+            .collect();
         let overloaded: Vec<&Value> = answers
             .iter()
             .filter(|a| a["error"]["code"] == "OVERLOADED")
@@ -89,6 +97,12 @@ fn when_full_reject_answers_overloaded_at_once() {
         // Refusals come at once, before the slow request's answer.
         let slow_at = answers.iter().position(|a| a["id"] == "slow").unwrap();
         assert_eq!(slow_at, overloaded.len(), "{pool}: {answers:?}");
+        eprintln!(
+            "[when-full reject, {pool}] {} OVERLOADED, the last after {:?}; the running request answered after {:?}",
+            overloaded.len(),
+            at[slow_at - 1],
+            at[slow_at]
+        );
         let mut ids: Vec<String> = answers.iter().map(|a| a["id"].to_string()).collect();
         ids.sort();
         ids.dedup();
@@ -118,6 +132,10 @@ fn a_task_past_the_task_timeout_is_answered_worker_failed() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "{pool}: answered after {:?}",
+            started.elapsed()
+        );
+        eprintln!(
+            "[task-timeout 300ms, {pool}] n=10^9 answered WORKER_FAILED after {:?}",
             started.elapsed()
         );
         // The task queued behind it is served by the replacement.
@@ -162,6 +180,11 @@ fn a_frame_that_does_not_arrive_in_time_closes_the_connection() {
         "trickler closed"
     );
     assert!(half.at_eof(), "half a header then silence: closed");
+    eprintln!(
+        "[frame-timeout 300ms] a frame trickled at a byte per 50 ms: closed after {:?}; half a header then silence: closed (checked at {:?})",
+        closed_after,
+        started.elapsed()
+    );
     // Idle between frames is not timed; a prompt client is unaffected.
     assert_eq!(idle.call(&json!({"id": 1, "cmd": "ping"}))["pong"], true);
     assert_eq!(stats(&server)["connections"]["timed_out"], 2);
