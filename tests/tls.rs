@@ -250,3 +250,52 @@ fn the_load_client_speaks_tls_with_ca() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TLS handshake failed"), "{err}");
 }
+
+#[test]
+fn a_tls_client_that_never_reads_cannot_grow_the_server() {
+    let t = start(&["--workers", "1"]);
+    let pid = t.server.pid();
+    let mut other = TlsConn::connect(t.server.addr, &t.client);
+    assert_eq!(other.call(&json!({"id": 0, "cmd": "ping"}))["pong"], true);
+    std::thread::sleep(Duration::from_millis(200));
+    let rest = sut::rss_kib(pid);
+    let mut c = TlsConn::connect(t.server.addr, &t.client);
+    assert_eq!(c.call(&json!({"id": 0, "cmd": "ping"}))["pong"], true);
+    c.tls
+        .sock
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut pings = Vec::new();
+    for _ in 0..2048 {
+        sut::frame(&mut pings, br#"{"id":1,"cmd":"ping"}"#);
+    }
+    // Pings, never reading an answer, until a write blocks for a second or 256 MiB went.
+    let (mut sent, mut blocked) = (0usize, false);
+    while sent < 256 << 20 {
+        match c.tls.write_all(&pings).and_then(|()| c.tls.flush()) {
+            Ok(()) => sent += pings.len(),
+            Err(_) => {
+                blocked = true;
+                break;
+            }
+        }
+    }
+    let peak = sut::rss_kib(pid);
+    eprintln!(
+        "[tls never reads] server RSS {rest} KiB at rest, {peak} KiB after {} MiB of unread pings (stopped reading: {blocked})",
+        sent >> 20
+    );
+    assert!(
+        blocked,
+        "the server stops reading a TLS client that never reads"
+    );
+    assert!(
+        peak < rest + 48 * 1024,
+        "RSS {peak} KiB over {rest} KiB at rest"
+    );
+    // Others are served all the while.
+    assert_eq!(
+        other.call(&json!({"id": 1, "cmd": "compute", "n": 10}))["result"],
+        8360
+    );
+}
