@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod client;
 pub mod protocol;
+pub mod runner;
 pub mod server;
 
 use std::process::ExitCode;
