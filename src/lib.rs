@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod client;
 pub mod protocol;
+pub mod report;
 pub mod runner;
 pub mod server;
 

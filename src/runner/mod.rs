@@ -4,12 +4,13 @@
 //! renders the report from them.
 //!
 //! Modules: `experiment` (the file), `matrix` (cells and order), `launch` (process groups),
-//! `cpu` (sampling).
+//! `cpu` (sampling), `store` (the run directory).
 
 pub mod cpu;
 pub mod experiment;
 pub mod launch;
 pub mod matrix;
+pub mod store;
 
 use std::time::Duration;
 
@@ -22,4 +23,12 @@ pub fn fmt_duration(d: Duration) -> String {
     } else {
         format!("{}us", d.as_micros())
     }
+}
+
+/// The axes with more than one value among `cells`, in axis order.
+pub fn varying_axes(cells: &[matrix::Cell]) -> Vec<matrix::Axis> {
+    matrix::Axis::ALL
+        .into_iter()
+        .filter(|&a| cells.iter().any(|c| c.get(a) != cells[0].get(a)))
+        .collect()
 }
