@@ -12,10 +12,18 @@ pub mod markdown;
 pub mod plots;
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::cli::ReportArgs;
 use crate::runner::store;
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    render(&args.dir)?;
+    println!("{}", args.dir.join(store::REPORT_FILE).display());
+    Ok(ExitCode::SUCCESS)
+}
 
 /// Renders summary.csv, plots/ and report.md from the raw files in `dir`.
 pub fn render(dir: &Path) -> anyhow::Result<()> {
