@@ -145,7 +145,7 @@ pub struct ClientArgs {
     /// Send for this long instead of a fixed count (e.g. 10s, 500ms, 2m).
     #[arg(long, short = 'd', value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// n for compute: the work per request (about 3-4 ns a step in this server).
+    /// n for compute: the work per request (a few ns per step in this server).
     #[arg(long, short = 's', default_value_t = 500_000)]
     pub size: u64,
     /// Command to send.

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod hdr;
 pub mod protocol;
 pub mod report;
 pub mod runner;

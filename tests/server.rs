@@ -273,6 +273,23 @@ fn bad_input_gets_the_documented_error_and_spares_the_connection() {
         "the server closes the connection after FRAME_TOO_LARGE"
     );
 
+    // A little-endian length prefix (a classic framing bug) is named as such.
+    let mut c = server.connect();
+    let payload = br#"{"id":1,"cmd":"ping"}"#;
+    c.stream
+        .write_all(&(payload.len() as u32).to_le_bytes())
+        .unwrap();
+    c.stream.write_all(payload).unwrap();
+    let r = c.recv();
+    assert_eq!(r["error"]["code"], "FRAME_TOO_LARGE", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be big-endian"),
+        "{r}"
+    );
+
     // None of it touched the neighbour.
     assert_eq!(
         neighbour.call(&json!({"id": 1, "cmd": "ping"}))["pong"],

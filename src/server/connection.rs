@@ -90,12 +90,18 @@ impl Reader<'_> {
                 Ok(None) => return,
                 Err(e) if e.is_timeout() => continue,
                 Err(FrameError::TooLarge { len, max }) => {
+                    let swapped = len.swap_bytes();
+                    let hint = if swapped > 0 && swapped <= max {
+                        format!("; read little-endian it would be {swapped}: the length prefix must be big-endian")
+                    } else {
+                        String::new()
+                    };
                     reply_error(
                         self.ctx,
                         self.outbox,
                         Id::NULL,
                         ErrorCode::FrameTooLarge,
-                        &format!("frame declares {len} bytes, over this server's limit of {max} bytes (--max-frame); closing the connection"),
+                        &format!("frame declares {len} bytes, over this server's limit of {max} bytes (--max-frame){hint}; closing the connection"),
                     );
                     return;
                 }

@@ -49,6 +49,8 @@ struct State {
     next_seq: u64,
     rotate: usize,
     scratch: Vec<u8>,
+    /// Producers blocked on a full backlog (a notify costs a syscall: skip it at 0).
+    waiting_producers: usize,
 }
 
 struct Slot {
@@ -147,6 +149,7 @@ impl ProcessPool {
                 next_seq: 0,
                 rotate: 0,
                 scratch: Vec::new(),
+                waiting_producers: 0,
             }),
             not_full: Condvar::new(),
             capacity,
@@ -217,7 +220,11 @@ impl Pool for ProcessPool {
             }
             match sh.when_full {
                 WhenFull::Reject => return Err((task, Refused::Full)),
-                WhenFull::Wait => st = sh.not_full.wait(st).unwrap_or_else(|e| e.into_inner()),
+                WhenFull::Wait => {
+                    st.waiting_producers += 1;
+                    st = sh.not_full.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.waiting_producers -= 1;
+                }
             }
         }
     }
@@ -368,7 +375,9 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
                     .clamp(1, BATCH_MAX);
                 let batch: Vec<Task> = st.backlog.drain(..share).collect();
                 st.assign(i, batch);
-                sh.not_full.notify_all();
+                if st.waiting_producers > 0 {
+                    sh.not_full.notify_all();
+                }
             }
             if st.closing && st.all_done() {
                 for slot in &mut st.slots {

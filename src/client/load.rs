@@ -1,0 +1,587 @@
+//! The load engine: one thread and one connection per concurrency slot, closed loop, each
+//! thread owning its histogram and counters, merged once at the end.
+//!
+//! Hot path per request: encode into a reused buffer, one `write_all`, read one frame
+//! through a reused [`FrameReader`] buffer, parse it in place, record the latency in the
+//! thread's own histogram. No lock, channel or allocation (failures aside).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use hdrhistogram::Histogram;
+
+use super::report::{Failures, Report};
+use super::{LoadConfig, Mode};
+use crate::cli::ClientCmd;
+use crate::protocol::frame::FrameError;
+use crate::protocol::message::{bounded, encode_request};
+use crate::protocol::{compute, parse_response, Body, Command, FrameReader};
+
+/// Largest response frame accepted; larger ones count as malformed.
+const MAX_RESPONSE_FRAME: u32 = crate::protocol::DEFAULT_MAX_FRAME;
+/// A thread stops after this many connection attempts in a row have failed.
+pub const MAX_CONNECT_ATTEMPTS: u32 = 8;
+/// Pause before the second reconnect in a row; doubles with each further failure.
+const BACKOFF_START: Duration = Duration::from_millis(5);
+/// Longest pause between reconnects.
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Client threads need little stack; a small one keeps high concurrency cheap.
+const THREAD_STACK: usize = 256 * 1024;
+
+/// `host:port` as a person types it (IPv6 literals in brackets).
+pub fn target_name(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Runs the load described by `config` and returns what it measured.
+///
+/// `Err` only when the run cannot start: the host does not resolve, the server does not
+/// accept a connection, or threads cannot be created. Failed requests are in the report.
+pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
+    let addr = preflight(config)?;
+    let (command, expected) = match config.cmd {
+        ClientCmd::Compute => (
+            Command::Compute { n: config.size },
+            Some(compute(config.size)),
+        ),
+        ClientCmd::Ping => (Command::Ping, None),
+    };
+    let n = config.concurrency;
+    let shared = Arc::new(Shared {
+        addr,
+        config: config.clone(),
+        command,
+        expected,
+        gate: Gate::new(n),
+    });
+
+    let mut handles = Vec::with_capacity(n);
+    for index in 0..n {
+        let s = Arc::clone(&shared);
+        let spawned = thread::Builder::new()
+            .name(format!("client-{index}"))
+            .stack_size(THREAD_STACK)
+            .spawn(move || ThreadState::new().run(&s));
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                shared.gate.abort();
+                for handle in handles {
+                    let _ = handle.join();
+                }
+                bail!(
+                    "cannot start client thread {} of {n}: {e}; lower --concurrency or raise the thread limit (ulimit -u)",
+                    index + 1
+                );
+            }
+        }
+    }
+
+    let start = shared.gate.open_when_all_arrived();
+    let measure_from = start + config.warmup;
+
+    let mut ok = 0;
+    let mut failures = Failures::default();
+    let mut histogram = crate::hdr::new_latency_histogram();
+    let mut first_errors = BTreeMap::new();
+    let mut last_done: Option<Instant> = None;
+    let mut panicked = 0;
+    for handle in handles {
+        let Ok(t) = handle.join() else {
+            panicked += 1;
+            continue;
+        };
+        ok += t.ok;
+        failures.merge(&t.failures);
+        histogram
+            .add(&t.histogram)
+            .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
+        for (kind, message) in t.first_errors {
+            first_errors.entry(kind).or_insert(message);
+        }
+        last_done = last_done.max(t.last_done);
+    }
+    if panicked > 0 {
+        bail!("{panicked} client thread(s) panicked; the results would be incomplete");
+    }
+    let elapsed = last_done.map_or(Duration::ZERO, |t| {
+        t.saturating_duration_since(measure_from)
+    });
+    Ok(Report {
+        config: config.clone(),
+        addr,
+        ok,
+        failures,
+        elapsed,
+        histogram,
+        first_errors,
+    })
+}
+
+/// Resolves the target and checks that it accepts a connection, so that a server that is
+/// not there is one clear error and not thousands of failed requests.
+fn preflight(config: &LoadConfig) -> anyhow::Result<SocketAddr> {
+    let target = target_name(&config.host, config.port);
+    let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
+        .to_socket_addrs()
+        .map_err(|e| anyhow!("cannot resolve {target}: {e}; check --host"))?
+        .collect();
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, config.timeout) {
+            Ok(_) => return Ok(addr),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match last_error {
+        Some(e) => bail!(
+            "cannot connect to {target}: {e}; is the server running? check --host/--port and any firewall"
+        ),
+        None => bail!("cannot resolve {target}: no address found; check --host"),
+    }
+}
+
+/// What every thread reads.
+struct Shared {
+    addr: SocketAddr,
+    config: LoadConfig,
+    command: Command,
+    /// compute(size), computed once; `None` for ping.
+    expected: Option<u64>,
+    gate: Gate,
+}
+
+/// Holds every thread until all have connected, then releases them with one start time.
+struct Gate {
+    threads: usize,
+    state: Mutex<GateState>,
+    all_arrived: Condvar,
+    opened: Condvar,
+}
+
+struct GateState {
+    arrived: usize,
+    start: Option<Instant>,
+    aborted: bool,
+}
+
+impl Gate {
+    fn new(threads: usize) -> Gate {
+        Gate {
+            threads,
+            state: Mutex::new(GateState {
+                arrived: 0,
+                start: None,
+                aborted: false,
+            }),
+            all_arrived: Condvar::new(),
+            opened: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A thread is ready; returns the common start time, or `None` if the run was aborted.
+    fn arrive(&self) -> Option<Instant> {
+        let mut s = self.lock();
+        s.arrived += 1;
+        if s.arrived == self.threads {
+            self.all_arrived.notify_one();
+        }
+        while s.start.is_none() && !s.aborted {
+            s = self.opened.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.start
+    }
+
+    /// Waits for every thread (each one's connect is bounded by --timeout), then starts them.
+    fn open_when_all_arrived(&self) -> Instant {
+        let mut s = self.lock();
+        while s.arrived < self.threads {
+            s = self.all_arrived.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        let start = Instant::now();
+        s.start = Some(start);
+        self.opened.notify_all();
+        start
+    }
+
+    fn abort(&self) {
+        self.lock().aborted = true;
+        self.opened.notify_all();
+    }
+}
+
+/// A socket whose reads fail with `TimedOut` once the current request's deadline has
+/// passed, so a server trickling bytes cannot stretch one request past about twice
+/// `--timeout` (each read also has the socket's own `--timeout`).
+struct DeadlineStream {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if Instant::now() >= self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "response deadline passed",
+            ));
+        }
+        self.stream.read(buf)
+    }
+}
+
+type Conn = FrameReader<DeadlineStream>;
+
+fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let deadline = Instant::now() + timeout;
+    Ok(FrameReader::new(
+        DeadlineStream { stream, deadline },
+        MAX_RESPONSE_FRAME,
+    ))
+}
+
+/// How one request ended.
+enum Outcome<'a> {
+    Ok,
+    WrongResult(u64),
+    ServerError {
+        code: Cow<'a, str>,
+        message: Cow<'a, str>,
+        /// The error did not carry our id: the connection's state is unknown.
+        reconnect: bool,
+    },
+    Malformed(String),
+    Io(String),
+    Timeout,
+}
+
+impl Outcome<'_> {
+    /// After these the connection's state is unknown, so the thread reconnects.
+    fn loses_connection(&self) -> bool {
+        match self {
+            Outcome::Ok | Outcome::WrongResult(_) => false,
+            Outcome::ServerError { reconnect, .. } => *reconnect,
+            Outcome::Malformed(_) | Outcome::Io(_) | Outcome::Timeout => true,
+        }
+    }
+}
+
+/// Classifies a response payload to request `id`.
+fn classify(payload: &[u8], id: u64, expected: Option<u64>) -> Outcome<'_> {
+    let response = match parse_response(payload) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Malformed(e.0),
+    };
+    if response.int_id() != Some(id) {
+        if let (Body::Error { code, message }, "null") = (&response.body, response.id) {
+            // A server may refuse a connection-level problem without an id.
+            return Outcome::ServerError {
+                code: code.clone(),
+                message: message.clone(),
+                reconnect: true,
+            };
+        }
+        return Outcome::Malformed(format!(
+            "response id {} does not match the request id {id}",
+            bounded(response.id)
+        ));
+    }
+    match (response.body, expected) {
+        (Body::Error { code, message }, _) => Outcome::ServerError {
+            code,
+            message,
+            reconnect: false,
+        },
+        (Body::Result(got), Some(want)) if got == want => Outcome::Ok,
+        (Body::Result(got), Some(_)) => Outcome::WrongResult(got),
+        (_, Some(_)) => Outcome::Malformed("compute response has no `result`".to_string()),
+        // ping: a response with our id and no error is a success.
+        (_, None) => Outcome::Ok,
+    }
+}
+
+/// One thread's results, merged by `run_load`.
+struct ThreadState {
+    ok: u64,
+    failures: Failures,
+    histogram: Histogram<u64>,
+    first_errors: BTreeMap<String, String>,
+    /// When the last measured request ended (answered or failed).
+    last_done: Option<Instant>,
+    /// The encoded request, rebuilt in place for each id.
+    request: Vec<u8>,
+}
+
+impl ThreadState {
+    fn new() -> ThreadState {
+        ThreadState {
+            ok: 0,
+            failures: Failures::default(),
+            histogram: crate::hdr::new_latency_histogram(),
+            first_errors: BTreeMap::new(),
+            last_done: None,
+            request: Vec::with_capacity(64),
+        }
+    }
+
+    fn note_first(&mut self, kind: &str, message: impl FnOnce() -> String) {
+        if !self.first_errors.contains_key(kind) {
+            self.first_errors.insert(kind.to_string(), message());
+        }
+    }
+
+    fn run(mut self, shared: &Shared) -> ThreadState {
+        let cfg = &shared.config;
+        // A failed first connect is retried, and counted, by the loop.
+        let mut conn = connect(shared.addr, cfg.timeout).ok();
+        let Some(start) = shared.gate.arrive() else {
+            return self;
+        };
+        let measure_from = start + cfg.warmup;
+        let end = match cfg.mode {
+            Mode::Duration(d) => Some(measure_from + d),
+            Mode::Requests(_) => None,
+        };
+        let mut remaining = match cfg.mode {
+            Mode::Requests(n) => Some(n),
+            Mode::Duration(_) => None,
+        };
+        // Failures in a row that cost the connection, and failed connects in a row.
+        let mut lost_in_row = 0u32;
+        let mut connects_failed_in_row = 0u32;
+        let mut id = 0u64;
+
+        loop {
+            let mut now = Instant::now();
+            let finished = |now: Instant, remaining: Option<u64>| {
+                now >= measure_from && (remaining == Some(0) || end.is_some_and(|e| now >= e))
+            };
+            if finished(now, remaining) {
+                break;
+            }
+            if conn.is_none() {
+                if lost_in_row >= 2 {
+                    let pause = backoff(lost_in_row);
+                    let pause = end.map_or(pause, |e| pause.min(e.saturating_duration_since(now)));
+                    thread::sleep(pause);
+                    now = Instant::now();
+                    if finished(now, remaining) {
+                        break;
+                    }
+                }
+                match connect(shared.addr, cfg.timeout) {
+                    Ok(c) => {
+                        conn = Some(c);
+                        connects_failed_in_row = 0;
+                    }
+                    Err(e) => {
+                        lost_in_row += 1;
+                        connects_failed_in_row += 1;
+                        if now >= measure_from {
+                            self.failures.connect += 1;
+                            self.note_first("connect", || format!("{}: {e}", shared.addr));
+                            self.last_done = Some(Instant::now());
+                            if let Some(r) = remaining.as_mut() {
+                                *r -= 1;
+                            }
+                        }
+                        if connects_failed_in_row >= MAX_CONNECT_ATTEMPTS {
+                            // The server is gone: the requests still planned cannot be sent.
+                            if let Some(r) = remaining.take() {
+                                self.failures.connect += r;
+                                if r > 0 {
+                                    self.note_first("connect", || format!("{}: {e}", shared.addr));
+                                }
+                            }
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let reader = conn.as_mut().expect("connected above");
+            let measured = now >= measure_from;
+            id += 1;
+            self.request.clear();
+            encode_request(&mut self.request, id, &shared.command);
+
+            let sent_at = Instant::now();
+            reader.get_mut().deadline = sent_at + cfg.timeout;
+            let outcome = match reader.get_mut().stream.write_all(&self.request) {
+                Err(e) if is_timeout(&e) => Outcome::Timeout,
+                Err(e) => Outcome::Io(format!("sending: {e}")),
+                Ok(()) => match reader.next_frame() {
+                    Ok(Some(payload)) => classify(payload, id, shared.expected),
+                    Ok(None) => Outcome::Io("the server closed the connection".to_string()),
+                    Err(e) if e.is_timeout() => Outcome::Timeout,
+                    Err(e @ FrameError::TooLarge { .. }) => Outcome::Malformed(e.to_string()),
+                    Err(e) => Outcome::Io(e.to_string()),
+                },
+            };
+            let done_at = Instant::now();
+            let lost = outcome.loses_connection();
+            if measured {
+                self.record(outcome, done_at.saturating_duration_since(sent_at), cfg);
+                self.last_done = Some(done_at);
+                if let Some(r) = remaining.as_mut() {
+                    *r -= 1;
+                }
+            }
+            if lost {
+                conn = None;
+                lost_in_row += 1;
+            } else {
+                lost_in_row = 0;
+            }
+        }
+        self
+    }
+
+    fn record(&mut self, outcome: Outcome<'_>, latency: Duration, cfg: &LoadConfig) {
+        match outcome {
+            Outcome::Ok => {
+                self.ok += 1;
+                let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+                if self.histogram.record(ns).is_err() {
+                    self.histogram.saturating_record(ns);
+                }
+            }
+            Outcome::WrongResult(got) => {
+                self.failures.wrong_result += 1;
+                self.note_first("wrong_result", || {
+                    format!(
+                        "compute({}) answered {got}, expected {}",
+                        cfg.size,
+                        compute(cfg.size)
+                    )
+                });
+            }
+            Outcome::ServerError { code, message, .. } => {
+                self.failures.add_server_error(&code, 1);
+                self.note_first(&format!("server error {code}"), || message.into_owned());
+            }
+            Outcome::Malformed(m) => {
+                self.failures.malformed += 1;
+                self.note_first("malformed", || m);
+            }
+            Outcome::Io(m) => {
+                self.failures.io += 1;
+                self.note_first("io", || m);
+            }
+            Outcome::Timeout => {
+                self.failures.timeout += 1;
+                self.note_first("timeout", || {
+                    format!(
+                        "no response within {}",
+                        humantime::format_duration(cfg.timeout)
+                    )
+                });
+            }
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Pause before a reconnect after `failures_in_row` lost connections or failed connects.
+fn backoff(failures_in_row: u32) -> Duration {
+    let doublings = failures_in_row.saturating_sub(2).min(16);
+    BACKOFF_START
+        .saturating_mul(1 << doublings)
+        .min(BACKOFF_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(2), Duration::from_millis(5));
+        assert_eq!(backoff(3), Duration::from_millis(10));
+        assert_eq!(backoff(9), Duration::from_millis(500));
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+        let total: Duration = (2..MAX_CONNECT_ATTEMPTS + 2).map(backoff).sum();
+        assert!(total < Duration::from_secs(2), "{total:?}");
+    }
+
+    #[test]
+    fn target_names() {
+        assert_eq!(target_name("127.0.0.1", 5050), "127.0.0.1:5050");
+        assert_eq!(target_name("::1", 80), "[::1]:80");
+        assert_eq!(target_name("localhost", 1), "localhost:1");
+    }
+
+    #[test]
+    fn classification() {
+        let want = Some(8360);
+        assert!(matches!(
+            classify(br#"{"id":7,"result":8360}"#, 7, want),
+            Outcome::Ok
+        ));
+        assert!(matches!(
+            classify(br#"{"id":7,"result":8361}"#, 7, want),
+            Outcome::WrongResult(8361)
+        ));
+        assert!(matches!(
+            classify(br#"{"id":"7","result":8360}"#, 7, want),
+            Outcome::Malformed(_)
+        ));
+        assert!(matches!(
+            classify(br#"{"id":6,"result":8360}"#, 7, want),
+            Outcome::Malformed(_)
+        ));
+        assert!(matches!(
+            classify(br#"{"id":7,"ok":true}"#, 7, want),
+            Outcome::Malformed(_)
+        ));
+        assert!(matches!(classify(b"nope", 7, want), Outcome::Malformed(_)));
+        match classify(
+            br#"{"id":7,"error":{"code":"OVERLOADED","message":"full"}}"#,
+            7,
+            want,
+        ) {
+            Outcome::ServerError {
+                code, reconnect, ..
+            } => assert_eq!((code.as_ref(), reconnect), ("OVERLOADED", false)),
+            _ => panic!("not a server error"),
+        }
+        match classify(
+            br#"{"id":null,"error":{"code":"OVERLOADED","message":"too many connections"}}"#,
+            7,
+            want,
+        ) {
+            Outcome::ServerError { reconnect, .. } => assert!(reconnect),
+            _ => panic!("not a server error"),
+        }
+        // ping: our id and no error.
+        assert!(matches!(
+            classify(br#"{"id":7,"ok":true,"pong":true}"#, 7, None),
+            Outcome::Ok
+        ));
+        assert!(matches!(classify(br#"{"id":7}"#, 7, None), Outcome::Ok));
+    }
+}

@@ -1,0 +1,164 @@
+//! The human summary on stdout: counts, failures by kind, window, throughput, percentiles.
+
+use std::io::{self, Write};
+
+use super::report::Report;
+use super::Mode;
+
+/// Writes the summary of `report` to `w`.
+pub fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
+    let cfg = &report.config;
+    let what = match cfg.cmd {
+        crate::cli::ClientCmd::Compute => format!("compute n={}", cfg.size),
+        crate::cli::ClientCmd::Ping => "ping".to_string(),
+    };
+    let load = match cfg.mode {
+        Mode::Requests(n) => format!("{} threads x {n} requests", cfg.concurrency),
+        Mode::Duration(d) => format!(
+            "{} threads for {}",
+            cfg.concurrency,
+            humantime::format_duration(d)
+        ),
+    };
+    writeln!(w, "target      {} ({what})", report.addr)?;
+    write!(w, "load        {load}, one request at a time per thread")?;
+    if !cfg.warmup.is_zero() {
+        write!(
+            w,
+            ", after {} of warm-up",
+            humantime::format_duration(cfg.warmup)
+        )?;
+    }
+    writeln!(w)?;
+    writeln!(
+        w,
+        "requests    {} ok, {} failed",
+        report.ok,
+        report.failed()
+    )?;
+    let failed = report.failures.nonzero();
+    if !failed.is_empty() {
+        let list: Vec<String> = failed.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        writeln!(w, "failed      {}", list.join(", "))?;
+        for (kind, message) in &report.first_errors {
+            writeln!(w, "            first {kind}: {message}")?;
+        }
+    }
+    writeln!(w, "elapsed     {:.3} s", report.elapsed.as_secs_f64())?;
+    writeln!(w, "throughput  {:.2} req/s", report.throughput_rps())?;
+    if report.ok == 0 {
+        writeln!(w, "latency     no successful request to measure")?;
+        return Ok(());
+    }
+    let l = report.latency_us();
+    let cells = [
+        ("mean", l.mean),
+        ("p50", l.p50),
+        ("p90", l.p90),
+        ("p99", l.p99),
+        ("p99.9", l.p99_9),
+        ("max", l.max),
+    ];
+    write!(w, "latency    ")?;
+    for (name, _) in cells {
+        write!(w, " {name:>9}")?;
+    }
+    writeln!(w)?;
+    write!(w, "           ")?;
+    for (_, us) in cells {
+        write!(w, " {:>9}", human_us(us))?;
+    }
+    writeln!(w)
+}
+
+/// A duration given in microseconds, in the unit that keeps it readable: 850ns, 12.35us,
+/// 1.23ms, 2.501s.
+pub fn human_us(us: f64) -> String {
+    let ns = us * 1000.0;
+    if ns < 1_000.0 {
+        format!("{ns:.0}ns")
+    } else if ns < 1_000_000.0 {
+        format!("{:.2}us", ns / 1e3)
+    } else if ns < 1_000_000_000.0 {
+        format!("{:.2}ms", ns / 1e6)
+    } else {
+        format!("{:.3}s", ns / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::ClientCmd;
+    use crate::client::report::Failures;
+    use crate::client::LoadConfig;
+    use std::time::Duration;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_us(0.85), "850ns");
+        assert_eq!(human_us(12.345), "12.35us");
+        assert_eq!(human_us(1234.0), "1.23ms");
+        assert_eq!(human_us(2_501_000.0), "2.501s");
+    }
+
+    fn report(ok: u64, failures: Failures) -> Report {
+        let mut histogram = crate::hdr::new_latency_histogram();
+        for i in 0..ok {
+            histogram.record(100_000 + i * 1000).unwrap();
+        }
+        Report {
+            config: LoadConfig {
+                host: "127.0.0.1".into(),
+                port: 5050,
+                cmd: ClientCmd::Compute,
+                size: 1000,
+                concurrency: 2,
+                mode: Mode::Requests(5),
+                warmup: Duration::ZERO,
+                timeout: Duration::from_secs(1),
+            },
+            addr: "127.0.0.1:5050".parse().unwrap(),
+            ok,
+            failures,
+            elapsed: Duration::from_millis(500),
+            histogram,
+            first_errors: [("timeout".to_string(), "no response within 1s".to_string())]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn printed(r: &Report) -> String {
+        let mut out = Vec::new();
+        print_report(r, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn summary_lines() {
+        let text = printed(&report(10, Failures::default()));
+        assert!(text.contains("requests    10 ok, 0 failed\n"), "{text}");
+        assert!(text.contains("throughput  20.00 req/s\n"), "{text}");
+        assert!(text.contains("elapsed     0.500 s\n"), "{text}");
+        assert!(text.contains("p99.9"), "{text}");
+        assert!(!text.contains("failed      "), "{text}");
+
+        let mut f = Failures {
+            timeout: 2,
+            ..Default::default()
+        };
+        f.add_server_error("OVERLOADED", 1);
+        let text = printed(&report(0, f));
+        assert!(text.contains("requests    0 ok, 3 failed\n"), "{text}");
+        assert!(
+            text.contains("failed      timeout 2, server error OVERLOADED 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("first timeout: no response within 1s"),
+            "{text}"
+        );
+        assert!(text.contains("no successful request"), "{text}");
+    }
+}
