@@ -231,6 +231,7 @@ pub fn analyse(data: &RunData) -> Analysis {
                 series_axes
                     .iter()
                     .zip(&key)
+                    .filter(|(_, v)| **v != AxisValue::Str(String::new()))
                     .map(|(a, v)| format!("{}={v}", a.name()))
                     .collect::<Vec<_>>()
                     .join(" ")

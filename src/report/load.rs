@@ -81,14 +81,7 @@ impl RunData {
 }
 
 fn decode(text: &str) -> anyhow::Result<Histogram<u64>> {
-    use base64::Engine;
-    use hdrhistogram::serialization::Deserializer;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .context("not valid base64")?;
-    Deserializer::new()
-        .deserialize(&mut &bytes[..])
-        .map_err(|e| anyhow::anyhow!("not an HdrHistogram V2 encoding: {e:?}"))
+    Ok(crate::hdr::decode_base64_v2(text)?)
 }
 
 /// Reads `cpu/<run>.csv` (columns in [`CSV_COLUMNS`]).

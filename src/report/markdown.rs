@@ -38,7 +38,9 @@ fn cell_name(a: &Analysis, c: &CellSummary) -> String {
     let parts: Vec<String> = Axis::ALL
         .iter()
         .filter(|ax| axes.contains(ax))
-        .map(|ax| format!("{}={}", ax.name(), c.cell.get(*ax)))
+        .map(|ax| (ax, c.cell.get(*ax).to_string()))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(ax, v)| format!("{}={v}", ax.name()))
         .collect();
     format!("`{}` ({})", c.id, parts.join(" "))
 }
@@ -184,6 +186,31 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
             }
         }
     }
+    let crowded: Vec<String> = a
+        .cells
+        .iter()
+        .filter(|c| {
+            match (
+                c.median(Metric::MachineCpu),
+                c.median(Metric::ClientCpu),
+                c.median(Metric::ServerCpu),
+            ) {
+                (Some(m), Some(cl), Some(sv)) => m >= 0.9 * cores * 100.0 && cl >= 0.5 * sv,
+                _ => false,
+            }
+        })
+        .map(|c| format!("`{}`", c.id))
+        .collect();
+    if !crowded.is_empty() {
+        let _ = writeln!(
+            w,
+            "- **Load generator check:** in {} cell(s) the machine was at least 90% busy and the client \
+             used at least half as much CPU as the server ({}): client and server competed for the same \
+             cores there, so those figures understate what the server alone could do.",
+            crowded.len(),
+            crowded.join(", ")
+        );
+    }
     let _ = writeln!(w);
     let _ = writeln!(w, "### Saturation point by series\n");
     let _ = writeln!(
@@ -208,7 +235,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
                 let p = c.median(Metric::LatencyP99).unwrap_or(f64::NAN);
                 let _ = writeln!(
                     w,
-                    "| {} | concurrency {} (`{}`) | {} | {} | throughput at most {:+.1}%, p99 ×{:.1} at concurrency {} |",
+                    "| {} | concurrency {} (`{}`) | {} | {} | best throughput {:+.1}%, p99 ×{:.1} by concurrency {} |",
                     s.label,
                     c.cell.concurrency,
                     c.id,

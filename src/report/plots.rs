@@ -147,26 +147,26 @@ fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
 
 /// A log axis over [lo, hi] (both > 0), ticks at 1, 2, 5 × 10^k (decades only if many).
 fn log_dim(desc: String, lo: f64, hi: f64, label: fn(f64) -> String) -> Dim {
-    let lo = lo.max(f64::MIN_POSITIVE);
-    let hi = hi.max(lo * 1.0001);
+    let lo = lo.max(f64::MIN_POSITIVE) / 1.15;
+    let hi = hi.max(lo * 1.0001) * 1.15;
     let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
     let mut ticks: Vec<f64> = Vec::new();
     for e in a..=b {
         for m in [1.0, 2.0, 5.0] {
             let v = m * 10f64.powi(e);
-            if v >= lo / 1.0001 && v <= hi * 1.0001 {
+            if v >= lo && v <= hi {
                 ticks.push(v);
             }
         }
     }
-    if ticks.len() > 12 || ticks.len() < 2 {
-        ticks = (a..=b).map(|e| 10f64.powi(e)).collect();
+    if ticks.len() > 12 {
+        ticks.retain(|v| (v.log10() - v.log10().round()).abs() < 1e-9);
     }
     Dim {
         desc,
         scale: Scale::Log,
-        lo: lo / 1.15,
-        hi: hi * 1.15,
+        lo,
+        hi,
         ticks,
         label,
     }
@@ -288,6 +288,7 @@ fn draw(
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(16)
+        .margin_right(36)
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(
@@ -632,7 +633,6 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
             label: label.to_string(),
             points: samples
                 .iter()
-                .skip(1)
                 .map(|s| {
                     (
                         s.t_s,
@@ -669,21 +669,18 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
     Ok(())
 }
 
-/// (1/(1-p), latency µs) at HdrHistogram's percentile reporting points (5 per halving of
-/// the distance to 100%), as its plotter draws them; the 100% point has no x and is left out.
+/// (1/(1-p), latency µs) at HdrHistogram's percentile reporting points, the rows of the
+/// `.hgrm` files (crate::hdr), as HdrHistogram's plotter draws them; the 100% row has no
+/// x and is left out.
 fn spectrum_points(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
-    let mut pts = Vec::new();
-    for v in h.iter_quantiles(5) {
-        let q = v.quantile_iterated_to();
-        if q >= 1.0 {
-            break;
-        }
-        pts.push((
-            1.0 / (1.0 - q),
-            h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0,
-        ));
-    }
-    pts
+    crate::hdr::percentile_rows(h, crate::hdr::TICKS_PER_HALF_DISTANCE)
+        .into_iter()
+        .filter(|r| r.percentile < 100.0)
+        .map(|r| {
+            let x = 1.0 / (1.0 - r.percentile / 100.0);
+            (x, r.value as f64 / 1000.0)
+        })
+        .collect()
 }
 
 #[cfg(test)]

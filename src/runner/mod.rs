@@ -37,7 +37,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub fn fmt_duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else if d.subsec_nanos() % 1_000_000 == 0 {
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{}ms", d.as_millis())
     } else {
         format!("{}us", d.as_micros())
@@ -208,18 +208,30 @@ fn sleep_unless(d: Duration, flag: &AtomicBool) {
     }
 }
 
-/// The axes with more than one value among `cells`, in axis order.
+/// The axes with more than one value among `cells`, in axis order. Empty values (the
+/// pool of an external target) do not count: they are "not applicable", not a value.
 pub fn varying_axes(cells: &[Cell]) -> Vec<Axis> {
     Axis::ALL
         .into_iter()
-        .filter(|&a| cells.iter().any(|c| c.get(a) != cells[0].get(a)))
+        .filter(|&a| {
+            let mut values: Vec<matrix::AxisValue> = cells
+                .iter()
+                .map(|c| c.get(a))
+                .filter(|v| *v != matrix::AxisValue::Str(String::new()))
+                .collect();
+            values.sort();
+            values.dedup();
+            values.len() > 1
+        })
         .collect()
 }
 
 fn short_label(cell: &Cell, varying: &[Axis]) -> String {
     let parts: Vec<String> = varying
         .iter()
-        .map(|&a| format!("{}={}", a.name(), cell.get(a)))
+        .map(|&a| (a, cell.get(a).to_string()))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(a, v)| format!("{}={v}", a.name()))
         .collect();
     parts.join(" ")
 }
@@ -237,19 +249,26 @@ fn describe(row: &ResultRow) -> String {
     }
 }
 
+/// `1.5s`, `32.5s`, `2m`: for people.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
 /// About how long the run takes, when cells are timed (not counted in requests).
 fn estimate(exp: &Experiment, runs: usize) -> Option<String> {
     let s = &exp.settings;
     let per = s.warmup + s.duration? + s.cooldown + Duration::from_millis(300);
-    let total = per.as_secs() * runs as u64;
-    Some(if total >= 120 {
-        format!("{}m{:02}s", total / 60, total % 60)
-    } else {
-        format!("{total}s")
-    })
+    let total = (per.as_secs_f64() * runs as f64).round().max(1.0) as u64;
+    Some(human(Duration::from_secs(total)))
 }
 
 fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64>) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let mut out = String::new();
+    macro_rules! println {
+        ($($arg:tt)*) => {{ let _ = writeln!(out, $($arg)*); }};
+    }
     let s = &exp.settings;
     println!("experiment {:?}: {}", exp.name, exp.description);
     println!(
@@ -257,14 +276,14 @@ fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64
         exp.cells.len(),
         s.repetitions,
         slots.len(),
-        fmt_duration(s.warmup),
+        human(s.warmup),
         match (s.duration, s.requests) {
-            (Some(d), _) => format!("duration {}", fmt_duration(d)),
+            (Some(d), _) => format!("duration {}", human(d)),
             (_, Some(n)) => format!("{n} requests per client thread"),
             _ => String::new(),
         },
-        fmt_duration(s.cooldown),
-        fmt_duration(s.cell_timeout),
+        human(s.cooldown),
+        human(s.cell_timeout),
     );
     if let Some(e) = estimate(exp, slots.len()) {
         println!("  about {e}");
@@ -293,6 +312,8 @@ fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64
         .map(|s| store::run_name(&ids[s.cell], s.rep))
         .collect();
     println!("  {}", order.join(" "));
+    // `threadcenter run --dry-run x.toml | head` must not panic on a closed pipe.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
 }
 
 #[cfg(test)]
