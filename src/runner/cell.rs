@@ -92,6 +92,8 @@ pub fn run(
         reason: String::new(),
         measured: None,
         cpu: None,
+        startup_s: 0.0,
+        stop_s: 0.0,
         wall_s: 0.0,
     };
     let target = &env.exp.targets[&cell.target];
@@ -108,10 +110,14 @@ pub fn run(
         }
     };
 
+    row.startup_s = started.elapsed().as_secs_f64();
+
     let outcome = measure(env, sys, cell, &name, server.pid(), addr);
+    let stopping = Instant::now();
     // The server must still be up when the client is done: otherwise it crashed.
     let crashed = server.peek_exit();
     let stopped = server.stop(target.stop_grace);
+    row.stop_s = stopping.elapsed().as_secs_f64();
 
     let mut problems: Vec<String> = Vec::new();
     if let Some(p) = &outcome.problem {

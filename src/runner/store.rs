@@ -327,12 +327,16 @@ pub struct ResultRow {
     pub reason: String,
     pub measured: Option<Measured>,
     pub cpu: Option<CpuMeans>,
+    /// From starting the server until it is ready, seconds.
+    pub startup_s: f64,
+    /// From the client's exit until the server's group is verified gone, seconds.
+    pub stop_s: f64,
     /// From the server's start to its group verified gone, seconds.
     pub wall_s: f64,
 }
 
 /// The columns after `cell, rep, seq` and the axes. Units are in the names.
-pub const MEASURE_COLUMNS: [&str; 18] = [
+pub const MEASURE_COLUMNS: [&str; 20] = [
     "status",
     "reason",
     "sent",
@@ -350,6 +354,8 @@ pub const MEASURE_COLUMNS: [&str; 18] = [
     "client_cpu_pct",
     "machine_cpu_pct",
     "server_cpu_peak_pct",
+    "startup_s",
+    "stop_s",
     "wall_s",
 ];
 
@@ -410,6 +416,8 @@ impl ResultRow {
             ]),
             None => rec.extend(std::iter::repeat_n(String::new(), 4)),
         }
+        rec.push(num(self.startup_s, 3));
+        rec.push(num(self.stop_s, 3));
         rec.push(num(self.wall_s, 3));
         rec
     }
@@ -496,6 +504,8 @@ impl ResultRow {
             reason: field("reason")?.to_string(),
             measured,
             cpu,
+            startup_s: opt_f("startup_s")?.unwrap_or(0.0),
+            stop_s: opt_f("stop_s")?.unwrap_or(0.0),
             wall_s: opt_f("wall_s")?.unwrap_or(0.0),
         })
     }
@@ -511,6 +521,10 @@ pub fn run_name(cell_id: &str, rep: u32) -> String {
 }
 
 /// Reads results.csv; every column named in [`result_columns`] must be present.
+///
+/// A column added later (a new axis, stage timings, efficiency) should be read as
+/// optional here, so runs written before it still render, rather than bump the
+/// manifest's schema version.
 pub fn read_results(dir: &Path) -> anyhow::Result<Vec<ResultRow>> {
     let path = dir.join(RESULTS_FILE);
     let mut reader = csv::ReaderBuilder::new()
@@ -707,6 +721,8 @@ mod tests {
                 latency_max_us: 22.0,
             }),
             cpu: None,
+            startup_s: 0.05,
+            stop_s: 0.1,
             wall_s: 2.0,
         };
         let rec = row.to_record();
