@@ -139,7 +139,15 @@ pub struct Saturation {
     pub p99_at_highest_us: f64,
 }
 
+/// A gap between CPU samples longer than this means the runner itself was not scheduled:
+/// the whole machine stalled (an overloaded or paused host), and the run's latencies
+/// include the pause.
+pub const STALL_S: f64 = 0.5;
+
 pub struct Analysis {
+    /// Successful runs during whose measured window the sampler went more than
+    /// [`STALL_S`] without a sample: (run name, longest gap in seconds), in run order.
+    pub stalls: Vec<(String, f64)>,
     pub cells: Vec<CellSummary>,
     pub series: Vec<Series>,
     /// Axes that take more than one value in this run.
@@ -255,12 +263,40 @@ pub fn analyse(data: &RunData) -> Analysis {
         })
         .map(|(i, _)| i);
 
+    let stalls = data
+        .rows
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .filter_map(|r| {
+            let m = r.measured.as_ref()?;
+            let samples = data.cpu.get(&r.run_name())?;
+            let from = data.manifest.experiment.warmup_s;
+            let gap = longest_gap(samples, from, from + m.duration_s);
+            (gap > STALL_S).then(|| (r.run_name(), gap))
+        })
+        .collect();
+
     Analysis {
+        stalls,
         cells,
         series,
         varying,
         peak,
     }
+}
+
+/// The longest time between consecutive CPU samples (or from the client's start to the
+/// first) that overlaps the window `[from_s, to_s]`.
+pub fn longest_gap(samples: &[crate::runner::cpu::Sample], from_s: f64, to_s: f64) -> f64 {
+    let mut prev = 0.0;
+    let mut longest: f64 = 0.0;
+    for s in samples {
+        if s.t_s > from_s && prev < to_s {
+            longest = longest.max(s.t_s - prev);
+        }
+        prev = s.t_s;
+    }
+    longest
 }
 
 /// The saturation rule (see the module documentation) over one series' points.
@@ -411,6 +447,25 @@ mod tests {
         assert!(saturation(&cells, &[0, 1]).is_none());
         // A single point has nothing beyond it.
         assert!(saturation(&cells, &[0]).is_none());
+    }
+
+    #[test]
+    fn gaps_between_samples_are_found_inside_the_window() {
+        let at = |t: f64| crate::runner::cpu::Sample {
+            t_s: t,
+            server_cpu_s: 0.0,
+            client_cpu_s: 0.0,
+            machine_cpu_s: 0.0,
+            server_pct: 0.0,
+            client_pct: 0.0,
+            machine_pct: 0.0,
+        };
+        let samples = [at(0.1), at(0.2), at(0.3), at(2.9), at(3.0)];
+        assert!((longest_gap(&samples, 0.25, 3.0) - 2.6).abs() < 1e-9);
+        // The same gap entirely before the window does not count.
+        assert!((longest_gap(&samples, 2.95, 3.0) - 0.1).abs() < 1e-9);
+        // A first sample long after the start is a gap too.
+        assert!((longest_gap(&[at(1.5), at(1.6)], 0.0, 1.6) - 1.5).abs() < 1e-9);
     }
 
     #[test]

@@ -211,6 +211,22 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
             crowded.join(", ")
         );
     }
+    if !a.stalls.is_empty() {
+        let list: Vec<String> = a
+            .stalls
+            .iter()
+            .map(|(run, gap)| format!("`{run}` ({gap:.2} s)"))
+            .collect();
+        let _ = writeln!(
+            w,
+            "- **Stalls:** in {} run(s) the runner went more than {:.1} s without taking a CPU sample \
+             (it samples every 0.1 s), so the machine did not schedule it: an overloaded or paused host. \
+             Their latencies include the pause; measure again on a quiet machine before trusting them: {}.",
+            a.stalls.len(),
+            super::analysis::STALL_S,
+            list.join(", ")
+        );
+    }
     let _ = writeln!(w);
     let _ = writeln!(w, "### Saturation point by series\n");
     let _ = writeln!(

@@ -428,6 +428,17 @@ fn measure(
         latency_max_us: z(l.max),
     });
     out.failure_kinds = failure_kinds(&doc.failures);
+    if doc.requests.sent == 0 {
+        out.problem = Some(format!(
+            "the client measured no request ({}): the warm-up took the whole run, or the machine stalled",
+            stopped.status
+        ));
+    } else if stopped.exit_code != Some(0) && doc.requests.failed == 0 {
+        out.problem = Some(format!(
+            "the client ended with {} although it counted no failed request",
+            stopped.status
+        ));
+    }
     out.cpu = cpu::window_means(&samples, warmup_s, warmup_s + doc.elapsed_s);
     let hlog = env.dir.join(store::HDR_DIR).join(format!("{name}.hlog"));
     if let Err(e) = store::write_hlog(
