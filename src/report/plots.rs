@@ -31,7 +31,9 @@ pub const FIXED_PLOTS: [(&str, &str); 6] = [
     ("cpu_timeline.svg", "CPU over time, peak cell"),
 ];
 
-const SIZE: (u32, u32) = (900, 560);
+const SIZE: (u32, u32) = (1160, 560);
+/// The legend's column at the right of the chart, so it never covers a line.
+const LEGEND_W: u32 = 280;
 
 const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
@@ -283,9 +285,10 @@ fn draw(
 ) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
+    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - LEGEND_W);
     let xt: Vec<f64> = x.ticks.iter().map(|&v| x.tr(v)).collect();
     let yt: Vec<f64> = y.ticks.iter().map(|&v| y.tr(v)).collect();
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(title, ("sans-serif", 22))
         .margin(16)
         .margin_right(36)
@@ -321,20 +324,18 @@ fn draw(
         .axis_desc_style(("sans-serif", 15))
         .draw()?;
 
+    // (label, colour, width, dashed) of each legend entry, in drawing order.
+    let mut legend: Vec<(String, RGBColor, u32, bool)> = Vec::new();
     if let Some((value, label)) = hline {
         let yv = y.tr(value);
         let color = RGBColor(90, 90, 90);
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(x.tr(x.lo), yv), (x.tr(x.hi), yv)],
-                6,
-                4,
-                color.stroke_width(1),
-            ))?
-            .label(label)
-            .legend(move |(a, b)| {
-                PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(1))
-            });
+        chart.draw_series(DashedLineSeries::new(
+            vec![(x.tr(x.lo), yv), (x.tr(x.hi), yv)],
+            6,
+            4,
+            color.stroke_width(1),
+        ))?;
+        legend.push((label, color, 1, true));
     }
     for line in lines {
         let color = line.color;
@@ -345,26 +346,32 @@ fn draw(
             .map(|&(a, b)| (x.tr(a), y.tr(b)))
             .collect();
         let style = color.stroke_width(2);
-        let anno = if line.dashed {
-            chart.draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))?
+        if line.dashed {
+            chart.draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))?;
         } else {
-            chart.draw_series(LineSeries::new(pts.clone(), style))?
-        };
-        anno.label(line.label.as_str()).legend(move |(a, b)| {
-            PathElement::new(vec![(a, b), (a + 20, b)], color.stroke_width(2))
-        });
+            chart.draw_series(LineSeries::new(pts.clone(), style))?;
+        }
+        legend.push((line.label.clone(), color, 2, line.dashed));
         if line.markers {
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
     }
-    if !lines.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .label_font(("sans-serif", 13))
-            .draw()?;
+    for (i, (label, color, width, dashed)) in legend.iter().enumerate() {
+        let y = 60 + 22 * i as i32;
+        let style = color.stroke_width(*width);
+        if *dashed {
+            for k in 0..3 {
+                let a = 4 + 9 * k;
+                legend_area.draw(&PathElement::new(vec![(a, y), (a + 5, y)], style))?;
+            }
+        } else {
+            legend_area.draw(&PathElement::new(vec![(4, y), (28, y)], style))?;
+        }
+        legend_area.draw(&Text::new(
+            label.clone(),
+            (36, y - 7),
+            ("sans-serif", 13).into_font(),
+        ))?;
     }
     if let Some(note) = note {
         root.draw(&Text::new(
@@ -439,13 +446,30 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
     let xc = concurrency_dim(&concurrencies);
 
     // Throughput vs concurrency.
-    let tmax = values(Metric::Throughput).into_iter().fold(0.0, f64::max);
-    let yt = linear_dim(
-        "throughput (requests/s, median over repetitions)".into(),
-        0.0,
-        tmax,
-        fmt_num,
-    );
+    let throughputs = values(Metric::Throughput);
+    let tmax = throughputs.iter().copied().fold(0.0, f64::max);
+    let tmin = throughputs
+        .iter()
+        .copied()
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    // Series that differ by more than 10× (light and heavy requests) would flatten the
+    // slow ones against the axis: a log scale keeps every plateau visible.
+    let yt = if tmin.is_finite() && tmax / tmin > 10.0 {
+        log_dim(
+            "throughput (requests/s, median over repetitions, log scale)".into(),
+            tmin,
+            tmax,
+            fmt_num,
+        )
+    } else {
+        linear_dim(
+            "throughput (requests/s, median over repetitions)".into(),
+            0.0,
+            tmax,
+            fmt_num,
+        )
+    };
     draw(
         &dir.join(FIXED_PLOTS[0].0),
         FIXED_PLOTS[0].1,
