@@ -7,10 +7,11 @@ pub mod document;
 pub mod load;
 pub mod print;
 pub mod report;
+pub mod tls;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -49,6 +50,10 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// Longest wait for a connection or a response.
     pub timeout: Duration,
+    /// Speak TLS (`--tls`).
+    pub tls: bool,
+    /// The CA that `--tls` trusts instead of the system's roots (`--ca`).
+    pub ca: Option<PathBuf>,
 }
 
 impl LoadConfig {
@@ -73,6 +78,8 @@ impl LoadConfig {
             mode,
             warmup: args.warmup,
             timeout: args.timeout,
+            tls: args.tls,
+            ca: args.ca.clone(),
         })
     }
 }

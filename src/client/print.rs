@@ -117,6 +117,8 @@ mod tests {
                 mode: Mode::Requests(5),
                 warmup: Duration::ZERO,
                 timeout: Duration::from_secs(1),
+                tls: false,
+                ca: None,
             },
             addr: "127.0.0.1:5050".parse().unwrap(),
             ok,

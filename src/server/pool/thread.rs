@@ -4,6 +4,12 @@
 //! and yields before it parks, which on a 2-core machine measured ~3 `sched_yield`
 //! per request and a third of the server's CPU. Here an idle thread parks at once and
 //! a producer wakes one only when one is waiting.
+//!
+//! A thread cannot be killed from outside, so `--task-timeout` works by cooperation:
+//! compute checks the clock every 2^20 steps (a few milliseconds) and gives the task
+//! up once its time is over; the request is answered WORKER_FAILED and the thread goes
+//! on to the next task. Unlike a worker process, a thread stuck in something that
+//! never checks (there is no such thing in compute today) would stay stuck.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,8 +17,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{mono_ns, run_compute, Done, Pool, Refused, Task, WhenFull};
-use crate::server::metrics::WorkerStats;
+use super::{mono_ns, run_compute_until, Done, Pool, Refused, Task, WhenFull};
+use crate::protocol::ErrorCode;
+use crate::server::metrics::{Metrics, WorkerStats};
 
 pub struct ThreadPool {
     shared: Arc<Shared>,
@@ -25,6 +32,8 @@ struct Shared {
     not_full: Condvar,
     capacity: usize,
     when_full: WhenFull,
+    task_timeout: Duration,
+    metrics: Arc<Metrics>,
     /// Per worker thread: tasks done, nanoseconds busy.
     counters: Vec<(AtomicU64, AtomicU64)>,
 }
@@ -67,6 +76,8 @@ impl ThreadPool {
         workers: usize,
         capacity: usize,
         when_full: WhenFull,
+        task_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<ThreadPool> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
@@ -74,6 +85,8 @@ impl ThreadPool {
             not_full: Condvar::new(),
             capacity,
             when_full,
+            task_timeout,
+            metrics,
             counters: (0..workers).map(|_| Default::default()).collect(),
         });
         let mut handles = Vec::new();
@@ -85,15 +98,26 @@ impl ThreadPool {
                     .spawn(move || {
                         while let Some(task) = sh.take() {
                             let start_ns = mono_ns();
-                            let result = run_compute(task.n);
+                            let deadline = Instant::now() + sh.task_timeout;
+                            let result = run_compute_until(task.n, deadline);
                             let end_ns = mono_ns();
                             sh.counters[i].0.fetch_add(1, Relaxed);
                             sh.counters[i].1.fetch_add(end_ns - start_ns, Relaxed);
-                            task.answer(Done {
-                                result,
-                                start_ns,
-                                end_ns,
-                            });
+                            match result {
+                                Some(result) => task.answer(Done {
+                                    result,
+                                    start_ns,
+                                    end_ns,
+                                }),
+                                None => task.fail(
+                                    &sh.metrics,
+                                    ErrorCode::WorkerFailed,
+                                    &format!(
+                                        "worker thread {i} did not finish this request within --task-timeout {:?} and gave it up",
+                                        sh.task_timeout
+                                    ),
+                                ),
+                            }
                         }
                     })?,
             );
