@@ -917,3 +917,43 @@ fn the_shipped_experiments_and_the_documented_example_are_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_quick_second_sigint_still_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "long.toml",
+        "name = \"long\"\nduration = \"30s\"\n[matrix]\nworkers = [2]\nconcurrency = [2]\nsize = [1000]\n",
+    );
+    let out = tmp.path().join("out");
+    let mut run = Run::start(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run.watcher.seen().values().any(|c| c.contains(" client ")) {
+        assert!(Instant::now() < deadline, "no client was started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let interrupted = Instant::now();
+    run.signal(libc::SIGINT);
+    // Two signals sent back to back can merge into one; 20 ms apart, the second lands
+    // while the first is still stopping the cell (or after it finished: fine too).
+    std::thread::sleep(Duration::from_millis(20));
+    run.signal(libc::SIGINT);
+    let status = run.finish(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", run.stderr);
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        interrupted.elapsed()
+    );
+    assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
+}
