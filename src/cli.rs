@@ -51,11 +51,18 @@ pub enum Command {
     /// Exit status: 0 if every run succeeded, 1 if some failed (see report.md), 2 if
     /// the experiment could not start (e.g. a bad file), 130 if interrupted.
     Run(RunArgs),
-    /// Render a run's report again from its raw files.
+    /// Render a run's report again from its raw files, or compare it with a baseline.
     ///
     /// Reads DIR/manifest.json, results.csv, hdr/ and cpu/, and rewrites summary.csv,
     /// plots/*.svg and report.md. The output depends only on those files: rendering
     /// twice gives the same bytes.
+    ///
+    /// With --baseline (or --baseline-target) it compares instead: cells matched by their
+    /// parameters, per metric a ratio with a 95% interval and a verdict; it prints a table
+    /// and writes DIR/compare.md, compare.csv and compare.svg (docs/compare.md).
+    ///
+    /// Exit status: 0 rendered, or no regression; 1 a regression; 2 inconclusive or too
+    /// noisy to tell; 3 an error (bad flags, missing or corrupt files).
     Report(ReportArgs),
     /// Hidden: one pool worker process, fed by the server over stdin/stdout.
     #[command(hide = true)]
@@ -245,6 +252,22 @@ pub struct ReportArgs {
     /// A run directory written by `threadcenter run` (e.g. reports/latest).
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+    /// Compare DIR with this baseline run instead of rendering (default with
+    /// --baseline-target: DIR itself).
+    #[arg(long, value_name = "OTHER")]
+    pub baseline: Option<PathBuf>,
+    /// The baseline is this target's cells; cells then match on every axis but `target`.
+    #[arg(long, value_name = "NAME")]
+    pub baseline_target: Option<String>,
+    /// Compare only this target's cells of DIR (default: every target of DIR, or with
+    /// --baseline-target and no --baseline, the one other target).
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// A comparison threshold: `5%` for every metric, or METRIC=PCT (metrics: throughput,
+    /// p50, p99, p99_9, cpu_per_request). Repeatable; overrides the experiment file's
+    /// `[compare]`. Default 5%.
+    #[arg(long = "threshold", value_name = "[METRIC=]PCT", value_parser = crate::report::compare::parse_threshold_arg)]
+    pub thresholds: Vec<(Option<crate::report::compare::CMetric>, f64)>,
 }
 
 /// Parses durations such as `1s`, `250ms`, `2m`, `1m30s`.

@@ -12,6 +12,19 @@ use std::process::ExitCode;
 
 use cli::{Cli, Command};
 
+/// The exit status of a command that fails with an error (or bad flags).
+pub const EXIT_ERROR: u8 = 2;
+/// `report`'s: its 2 means "inconclusive" (docs/compare.md), so its errors are 3.
+pub const EXIT_REPORT_ERROR: u8 = 3;
+
+/// The exit status for an error in `subcommand` (`None`: none was recognised).
+pub fn error_exit_code(subcommand: Option<&str>) -> u8 {
+    match subcommand {
+        Some("report") => EXIT_REPORT_ERROR,
+        _ => EXIT_ERROR,
+    }
+}
+
 /// Runs a parsed command line; `Err` is printed by `main` as an error chain.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

@@ -5,7 +5,20 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = threadcenter::cli::Cli::parse();
+    // Errors exit 2, but `report`'s exit 3 (its 2 means "inconclusive"): bad flags too.
+    let subcommand = std::env::args().nth(1);
+    let on_error = ExitCode::from(threadcenter::error_exit_code(subcommand.as_deref()));
+    let cli = match threadcenter::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                on_error
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
     match threadcenter::run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -13,7 +26,7 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(2)
+            on_error
         }
     }
 }

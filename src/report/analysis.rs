@@ -111,6 +111,10 @@ pub struct CellSummary {
     pub stats: BTreeMap<Metric, Stat>,
     /// The highest 100 ms server CPU sample of any successful repetition.
     pub server_cpu_peak_pct: Option<f64>,
+    /// Against the machine's limits (`super::limits`).
+    pub limits: super::limits::CellLimits,
+    /// Spread and client load (`super::noise`).
+    pub noise: super::noise::CellNoise,
 }
 
 impl CellSummary {
@@ -208,10 +212,17 @@ pub fn analyse(data: &RunData) -> Analysis {
                     .sum(),
                 stats,
                 server_cpu_peak_pct: peaks.into_iter().reduce(f64::max),
+                limits: Default::default(),
+                noise: Default::default(),
             }
         })
         .collect();
     cells.sort_by(|a, b| a.id.cmp(&b.id));
+    let cores = data.manifest.machine.logical_cores;
+    for c in &mut cells {
+        c.limits = super::limits::CellLimits::of(data.manifest.limits.as_ref(), cores, c);
+        c.noise = super::noise::CellNoise::of(c, cores);
+    }
 
     let all: Vec<Cell> = cells.iter().map(|c| c.cell.clone()).collect();
     let varying = crate::runner::varying_axes(&all);
@@ -342,6 +353,8 @@ pub fn summary_columns() -> Vec<String> {
         cols.push(format!("{stem}_max_{unit}"));
     }
     cols.push("server_cpu_peak_pct".into());
+    cols.extend(super::limits::COLUMNS.map(String::from));
+    cols.extend(super::noise::COLUMNS.map(String::from));
     cols
 }
 
@@ -368,6 +381,8 @@ pub fn write_summary_csv(path: &Path, a: &Analysis) -> anyhow::Result<()> {
                 }
             }
             rec.push(c.server_cpu_peak_pct.map_or(String::new(), |v| num(v, 1)));
+            rec.extend(c.limits.record());
+            rec.extend(c.noise.record());
             w.write_record(rec)?;
         }
         w.flush()?;
@@ -417,6 +432,8 @@ mod tests {
             failed: 0,
             stats,
             server_cpu_peak_pct: None,
+            limits: Default::default(),
+            noise: Default::default(),
         }
     }
 

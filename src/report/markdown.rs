@@ -280,6 +280,10 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
     }
     let _ = writeln!(w);
 
+    out.push_str(&super::limits::markdown(data, a));
+    out.push_str(&super::noise::markdown(data, a));
+    let w = &mut out;
+
     // The summary table.
     let _ = writeln!(w, "## Results\n");
     let _ = writeln!(

@@ -4,12 +4,19 @@
 //! only sorted collections, so rendering the same directory twice gives the same bytes.
 //!
 //! Modules: `load` (raw files in), `analysis` (medians, series, peak, saturation),
-//! `plots` (SVG), `markdown` (report.md).
+//! `limits` (efficiency against the machine's limits), `noise` (spread, load, a saturated
+//! client), `plots` (SVG), `markdown` (report.md); and for `--baseline`, `compare` (match,
+//! judge, write compare.md/csv), `compare_plot` (compare.svg) and `stats` (the tests).
 
 pub mod analysis;
+pub mod compare;
+pub mod compare_plot;
+pub mod limits;
 pub mod load;
 pub mod markdown;
+pub mod noise;
 pub mod plots;
+pub mod stats;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,9 +27,72 @@ use crate::cli::ReportArgs;
 use crate::runner::store;
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    if args.baseline.is_some() || args.baseline_target.is_some() {
+        return run_compare(args);
+    }
+    if args.target.is_some() || !args.thresholds.is_empty() {
+        anyhow::bail!("--target and --threshold apply to a comparison: give --baseline OTHER");
+    }
     render(&args.dir)?;
     println!("{}", args.dir.join(store::REPORT_FILE).display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `report DIR --baseline OTHER` / `--baseline-target NAME`: compare, print, write
+/// compare.{md,csv,svg} into DIR, and exit by the contract (docs/compare.md).
+fn run_compare(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let base_dir = args.baseline.clone().unwrap_or_else(|| args.dir.clone());
+    let same = base_dir == args.dir;
+    let base = compare::Side::load(&base_dir, args.baseline_target.as_deref())
+        .with_context(|| format!("cannot read the baseline {}", base_dir.display()))?;
+    let target = match (&args.target, &args.baseline_target) {
+        (Some(t), _) => Some(t.clone()),
+        // One run holding two targets: the other one.
+        (None, Some(bt)) if same => {
+            let mut others: Vec<&str> = base
+                .manifest
+                .cells
+                .iter()
+                .map(|c| c.cell.target.as_str())
+                .filter(|t| t != bt)
+                .collect();
+            others.sort_unstable();
+            others.dedup();
+            match others.as_slice() {
+                [one] => Some(one.to_string()),
+                [] => anyhow::bail!(
+                    "{} has no target besides {bt:?} to compare with it",
+                    args.dir.display()
+                ),
+                many => anyhow::bail!(
+                    "{} has several targets besides {bt:?} ({}): choose one with --target",
+                    args.dir.display(),
+                    many.join(", ")
+                ),
+            }
+        }
+        (None, _) => None,
+    };
+    if same && target == args.baseline_target {
+        anyhow::bail!("the baseline and the new side are the same cells: name two targets");
+    }
+    let new = compare::Side::load(&args.dir, target.as_deref())
+        .with_context(|| format!("cannot read {}", args.dir.display()))?;
+    let cli = compare::Thresholds::from_args(&args.thresholds);
+    let c = compare::compare(&base, &new, &cli)?;
+    compare::write_files(&args.dir, &c)?;
+    print!("{}", compare::text(&c));
+    println!(
+        "written: {}",
+        [
+            compare::COMPARE_MD,
+            compare::COMPARE_CSV,
+            compare::COMPARE_SVG
+        ]
+        .map(|f| args.dir.join(f).display().to_string())
+        .join(", ")
+    );
+    Ok(ExitCode::from(c.exit_code()))
 }
 
 /// Renders summary.csv, plots/ and report.md from the raw files in `dir`.

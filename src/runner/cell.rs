@@ -197,8 +197,11 @@ fn start_server(
             .map_err(|e| format!("cannot open the log: {e}"))
     };
     match &target.kind {
-        TargetKind::Builtin { args, .. } => {
-            let mut cmd = Command::new(env.exe);
+        TargetKind::Builtin { args, binary, .. } => {
+            let exe = binary.as_ref().map_or(env.exe.to_path_buf(), |b| {
+                PathBuf::from(fill(b, 0, 0, &env.exp_dir))
+            });
+            let mut cmd = Command::new(&exe);
             cmd.args(["server", "--host", "127.0.0.1", "--port", "0"])
                 .arg("--workers")
                 .arg(cell.workers.to_string());
@@ -209,7 +212,7 @@ fn start_server(
                 .stdout(Stdio::piped())
                 .stderr(Stdio::from(log_file));
             let mut group = Group::spawn(&mut cmd)
-                .map_err(|e| format!("cannot start `{} server`: {e}", env.exe.display()))?;
+                .map_err(|e| format!("cannot start `{} server`: {e}", exe.display()))?;
             match launch::await_ready_line(&mut group, target.ready_timeout, env.interrupted) {
                 Ok(addr) => Ok((group, addr)),
                 Err(why) => {

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::matrix::{self, Axis, AxisValue, Cell, Filter};
 use crate::cli::PoolKind;
+use crate::report::compare::{parse_pct, CMetric, Thresholds};
 
 /// What the runner gives a placeholder in an external target's `command`.
 pub const PLACEHOLDERS: [&str; 4] = ["host", "port", "workers", "dir"];
@@ -34,6 +35,8 @@ pub struct Experiment {
     pub include: Vec<Filter>,
     /// The matrix after product, exclude and include, in matrix order.
     pub cells: Vec<Cell>,
+    /// `[compare]`: thresholds for `threadcenter report --baseline` (recorded in the manifest).
+    pub compare: Thresholds,
 }
 
 /// How each cell is measured.
@@ -66,6 +69,10 @@ pub enum Order {
     Sequential,
     /// Every cell × repetition in a seeded random order.
     Shuffled,
+    /// Repetition by repetition; within one, cells that differ only in their target run
+    /// back to back, the targets' order alternating between repetitions (A B, B A, …), so
+    /// drift in the machine hits every target alike. For comparing builds in one run.
+    Interleaved,
 }
 
 /// One server implementation a run measures.
@@ -80,8 +87,14 @@ pub struct Target {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetKind {
-    /// `threadcenter server`, with extra flags; `pool` unless the matrix sets it.
-    Builtin { pool: PoolKind, args: Vec<String> },
+    /// `threadcenter server`, with extra flags; `pool` unless the matrix sets it. `binary`
+    /// runs another threadcenter executable's server instead of this one's (`{dir}`
+    /// filled in): how one run compares two builds.
+    Builtin {
+        pool: PoolKind,
+        args: Vec<String>,
+        binary: Option<String>,
+    },
     /// Any program that speaks the protocol; placeholders filled per cell.
     External { command: Vec<String> },
 }
@@ -152,6 +165,7 @@ struct RawExperiment {
     server: Option<Spanned<RawTarget>>,
     targets: Option<Spanned<BTreeMap<String, Spanned<RawTarget>>>>,
     client: Option<RawClient>,
+    compare: Option<RawCompare>,
     matrix: Spanned<RawMatrix>,
     #[serde(default)]
     exclude: Vec<Spanned<BTreeMap<String, Spanned<AxisInput>>>>,
@@ -164,6 +178,7 @@ struct RawExperiment {
 struct RawTarget {
     command: Option<Spanned<Vec<Spanned<String>>>>,
     args: Option<Spanned<Vec<String>>>,
+    binary: Option<Spanned<String>>,
     pool: Option<Spanned<String>>,
     ready_timeout: Option<Spanned<String>>,
     stop_grace: Option<Spanned<String>>,
@@ -173,6 +188,42 @@ struct RawTarget {
 #[serde(deny_unknown_fields)]
 struct RawClient {
     timeout: Option<Spanned<String>>,
+}
+
+/// `[compare]`: `threshold` for every metric, or one per metric, as "5%".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompare {
+    threshold: Option<Spanned<String>>,
+    throughput: Option<Spanned<String>>,
+    p50: Option<Spanned<String>>,
+    p99: Option<Spanned<String>>,
+    p99_9: Option<Spanned<String>>,
+    cpu_per_request: Option<Spanned<String>>,
+}
+
+impl RawCompare {
+    fn thresholds(&self, src: &Source<'_>) -> Result<Thresholds, ExperimentError> {
+        let pct = |v: &Spanned<String>, key: &str| {
+            parse_pct(v.get_ref()).map_err(|m| src.error(v.span(), &format!("compare.{key}"), m))
+        };
+        let mut t = Thresholds::default();
+        if let Some(v) = &self.threshold {
+            t.all_pct = Some(pct(v, "threshold")?);
+        }
+        for (m, v) in [
+            (CMetric::Throughput, &self.throughput),
+            (CMetric::P50, &self.p50),
+            (CMetric::P99, &self.p99),
+            (CMetric::P999, &self.p99_9),
+            (CMetric::CpuPerRequest, &self.cpu_per_request),
+        ] {
+            if let Some(v) = v {
+                t.metric_pct.insert(m.key().to_string(), pct(v, m.key())?);
+            }
+        }
+        Ok(t)
+    }
 }
 
 /// `[matrix]`: one optional list per axis (see [`Axis`]).
@@ -431,13 +482,14 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         Some(o) => match o.get_ref().as_str() {
             "sequential" => Order::Sequential,
             "shuffled" => Order::Shuffled,
-            other => {
-                return Err(src.error(
-                    o.span(),
-                    "order",
-                    format!("unknown order {other:?}: use \"sequential\" or \"shuffled\""),
-                ))
-            }
+            "interleaved" => Order::Interleaved,
+            other => return Err(src.error(
+                o.span(),
+                "order",
+                format!(
+                    "unknown order {other:?}: use \"sequential\", \"shuffled\" or \"interleaved\""
+                ),
+            )),
         },
     };
     let seed = match &raw.seed {
@@ -515,6 +567,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
                     kind: TargetKind::Builtin {
                         pool: PoolKind::Process,
                         args: Vec::new(),
+                        binary: None,
                     },
                     ready_timeout: Duration::from_secs(10),
                     stop_grace: Duration::from_secs(5),
@@ -565,6 +618,11 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         )?);
     }
 
+    let compare = match &raw.compare {
+        Some(c) => c.thresholds(src)?,
+        None => Thresholds::default(),
+    };
+
     let cells = matrix::expand(&axes, &exclude, &include, &targets);
     if cells.is_empty() {
         return Err(src.error(
@@ -597,6 +655,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         exclude,
         include,
         cells,
+        compare,
     })
 }
 
@@ -624,6 +683,13 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
                     pool.span(),
                     &format!("{key}.pool"),
                     "`pool` is for the built-in server; an external command chooses its own",
+                ));
+            }
+            if let Some(binary) = &raw.binary {
+                return Err(src.error(
+                    binary.span(),
+                    &format!("{key}.binary"),
+                    "`binary` is for the built-in server; an external target names its program in `command`",
                 ));
             }
             if command.get_ref().is_empty() {
@@ -659,6 +725,23 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
                 Some(p) => parse_pool(p.get_ref())
                     .map_err(|m| src.error(p.span(), &format!("{key}.pool"), m))?,
             };
+            let binary = match &raw.binary {
+                None => None,
+                Some(b) => {
+                    let bkey = format!("{key}.binary");
+                    if b.get_ref().trim().is_empty() {
+                        return Err(src.error(b.span(), &bkey, "must name an executable"));
+                    }
+                    if placeholders(b.get_ref()).iter().any(|p| p != "dir") {
+                        return Err(src.error(
+                            b.span(),
+                            &bkey,
+                            "the only placeholder a `binary` takes is {dir} (the experiment file's directory)",
+                        ));
+                    }
+                    Some(b.get_ref().clone())
+                }
+            };
             TargetKind::Builtin {
                 pool,
                 args: raw
@@ -666,6 +749,7 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
                     .as_ref()
                     .map(|a| a.get_ref().clone())
                     .unwrap_or_default(),
+                binary,
             }
         }
     };
@@ -674,6 +758,19 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
         ready_timeout,
         stop_grace,
     })
+}
+
+/// Every `{name}` in a word.
+fn placeholders(word: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = word;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        out.push(after[..close].to_string());
+        rest = &after[close + 1..];
+    }
+    out
 }
 
 /// `Err(name)` for the first `{name}` that is not a known placeholder.

@@ -257,9 +257,70 @@ pub fn schedule(cells: usize, repetitions: u32, shuffle_seed: Option<u64>) -> Ve
     slots
 }
 
+/// Interleaved: repetition by repetition; within one, the cells that differ only in their
+/// target run back to back (groups in matrix order of their first cell), the targets'
+/// order reversed every other repetition (A B, B A, …), so drift in the machine and any
+/// first-or-second effect fall on every target alike.
+pub fn schedule_interleaved(cells: &[Cell], repetitions: u32) -> Vec<Slot> {
+    let others: Vec<Axis> = Axis::ALL
+        .into_iter()
+        .filter(|a| *a != Axis::Target)
+        .collect();
+    let mut groups: Vec<(Vec<AxisValue>, Vec<usize>)> = Vec::new();
+    for (i, c) in cells.iter().enumerate() {
+        let key: Vec<AxisValue> = others.iter().map(|a| c.get(*a)).collect();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    let mut slots = Vec::with_capacity(cells.len() * repetitions as usize);
+    for rep in 1..=repetitions {
+        for (_, members) in &groups {
+            let mut order = members.clone();
+            if rep % 2 == 0 {
+                order.reverse();
+            }
+            slots.extend(order.into_iter().map(|cell| Slot { cell, rep }));
+        }
+    }
+    slots
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interleaved_schedules_alternate_targets_within_each_cell() {
+        let cell = |target: &str, concurrency: u64| Cell {
+            target: target.into(),
+            pool: None,
+            workers: 1,
+            cmd: ClientCmd::Compute,
+            size: 1,
+            concurrency,
+        };
+        // Matrix order: every cell of target a, then every cell of target b.
+        let cells = [cell("a", 1), cell("a", 2), cell("b", 1), cell("b", 2)];
+        let order: Vec<(usize, u32)> = schedule_interleaved(&cells, 2)
+            .into_iter()
+            .map(|s| (s.cell, s.rep))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (0, 1),
+                (2, 1),
+                (1, 1),
+                (3, 1),
+                (2, 2),
+                (0, 2),
+                (3, 2),
+                (1, 2)
+            ]
+        );
+    }
 
     #[test]
     fn ids_are_zero_padded() {

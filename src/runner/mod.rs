@@ -4,9 +4,10 @@
 //! renders the report from them (`report::render`, the same as `threadcenter report`).
 //!
 //! Modules: `experiment` (the file), `matrix` (cells and order), `launch` (process groups),
-//! `cpu` (sampling), `cell` (one cell × repetition), `store` (the run directory),
-//! `progress` (bar or plain lines).
+//! `cpu` (sampling), `ceilings` (machine limits), `cell` (one cell × repetition), `store`
+//! (the run directory), `progress` (bar or plain lines).
 
+pub mod ceilings;
 pub mod cell;
 pub mod cpu;
 pub mod experiment;
@@ -48,9 +49,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let exp = experiment::load(&args.file)?;
     let seed = match exp.settings.order {
         Order::Shuffled => Some(args.seed.or(exp.settings.seed).unwrap_or_else(rand::random)),
-        Order::Sequential => None,
+        Order::Sequential | Order::Interleaved => None,
     };
-    let slots = matrix::schedule(exp.cells.len(), exp.settings.repetitions, seed);
+    let slots = match exp.settings.order {
+        Order::Interleaved => matrix::schedule_interleaved(&exp.cells, exp.settings.repetitions),
+        _ => matrix::schedule(exp.cells.len(), exp.settings.repetitions, seed),
+    };
     let ids: Vec<String> = (0..exp.cells.len())
         .map(|i| matrix::cell_id(i, exp.cells.len()))
         .collect();
@@ -73,6 +77,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map(|s| store::run_name(&ids[s.cell], s.rep))
         .collect();
     let mut manifest = Manifest::new(&exp, machine, &ids, seed, runs);
+    manifest.write(&dir).context("cannot write manifest.json")?;
+    // After `machine_info` read the load average: this measurement loads the machine.
+    eprintln!(
+        "threadcenter run {}: measuring the machine's limits (loopback echo, compute)…",
+        exp.name
+    );
+    manifest.limits = Some(ceilings::measure(&exp.cells, &interrupted));
     manifest.write(&dir).context("cannot write manifest.json")?;
     let mut results = store::ResultsWriter::create(&dir)?;
 
@@ -291,8 +302,9 @@ fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64
     println!("targets:");
     for (name, t) in &exp.targets {
         match &t.kind {
-            TargetKind::Builtin { pool, args } => println!(
-                "  {name}: threadcenter server --pool {}{}",
+            TargetKind::Builtin { pool, args, binary } => println!(
+                "  {name}: {} server --pool {}{}",
+                binary.as_deref().unwrap_or("threadcenter"),
                 pool.as_str(),
                 args.iter().map(|a| format!(" {a}")).collect::<String>()
             ),
@@ -303,9 +315,10 @@ fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64
     for (id, cell) in ids.iter().zip(&exp.cells) {
         println!("  {id}  {}", cell.label());
     }
-    match seed {
-        Some(seed) => println!("order: shuffled, seed {seed}"),
-        None => println!("order: sequential"),
+    match (seed, s.order) {
+        (Some(seed), _) => println!("order: shuffled, seed {seed}"),
+        (None, Order::Interleaved) => println!("order: interleaved"),
+        (None, _) => println!("order: sequential"),
     }
     let order: Vec<String> = slots
         .iter()

@@ -11,13 +11,19 @@ use std::time::SystemTime;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use super::ceilings::Limits;
 use super::cpu::CpuMeans;
 use super::experiment::{Experiment, Order, TargetKind};
 use super::matrix::{Axis, Cell};
 use crate::cli::{ClientCmd, PoolKind};
+use crate::report::compare::Thresholds;
 
-/// The manifest's format; `report` refuses any other.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The manifest's format, as this build writes it. Version 2 added `limits` (the machine
+/// limits measured at the start of the run), `experiment.compare` (comparison thresholds)
+/// and a built-in target's `binary`; all three are optional, so version 1 still reads.
+pub const SCHEMA_VERSION: u32 = 2;
+/// The versions `report` reads; it refuses any other.
+pub const READABLE_SCHEMA_VERSIONS: [u32; 2] = [1, 2];
 
 pub const EXPERIMENT_FILE: &str = "experiment.toml";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -49,6 +55,9 @@ pub struct Manifest {
     /// Cell × repetition runs finished (ok or failed) and failed.
     pub runs_done: usize,
     pub runs_failed: usize,
+    /// The machine's limits, measured before the first cell (schema 2; absent in 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +90,9 @@ pub struct ExperimentInfo {
     pub cell_timeout_s: f64,
     pub client_timeout_s: f64,
     pub targets: BTreeMap<String, TargetInfo>,
+    /// The file's `[compare]` thresholds (schema 2).
+    #[serde(default, skip_serializing_if = "Thresholds::is_empty")]
+    pub compare: Thresholds,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +103,9 @@ pub struct TargetInfo {
     pub pool: Option<PoolKind>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// A built-in target run from another threadcenter executable (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
     pub ready_timeout_s: f64,
@@ -156,15 +171,17 @@ impl Manifest {
                 cooldown_s: s.cooldown.as_secs_f64(),
                 cell_timeout_s: s.cell_timeout.as_secs_f64(),
                 client_timeout_s: exp.client.timeout.as_secs_f64(),
+                compare: exp.compare.clone(),
                 targets: exp
                     .targets
                     .iter()
                     .map(|(name, t)| {
                         let info = match &t.kind {
-                            TargetKind::Builtin { pool, args } => TargetInfo {
+                            TargetKind::Builtin { pool, args, binary } => TargetInfo {
                                 kind: "builtin".into(),
                                 pool: Some(*pool),
                                 args: args.clone(),
+                                binary: binary.clone(),
                                 command: Vec::new(),
                                 ready_timeout_s: t.ready_timeout.as_secs_f64(),
                                 stop_grace_s: t.stop_grace.as_secs_f64(),
@@ -173,6 +190,7 @@ impl Manifest {
                                 kind: "external".into(),
                                 pool: None,
                                 args: Vec::new(),
+                                binary: None,
                                 command: command.clone(),
                                 ready_timeout_s: t.ready_timeout.as_secs_f64(),
                                 stop_grace_s: t.stop_grace.as_secs_f64(),
@@ -199,12 +217,14 @@ impl Manifest {
                 kind: match s.order {
                     Order::Sequential => "sequential".into(),
                     Order::Shuffled => "shuffled".into(),
+                    Order::Interleaved => "interleaved".into(),
                 },
                 seed,
                 runs,
             },
             runs_done: 0,
             runs_failed: 0,
+            limits: None,
         }
     }
 
@@ -216,13 +236,16 @@ impl Manifest {
         let value: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not valid JSON (corrupt?)", path.display()))?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
-            Some(v) => bail!(
-                "{} has schema_version {v}, but this threadcenter ({}) reads only version {SCHEMA_VERSION}: \
+            Some(v) if READABLE_SCHEMA_VERSIONS.iter().any(|&r| u64::from(r) == v) => {}
+            Some(v) => {
+                bail!(
+                "{} has schema_version {v}, but this threadcenter ({}) reads only versions {}: \
                  render it with the threadcenter that wrote it",
                 path.display(),
-                env!("CARGO_PKG_VERSION")
-            ),
+                env!("CARGO_PKG_VERSION"),
+                READABLE_SCHEMA_VERSIONS.map(|v| v.to_string()).join(" and ")
+            )
+            }
             None => bail!(
                 "{} has no schema_version: it is not a threadcenter run manifest",
                 path.display()
@@ -230,7 +253,7 @@ impl Manifest {
         }
         serde_json::from_value(value).with_context(|| {
             format!(
-                "{} does not match manifest schema {SCHEMA_VERSION} (corrupt?)",
+                "{} does not match the manifest schema (corrupt?)",
                 path.display()
             )
         })

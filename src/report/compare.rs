@@ -1,0 +1,980 @@
+//! `threadcenter report DIR --baseline OTHER`: compares a run with a baseline, cell by
+//! cell, and decides whether anything regressed. docs/compare.md is the contract.
+//!
+//! Cells are matched by their parameters (every matrix axis; without `target` when
+//! targets are named with `--baseline-target`/`--target`, which also lets one run holding
+//! two builds be compared with itself). For each matched pair and each metric
+//! (throughput, p50, p99, p99.9, server CPU per request) the repetitions of both sides
+//! give: the ratio of medians (new / baseline), a 95% bootstrap interval of that ratio
+//! (seeded, so output is deterministic), the two-sided Mann–Whitney U p-value, and a
+//! verdict:
+//!
+//! - **regressed** / **improved**: p ≤ α (0.05) *and* the ratio is beyond the metric's
+//!   threshold (5% unless set) in the worse / better direction;
+//! - **unchanged**: not that, and the whole interval lies within ±threshold;
+//! - **inconclusive**: too few repetitions for the test to ever reach α (it says how many
+//!   are needed), or too noisy: the interval reaches past the threshold (it estimates how
+//!   many repetitions would settle it).
+//!
+//! Exit status: 0 no regression, 1 some regression, 2 nothing regressed but something was
+//! inconclusive; errors are 3 (see `crate::EXIT_REPORT_ERROR`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+use super::stats;
+use crate::runner::matrix::{Axis, AxisValue, Cell};
+use crate::runner::store::{self, num, Manifest, ResultRow, Status};
+
+/// Significance level of the Mann–Whitney test.
+pub const ALPHA: f64 = 0.05;
+/// Confidence of the bootstrap interval.
+pub const CONFIDENCE: f64 = 0.95;
+/// Bootstrap resamples per (cell, metric).
+pub const RESAMPLES: usize = 10_000;
+/// The threshold of a metric nobody set, percent.
+pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
+/// A cell's relative spread (range / median) across repetitions above this many times
+/// the metric's threshold is flagged: that comparison cannot resolve the threshold.
+pub const NOISY_SPREAD_FACTOR: f64 = 2.0;
+
+pub const COMPARE_MD: &str = "compare.md";
+pub const COMPARE_CSV: &str = "compare.csv";
+pub const COMPARE_SVG: &str = "compare.svg";
+
+pub const EXIT_NO_REGRESSION: u8 = 0;
+pub const EXIT_REGRESSION: u8 = 1;
+pub const EXIT_INCONCLUSIVE: u8 = 2;
+
+/// A compared metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CMetric {
+    Throughput,
+    P50,
+    P99,
+    P999,
+    CpuPerRequest,
+}
+
+impl CMetric {
+    pub const ALL: [CMetric; 5] = [
+        CMetric::Throughput,
+        CMetric::P50,
+        CMetric::P99,
+        CMetric::P999,
+        CMetric::CpuPerRequest,
+    ];
+
+    /// The name in experiment files, on the command line and in compare.csv.
+    pub fn key(self) -> &'static str {
+        match self {
+            CMetric::Throughput => "throughput",
+            CMetric::P50 => "p50",
+            CMetric::P99 => "p99",
+            CMetric::P999 => "p99_9",
+            CMetric::CpuPerRequest => "cpu_per_request",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<CMetric> {
+        CMetric::ALL.into_iter().find(|m| m.key() == key)
+    }
+
+    /// For people.
+    pub fn label(self) -> &'static str {
+        match self {
+            CMetric::Throughput => "throughput",
+            CMetric::P50 => "p50",
+            CMetric::P99 => "p99",
+            CMetric::P999 => "p99.9",
+            CMetric::CpuPerRequest => "CPU/request",
+        }
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            CMetric::Throughput => "req/s",
+            _ => "us",
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        self == CMetric::Throughput
+    }
+
+    /// This metric's value in one repetition, when it was measured.
+    pub fn of(self, row: &ResultRow) -> Option<f64> {
+        let m = row.measured.as_ref()?;
+        let v = match self {
+            CMetric::Throughput => m.throughput_rps,
+            CMetric::P50 => m.latency_p50_us,
+            CMetric::P99 => m.latency_p99_us,
+            CMetric::P999 => m.latency_p99_9_us,
+            CMetric::CpuPerRequest => {
+                // Server CPU (% of one core) over the window / requests per second:
+                // microseconds of CPU per request.
+                let cpu = row.cpu.as_ref()?;
+                if m.throughput_rps <= 0.0 {
+                    return None;
+                }
+                cpu.server_pct / 100.0 * 1e6 / m.throughput_rps
+            }
+        };
+        v.is_finite().then_some(v)
+    }
+}
+
+/// Thresholds in percent: one for every metric, and per-metric ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metric_pct: BTreeMap<String, f64>,
+}
+
+impl Thresholds {
+    pub fn is_empty(&self) -> bool {
+        self.all_pct.is_none() && self.metric_pct.is_empty()
+    }
+
+    fn own(&self, m: CMetric) -> Option<f64> {
+        self.metric_pct.get(m.key()).copied().or(self.all_pct)
+    }
+
+    /// The threshold of `m`: the command line's (metric, then general), then the
+    /// experiment file's (metric, then general), then [`DEFAULT_THRESHOLD_PCT`].
+    pub fn resolve(cli: &Thresholds, file: &Thresholds, m: CMetric) -> f64 {
+        cli.own(m)
+            .or_else(|| file.own(m))
+            .unwrap_or(DEFAULT_THRESHOLD_PCT)
+    }
+}
+
+/// `5%`, `2.5%`: a threshold. Must be more than 0 and less than 100.
+pub fn parse_pct(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let Some(v) = t.strip_suffix('%') else {
+        return Err(format!("{s:?} is not a percentage: write it like \"5%\""));
+    };
+    match v.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 100.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?}: a threshold is a percentage above 0% and below 100%, like \"5%\""
+        )),
+    }
+}
+
+/// `--threshold 5%` (every metric) or `--threshold p99=10%`.
+pub fn parse_threshold_arg(s: &str) -> Result<(Option<CMetric>, f64), String> {
+    match s.split_once('=') {
+        None => parse_pct(s).map(|v| (None, v)),
+        Some((k, v)) => {
+            let m = CMetric::from_key(k.trim()).ok_or_else(|| {
+                format!(
+                    "unknown metric {k:?}: the metrics are {}",
+                    CMetric::ALL.map(|m| m.key()).join(", ")
+                )
+            })?;
+            parse_pct(v).map(|v| (Some(m), v))
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn from_args(args: &[(Option<CMetric>, f64)]) -> Thresholds {
+        let mut t = Thresholds::default();
+        for (m, v) in args {
+            match m {
+                None => t.all_pct = Some(*v),
+                Some(m) => {
+                    t.metric_pct.insert(m.key().to_string(), *v);
+                }
+            }
+        }
+        t
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Regressed,
+    Inconclusive,
+    Improved,
+    Unchanged,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Regressed => "regressed",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Improved => "improved",
+            Verdict::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One metric of one matched pair of cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub metric: CMetric,
+    pub n_base: usize,
+    pub n_new: usize,
+    pub base_median: f64,
+    pub new_median: f64,
+    /// new / baseline (NaN when the baseline median is 0 or a side is empty).
+    pub ratio: f64,
+    pub ci: Option<(f64, f64)>,
+    pub p: f64,
+    pub threshold_pct: f64,
+    pub base_spread_pct: f64,
+    pub new_spread_pct: f64,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// Decides one metric from its baseline and new repetitions.
+pub fn judge(metric: CMetric, base: &[f64], new: &[f64], threshold_pct: f64, seed: u64) -> Judged {
+    let (nb, nn) = (base.len(), new.len());
+    let (mb, mn) = (stats::median(base), stats::median(new));
+    let ratio = if mb != 0.0 && mb.is_finite() && mn.is_finite() {
+        mn / mb
+    } else {
+        f64::NAN
+    };
+    let ci = stats::bootstrap_ratio_ci(base, new, RESAMPLES, CONFIDENCE, seed);
+    let p = stats::mann_whitney_p(base, new);
+    let t = threshold_pct / 100.0;
+    let mut out = Judged {
+        metric,
+        n_base: nb,
+        n_new: nn,
+        base_median: mb,
+        new_median: mn,
+        ratio,
+        ci,
+        p,
+        threshold_pct,
+        base_spread_pct: stats::spread_pct(base),
+        new_spread_pct: stats::spread_pct(new),
+        verdict: Verdict::Inconclusive,
+        reason: String::new(),
+    };
+    if stats::min_p_value(nb, nn) > ALPHA {
+        let need = stats::min_reps(ALPHA);
+        out.reason = format!(
+            "too few repetitions: {nb} baseline and {nn} new; the test needs at least {need} on each side \
+             to reach p ≤ {ALPHA}"
+        );
+        return out;
+    }
+    if !ratio.is_finite() {
+        out.reason = "the baseline median is 0: no ratio".into();
+        return out;
+    }
+    let change = (ratio - 1.0) * 100.0;
+    let beyond = (ratio - 1.0).abs() > t;
+    let worse = if metric.higher_is_better() {
+        ratio < 1.0
+    } else {
+        ratio > 1.0
+    };
+    let inside = ci.is_some_and(|(lo, hi)| lo >= 1.0 - t && hi <= 1.0 + t);
+    if p <= ALPHA && beyond {
+        out.verdict = if worse {
+            Verdict::Regressed
+        } else {
+            Verdict::Improved
+        };
+        out.reason = format!("{change:+.1}%, beyond ±{threshold_pct}% (p = {})", fmt_p(p));
+    } else if inside {
+        out.verdict = Verdict::Unchanged;
+        out.reason = format!(
+            "{change:+.1}%; the {:.0}% interval lies within ±{threshold_pct}%",
+            CONFIDENCE * 100.0
+        );
+    } else {
+        let (lo, hi) = ci.unwrap_or((f64::NAN, f64::NAN));
+        let n = nb.max(nn);
+        let half = (hi - lo) / 2.0;
+        let off = (ratio - 1.0).abs();
+        // To call it unchanged the interval must shrink inside the band; to call it a
+        // change it must shrink off 1. Intervals narrow about as 1/sqrt(repetitions).
+        let target = if off < t { t - off } else { off };
+        let needed = if target > 0.0 && half.is_finite() {
+            (n as f64 * (half / target).powi(2)).ceil()
+        } else {
+            f64::INFINITY
+        };
+        let hint = if needed <= 100.0 {
+            format!(
+                "about {} repetitions per side could settle it",
+                (needed as usize).max(n + 1)
+            )
+        } else {
+            "more than 100 repetitions per side would be needed: reduce the noise instead".into()
+        };
+        out.reason = format!(
+            "too noisy to tell: {change:+.1}%, p = {}, and the {:.0}% interval [{}, {}] reaches past ±{threshold_pct}%; {hint}",
+            fmt_p(p),
+            CONFIDENCE * 100.0,
+            num(lo, 3),
+            num(hi, 3),
+        );
+    }
+    out
+}
+
+fn fmt_p(p: f64) -> String {
+    if p < 0.001 {
+        "<0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two runs, matched
+
+/// One side of a comparison: a run directory, optionally restricted to one target.
+pub struct Side {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub rows: Vec<ResultRow>,
+    pub target: Option<String>,
+}
+
+impl Side {
+    pub fn load(dir: &Path, target: Option<&str>) -> anyhow::Result<Side> {
+        if !dir.is_dir() {
+            bail!("{} is not a run directory", dir.display());
+        }
+        let manifest = Manifest::read(dir)?;
+        let rows = store::read_results(dir)?;
+        if let Some(t) = target {
+            if !manifest.cells.iter().any(|c| c.cell.target == t) {
+                let mut names: Vec<&str> = manifest
+                    .cells
+                    .iter()
+                    .map(|c| c.cell.target.as_str())
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                bail!(
+                    "{} has no target {t:?}; its targets: {}",
+                    dir.display(),
+                    names.join(", ")
+                );
+            }
+        }
+        Ok(Side {
+            dir: dir.to_path_buf(),
+            manifest,
+            rows,
+            target: target.map(str::to_string),
+        })
+    }
+
+    /// (cell id, cell) of the cells on this side, in manifest order.
+    fn cells(&self) -> Vec<(&str, &Cell)> {
+        self.manifest
+            .cells
+            .iter()
+            .filter(|c| self.target.as_ref().is_none_or(|t| &c.cell.target == t))
+            .map(|c| (c.id.as_str(), &c.cell))
+            .collect()
+    }
+
+    /// The cell's successful repetitions.
+    fn ok_rows(&self, id: &str) -> Vec<&ResultRow> {
+        let mut rows: Vec<&ResultRow> = self
+            .rows
+            .iter()
+            .filter(|r| r.cell_id == id && r.status == Status::Ok && r.measured.is_some())
+            .collect();
+        rows.sort_by_key(|r| r.rep);
+        rows
+    }
+
+    fn failed_reps(&self, id: &str) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.cell_id == id && r.status != Status::Ok)
+            .count()
+    }
+
+    fn name(&self) -> String {
+        match &self.target {
+            Some(t) => format!("{} (target {t})", self.dir.display()),
+            None => self.dir.display().to_string(),
+        }
+    }
+}
+
+/// A matched pair of cells and its metrics.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// The matched parameters, e.g. `workers=2 size=200000 concurrency=2`.
+    pub label: String,
+    pub base_cell: String,
+    pub new_cell: String,
+    pub cell: Cell,
+    pub metrics: Vec<Judged>,
+    pub notes: Vec<String>,
+}
+
+impl Pair {
+    pub fn worst(&self) -> Option<Verdict> {
+        self.metrics.iter().map(|j| j.verdict).min()
+    }
+}
+
+pub struct Comparison {
+    pub base_name: String,
+    pub new_name: String,
+    pub thresholds: BTreeMap<CMetric, f64>,
+    pub pairs: Vec<Pair>,
+    /// Cells of the new run with no baseline, and of the baseline with no new one.
+    pub only_new: Vec<String>,
+    pub only_base: Vec<String>,
+    /// About the two runs as a whole (different machines, settings, a busy machine).
+    pub notes: Vec<String>,
+}
+
+impl Comparison {
+    pub fn count(&self, v: Verdict) -> usize {
+        self.pairs
+            .iter()
+            .flat_map(|p| &p.metrics)
+            .filter(|j| j.verdict == v)
+            .count()
+    }
+
+    /// The exit status the contract gives this comparison.
+    pub fn exit_code(&self) -> u8 {
+        if self.count(Verdict::Regressed) > 0 {
+            EXIT_REGRESSION
+        } else if self.count(Verdict::Inconclusive) > 0 {
+            EXIT_INCONCLUSIVE
+        } else {
+            EXIT_NO_REGRESSION
+        }
+    }
+
+    pub fn overall(&self) -> &'static str {
+        match self.exit_code() {
+            EXIT_REGRESSION => "REGRESSION",
+            EXIT_INCONCLUSIVE => "INCONCLUSIVE",
+            _ => "NO REGRESSION",
+        }
+    }
+}
+
+/// A client using this share of the CPU it could use (min(concurrency, cores) cores) or
+/// more was itself the bottleneck.
+pub const CLIENT_SATURATED: f64 = 0.9;
+
+/// True when the client of this repetition was CPU-saturated.
+pub fn client_saturated(row: &ResultRow, cores: usize) -> bool {
+    let Some(cpu) = row.cpu.as_ref() else {
+        return false;
+    };
+    let usable = row.cell.concurrency.min(cores.max(1) as u64) as f64 * 100.0;
+    cpu.client_pct >= CLIENT_SATURATED * usable
+}
+
+/// Matches and judges. `cli` thresholds override the new run's experiment file's.
+pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comparison> {
+    let by_target = base.target.is_some() || new.target.is_some();
+    let axes: Vec<Axis> = Axis::ALL
+        .into_iter()
+        .filter(|a| !(by_target && *a == Axis::Target))
+        .collect();
+    let key = |c: &Cell| -> Vec<AxisValue> { axes.iter().map(|a| c.get(*a)).collect() };
+    let file = &new.manifest.experiment.compare;
+    let thresholds: BTreeMap<CMetric, f64> = CMetric::ALL
+        .into_iter()
+        .map(|m| (m, Thresholds::resolve(cli, file, m)))
+        .collect();
+
+    let base_cells = base.cells();
+    let new_cells = new.cells();
+    let mut seen_keys: Vec<Vec<AxisValue>> = Vec::new();
+    for (id, c) in &new_cells {
+        let k = key(c);
+        if seen_keys.contains(&k) {
+            bail!(
+                "{}: cell {id} is not the only one with {}: name one target with --target",
+                new.dir.display(),
+                c.label()
+            );
+        }
+        seen_keys.push(k);
+    }
+    // The axes that differ among the compared cells name them; all of them if none do.
+    let matched_cells: Vec<Cell> = new_cells.iter().map(|(_, c)| (*c).clone()).collect();
+    let mut label_axes: Vec<Axis> = crate::runner::varying_axes(&matched_cells)
+        .into_iter()
+        .filter(|a| axes.contains(a))
+        .collect();
+    if label_axes.is_empty() {
+        label_axes = axes.clone();
+    }
+    let label = |c: &Cell| -> String {
+        label_axes
+            .iter()
+            .map(|a| (a, c.get(*a).to_string()))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(a, v)| format!("{}={v}", a.name()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+
+    let base_cores = base.manifest.machine.logical_cores;
+    let new_cores = new.manifest.machine.logical_cores;
+    let mut pairs = Vec::new();
+    let mut only_new = Vec::new();
+    for (nid, ncell) in &new_cells {
+        let Some((bid, _)) = base_cells.iter().find(|(_, b)| key(b) == key(ncell)) else {
+            only_new.push(format!("`{nid}` ({})", label(ncell)));
+            continue;
+        };
+        let brows = base.ok_rows(bid);
+        let nrows = new.ok_rows(nid);
+        let lab = label(ncell);
+        let metrics: Vec<Judged> = CMetric::ALL
+            .into_iter()
+            .filter_map(|m| {
+                let b: Vec<f64> = brows.iter().filter_map(|r| m.of(r)).collect();
+                let n: Vec<f64> = nrows.iter().filter_map(|r| m.of(r)).collect();
+                if b.is_empty() && n.is_empty() {
+                    return None;
+                }
+                let seed = stats::seed_of(&format!("{lab}|{}", m.key()));
+                Some(judge(m, &b, &n, thresholds[&m], seed))
+            })
+            .collect();
+        let mut notes = Vec::new();
+        for (side, rows, cores, id) in [
+            ("baseline", &brows, base_cores, *bid),
+            ("new", &nrows, new_cores, *nid),
+        ] {
+            let saturated = rows.iter().filter(|r| client_saturated(r, cores)).count();
+            if saturated > 0 {
+                notes.push(format!(
+                    "{side}: the client was CPU-saturated in {saturated} of {} repetitions: its figures are \
+                     a limit of the client, not of the server",
+                    rows.len()
+                ));
+            }
+            let failed = if side == "baseline" {
+                base.failed_reps(id)
+            } else {
+                new.failed_reps(id)
+            };
+            if failed > 0 {
+                notes.push(format!("{side}: {failed} failed repetition(s) left out"));
+            }
+        }
+        for j in &metrics {
+            let limit = NOISY_SPREAD_FACTOR * j.threshold_pct;
+            let spread = j.base_spread_pct.max(j.new_spread_pct);
+            if spread > limit {
+                notes.push(format!(
+                    "{} spreads {:.0}% (baseline) and {:.0}% (new) across repetitions, more than {limit:.0}% \
+                     ({NOISY_SPREAD_FACTOR}× its threshold): too wide to trust a comparison at ±{}%",
+                    j.metric.label(),
+                    j.base_spread_pct,
+                    j.new_spread_pct,
+                    j.threshold_pct
+                ));
+            }
+        }
+        pairs.push(Pair {
+            label: lab,
+            base_cell: bid.to_string(),
+            new_cell: nid.to_string(),
+            cell: (*ncell).clone(),
+            metrics,
+            notes,
+        });
+    }
+    let only_base: Vec<String> = base_cells
+        .iter()
+        .filter(|(_, b)| !new_cells.iter().any(|(_, n)| key(n) == key(b)))
+        .map(|(id, c)| format!("`{id}` ({})", c.label()))
+        .collect();
+    if pairs.is_empty() {
+        bail!(
+            "no cell of {} matches a cell of {} by its parameters ({}): nothing to compare",
+            new.name(),
+            base.name(),
+            axes.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+        );
+    }
+
+    let mut notes = Vec::new();
+    let (bm, nm) = (&base.manifest.machine, &new.manifest.machine);
+    if base.dir != new.dir && (bm.cpu_model != nm.cpu_model || bm.logical_cores != nm.logical_cores)
+    {
+        notes.push(format!(
+            "the runs come from different machines ({}, {} cores / {}, {} cores): the ratios mix \
+             hardware and code",
+            bm.cpu_model, bm.logical_cores, nm.cpu_model, nm.logical_cores
+        ));
+    }
+    let (be, ne) = (&base.manifest.experiment, &new.manifest.experiment);
+    if base.dir != new.dir
+        && (be.warmup_s != ne.warmup_s
+            || be.duration_s != ne.duration_s
+            || be.requests != ne.requests
+            || be.client_timeout_s != ne.client_timeout_s)
+    {
+        notes.push(
+            "the runs were measured with different settings (warm-up, duration or requests): \
+             the ratios mix settings and code"
+                .into(),
+        );
+    }
+    let mut runs = vec![("baseline", &base.manifest)];
+    if base.dir != new.dir {
+        runs.push(("new", &new.manifest));
+    }
+    for (side, m) in runs {
+        let load = m.machine.load_before[0];
+        let cores = m.machine.logical_cores.max(1) as f64;
+        if load >= super::noise::BUSY_LOAD_SHARE * cores {
+            notes.push(format!(
+                "the {side} run started on a busy machine (load {load:.2} on {cores:.0} cores): \
+                 expect noise"
+            ));
+        }
+    }
+
+    Ok(Comparison {
+        base_name: base.name(),
+        new_name: new.name(),
+        thresholds,
+        pairs,
+        only_new,
+        only_base,
+        notes,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+fn fmt_value(m: CMetric, v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    match m {
+        CMetric::Throughput => format!("{v:.1} req/s"),
+        _ => super::markdown::fmt_us(v),
+    }
+}
+
+fn fmt_ci(ci: Option<(f64, f64)>) -> String {
+    match ci {
+        Some((lo, hi)) => format!("[{}, {}]", num(lo, 3), num(hi, 3)),
+        None => "–".into(),
+    }
+}
+
+fn method(c: &Comparison) -> String {
+    format!(
+        "thresholds: {}. Verdicts need both p ≤ {ALPHA} (two-sided Mann–Whitney U over repetitions) \
+         and a ratio beyond the threshold; \"unchanged\" needs the {:.0}% bootstrap interval of the \
+         ratio of medians ({RESAMPLES} seeded resamples) within ±threshold.",
+        c.thresholds
+            .iter()
+            .map(|(m, t)| format!("{} ±{t}%", m.label()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        CONFIDENCE * 100.0
+    )
+}
+
+/// The table printed on stdout.
+pub fn text(c: &Comparison) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "threadcenter compare: {}", c.new_name);
+    let _ = writeln!(w, "             against {}", c.base_name);
+    let _ = writeln!(w, "{}", method(c));
+    for p in &c.pairs {
+        let _ = writeln!(
+            w,
+            "\n{}  (baseline {}, new {})",
+            p.label, p.base_cell, p.new_cell
+        );
+        let _ = writeln!(
+            w,
+            "  {:<12} {:>15} {:>15} {:>7} {:>16} {:>7}  {:<12} why",
+            "metric", "baseline", "new", "ratio", "95% interval", "p", "verdict"
+        );
+        for j in &p.metrics {
+            let _ = writeln!(
+                w,
+                "  {:<12} {:>15} {:>15} {:>7} {:>16} {:>7}  {:<12} {}",
+                j.metric.label(),
+                fmt_value(j.metric, j.base_median),
+                fmt_value(j.metric, j.new_median),
+                num(j.ratio, 3),
+                fmt_ci(j.ci),
+                fmt_p(j.p),
+                j.verdict.as_str().to_uppercase(),
+                j.reason
+            );
+        }
+        for n in &p.notes {
+            let _ = writeln!(w, "  warning: {n}");
+        }
+    }
+    for n in &c.notes {
+        let _ = writeln!(w, "\nwarning: {n}");
+    }
+    if !c.only_new.is_empty() {
+        let _ = writeln!(w, "\nnot in the baseline: {}", c.only_new.join(", "));
+    }
+    if !c.only_base.is_empty() {
+        let _ = writeln!(w, "only in the baseline: {}", c.only_base.join(", "));
+    }
+    let _ = writeln!(
+        w,
+        "\nverdict: {} ({} regressed, {} improved, {} unchanged, {} inconclusive) → exit {}",
+        c.overall(),
+        c.count(Verdict::Regressed),
+        c.count(Verdict::Improved),
+        c.count(Verdict::Unchanged),
+        c.count(Verdict::Inconclusive),
+        c.exit_code()
+    );
+    out
+}
+
+/// compare.md.
+pub fn markdown(c: &Comparison) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "# Comparison: {}\n", c.overall());
+    let _ = writeln!(w, "| | |\n|---|---|");
+    let _ = writeln!(w, "| new | `{}` |", c.new_name);
+    let _ = writeln!(w, "| baseline | `{}` |", c.base_name);
+    let _ = writeln!(
+        w,
+        "| verdicts | {} regressed, {} improved, {} unchanged, {} inconclusive |",
+        c.count(Verdict::Regressed),
+        c.count(Verdict::Improved),
+        c.count(Verdict::Unchanged),
+        c.count(Verdict::Inconclusive)
+    );
+    let _ = writeln!(
+        w,
+        "| exit status | {} (0 no regression, 1 regression, 2 inconclusive or too noisy, 3 error) |\n",
+        c.exit_code()
+    );
+    let _ = writeln!(w, "{}\n", method(c));
+    let _ = writeln!(
+        w,
+        "Ratios are new / baseline medians: above 1 is more throughput, or more latency and CPU.\n"
+    );
+    let _ = writeln!(w, "![ratios with their intervals]({COMPARE_SVG})\n");
+    for p in &c.pairs {
+        let _ = writeln!(
+            w,
+            "## {} (baseline `{}`, new `{}`)\n",
+            p.label, p.base_cell, p.new_cell
+        );
+        let _ = writeln!(
+            w,
+            "| metric | reps | baseline | new | ratio | 95% interval | p | verdict | why |"
+        );
+        let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
+        for j in &p.metrics {
+            let _ = writeln!(
+                w,
+                "| {} | {} / {} | {} | {} | {} | {} | {} | **{}** | {} |",
+                j.metric.label(),
+                j.n_base,
+                j.n_new,
+                fmt_value(j.metric, j.base_median),
+                fmt_value(j.metric, j.new_median),
+                num(j.ratio, 3),
+                fmt_ci(j.ci),
+                fmt_p(j.p),
+                j.verdict.as_str(),
+                j.reason.replace('|', "\\|")
+            );
+        }
+        let _ = writeln!(w);
+        for n in &p.notes {
+            let _ = writeln!(w, "- **Warning:** {n}");
+        }
+        if !p.notes.is_empty() {
+            let _ = writeln!(w);
+        }
+    }
+    if !c.notes.is_empty() || !c.only_new.is_empty() || !c.only_base.is_empty() {
+        let _ = writeln!(w, "## Notes\n");
+        for n in &c.notes {
+            let _ = writeln!(w, "- **Warning:** {n}");
+        }
+        if !c.only_new.is_empty() {
+            let _ = writeln!(w, "- Not in the baseline: {}.", c.only_new.join(", "));
+        }
+        if !c.only_base.is_empty() {
+            let _ = writeln!(w, "- Only in the baseline: {}.", c.only_base.join(", "));
+        }
+    }
+    out
+}
+
+pub fn csv_columns() -> Vec<String> {
+    let mut cols: Vec<String> = vec!["new_cell".into(), "base_cell".into()];
+    cols.extend(Axis::ALL.iter().map(|a| a.name().to_string()));
+    for c in [
+        "metric",
+        "unit",
+        "better",
+        "n_base",
+        "n_new",
+        "base_median",
+        "new_median",
+        "ratio",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "threshold_pct",
+        "base_spread_pct",
+        "new_spread_pct",
+        "verdict",
+        "reason",
+    ] {
+        cols.push(c.into());
+    }
+    cols
+}
+
+/// compare.csv: one row per pair × metric.
+pub fn csv(c: &Comparison) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        w.write_record(csv_columns())?;
+        for p in &c.pairs {
+            for j in &p.metrics {
+                let mut rec = vec![p.new_cell.clone(), p.base_cell.clone()];
+                rec.extend(Axis::ALL.iter().map(|a| p.cell.get(*a).to_string()));
+                let (lo, hi) = j.ci.unwrap_or((f64::NAN, f64::NAN));
+                rec.extend([
+                    j.metric.key().to_string(),
+                    j.metric.unit().to_string(),
+                    if j.metric.higher_is_better() {
+                        "higher"
+                    } else {
+                        "lower"
+                    }
+                    .to_string(),
+                    j.n_base.to_string(),
+                    j.n_new.to_string(),
+                    num(j.base_median, 3),
+                    num(j.new_median, 3),
+                    num(j.ratio, 4),
+                    num(lo, 4),
+                    num(hi, 4),
+                    num(j.p, 4),
+                    num(j.threshold_pct, 2),
+                    num(j.base_spread_pct, 1),
+                    num(j.new_spread_pct, 1),
+                    j.verdict.as_str().to_string(),
+                    j.reason.clone(),
+                ]);
+                w.write_record(rec)?;
+            }
+        }
+        w.flush()?;
+    }
+    Ok(out)
+}
+
+/// Writes compare.md, compare.csv and compare.svg into `dir`.
+pub fn write_files(dir: &Path, c: &Comparison) -> anyhow::Result<()> {
+    let path = dir.join(COMPARE_CSV);
+    std::fs::write(&path, csv(c)?).with_context(|| format!("cannot write {}", path.display()))?;
+    let path = dir.join(COMPARE_MD);
+    std::fs::write(&path, markdown(c))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    super::compare_plot::write(&dir.join(COMPARE_SVG), c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_resolve_command_line_first() {
+        let file = Thresholds {
+            all_pct: Some(8.0),
+            metric_pct: [("p99".to_string(), 20.0)].into(),
+        };
+        let cli = Thresholds::from_args(&[parse_threshold_arg("p50=2%").unwrap()]);
+        assert_eq!(Thresholds::resolve(&cli, &file, CMetric::P50), 2.0);
+        assert_eq!(Thresholds::resolve(&cli, &file, CMetric::P99), 20.0);
+        assert_eq!(Thresholds::resolve(&cli, &file, CMetric::Throughput), 8.0);
+        let none = Thresholds::default();
+        assert_eq!(Thresholds::resolve(&none, &none, CMetric::P999), 5.0);
+        let cli = Thresholds::from_args(&[parse_threshold_arg("3%").unwrap()]);
+        assert_eq!(Thresholds::resolve(&cli, &file, CMetric::P99), 3.0);
+        assert!(parse_threshold_arg("p98=5%").is_err());
+        assert!(parse_threshold_arg("5").is_err());
+        assert!(parse_threshold_arg("0%").is_err());
+    }
+
+    fn around(center: f64, spread: f64, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| center * (1.0 + spread * ((i as f64 / (n - 1).max(1) as f64) - 0.5)))
+            .collect()
+    }
+
+    #[test]
+    fn verdicts() {
+        let base = around(1000.0, 0.02, 5);
+        // 20% less throughput, cleanly separated.
+        let j = judge(CMetric::Throughput, &base, &around(800.0, 0.02, 5), 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
+        // 20% less latency.
+        let j = judge(CMetric::P99, &base, &around(800.0, 0.02, 5), 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Improved, "{j:?}");
+        // The same, within 1%: unchanged.
+        let j = judge(CMetric::P50, &base, &around(1005.0, 0.02, 5), 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Unchanged, "{j:?}");
+        // Significant but small (2% with a 5% threshold): unchanged.
+        let j = judge(CMetric::P50, &base, &around(1020.0, 0.005, 5), 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Unchanged, "{j:?}");
+        // Wild noise: inconclusive, with a hint.
+        let noisy = [600.0, 1400.0, 900.0, 1200.0, 700.0];
+        let j = judge(CMetric::Throughput, &base, &noisy, 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(j.reason.contains("too noisy"), "{j:?}");
+        // Three repetitions can never be significant.
+        let j = judge(
+            CMetric::Throughput,
+            &around(1000.0, 0.01, 3),
+            &around(500.0, 0.01, 3),
+            5.0,
+            1,
+        );
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(j.reason.contains("at least 4"), "{j:?}");
+    }
+}

@@ -1,0 +1,241 @@
+//! Each cell against the machine's limits (manifest.json `limits`, measured at the start
+//! of the run by `runner::ceilings`): the columns summary.csv gains and report.md's
+//! "Machine limits and efficiency" section.
+//!
+//! For a cell with concurrency C, W workers, compute size n on a machine with K cores:
+//!
+//! - loopback ceiling: the raw echo's round trips per second at C;
+//! - compute ceiling (compute cells): min(W, K, C) / t(n), t(n) the fastest timing of one
+//!   compute(n) in one process (at most C requests are in flight in a closed loop, at
+//!   most W workers compute, at most K cores run them);
+//! - ceiling: the lower of the two; efficiency: median throughput / ceiling;
+//! - latency floor: the echo's median round trip at C, plus t(n) for compute;
+//!   latency efficiency: floor / median p50.
+//!
+//! Both efficiencies are at most 100% up to measurement noise; above 100% +
+//! [`TOLERANCE_PCT`] the report flags the ceiling as measured low.
+
+use std::fmt::Write as _;
+
+use super::analysis::{Analysis, CellSummary, Metric};
+use super::load::RunData;
+use crate::cli::ClientCmd;
+use crate::runner::ceilings::Limits;
+use crate::runner::store::num;
+
+/// How far above 100% an efficiency may read before it is flagged: the ceilings and the
+/// cells are measured at different moments on a machine that is never perfectly quiet.
+pub const TOLERANCE_PCT: f64 = 10.0;
+
+/// A cell's ceilings and efficiencies; `None` where not measured or not applicable.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CellLimits {
+    pub loopback_rps: Option<f64>,
+    pub compute_rps: Option<f64>,
+    pub ceiling_rps: Option<f64>,
+    pub efficiency_pct: Option<f64>,
+    pub latency_floor_us: Option<f64>,
+    pub latency_efficiency_pct: Option<f64>,
+}
+
+/// summary.csv's columns for them, in [`CellLimits::record`]'s order.
+pub const COLUMNS: [&str; 6] = [
+    "loopback_ceiling_rps",
+    "compute_ceiling_rps",
+    "ceiling_rps",
+    "efficiency_pct",
+    "latency_floor_us",
+    "latency_efficiency_pct",
+];
+
+impl CellLimits {
+    pub fn of(limits: Option<&Limits>, cores: usize, c: &CellSummary) -> CellLimits {
+        let Some(limits) = limits else {
+            return CellLimits::default();
+        };
+        let echo = limits.loopback_at(c.cell.concurrency);
+        let loopback_rps = echo.and_then(|l| l.round_trips_per_s);
+        let echo_p50 = echo.and_then(|l| l.p50_us);
+        let t = (c.cell.cmd == ClientCmd::Compute)
+            .then(|| limits.compute_of(c.cell.size))
+            .flatten()
+            .map(|t| t.min_s)
+            .filter(|t| *t > 0.0);
+        let compute_rps = t.map(|t| {
+            let parallel = c
+                .cell
+                .workers
+                .min(cores.max(1) as u64)
+                .min(c.cell.concurrency);
+            parallel as f64 / t
+        });
+        let ceiling_rps = match (loopback_rps, compute_rps) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let efficiency_pct = match (c.median(Metric::Throughput), ceiling_rps) {
+            (Some(x), Some(ceil)) if ceil > 0.0 => Some(x / ceil * 100.0),
+            _ => None,
+        };
+        let latency_floor_us = match (c.cell.cmd, echo_p50, t) {
+            (ClientCmd::Compute, Some(e), Some(t)) => Some(e + t * 1e6),
+            (ClientCmd::Ping, Some(e), _) => Some(e),
+            _ => None,
+        };
+        let latency_efficiency_pct = match (latency_floor_us, c.median(Metric::LatencyP50)) {
+            (Some(f), Some(p50)) if p50 > 0.0 => Some(f / p50 * 100.0),
+            _ => None,
+        };
+        CellLimits {
+            loopback_rps,
+            compute_rps,
+            ceiling_rps,
+            efficiency_pct,
+            latency_floor_us,
+            latency_efficiency_pct,
+        }
+    }
+
+    pub fn record(&self) -> Vec<String> {
+        let f = |v: Option<f64>, d: usize| v.map_or(String::new(), |v| num(v, d));
+        vec![
+            f(self.loopback_rps, 1),
+            f(self.compute_rps, 1),
+            f(self.ceiling_rps, 1),
+            f(self.efficiency_pct, 1),
+            f(self.latency_floor_us, 1),
+            f(self.latency_efficiency_pct, 1),
+        ]
+    }
+
+    /// The larger efficiency when it is above 100% + [`TOLERANCE_PCT`].
+    pub fn too_high(&self) -> Option<f64> {
+        [self.efficiency_pct, self.latency_efficiency_pct]
+            .into_iter()
+            .flatten()
+            .filter(|e| *e > 100.0 + TOLERANCE_PCT)
+            .reduce(f64::max)
+    }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.0}%"))
+}
+
+/// report.md's section.
+pub fn markdown(data: &RunData, a: &Analysis) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "## Machine limits and efficiency\n");
+    let Some(limits) = data.manifest.limits.as_ref() else {
+        let _ = writeln!(
+            w,
+            "Not measured: this run's manifest (schema version {}) predates machine limits.\n",
+            data.manifest.schema_version
+        );
+        return out;
+    };
+    let cores = data.manifest.machine.logical_cores;
+    let lb = &limits.loopback;
+    let _ = writeln!(
+        w,
+        "Measured by the runner before the first cell. **Loopback round-trip floor**: a raw framed \
+         echo of a {}-byte payload over loopback (no JSON, no pool), an echo thread and a closed-loop \
+         client thread per connection in one process; best of {} trials of {} s at each concurrency.\n",
+        lb.payload_bytes, lb.trials, lb.trial_s
+    );
+    let _ = writeln!(
+        w,
+        "| concurrency | round trips/s | p50 | p99 |\n|---|---|---|---|"
+    );
+    for l in &lb.levels {
+        match (l.round_trips_per_s, l.p50_us, l.p99_us) {
+            (Some(r), Some(p50), Some(p99)) => {
+                let _ = writeln!(
+                    w,
+                    "| {} | {r:.0} | {} | {} |",
+                    l.concurrency,
+                    super::markdown::fmt_us(p50),
+                    super::markdown::fmt_us(p99)
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    w,
+                    "| {} | – | – | {} |",
+                    l.concurrency,
+                    l.note.as_deref().unwrap_or("not measured")
+                );
+            }
+        }
+    }
+    if !limits.compute.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n**Compute ceiling**: one compute(n) timed in one process (the fastest of several \
+             timings, and their median); a pool can do at most min(workers, {cores} cores, \
+             concurrency) of them at once.\n"
+        );
+        let _ = writeln!(
+            w,
+            "| size | one compute (fastest) | median | per worker |\n|---|---|---|---|"
+        );
+        for t in &limits.compute {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {:.1} req/s |",
+                t.size,
+                super::markdown::fmt_us(t.min_s * 1e6),
+                super::markdown::fmt_us(t.median_s * 1e6),
+                1.0 / t.min_s
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "\n**Efficiency** is the median throughput over the lower ceiling; **latency efficiency** \
+         the latency floor (the echo's median round trip, plus one compute) over the median p50. \
+         Both are at most 100% up to measurement noise; above {:.0}% a ceiling was measured low \
+         and is flagged. Columns in summary.csv: {}.\n",
+        100.0 + TOLERANCE_PCT,
+        COLUMNS.map(|c| format!("`{c}`")).join(", ")
+    );
+    let _ = writeln!(
+        w,
+        "| cell | throughput | loopback ceiling | compute ceiling | efficiency | p50 | latency floor | latency efficiency |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
+    let mut high = Vec::new();
+    for c in &a.cells {
+        let l = &c.limits;
+        let r = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+            c.id,
+            r(c.median(Metric::Throughput)),
+            r(l.loopback_rps),
+            r(l.compute_rps),
+            pct(l.efficiency_pct),
+            c.median(Metric::LatencyP50)
+                .map_or("–".into(), super::markdown::fmt_us),
+            l.latency_floor_us
+                .map_or("–".into(), super::markdown::fmt_us),
+            pct(l.latency_efficiency_pct),
+        );
+        if let Some(e) = l.too_high() {
+            high.push(format!("`{}` ({e:.0}%)", c.id));
+        }
+    }
+    let _ = writeln!(w, "\nThroughput and ceilings in requests/s.\n");
+    if !high.is_empty() {
+        let _ = writeln!(
+            w,
+            "- **Warning:** efficiency above {:.0}% in {}: the machine limits were measured while \
+             something else used the CPU, so they are too low; measure again on a quieter machine.\n",
+            100.0 + TOLERANCE_PCT,
+            high.join(", ")
+        );
+    }
+    out
+}

@@ -1,0 +1,163 @@
+//! Noise, stated: each cell's spread across repetitions and how busy its client was
+//! (summary.csv columns), and report.md's "Noise" section: the machine's load and CPU
+//! governor before the run, cells whose spread is too wide to trust a comparison, and
+//! runs whose client was itself CPU-saturated.
+
+use std::fmt::Write as _;
+
+use super::analysis::{Analysis, CellSummary, Metric};
+use super::compare::{client_saturated, DEFAULT_THRESHOLD_PCT, NOISY_SPREAD_FACTOR};
+use super::load::RunData;
+use crate::runner::store::{num, Status};
+
+/// A 1-minute load average at or above this share of the logical cores before the run
+/// means the machine was busy with something else.
+pub const BUSY_LOAD_SHARE: f64 = 0.5;
+
+/// A spread (range / median across repetitions) above this is flagged: twice the default
+/// comparison threshold, so a comparison against the cell cannot resolve that threshold.
+pub const NOISY_SPREAD_PCT: f64 = NOISY_SPREAD_FACTOR * DEFAULT_THRESHOLD_PCT;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CellNoise {
+    /// (max − min) / median of throughput across the ok repetitions, percent (2 or more).
+    pub throughput_spread_pct: Option<f64>,
+    /// The same for p99.
+    pub p99_spread_pct: Option<f64>,
+    /// The client's median CPU over what it could use: min(concurrency, cores) cores.
+    pub client_saturation_pct: Option<f64>,
+}
+
+pub const COLUMNS: [&str; 3] = [
+    "throughput_spread_pct",
+    "latency_p99_spread_pct",
+    "client_cpu_saturation_pct",
+];
+
+impl CellNoise {
+    pub fn of(c: &CellSummary, cores: usize) -> CellNoise {
+        let spread = |m: Metric| {
+            let s = c.stats.get(&m)?;
+            (c.reps_ok >= 2 && s.median > 0.0).then(|| (s.max - s.min) / s.median * 100.0)
+        };
+        let usable = c.cell.concurrency.min(cores.max(1) as u64) as f64 * 100.0;
+        CellNoise {
+            throughput_spread_pct: spread(Metric::Throughput),
+            p99_spread_pct: spread(Metric::LatencyP99),
+            client_saturation_pct: c.median(Metric::ClientCpu).map(|v| v / usable * 100.0),
+        }
+    }
+
+    pub fn record(&self) -> Vec<String> {
+        let f = |v: Option<f64>| v.map_or(String::new(), |v| num(v, 1));
+        vec![
+            f(self.throughput_spread_pct),
+            f(self.p99_spread_pct),
+            f(self.client_saturation_pct),
+        ]
+    }
+}
+
+/// report.md's section.
+pub fn markdown(data: &RunData, a: &Analysis) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let m = &data.manifest;
+    let cores = m.machine.logical_cores.max(1);
+    let _ = writeln!(w, "## Noise\n");
+    let load = m.machine.load_before;
+    let busy = load[0] >= BUSY_LOAD_SHARE * cores as f64;
+    let _ = writeln!(
+        w,
+        "- **Machine before the run:** load average {:.2} {:.2} {:.2} (1, 5, 15 min) on {cores} cores{}; \
+         CPU governor {}.",
+        load[0],
+        load[1],
+        load[2],
+        if busy {
+            " — **busy**: something else was using the CPU, expect noise"
+        } else {
+            ""
+        },
+        match m.machine.governor.as_deref() {
+            Some("performance") => "`performance`".to_string(),
+            Some(g) => format!("`{g}` (frequency scaling adds noise; `performance` is steadier)"),
+            None => "not exposed (a VM or container, or no cpufreq)".to_string(),
+        }
+    );
+    let multi: Vec<&CellSummary> = a.cells.iter().filter(|c| c.reps_ok >= 2).collect();
+    if multi.is_empty() {
+        let _ = writeln!(
+            w,
+            "- **Spread across repetitions:** none to state, no cell has two successful repetitions. \
+             Comparing runs needs at least {} per cell (`repetitions`).",
+            super::stats::min_reps(super::compare::ALPHA)
+        );
+    } else {
+        let spreads: Vec<f64> = multi
+            .iter()
+            .filter_map(|c| c.noise.throughput_spread_pct)
+            .collect();
+        let p99s: Vec<f64> = multi
+            .iter()
+            .filter_map(|c| c.noise.p99_spread_pct)
+            .collect();
+        let _ = writeln!(
+            w,
+            "- **Spread across repetitions** (max − min over the median): throughput {:.1}% in the \
+             median cell, {:.1}% at most; p99 {:.1}% in the median cell, {:.1}% at most. Per cell: \
+             `throughput_spread_pct`, `latency_p99_spread_pct` in summary.csv.",
+            super::stats::median(&spreads),
+            spreads.iter().copied().fold(0.0, f64::max),
+            super::stats::median(&p99s),
+            p99s.iter().copied().fold(0.0, f64::max),
+        );
+        let wide: Vec<String> = multi
+            .iter()
+            .filter_map(|c| {
+                let t = c.noise.throughput_spread_pct.unwrap_or(0.0);
+                let p = c.noise.p99_spread_pct.unwrap_or(0.0);
+                (t > NOISY_SPREAD_PCT || p > NOISY_SPREAD_PCT)
+                    .then(|| format!("`{}` (throughput {t:.0}%, p99 {p:.0}%)", c.id))
+            })
+            .collect();
+        if !wide.is_empty() {
+            let _ = writeln!(
+                w,
+                "- **Warning: spread too wide to trust a comparison** in {} cell(s): {}. Above {:.0}% \
+                 (twice the default {:.0}% comparison threshold) a comparison against these cells \
+                 cannot resolve a {:.0}% change; add repetitions or quiet the machine.",
+                wide.len(),
+                wide.join(", "),
+                NOISY_SPREAD_PCT,
+                DEFAULT_THRESHOLD_PCT,
+                DEFAULT_THRESHOLD_PCT
+            );
+        }
+    }
+    let saturated: Vec<String> = data
+        .rows
+        .iter()
+        .filter(|r| r.status == Status::Ok && client_saturated(r, cores))
+        .map(|r| format!("`{}`", r.run_name()))
+        .collect();
+    if saturated.is_empty() {
+        let _ = writeln!(
+            w,
+            "- **Client:** never CPU-saturated (below {:.0}% of min(concurrency, cores) in every run).",
+            super::compare::CLIENT_SATURATED * 100.0
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            "- **Warning: the client was CPU-saturated** (at least {:.0}% of min(concurrency, {cores} \
+             cores)) in {} run(s): {}. Their throughput and latency are a limit of the client, not of \
+             the server.",
+            super::compare::CLIENT_SATURATED * 100.0,
+            saturated.len(),
+            saturated.join(", ")
+        );
+    }
+    let _ = writeln!(w);
+    out
+}

@@ -1,0 +1,303 @@
+//! Statistics for comparing two sets of repetitions: medians, the two-sided Mann–Whitney U
+//! test (exact, ties included, for small samples; normal approximation beyond), a seeded
+//! bootstrap confidence interval of the ratio of medians, and how many repetitions a test
+//! needs before it can ever reach significance.
+//!
+//! Everything here is deterministic: the bootstrap draws from SplitMix64 seeded by the
+//! caller, so the same samples always give the same interval on any build.
+
+/// The median of `values` (the mean of the two middle values for an even count); NaN
+/// when empty.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// SplitMix64: small, fast, and the same sequence on every platform and crate version.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0), without modulo bias.
+    pub fn below(&mut self, n: usize) -> usize {
+        let n = n as u64;
+        let zone = u64::MAX - u64::MAX % n;
+        loop {
+            let x = self.next_u64();
+            if x < zone {
+                return (x % n) as usize;
+            }
+        }
+    }
+}
+
+/// FNV-1a of a string: a stable seed for the bootstrap of one (cell, metric).
+pub fn seed_of(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    h
+}
+
+/// Samples up to this total size get the exact permutation distribution of U.
+const EXACT_MAX_N: usize = 60;
+
+/// Two-sided p-value of the Mann–Whitney U (Wilcoxon rank-sum) test that `a` and `b`
+/// come from the same distribution. Ties get mid-ranks. Exact (by counting every split of
+/// the pooled ranks) up to [`EXACT_MAX_N`] values in all, then the normal approximation
+/// with tie and continuity corrections. 1.0 when either side is empty.
+pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
+    let (m, n) = (a.len(), b.len());
+    if m == 0 || n == 0 {
+        return 1.0;
+    }
+    // Doubled mid-ranks: integers even with ties.
+    let mut pooled: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&x| (x, true))
+        .chain(b.iter().map(|&x| (x, false)))
+        .collect();
+    pooled.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let total = m + n;
+    let mut rank2 = vec![0u64; total];
+    let mut ties: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < total {
+        let mut j = i;
+        while j + 1 < total && pooled[j + 1].0 == pooled[i].0 {
+            j += 1;
+        }
+        // Ranks i+1 ..= j+1 share their mean; doubled: (i+1 + j+1).
+        let r2 = (i + 1 + j + 1) as u64;
+        for r in rank2.iter_mut().take(j + 1).skip(i) {
+            *r = r2;
+        }
+        ties.push(j - i + 1);
+        i = j + 1;
+    }
+    let w_obs: u64 = pooled
+        .iter()
+        .zip(&rank2)
+        .filter(|(p, _)| p.1)
+        .map(|(_, r)| *r)
+        .sum();
+    // E[W] doubled: m (N + 1).
+    let expected = (m * (total + 1)) as f64;
+    let dev_obs = (w_obs as f64 - expected).abs();
+
+    if total <= EXACT_MAX_N {
+        // counts[k][s]: subsets of size k of the ranks seen so far with doubled sum s.
+        let max_sum: usize = rank2.iter().map(|&r| r as usize).sum();
+        let mut counts = vec![vec![0f64; max_sum + 1]; m + 1];
+        counts[0][0] = 1.0;
+        for &r in &rank2 {
+            let r = r as usize;
+            for k in (1..=m).rev() {
+                let (lower, upper) = counts.split_at_mut(k);
+                let (prev, cur) = (&lower[k - 1], &mut upper[0]);
+                for s in (r..=max_sum).rev() {
+                    if prev[s - r] != 0.0 {
+                        cur[s] += prev[s - r];
+                    }
+                }
+            }
+        }
+        let all: f64 = counts[m].iter().sum();
+        let extreme: f64 = counts[m]
+            .iter()
+            .enumerate()
+            .filter(|(s, _)| (*s as f64 - expected).abs() >= dev_obs - 1e-9)
+            .map(|(_, c)| *c)
+            .sum();
+        return (extreme / all).min(1.0);
+    }
+
+    // Normal approximation on U = W - m(m+1)/2 (undoubled), tie-corrected variance.
+    let (mf, nf, nn) = (m as f64, n as f64, total as f64);
+    let tie_term: f64 = ties
+        .iter()
+        .map(|&t| {
+            let t = t as f64;
+            t * t * t - t
+        })
+        .sum();
+    let var = mf * nf / 12.0 * ((nn + 1.0) - tie_term / (nn * (nn - 1.0)));
+    if var <= 0.0 {
+        return 1.0;
+    }
+    let dev = (dev_obs / 2.0 - 0.5).max(0.0);
+    let z = dev / var.sqrt();
+    (2.0 * normal_upper_tail(z)).min(1.0)
+}
+
+/// P(Z > z) for a standard normal Z (Abramowitz–Stegun 7.1.26 through erfc; |error| < 1.5e-7).
+fn normal_upper_tail(z: f64) -> f64 {
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erfc = poly * (-x * x).exp();
+    let erfc = if x >= 0.0 { erfc } else { 2.0 - erfc };
+    erfc / 2.0
+}
+
+/// The smallest two-sided p-value a Mann–Whitney test of `m` against `n` values can give
+/// (complete separation): 2 / C(m + n, m).
+pub fn min_p_value(m: usize, n: usize) -> f64 {
+    if m == 0 || n == 0 {
+        return 1.0;
+    }
+    let mut c = 1f64;
+    for i in 0..m.min(n) {
+        c = c * (m + n - i) as f64 / (i + 1) as f64;
+    }
+    (2.0 / c).min(1.0)
+}
+
+/// The fewest repetitions per side (equal sides) with which the test can reach `alpha`.
+pub fn min_reps(alpha: f64) -> usize {
+    (1..1000)
+        .find(|&k| min_p_value(k, k) <= alpha)
+        .unwrap_or(1000)
+}
+
+/// The `confidence` (e.g. 0.95) percentile-bootstrap interval of median(b) / median(a):
+/// `resamples` times, each side is resampled with replacement and the ratio of the two
+/// medians taken; the interval is the central `confidence` share of those ratios.
+/// `None` when a side is empty or a baseline median is 0.
+pub fn bootstrap_ratio_ci(
+    a: &[f64],
+    b: &[f64],
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    if a.is_empty() || b.is_empty() || resamples == 0 {
+        return None;
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut ra = vec![0.0; a.len()];
+    let mut rb = vec![0.0; b.len()];
+    let mut ratios = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for x in ra.iter_mut() {
+            *x = a[rng.below(a.len())];
+        }
+        for x in rb.iter_mut() {
+            *x = b[rng.below(b.len())];
+        }
+        let (ma, mb) = (median(&ra), median(&rb));
+        if ma == 0.0 || !ma.is_finite() || !mb.is_finite() {
+            return None;
+        }
+        ratios.push(mb / ma);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let tail = (1.0 - confidence) / 2.0;
+    Some((quantile(&ratios, tail), quantile(&ratios, 1.0 - tail)))
+}
+
+/// Linear-interpolated quantile of sorted values.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Relative spread of a sample: (max − min) / median, in percent; 0 for one value.
+pub fn spread_pct(values: &[f64]) -> f64 {
+    let m = median(values);
+    if values.len() < 2 || m == 0.0 || !m.is_finite() {
+        return 0.0;
+    }
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    (max - min) / m.abs() * 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_p_values_match_the_tables() {
+        // Complete separation, 4 against 4: 2 of C(8,4) = 70 splits are as extreme.
+        let p = mann_whitney_p(&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0]);
+        assert!((p - 2.0 / 70.0).abs() < 1e-12, "{p}");
+        assert!((min_p_value(4, 4) - 2.0 / 70.0).abs() < 1e-12);
+        // 3 against 3 can never go below 0.1.
+        assert!((min_p_value(3, 3) - 0.1).abs() < 1e-12);
+        assert_eq!(min_reps(0.05), 4);
+        assert_eq!(min_reps(0.01), 5);
+        // Identical samples: nothing to see.
+        assert_eq!(mann_whitney_p(&[1.0, 1.0, 1.0], &[1.0, 1.0, 1.0]), 1.0);
+        // Interleaved values: far from significant.
+        let p = mann_whitney_p(&[1.0, 3.0, 5.0, 7.0, 9.0], &[2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert!(p > 0.5, "{p}");
+        // Symmetric in its arguments.
+        let (a, b) = ([1.0, 2.5, 3.0, 7.0], [2.0, 2.5, 8.0, 9.0, 9.5]);
+        assert!((mann_whitney_p(&a, &b) - mann_whitney_p(&b, &a)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn exact_and_normal_agree_roughly_for_larger_samples() {
+        let a: Vec<f64> = (0..30).map(f64::from).collect();
+        let b: Vec<f64> = (0..30).map(|i| f64::from(i) + 8.0).collect();
+        let exact = mann_whitney_p(&a, &b);
+        let mut a2 = a.clone();
+        a2.extend((100..120).map(f64::from));
+        let mut b2 = b.clone();
+        b2.extend((108..128).map(f64::from));
+        let approx = mann_whitney_p(&a2, &b2);
+        assert!(exact < 0.05 && approx < 0.05, "{exact} {approx}");
+        // The approximation against a known value: z = 1.96 → p = 0.05.
+        assert!((2.0 * normal_upper_tail(1.959_964) - 0.05).abs() < 1e-5);
+    }
+
+    #[test]
+    fn bootstrap_intervals_are_seeded_and_cover_the_ratio() {
+        let a = [100.0, 102.0, 98.0, 101.0, 99.0];
+        let b = [120.0, 123.0, 118.0, 121.0, 119.0];
+        let ci = bootstrap_ratio_ci(&a, &b, 2000, 0.95, 7).unwrap();
+        assert_eq!(ci, bootstrap_ratio_ci(&a, &b, 2000, 0.95, 7).unwrap());
+        let r = median(&b) / median(&a);
+        assert!(ci.0 <= r && r <= ci.1, "{ci:?} {r}");
+        assert!(ci.0 > 1.1 && ci.1 < 1.3, "{ci:?}");
+        assert!(bootstrap_ratio_ci(&[0.0], &[1.0], 10, 0.95, 1).is_none());
+    }
+
+    #[test]
+    fn spreads_and_medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!((spread_pct(&[90.0, 100.0, 110.0]) - 20.0).abs() < 1e-12);
+        assert_eq!(spread_pct(&[5.0]), 0.0);
+        let mut r = SplitMix64::new(1);
+        assert!((0..1000).all(|_| r.below(7) < 7));
+    }
+}
