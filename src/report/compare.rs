@@ -222,39 +222,86 @@ impl Verdict {
     }
 }
 
+/// How the two sides' repetitions relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Design {
+    /// Two runs: independent samples. Ratio of medians; Mann–Whitney U.
+    Independent,
+    /// Two targets of one run: repetition i of each side is a pair measured under the
+    /// same conditions (back to back when the order is interleaved). Median of the pair
+    /// ratios; Wilcoxon signed-rank test on their logarithms. Drift in the machine that
+    /// hits both members of a pair cancels out of their ratio.
+    Paired,
+}
+
 /// One metric of one matched pair of cells.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judged {
     pub metric: CMetric,
+    pub design: Design,
     pub n_base: usize,
     pub n_new: usize,
     pub base_median: f64,
     pub new_median: f64,
-    /// new / baseline (NaN when the baseline median is 0 or a side is empty).
+    /// new / baseline: the ratio of medians, or (paired) the median of the pair ratios;
+    /// NaN when there is none.
     pub ratio: f64,
     pub ci: Option<(f64, f64)>,
     pub p: f64,
     pub threshold_pct: f64,
     pub base_spread_pct: f64,
     pub new_spread_pct: f64,
+    /// Paired: the spread of the pair ratios, percent.
+    pub ratio_spread_pct: Option<f64>,
     pub verdict: Verdict,
     pub reason: String,
 }
 
-/// Decides one metric from its baseline and new repetitions.
-pub fn judge(metric: CMetric, base: &[f64], new: &[f64], threshold_pct: f64, seed: u64) -> Judged {
+/// Decides one metric from its baseline and new repetitions (paired: `base[i]` and
+/// `new[i]` are one pair).
+pub fn judge(
+    metric: CMetric,
+    base: &[f64],
+    new: &[f64],
+    design: Design,
+    threshold_pct: f64,
+    seed: u64,
+) -> Judged {
     let (nb, nn) = (base.len(), new.len());
     let (mb, mn) = (stats::median(base), stats::median(new));
-    let ratio = if mb != 0.0 && mb.is_finite() && mn.is_finite() {
-        mn / mb
-    } else {
-        f64::NAN
+    let (ratio, ci, p, min_p, ratio_spread) = match design {
+        Design::Independent => (
+            if mb != 0.0 && mb.is_finite() && mn.is_finite() {
+                mn / mb
+            } else {
+                f64::NAN
+            },
+            stats::bootstrap_ratio_ci(base, new, RESAMPLES, CONFIDENCE, seed),
+            stats::mann_whitney_p(base, new),
+            stats::min_p_value(nb, nn),
+            None,
+        ),
+        Design::Paired => {
+            let ratios: Vec<f64> = base
+                .iter()
+                .zip(new)
+                .filter(|(b, n)| **b > 0.0 && **n > 0.0)
+                .map(|(b, n)| n / b)
+                .collect();
+            let logs: Vec<f64> = ratios.iter().map(|r| r.ln()).collect();
+            (
+                stats::median(&ratios),
+                stats::bootstrap_median_ci(&ratios, RESAMPLES, CONFIDENCE, seed),
+                stats::signed_rank_p(&logs),
+                stats::min_p_value_paired(ratios.len()),
+                Some(stats::spread_pct(&ratios)),
+            )
+        }
     };
-    let ci = stats::bootstrap_ratio_ci(base, new, RESAMPLES, CONFIDENCE, seed);
-    let p = stats::mann_whitney_p(base, new);
     let t = threshold_pct / 100.0;
     let mut out = Judged {
         metric,
+        design,
         n_base: nb,
         n_new: nn,
         base_median: mb,
@@ -265,15 +312,23 @@ pub fn judge(metric: CMetric, base: &[f64], new: &[f64], threshold_pct: f64, see
         threshold_pct,
         base_spread_pct: stats::spread_pct(base),
         new_spread_pct: stats::spread_pct(new),
+        ratio_spread_pct: ratio_spread,
         verdict: Verdict::Inconclusive,
         reason: String::new(),
     };
-    if stats::min_p_value(nb, nn) > ALPHA {
-        let need = stats::min_reps(ALPHA);
-        out.reason = format!(
-            "too few repetitions: {nb} baseline and {nn} new; the test needs at least {need} on each side \
-             to reach p ≤ {ALPHA}"
-        );
+    if min_p > ALPHA {
+        out.reason = match design {
+            Design::Independent => format!(
+                "too few repetitions: {nb} baseline and {nn} new; the test needs at least {} on each \
+                 side to reach p ≤ {ALPHA}",
+                stats::min_reps(ALPHA)
+            ),
+            Design::Paired => format!(
+                "too few repetitions: {} pairs; the signed-rank test needs at least {} to reach p ≤ {ALPHA}",
+                nb.min(nn),
+                stats::min_pairs(ALPHA)
+            ),
+        };
         return out;
     }
     if !ratio.is_finite() {
@@ -303,7 +358,7 @@ pub fn judge(metric: CMetric, base: &[f64], new: &[f64], threshold_pct: f64, see
         );
     } else {
         let (lo, hi) = ci.unwrap_or((f64::NAN, f64::NAN));
-        let n = nb.max(nn);
+        let n = nb.min(nn);
         let half = (hi - lo) / 2.0;
         let off = (ratio - 1.0).abs();
         // To call it unchanged the interval must shrink inside the band; to call it a
@@ -438,6 +493,7 @@ impl Pair {
 }
 
 pub struct Comparison {
+    pub design: Design,
     pub base_name: String,
     pub new_name: String,
     pub thresholds: BTreeMap<CMetric, f64>,
@@ -538,6 +594,13 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
             .join(" ")
     };
 
+    // Two targets of one run are paired by repetition; two runs are independent.
+    let same_run = std::fs::canonicalize(&base.dir).ok() == std::fs::canonicalize(&new.dir).ok();
+    let design = if same_run {
+        Design::Paired
+    } else {
+        Design::Independent
+    };
     let base_cores = base.manifest.machine.logical_cores;
     let new_cores = new.manifest.machine.logical_cores;
     let mut pairs = Vec::new();
@@ -553,13 +616,25 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
         let metrics: Vec<Judged> = CMetric::ALL
             .into_iter()
             .filter_map(|m| {
-                let b: Vec<f64> = brows.iter().filter_map(|r| m.of(r)).collect();
-                let n: Vec<f64> = nrows.iter().filter_map(|r| m.of(r)).collect();
+                let (b, n): (Vec<f64>, Vec<f64>) = match design {
+                    Design::Independent => (
+                        brows.iter().filter_map(|r| m.of(r)).collect(),
+                        nrows.iter().filter_map(|r| m.of(r)).collect(),
+                    ),
+                    // Repetition i of one side with repetition i of the other.
+                    Design::Paired => brows
+                        .iter()
+                        .filter_map(|b| {
+                            let n = nrows.iter().find(|n| n.rep == b.rep)?;
+                            Some((m.of(b)?, m.of(n)?))
+                        })
+                        .unzip(),
+                };
                 if b.is_empty() && n.is_empty() {
                     return None;
                 }
                 let seed = stats::seed_of(&format!("{lab}|{}", m.key()));
-                Some(judge(m, &b, &n, thresholds[&m], seed))
+                Some(judge(m, &b, &n, design, thresholds[&m], seed))
             })
             .collect();
         let mut notes = Vec::new();
@@ -586,6 +661,17 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
         }
         for j in &metrics {
             let limit = NOISY_SPREAD_FACTOR * j.threshold_pct;
+            if let Some(spread) = j.ratio_spread_pct {
+                if spread > limit {
+                    notes.push(format!(
+                        "{}: the pair ratios spread {spread:.0}% across repetitions, more than {limit:.0}% \
+                         ({NOISY_SPREAD_FACTOR}× its threshold): too wide to trust a comparison at ±{}%",
+                        j.metric.label(),
+                        j.threshold_pct
+                    ));
+                }
+                continue;
+            }
             let spread = j.base_spread_pct.max(j.new_spread_pct);
             if spread > limit {
                 notes.push(format!(
@@ -660,6 +746,7 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
     }
 
     Ok(Comparison {
+        design,
         base_name: base.name(),
         new_name: new.name(),
         thresholds,
@@ -691,10 +778,22 @@ fn fmt_ci(ci: Option<(f64, f64)>) -> String {
 }
 
 fn method(c: &Comparison) -> String {
+    let (how, test, interval) = match c.design {
+        Design::Independent => (
+            "two runs, independent repetitions",
+            "two-sided Mann–Whitney U",
+            "ratio of medians",
+        ),
+        Design::Paired => (
+            "two targets of one run, repetition i of each side paired",
+            "two-sided Wilcoxon signed-rank on the log pair ratios",
+            "median of the pair ratios",
+        ),
+    };
     format!(
-        "thresholds: {}. Verdicts need both p ≤ {ALPHA} (two-sided Mann–Whitney U over repetitions) \
-         and a ratio beyond the threshold; \"unchanged\" needs the {:.0}% bootstrap interval of the \
-         ratio of medians ({RESAMPLES} seeded resamples) within ±threshold.",
+        "Design: {how}. Thresholds: {}. Verdicts need both p ≤ {ALPHA} ({test}) and a ratio beyond \
+         the threshold; \"unchanged\" needs the {:.0}% bootstrap interval of the {interval} \
+         ({RESAMPLES} seeded resamples) within ±threshold.",
         c.thresholds
             .iter()
             .map(|(m, t)| format!("{} ±{t}%", m.label()))
@@ -857,6 +956,7 @@ pub fn csv_columns() -> Vec<String> {
         "threshold_pct",
         "base_spread_pct",
         "new_spread_pct",
+        "design",
         "verdict",
         "reason",
     ] {
@@ -896,6 +996,11 @@ pub fn csv(c: &Comparison) -> anyhow::Result<Vec<u8>> {
                     num(j.threshold_pct, 2),
                     num(j.base_spread_pct, 1),
                     num(j.new_spread_pct, 1),
+                    match j.design {
+                        Design::Independent => "independent",
+                        Design::Paired => "paired",
+                    }
+                    .to_string(),
                     j.verdict.as_str().to_string(),
                     j.reason.clone(),
                 ]);
@@ -950,20 +1055,55 @@ mod tests {
     fn verdicts() {
         let base = around(1000.0, 0.02, 5);
         // 20% less throughput, cleanly separated.
-        let j = judge(CMetric::Throughput, &base, &around(800.0, 0.02, 5), 5.0, 1);
+        let j = judge(
+            CMetric::Throughput,
+            &base,
+            &around(800.0, 0.02, 5),
+            Design::Independent,
+            5.0,
+            1,
+        );
         assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
         // 20% less latency.
-        let j = judge(CMetric::P99, &base, &around(800.0, 0.02, 5), 5.0, 1);
+        let j = judge(
+            CMetric::P99,
+            &base,
+            &around(800.0, 0.02, 5),
+            Design::Independent,
+            5.0,
+            1,
+        );
         assert_eq!(j.verdict, Verdict::Improved, "{j:?}");
         // The same, within 1%: unchanged.
-        let j = judge(CMetric::P50, &base, &around(1005.0, 0.02, 5), 5.0, 1);
+        let j = judge(
+            CMetric::P50,
+            &base,
+            &around(1005.0, 0.02, 5),
+            Design::Independent,
+            5.0,
+            1,
+        );
         assert_eq!(j.verdict, Verdict::Unchanged, "{j:?}");
         // Significant but small (2% with a 5% threshold): unchanged.
-        let j = judge(CMetric::P50, &base, &around(1020.0, 0.005, 5), 5.0, 1);
+        let j = judge(
+            CMetric::P50,
+            &base,
+            &around(1020.0, 0.005, 5),
+            Design::Independent,
+            5.0,
+            1,
+        );
         assert_eq!(j.verdict, Verdict::Unchanged, "{j:?}");
         // Wild noise: inconclusive, with a hint.
         let noisy = [600.0, 1400.0, 900.0, 1200.0, 700.0];
-        let j = judge(CMetric::Throughput, &base, &noisy, 5.0, 1);
+        let j = judge(
+            CMetric::Throughput,
+            &base,
+            &noisy,
+            Design::Independent,
+            5.0,
+            1,
+        );
         assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
         assert!(j.reason.contains("too noisy"), "{j:?}");
         // Three repetitions can never be significant.
@@ -971,10 +1111,42 @@ mod tests {
             CMetric::Throughput,
             &around(1000.0, 0.01, 3),
             &around(500.0, 0.01, 3),
+            Design::Independent,
             5.0,
             1,
         );
         assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
         assert!(j.reason.contains("at least 4"), "{j:?}");
+    }
+
+    #[test]
+    fn pairing_cancels_drift_that_hits_both_sides() {
+        // The machine slows down over the run by up to 60%; the new side is 20% slower
+        // than the baseline in every pair. Independent samples drown that in the drift;
+        // pairs see it.
+        let drift = [1.0, 1.3, 0.8, 1.6, 1.1, 0.9, 1.4, 1.2];
+        let base: Vec<f64> = drift.iter().map(|d| 1000.0 * d).collect();
+        let new: Vec<f64> = drift.iter().map(|d| 800.0 * d).collect();
+        let j = judge(
+            CMetric::Throughput,
+            &base,
+            &new,
+            Design::Independent,
+            5.0,
+            1,
+        );
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        let j = judge(CMetric::Throughput, &base, &new, Design::Paired, 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
+        assert!((j.ratio - 0.8).abs() < 1e-9);
+        // The same build on both sides, with a little noise of its own: unchanged.
+        let jitter = [1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99];
+        let same: Vec<f64> = base.iter().zip(jitter).map(|(b, j)| b * j).collect();
+        let j = judge(CMetric::Throughput, &base, &same, Design::Paired, 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Unchanged, "{j:?}");
+        // Five pairs can never reach p ≤ 0.05.
+        let j = judge(CMetric::P50, &base[..5], &new[..5], Design::Paired, 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(j.reason.contains("at least 6"), "{j:?}");
     }
 }

@@ -1,7 +1,9 @@
-//! Statistics for comparing two sets of repetitions: medians, the two-sided Mann–Whitney U
-//! test (exact, ties included, for small samples; normal approximation beyond), a seeded
-//! bootstrap confidence interval of the ratio of medians, and how many repetitions a test
-//! needs before it can ever reach significance.
+//! Statistics for comparing two sets of repetitions: medians; for independent samples the
+//! two-sided Mann–Whitney U test and a bootstrap interval of the ratio of medians; for
+//! paired samples (two targets measured back to back) the Wilcoxon signed-rank test and a
+//! bootstrap interval of the median of the pair ratios. The tests are exact, ties
+//! included, for small samples (normal approximation beyond), and each says how many
+//! repetitions it needs before it can ever reach significance.
 //!
 //! Everything here is deterministic: the bootstrap draws from SplitMix64 seeded by the
 //! caller, so the same samples always give the same interval on any build.
@@ -186,6 +188,118 @@ pub fn min_reps(alpha: f64) -> usize {
         .unwrap_or(1000)
 }
 
+/// Two-sided p-value of the Wilcoxon signed-rank test that the paired differences `d`
+/// are centred on 0. Zero differences are dropped (Wilcoxon's rule); ties get mid-ranks.
+/// Exact (every assignment of signs counted) up to [`EXACT_MAX_N`] differences, then the
+/// normal approximation with tie and continuity corrections. 1.0 when nothing is left.
+pub fn signed_rank_p(d: &[f64]) -> f64 {
+    let mut abs: Vec<(f64, bool)> = d
+        .iter()
+        .filter(|x| **x != 0.0 && x.is_finite())
+        .map(|&x| (x.abs(), x > 0.0))
+        .collect();
+    let n = abs.len();
+    if n == 0 {
+        return 1.0;
+    }
+    abs.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut rank2 = vec![0u64; n];
+    let mut ties: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && abs[j + 1].0 == abs[i].0 {
+            j += 1;
+        }
+        for r in rank2.iter_mut().take(j + 1).skip(i) {
+            *r = (i + 1 + j + 1) as u64;
+        }
+        ties.push(j - i + 1);
+        i = j + 1;
+    }
+    let total: u64 = rank2.iter().sum();
+    let w_obs: u64 = abs
+        .iter()
+        .zip(&rank2)
+        .filter(|(a, _)| a.1)
+        .map(|(_, r)| *r)
+        .sum();
+    let expected = total as f64 / 2.0;
+    let dev_obs = (w_obs as f64 - expected).abs();
+    if n <= EXACT_MAX_N {
+        // counts[s]: sign assignments whose positive doubled ranks sum to s.
+        let mut counts = vec![0f64; total as usize + 1];
+        counts[0] = 1.0;
+        for &r in &rank2 {
+            let r = r as usize;
+            for s in (r..counts.len()).rev() {
+                counts[s] += counts[s - r];
+            }
+        }
+        let all: f64 = counts.iter().sum();
+        let extreme: f64 = counts
+            .iter()
+            .enumerate()
+            .filter(|(s, _)| (*s as f64 - expected).abs() >= dev_obs - 1e-9)
+            .map(|(_, c)| *c)
+            .sum();
+        return (extreme / all).min(1.0);
+    }
+    let nf = n as f64;
+    let tie_term: f64 = ties
+        .iter()
+        .map(|&t| {
+            let t = t as f64;
+            t * t * t - t
+        })
+        .sum();
+    let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_term / 48.0;
+    if var <= 0.0 {
+        return 1.0;
+    }
+    let dev = (dev_obs / 2.0 - 0.5).max(0.0);
+    (2.0 * normal_upper_tail(dev / var.sqrt())).min(1.0)
+}
+
+/// The smallest two-sided p-value a signed-rank test of `n` pairs can give: 2 / 2^n.
+pub fn min_p_value_paired(n: usize) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    (2.0 / 2f64.powi(n as i32)).min(1.0)
+}
+
+/// The fewest pairs with which the signed-rank test can reach `alpha`.
+pub fn min_pairs(alpha: f64) -> usize {
+    (1..1000)
+        .find(|&n| min_p_value_paired(n) <= alpha)
+        .unwrap_or(1000)
+}
+
+/// The `confidence` percentile-bootstrap interval of the median of `values`.
+pub fn bootstrap_median_ci(
+    values: &[f64],
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    if values.is_empty() || resamples == 0 {
+        return None;
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut r = vec![0.0; values.len()];
+    let mut medians = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for x in r.iter_mut() {
+            *x = values[rng.below(values.len())];
+        }
+        medians.push(median(&r));
+    }
+    medians.sort_by(f64::total_cmp);
+    let tail = (1.0 - confidence) / 2.0;
+    Some((quantile(&medians, tail), quantile(&medians, 1.0 - tail)))
+}
+
 /// The `confidence` (e.g. 0.95) percentile-bootstrap interval of median(b) / median(a):
 /// `resamples` times, each side is resampled with replacement and the ratio of the two
 /// medians taken; the interval is the central `confidence` share of those ratios.
@@ -289,6 +403,40 @@ mod tests {
         assert!(ci.0 <= r && r <= ci.1, "{ci:?} {r}");
         assert!(ci.0 > 1.1 && ci.1 < 1.3, "{ci:?}");
         assert!(bootstrap_ratio_ci(&[0.0], &[1.0], 10, 0.95, 1).is_none());
+    }
+
+    #[test]
+    fn signed_rank_p_values_match_the_tables() {
+        // Six pairs, all the same sign: 2 of 2^6 sign assignments are as extreme.
+        let p = signed_rank_p(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
+        assert!((p - 2.0 / 64.0).abs() < 1e-12, "{p}");
+        assert_eq!(min_pairs(0.05), 6);
+        assert!((min_p_value_paired(5) - 0.0625).abs() < 1e-12);
+        // Balanced signs: nothing to see; zeros are dropped.
+        assert!(signed_rank_p(&[0.1, -0.1, 0.2, -0.2, 0.3, -0.3]) > 0.9);
+        assert_eq!(signed_rank_p(&[0.0, 0.0]), 1.0);
+        // n = 8, rank 3 alone negative: W- = 3. Sign assignments with W- ≤ 3 are {},
+        // {1}, {2}, {3}, {1,2}: 5 of 256, so two-sided p = 10/256.
+        let p = signed_rank_p(&[1.0, 2.0, -3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        assert!((p - 10.0 / 256.0).abs() < 1e-12, "{p}");
+        // Normal approximation beyond EXACT_MAX_N.
+        let d: Vec<f64> = (1..=80)
+            .map(|i| {
+                if i % 4 == 0 {
+                    -f64::from(i)
+                } else {
+                    f64::from(i)
+                }
+            })
+            .collect();
+        assert!(signed_rank_p(&d) < 0.01);
+    }
+
+    #[test]
+    fn bootstrap_median_intervals_cover_the_median() {
+        let v = [1.01, 0.99, 1.02, 0.98, 1.0, 1.03];
+        let (lo, hi) = bootstrap_median_ci(&v, 2000, 0.95, 3).unwrap();
+        assert!(lo <= median(&v) && median(&v) <= hi && lo >= 0.98 && hi <= 1.03);
     }
 
     #[test]

@@ -483,13 +483,15 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
             "sequential" => Order::Sequential,
             "shuffled" => Order::Shuffled,
             "interleaved" => Order::Interleaved,
-            other => return Err(src.error(
-                o.span(),
-                "order",
-                format!(
+            other => {
+                return Err(src.error(
+                    o.span(),
+                    "order",
+                    format!(
                     "unknown order {other:?}: use \"sequential\", \"shuffled\" or \"interleaved\""
                 ),
-            )),
+                ))
+            }
         },
     };
     let seed = match &raw.seed {
