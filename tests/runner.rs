@@ -411,7 +411,7 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
     // manifest.json
     let m: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(m["schema_version"], 1);
+    assert_eq!(m["schema_version"], 2);
     assert_eq!(m["status"], "complete");
     assert_eq!(m["order"]["kind"], "shuffled");
     assert_eq!(m["order"]["seed"], 5);
@@ -518,6 +518,7 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
     // summary.csv: documented columns, medians inside their range, two reps each.
     let summary = Csv::read(&dir.join("summary.csv"));
     assert_eq!(summary.headers, documented_columns("summary.csv"));
+    efficiency_is_consistent(&m, &summary);
     assert_eq!(summary.rows.len(), 4);
     for s in &summary.rows {
         assert_eq!((u(s, "reps_ok"), u(s, "reps_failed")), (2, 0));
@@ -629,7 +630,7 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         }
         edit(&copy);
         let out = Command::new(BIN).arg("report").arg(&copy).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "report of {name} should fail");
+        assert_eq!(out.status.code(), Some(3), "report of {name} should fail");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let err = broken("no-hlog", &|d| {
@@ -654,7 +655,7 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         let text = fs::read_to_string(d.join("manifest.json")).unwrap();
         fs::write(
             d.join("manifest.json"),
-            text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+            text.replace("\"schema_version\": 2", "\"schema_version\": 99"),
         )
         .unwrap()
     });
@@ -663,6 +664,86 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         fs::remove_file(d.join("results.csv")).unwrap()
     });
     assert!(err.contains("results.csv"), "{err}");
+
+    // A schema 1 manifest (before machine limits) still renders, saying so.
+    let mut old = m.clone();
+    old["schema_version"] = 1.into();
+    old.as_object_mut().unwrap().remove("limits");
+    fs::write(dir.join("manifest.json"), old.to_string()).unwrap();
+    let out = Command::new(BIN).arg("report").arg(&dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("predates machine limits"), "{report}");
+    let summary = Csv::read(&dir.join("summary.csv"));
+    assert!(summary.rows.iter().all(|r| r["efficiency_pct"].is_empty()));
+}
+
+/// summary.csv's efficiency columns against manifest.json's limits: each ceiling as
+/// docs/results.md defines it, each efficiency its ratio, none above 100% beyond the
+/// stated tolerance (10%).
+fn efficiency_is_consistent(m: &serde_json::Value, summary: &Csv) {
+    let limits = &m["limits"];
+    let cores = m["machine"]["logical_cores"].as_u64().unwrap();
+    let levels = limits["loopback"]["levels"].as_array().unwrap();
+    let concurrencies: Vec<u64> = levels
+        .iter()
+        .map(|l| l["concurrency"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        concurrencies,
+        [1, 3],
+        "an echo level per concurrency of the run"
+    );
+    let compute = limits["compute"].as_array().unwrap();
+    assert_eq!(compute.len(), 1);
+    assert_eq!(compute[0]["size"], 20_000);
+    let t = compute[0]["min_s"].as_f64().unwrap();
+    assert!(t > 0.0 && t <= compute[0]["median_s"].as_f64().unwrap());
+    let close = |a: f64, b: f64| (a - b).abs() <= 0.05 + 1e-3 * b.abs();
+    for s in &summary.rows {
+        let c = u(s, "concurrency");
+        let level = &levels[concurrencies.iter().position(|&x| x == c).unwrap()];
+        let loopback = level["round_trips_per_s"].as_f64().unwrap();
+        assert!(
+            close(f(s, "loopback_ceiling_rps"), loopback),
+            "{}",
+            s["cell"]
+        );
+        let parallel = u(s, "workers").min(cores).min(c) as f64;
+        assert!(
+            close(f(s, "compute_ceiling_rps"), parallel / t),
+            "{}",
+            s["cell"]
+        );
+        let ceiling = f(s, "compute_ceiling_rps").min(f(s, "loopback_ceiling_rps"));
+        assert!(close(f(s, "ceiling_rps"), ceiling), "{}", s["cell"]);
+        let eff = f(s, "efficiency_pct");
+        assert!(
+            (eff - f(s, "throughput_rps") / f(s, "ceiling_rps") * 100.0).abs() < 0.1,
+            "{}",
+            s["cell"]
+        );
+        let floor = level["p50_us"].as_f64().unwrap() + t * 1e6;
+        assert!(close(f(s, "latency_floor_us"), floor), "{}", s["cell"]);
+        let lat = f(s, "latency_efficiency_pct");
+        assert!(
+            (lat - f(s, "latency_floor_us") / f(s, "latency_p50_us") * 100.0).abs() < 0.2,
+            "{}",
+            s["cell"]
+        );
+        for (name, v) in [("efficiency_pct", eff), ("latency_efficiency_pct", lat)] {
+            assert!(
+                v > 0.0 && v <= 110.0,
+                "{}: {name} {v}% is above 100% + the 10% tolerance",
+                s["cell"]
+            );
+        }
+        assert!(f(s, "throughput_spread_pct") >= 0.0 && f(s, "client_cpu_saturation_pct") > 0.0);
+    }
 }
 
 #[test]

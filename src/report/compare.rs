@@ -885,7 +885,8 @@ pub fn markdown(c: &Comparison) -> String {
     let _ = writeln!(w, "{}\n", method(c));
     let _ = writeln!(
         w,
-        "Ratios are new / baseline medians: above 1 is more throughput, or more latency and CPU.\n"
+        "Ratios are new / baseline: above 1 is more throughput, or more latency and CPU. The \
+         baseline and new columns are each side's median over its repetitions.\n"
     );
     let _ = writeln!(w, "![ratios with their intervals]({COMPARE_SVG})\n");
     for p in &c.pairs {

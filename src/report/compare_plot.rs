@@ -90,8 +90,10 @@ pub fn write(path: &Path, c: &Comparison) -> anyhow::Result<()> {
         root.draw(&Circle::new((lx + 5, 50), 5, colour(v).filled()))?;
         root.draw(&Text::new(
             v.as_str().to_string(),
-            (lx + 16, 43),
-            font(13).color(&colour(v)),
+            (lx + 16, 50),
+            font(13)
+                .color(&colour(v))
+                .pos(Pos::new(HPos::Left, VPos::Center)),
         ))?;
         lx += 120;
     }
