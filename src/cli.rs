@@ -114,6 +114,14 @@ pub struct ServerArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0
+    /// picks a free one, shown as `metrics=` in the readiness line).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Do not time the stages of each request (queue, service, return, total); `stats`
+    /// and /metrics then show them empty. For measuring what the timing costs.
+    #[arg(long)]
+    pub no_stage_timing: bool,
 }
 
 /// What a compute request meets when the task queue is full.

@@ -4,20 +4,20 @@ pub mod process;
 pub mod thread;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::protocol::message::{encode_error, encode_result};
 use crate::protocol::{ErrorCode, OwnedId};
-use crate::server::metrics::{Metrics, WorkerStats};
+use crate::server::metrics::{CmdKind, Metrics, WorkerStats};
 use crate::server::outbox::Outbox;
+use crate::server::stages::Recorder;
 
 /// One compute request on its way through the pool.
 pub struct Task {
     pub n: u64,
     pub id: OwnedId,
     pub conn: Arc<Outbox>,
-    /// When its frame was fully read.
-    pub received: Instant,
+    /// [`mono_ns`] when its frame was fully read.
+    pub received_ns: u64,
 }
 
 /// The monotonic clock as nanoseconds, comparable across processes on one machine
@@ -42,13 +42,23 @@ pub struct Done {
 }
 
 impl Task {
-    pub fn answer(self, done: Done) {
-        let Task { id, conn, .. } = self;
+    /// Sends the result, then records the request's stage timings in `rec`.
+    pub fn answer(self, done: Done, metrics: &Metrics, rec: &Recorder) {
+        let Task {
+            id,
+            conn,
+            received_ns,
+            ..
+        } = self;
+        metrics.respond(CmdKind::Compute, Ok(()));
         conn.complete(|out| encode_result(out, id.json(), done.result));
+        if rec.enabled() {
+            rec.record(received_ns, done.start_ns, done.end_ns, mono_ns());
+        }
     }
 
     pub fn fail(self, metrics: &Metrics, code: ErrorCode, message: &str) {
-        metrics.error(code);
+        metrics.respond(CmdKind::Compute, Err(code));
         let Task { id, conn, .. } = self;
         conn.complete(|out| encode_error(out, id.json(), code, message));
     }
