@@ -34,10 +34,17 @@ pub enum Metric {
     ServerCpu,
     ClientCpu,
     MachineCpu,
+    /// Server stage means over the measured window (stats/, results.csv), and the
+    /// rest of the client's mean latency: network and client.
+    StageQueue,
+    StageService,
+    StageReturn,
+    StageTotal,
+    StageRest,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 15] = [
         Metric::Throughput,
         Metric::LatencyMean,
         Metric::LatencyP50,
@@ -48,6 +55,11 @@ impl Metric {
         Metric::ServerCpu,
         Metric::ClientCpu,
         Metric::MachineCpu,
+        Metric::StageQueue,
+        Metric::StageService,
+        Metric::StageReturn,
+        Metric::StageTotal,
+        Metric::StageRest,
     ];
 
     /// (column stem, unit, decimals): the median is `stem_unit`, the spread
@@ -64,6 +76,11 @@ impl Metric {
             Metric::ServerCpu => ("server_cpu", "pct", 1),
             Metric::ClientCpu => ("client_cpu", "pct", 1),
             Metric::MachineCpu => ("machine_cpu", "pct", 1),
+            Metric::StageQueue => ("server_queue_mean", "us", 1),
+            Metric::StageService => ("server_service_mean", "us", 1),
+            Metric::StageReturn => ("server_return_mean", "us", 1),
+            Metric::StageTotal => ("server_total_mean", "us", 1),
+            Metric::StageRest => ("rest_mean", "us", 1),
         }
     }
 }
@@ -176,6 +193,16 @@ pub fn analyse(data: &RunData) -> Analysis {
                     .filter_map(|r| r.cpu.as_ref().map(f))
                     .collect()
             };
+            let stage = |f: &dyn Fn(&crate::runner::stats::StageFigures) -> f64| -> Vec<f64> {
+                ok_rows
+                    .iter()
+                    .filter_map(|r| r.stages.as_ref().map(f))
+                    .collect()
+            };
+            let rest: Vec<f64> = ok_rows
+                .iter()
+                .filter_map(|r| Some(r.measured?.latency_mean_us - r.stages?.total.mean_us))
+                .collect();
             let mut stats = BTreeMap::new();
             for m in Metric::ALL {
                 let values = match m {
@@ -189,6 +216,11 @@ pub fn analyse(data: &RunData) -> Analysis {
                     Metric::ServerCpu => cpu(&|c| c.server_pct),
                     Metric::ClientCpu => cpu(&|c| c.client_pct),
                     Metric::MachineCpu => cpu(&|c| c.machine_pct),
+                    Metric::StageQueue => stage(&|s| s.queue.mean_us),
+                    Metric::StageService => stage(&|s| s.service.mean_us),
+                    Metric::StageReturn => stage(&|s| s.return_.mean_us),
+                    Metric::StageTotal => stage(&|s| s.total.mean_us),
+                    Metric::StageRest => rest.clone(),
                 };
                 if let Some(s) = Stat::of(values) {
                     stats.insert(m, s);
@@ -297,6 +329,62 @@ pub fn longest_gap(samples: &[crate::runner::cpu::Sample], from_s: f64, to_s: f6
         prev = s.t_s;
     }
     longest
+}
+
+/// Where a cell's mean latency went (medians over its repetitions, microseconds): the
+/// server's stages, and the rest, the client's mean latency minus the server's total
+/// (network and client). Means, because they add up; quantiles do not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breakdown {
+    pub queue_us: f64,
+    pub service_us: f64,
+    pub return_us: f64,
+    /// Never below 0 (the client and server windows differ by a few ms).
+    pub rest_us: f64,
+}
+
+impl Breakdown {
+    pub const PARTS: [&'static str; 4] = ["queue", "service", "return", "rest"];
+
+    pub fn of(c: &CellSummary) -> Option<Breakdown> {
+        Some(Breakdown {
+            queue_us: c.median(Metric::StageQueue)?,
+            service_us: c.median(Metric::StageService)?,
+            return_us: c.median(Metric::StageReturn)?,
+            rest_us: c.median(Metric::StageRest)?.max(0.0),
+        })
+    }
+
+    /// In the order of [`Breakdown::PARTS`].
+    pub fn parts(&self) -> [f64; 4] {
+        [self.queue_us, self.service_us, self.return_us, self.rest_us]
+    }
+
+    pub fn sum_us(&self) -> f64 {
+        self.parts().iter().sum()
+    }
+
+    /// The largest part's index in [`Breakdown::PARTS`], and its share of the sum.
+    pub fn dominant(&self) -> (usize, f64) {
+        let parts = self.parts();
+        let (i, v) = parts
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+        let sum = self.sum_us();
+        (i, if sum > 0.0 { v / sum } else { 0.0 })
+    }
+
+    /// How the report names a part in a sentence.
+    pub fn describe(part: usize) -> &'static str {
+        [
+            "queueing",
+            "service (compute)",
+            "the return path",
+            "network and client",
+        ][part]
+    }
 }
 
 /// The saturation rule (see the module documentation) over one series' points.

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::analysis::{Analysis, CellSummary, Metric, GAIN, RISE};
+use super::analysis::{Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
 use super::load::RunData;
 use super::plots::{self, FIXED_PLOTS};
 use crate::runner::matrix::Axis;
@@ -279,6 +279,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         }
     }
     let _ = writeln!(w);
+    where_the_time_goes(w, a);
 
     // The summary table.
     let _ = writeln!(w, "## Results\n");
@@ -383,4 +384,99 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
          `threadcenter report <this directory>` renders this report again from the raw files."
     );
     out
+}
+
+/// The findings' stage breakdown: a sentence per series naming the dominant part of the
+/// mean latency at its saturation point (or, without one, at its highest concurrency),
+/// then the table of every cell and the stacked plot.
+fn where_the_time_goes(w: &mut String, a: &Analysis) {
+    let _ = writeln!(
+        w,
+        "### Where the time goes
+"
+    );
+    if !a.cells.iter().any(|c| Breakdown::of(c).is_some()) {
+        let _ = writeln!(
+            w,
+            "No server stage timings in this run: the server did not answer `stats` (an external \
+             target without it), ran with `--no-stage-timing`, or the run predates them.\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "Each request's mean latency as the client saw it, split into the server's stages \
+         (docs/stats.md): **queue** (frame read → a worker starts it), **service** (the compute, \
+         measured in the worker), **return** (worker done → response handed to the socket), and \
+         the **rest**, network and client (client mean − server total mean). Means, because they \
+         add up; the server's figures cover the measured window (`stats/`, reset at the end of \
+         the warm-up).\n"
+    );
+    for s in &a.series {
+        let (at, what) = match (s.saturation, s.points.last()) {
+            (Some(sat), _) => (sat.cell, "at its saturation point"),
+            (None, Some(&last)) => (last, "with no saturation point, at its highest concurrency"),
+            (None, None) => continue,
+        };
+        let c = &a.cells[at];
+        let Some(b) = Breakdown::of(c) else {
+            continue;
+        };
+        let (part, share) = b.dominant();
+        let name = if s.label.is_empty() {
+            "The run".to_string()
+        } else {
+            format!("`{}`", s.label)
+        };
+        let _ = writeln!(
+            w,
+            "- {name}, {what}: at concurrency {} with {} worker{}, {:.0}% of mean latency is {} \
+             ({} of {}).",
+            c.cell.concurrency,
+            c.cell.workers,
+            if c.cell.workers == 1 { "" } else { "s" },
+            share * 100.0,
+            Breakdown::describe(part),
+            fmt_us(b.parts()[part]),
+            fmt_us(b.sum_us()),
+        );
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "| cell | client mean | queue | service | return | rest | dominant |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    for c in &a.cells {
+        let Some(b) = Breakdown::of(c) else {
+            continue;
+        };
+        let sum = b.sum_us();
+        let cell = |v: f64| {
+            if sum > 0.0 {
+                format!("{} ({:.0}%)", fmt_us(v), v / sum * 100.0)
+            } else {
+                fmt_us(v)
+            }
+        };
+        let (part, share) = b.dominant();
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} {:.0}% |",
+            cell_name(a, c),
+            c.median(Metric::LatencyMean).map_or("–".into(), fmt_us),
+            cell(b.queue_us),
+            cell(b.service_us),
+            cell(b.return_us),
+            cell(b.rest_us),
+            Breakdown::PARTS[part],
+            share * 100.0,
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n![Where the time goes]({}/{})\n",
+        store::PLOTS_DIR,
+        plots::BREAKDOWN_PLOT
+    );
 }

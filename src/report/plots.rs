@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
 
-use super::analysis::{Analysis, Metric};
+use super::analysis::{Analysis, Breakdown, Metric};
 use super::load::RunData;
 use crate::runner::store;
 
@@ -30,6 +30,9 @@ pub const FIXED_PLOTS: [(&str, &str); 6] = [
     ),
     ("cpu_timeline.svg", "CPU over time, peak cell"),
 ];
+
+/// The stacked per-cell breakdown of mean latency, written when the run has stage timings.
+pub const BREAKDOWN_PLOT: &str = "breakdown.svg";
 
 const SIZE: (u32, u32) = (1160, 560);
 /// The legend's column at the right of the chart, so it never covers a line.
@@ -690,6 +693,92 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
             None
         },
     )?;
+    write_breakdown(&dir.join(BREAKDOWN_PLOT), a)?;
+    Ok(())
+}
+
+/// One horizontal stacked bar per cell with stage timings: queue, service, return and
+/// rest of its mean latency (µs, medians over repetitions), in cell order from the top.
+fn write_breakdown(path: &Path, a: &Analysis) -> anyhow::Result<()> {
+    let bars: Vec<(String, Breakdown)> = a
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let b = Breakdown::of(c)?;
+            let mut label = format!("{} c={}", c.id, c.cell.concurrency);
+            if a.varying.contains(&crate::runner::matrix::Axis::Workers) {
+                label.push_str(&format!(" w={}", c.cell.workers));
+            }
+            Some((label, b))
+        })
+        .collect();
+    if bars.is_empty() {
+        return Ok(());
+    }
+    let n = bars.len();
+    let height = (160 + 28 * n as u32).max(320);
+    let root = SVGBackend::new(path, (SIZE.0, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - LEGEND_W);
+    let xmax = bars.iter().map(|(_, b)| b.sum_us()).fold(0.0, f64::max);
+    let (unit, div) = latency_unit(xmax);
+    let xmax = (xmax / div).max(1e-9) * 1.05;
+    let mut chart = ChartBuilder::on(&plot_area)
+        .caption("Where the mean latency goes, per cell", ("sans-serif", 22))
+        .margin(16)
+        .margin_right(36)
+        .x_label_area_size(48)
+        .y_label_area_size(170)
+        .build_cartesian_2d(0.0..xmax, 0.0..n as f64)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .max_light_lines(1)
+        .x_desc(format!(
+            "mean latency ({unit}): server stages, then network and client"
+        ))
+        .x_label_formatter(&|v: &f64| fmt_num(*v))
+        .draw()?;
+    // Bar i (from the top) spans [n-1-i, n-i); its label sits left of the axis.
+    let label_style = TextStyle::from(("sans-serif", 15).into_font()).pos(
+        plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Right,
+            plotters::style::text_anchor::VPos::Center,
+        ),
+    );
+    for (i, (label, _)) in bars.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(0.0, (n - i) as f64 - 0.5));
+        plot_area.draw(&Text::new(label.clone(), (px - 8, py), label_style.clone()))?;
+    }
+    let colors = [PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[7]];
+    for (i, (_, b)) in bars.iter().enumerate() {
+        let y0 = (n - 1 - i) as f64 + 0.15;
+        let y1 = (n - i) as f64 - 0.15;
+        let mut x = 0.0;
+        for (k, part) in b.parts().iter().enumerate() {
+            let w = part / div;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x, y0), (x + w, y1)],
+                colors[k].filled(),
+            )))?;
+            x += w;
+        }
+    }
+    for (k, name) in Breakdown::PARTS.iter().enumerate() {
+        let y = 40 + 28 * k as i32;
+        legend_area.draw(&Rectangle::new([(10, y), (28, y + 16)], colors[k].filled()))?;
+        legend_area.draw(&Text::new(
+            match *name {
+                "rest" => "rest: network + client".to_string(),
+                other => other.to_string(),
+            },
+            (36, y + 1),
+            ("sans-serif", 16),
+        ))?;
+    }
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

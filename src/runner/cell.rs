@@ -21,6 +21,7 @@ use super::cpu::{self, Sampler};
 use super::experiment::{Experiment, Target, TargetKind};
 use super::launch::{self, Group};
 use super::matrix::Cell;
+use super::stats::{self as server_stats, RunStats};
 use super::store::{self, Measured, ResultRow, Status};
 
 /// Everything a run of one cell needs from the run as a whole.
@@ -92,6 +93,7 @@ pub fn run(
         reason: String::new(),
         measured: None,
         cpu: None,
+        stages: None,
         startup_s: 0.0,
         stop_s: 0.0,
         wall_s: 0.0,
@@ -159,6 +161,7 @@ pub fn run(
     }
     row.measured = outcome.measured;
     row.cpu = outcome.cpu;
+    row.stages = outcome.stages;
     row.status = if problems.is_empty() {
         Status::Ok
     } else {
@@ -253,6 +256,8 @@ fn fill(word: &str, port: u16, workers: u64, dir: &Path) -> String {
 struct Outcome {
     measured: Option<Measured>,
     cpu: Option<cpu::CpuMeans>,
+    /// The server's stage timings over the measured window.
+    stages: Option<server_stats::StageFigures>,
     /// Why the measurement is not to be trusted (client error, timeout, interrupt).
     problem: Option<String>,
     /// "io=2 timeout=1" when requests failed.
@@ -278,6 +283,7 @@ fn measure(
     let mut out = Outcome {
         measured: None,
         cpu: None,
+        stages: None,
         problem: None,
         failure_kinds: String::new(),
     };
@@ -316,6 +322,21 @@ fn measure(
         }
     }
 
+    // The server's stage histograms are reset when the client's warm-up ends (at once
+    // when there is none), so stats/<run>.json covers the measured window.
+    let mut run_stats = RunStats::new();
+    let reset_stats = |run_stats: &mut RunStats, at_s: f64| {
+        match server_stats::query(addr, true) {
+            Ok(v) => run_stats.at_reset = Some(v),
+            Err(e) => run_stats.fail(e),
+        }
+        run_stats.reset_at_s = Some(at_s);
+    };
+    let mut reset_due = !s.warmup.is_zero();
+    if !reset_due {
+        reset_stats(&mut run_stats, 0.0);
+    }
+
     let mut sampler = sys.take().map(|sys| Sampler::begin(sys, server_pid));
     let start_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -336,11 +357,16 @@ fn measure(
     let started = Instant::now();
     let deadline = started + s.cell_timeout;
     let mut next_sample = started + cpu::PERIOD;
+    let warmup_end = started + s.warmup;
     let ended = loop {
         if client.has_exited() {
             break None;
         }
         let now = Instant::now();
+        if reset_due && now >= warmup_end {
+            reset_due = false;
+            reset_stats(&mut run_stats, started.elapsed().as_secs_f64());
+        }
         if env.interrupted.load(Ordering::Relaxed) {
             break Some("interrupted (Ctrl-C) before the cell finished".to_string());
         }
@@ -359,14 +385,32 @@ fn measure(
                 next_sample = now + cpu::PERIOD;
             }
         }
-        let wait = next_sample
+        let mut wait = next_sample
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(5));
+        if reset_due {
+            wait = wait.min(warmup_end.saturating_duration_since(Instant::now()));
+        }
         std::thread::sleep(wait);
     };
     // A last sample while the exited client is still unreaped (its CPU time still counts).
     if let Some(s) = sampler.as_mut() {
         s.sample(Some(client.pid()));
+    }
+    if ended.is_none() {
+        if reset_due {
+            run_stats.fail("the client ended before its warm-up did".into());
+        }
+        run_stats.read_at_s = Some(started.elapsed().as_secs_f64());
+        match server_stats::query(addr, false) {
+            Ok(v) => run_stats.at_end = Some(v),
+            Err(e) => run_stats.fail(e),
+        }
+        let path = env.dir.join(store::STATS_DIR).join(format!("{name}.json"));
+        match run_stats.write(&path) {
+            Ok(()) => out.stages = run_stats.stages(),
+            Err(e) => out.problem = Some(format!("cannot write {}: {e}", path.display())),
+        }
     }
     let stopped = if ended.is_some() {
         client.kill()

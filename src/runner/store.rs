@@ -14,10 +14,13 @@ use serde::{Deserialize, Serialize};
 use super::cpu::CpuMeans;
 use super::experiment::{Experiment, Order, TargetKind};
 use super::matrix::{Axis, Cell};
+use super::stats::{StageFigures, STAGE_COLUMNS};
 use crate::cli::{ClientCmd, PoolKind};
 
 /// The manifest's format; `report` refuses any other.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// Versions this build reads: 1 had no `stats/` and no stage columns in results.csv.
+pub const SCHEMA_VERSIONS_READ: [u32; 2] = [1, 2];
 
 pub const EXPERIMENT_FILE: &str = "experiment.toml";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -26,6 +29,7 @@ pub const SUMMARY_FILE: &str = "summary.csv";
 pub const REPORT_FILE: &str = "report.md";
 pub const HDR_DIR: &str = "hdr";
 pub const CPU_DIR: &str = "cpu";
+pub const STATS_DIR: &str = "stats";
 pub const CLIENT_DIR: &str = "client";
 pub const LOGS_DIR: &str = "logs";
 pub const PLOTS_DIR: &str = "plots";
@@ -216,9 +220,9 @@ impl Manifest {
         let value: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not valid JSON (corrupt?)", path.display()))?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) if SCHEMA_VERSIONS_READ.iter().any(|k| u64::from(*k) == v) => {}
             Some(v) => bail!(
-                "{} has schema_version {v}, but this threadcenter ({}) reads only version {SCHEMA_VERSION}: \
+                "{} has schema_version {v}, but this threadcenter ({}) reads only versions {SCHEMA_VERSIONS_READ:?}: \
                  render it with the threadcenter that wrote it",
                 path.display(),
                 env!("CARGO_PKG_VERSION")
@@ -327,6 +331,8 @@ pub struct ResultRow {
     pub reason: String,
     pub measured: Option<Measured>,
     pub cpu: Option<CpuMeans>,
+    /// The server's stage timings over the measured window (`stats/`), when it had them.
+    pub stages: Option<StageFigures>,
     /// From starting the server until it is ready, seconds.
     pub startup_s: f64,
     /// From the client's exit until the server's group is verified gone, seconds.
@@ -359,10 +365,18 @@ pub const MEASURE_COLUMNS: [&str; 20] = [
     "wall_s",
 ];
 
+/// The columns every results.csv has (schema 1 and later).
 pub fn result_columns() -> Vec<&'static str> {
     let mut cols = vec!["cell", "rep", "seq"];
     cols.extend(Axis::ALL.iter().map(|a| a.name()));
     cols.extend(MEASURE_COLUMNS);
+    cols
+}
+
+/// The columns this build writes: [`result_columns`], then the stage columns (schema 2).
+pub fn written_columns() -> Vec<&'static str> {
+    let mut cols = result_columns();
+    cols.extend(STAGE_COLUMNS);
     cols
 }
 
@@ -419,6 +433,10 @@ impl ResultRow {
         rec.push(num(self.startup_s, 3));
         rec.push(num(self.stop_s, 3));
         rec.push(num(self.wall_s, 3));
+        match &self.stages {
+            Some(s) => rec.extend(s.to_record()),
+            None => rec.extend(std::iter::repeat_n(String::new(), STAGE_COLUMNS.len())),
+        }
         rec
     }
 
@@ -504,6 +522,8 @@ impl ResultRow {
             reason: field("reason")?.to_string(),
             measured,
             cpu,
+            stages: StageFigures::from_fields(|c| get.get(c).map(|s| s.to_string()))
+                .with_context(|| format!("line {line}"))?,
             startup_s: opt_f("startup_s")?.unwrap_or(0.0),
             stop_s: opt_f("stop_s")?.unwrap_or(0.0),
             wall_s: opt_f("wall_s")?.unwrap_or(0.0),
@@ -566,7 +586,7 @@ impl ResultsWriter {
         let path = dir.join(RESULTS_FILE);
         let mut writer = csv::Writer::from_path(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        writer.write_record(result_columns())?;
+        writer.write_record(written_columns())?;
         writer.flush()?;
         Ok(ResultsWriter { writer })
     }
@@ -670,7 +690,7 @@ pub fn create_run_dir(out: &Path, name: &str) -> anyhow::Result<PathBuf> {
             Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
         }
     }
-    for sub in [HDR_DIR, CPU_DIR, CLIENT_DIR, LOGS_DIR] {
+    for sub in [HDR_DIR, CPU_DIR, CLIENT_DIR, LOGS_DIR, STATS_DIR] {
         fs::create_dir(dir.join(sub))?;
     }
     Ok(dir)
@@ -721,12 +741,13 @@ mod tests {
                 latency_max_us: 22.0,
             }),
             cpu: None,
+            stages: None,
             startup_s: 0.05,
             stop_s: 0.1,
             wall_s: 2.0,
         };
         let rec = row.to_record();
-        let cols = result_columns();
+        let cols = written_columns();
         assert_eq!(rec.len(), cols.len());
         let get: HashMap<&str, &str> = cols
             .iter()

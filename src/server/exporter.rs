@@ -227,6 +227,9 @@ fn per_worker<V: EncodeCounterValue>(
     Ok(())
 }
 
+/// A stage histogram as Prometheus gets it: sum (s), count, per-bucket counts.
+type PromHistogram = (f64, u64, Vec<(f64, u64)>);
+
 /// Per-bucket counts (not cumulative: the encoder sums them) at [`BUCKETS_S`], then +Inf.
 fn buckets(stage: &StageHist) -> Vec<(f64, u64)> {
     let h = &stage.hist;
@@ -337,22 +340,25 @@ impl Collector for ServerCollector {
         )?;
 
         {
-            let read = m.stages.drain(false);
             let mut fam = enc.encode_descriptor(
                 "threadcenter_stage_duration",
                 "Time compute requests answered with a result spent in each stage (queue, service, return, total) since the server started.",
                 Some(&seconds),
                 MetricType::Histogram,
             )?;
-            for stage in Stage::ALL {
-                let s = &read.since_start[stage as usize];
+            // Bucketed under the lock, encoded after it.
+            let stages: Vec<PromHistogram> = m.stages.drain(false, |r| {
+                Stage::ALL
+                    .iter()
+                    .map(|&stage| {
+                        let s = &r.since_start[stage as usize];
+                        (s.sum_ns as f64 / 1e9, s.hist.len(), buckets(s))
+                    })
+                    .collect()
+            });
+            for (stage, (sum, count, b)) in Stage::ALL.iter().zip(&stages) {
                 fam.encode_family(&[("stage", stage.as_str())])?
-                    .encode_histogram::<NoLabelSet>(
-                        s.sum_ns as f64 / 1e9,
-                        s.hist.len(),
-                        &buckets(s),
-                        None,
-                    )?;
+                    .encode_histogram::<NoLabelSet>(*sum, *count, b, None)?;
             }
         }
 

@@ -155,7 +155,19 @@ impl Context {
 
     /// A snapshot of every counter; `reset` zeroes the stage histograms after reading.
     pub fn stats(&self, reset: bool) -> StatsSnapshot {
-        let stages = self.metrics.stages.drain(reset);
+        // Counters first, then the stages: a request answered in between is timed in
+        // this window but not yet counted, rather than the other way round, and the
+        // gap is only the few microseconds before the drain visits the recorders.
+        let requests = self.metrics.requests();
+        let responses = self.metrics.responses();
+        let in_flight = self.metrics.in_flight();
+        let errors = self.metrics.errors();
+        let worker_stats = self.pool.workers();
+        let queue_depth = self.pool.queue_depth();
+        let (stages_window_s, stages_us) = self
+            .metrics
+            .stages
+            .drain(reset, |r| (r.window_s, stages::summaries(r.since_reset)));
         StatsSnapshot {
             uptime_s: self.metrics.uptime_s(),
             workers: self.config.workers,
@@ -166,15 +178,15 @@ impl Context {
                 refused: self.metrics.connections_refused.load(Relaxed),
                 timed_out: self.metrics.frames_timed_out.load(Relaxed),
             },
-            requests: self.metrics.requests(),
-            errors: self.metrics.errors(),
-            responses: self.metrics.responses(),
-            in_flight: self.metrics.in_flight(),
-            queue_depth: self.pool.queue_depth(),
-            worker_stats: self.pool.workers(),
+            requests,
+            errors,
+            responses,
+            in_flight,
+            queue_depth,
+            worker_stats,
             stage_timing: self.metrics.stages.enabled(),
-            stages_window_s: stages.window_s,
-            stages_us: stages::summaries(&stages.since_reset),
+            stages_window_s,
+            stages_us,
         }
     }
 }

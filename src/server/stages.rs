@@ -184,12 +184,12 @@ struct Accumulated {
     reset_at_ns: u64,
 }
 
-/// What one read of the stage timings gives.
-pub struct StageRead {
+/// What one read of the stage timings sees.
+pub struct StageRead<'a> {
     /// Since the last reset (or the start).
-    pub since_reset: StageSet,
+    pub since_reset: &'a StageSet,
     /// Since the server started, never reset.
-    pub since_start: StageSet,
+    pub since_start: &'a StageSet,
     /// Seconds since the last reset (or the start).
     pub window_s: f64,
 }
@@ -225,9 +225,10 @@ impl StageTimings {
         Recorder { local: Some(local) }
     }
 
-    /// Moves every recorder's samples into the accumulators and returns copies of
-    /// them; with `reset`, the since-reset accumulator starts over afterwards.
-    pub fn drain(&self, reset: bool) -> StageRead {
+    /// Moves every recorder's samples into the accumulators, then calls `read` with
+    /// them (under the lock, so no copy is made); with `reset`, the since-reset
+    /// accumulator starts over afterwards.
+    pub fn drain<T>(&self, reset: bool, read: impl FnOnce(&StageRead) -> T) -> T {
         let mut acc = lock(&self.read);
         {
             let mut recorders = lock(&self.recorders);
@@ -235,19 +236,22 @@ impl StageTimings {
             recorders.retain(|local| {
                 let mut set = lock(local);
                 for (i, stage) in set.iter_mut().enumerate() {
-                    acc.since_reset[i].add(stage);
-                    acc.since_start[i].add(stage);
-                    stage.reset();
+                    if !stage.hist.is_empty() {
+                        acc.since_reset[i].add(stage);
+                        acc.since_start[i].add(stage);
+                        stage.reset();
+                    }
                 }
                 Arc::strong_count(local) > 1
             });
         }
         let now = mono_ns();
-        let out = StageRead {
-            since_reset: acc.since_reset.clone(),
-            since_start: acc.since_start.clone(),
-            window_s: now.saturating_sub(acc.reset_at_ns) as f64 / 1e9,
-        };
+        let window_s = now.saturating_sub(acc.reset_at_ns) as f64 / 1e9;
+        let out = read(&StageRead {
+            since_reset: &acc.since_reset,
+            since_start: &acc.since_start,
+            window_s,
+        });
         if reset {
             for stage in &mut acc.since_reset {
                 stage.reset();
@@ -290,8 +294,7 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        let read = t.drain(true);
-        let s = summaries(&read.since_reset);
+        let s = t.drain(true, |r| summaries(r.since_reset));
         assert_eq!(s.queue.count, 3000);
         assert_eq!(s.total.count, 3000);
         assert!((s.queue.mean - 1.001).abs() < 1e-9, "{s:?}");
@@ -301,9 +304,10 @@ mod tests {
         assert!((s.service.p99 - 2.0).abs() <= 2.0 * 0.001);
         // The threads ended: their recorders were read once more and let go.
         assert!(lock(&t.recorders).is_empty());
-        let again = t.drain(false);
-        assert_eq!(again.since_reset[0].hist.len(), 0);
-        assert_eq!(again.since_start[0].hist.len(), 3000);
+        let lens = t.drain(false, |r| {
+            (r.since_reset[0].hist.len(), r.since_start[0].hist.len())
+        });
+        assert_eq!(lens, (0, 3000));
     }
 
     #[test]
@@ -312,7 +316,7 @@ mod tests {
         let rec = t.recorder();
         // 2 ms queued, 40 s of service.
         rec.record(0, 2_000_000, 40_002_000_000, 40_002_100_000);
-        let s = summaries(&t.drain(false).since_reset);
+        let s = t.drain(false, |r| summaries(r.since_reset));
         assert!((s.queue.max - 2000.0).abs() <= 2.0, "{s:?}");
         assert!((s.service.p50 - 40e6).abs() <= 40e3, "{s:?}");
         assert!((s.return_.max - 100.0).abs() <= 0.1, "{s:?}");
@@ -324,7 +328,7 @@ mod tests {
         let rec = t.recorder();
         assert!(!rec.enabled());
         rec.record(1, 2, 3, 4);
-        assert_eq!(t.drain(false).since_start[3].hist.len(), 0);
+        assert_eq!(t.drain(false, |r| r.since_start[3].hist.len()), 0);
     }
 
     #[test]
