@@ -330,6 +330,35 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
             store::PLOTS_DIR
         );
     }
+    let over_time: Vec<&CellSummary> = a
+        .cells
+        .iter()
+        .filter(|c| {
+            data.rows.iter().any(|r| {
+                r.cell_id == c.id
+                    && r.status == Status::Ok
+                    && data.intervals.contains_key(&r.run_name())
+            })
+        })
+        .collect();
+    if !over_time.is_empty() {
+        let _ = writeln!(
+            w,
+            "### Over time\n\nThroughput and p99 in each second of the measured phase, from the \
+             client's interval logs (`hdr/<run>.intervals.hlog`), one line per repetition: a \
+             warm-up still under way shows as a slope, a stall as a dip in throughput with a \
+             spike in p99.\n"
+        );
+        for c in over_time {
+            let _ = writeln!(
+                w,
+                "![Over time: {}]({}/{})\n",
+                cell_name(a, c).replace('`', ""),
+                store::PLOTS_DIR,
+                plots::over_time_file(&c.id)
+            );
+        }
+    }
     for s in a.series.iter().filter(|s| s.points.len() > 1) {
         let file = plots::spectrum_file(&s.label);
         let _ = writeln!(

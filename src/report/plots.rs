@@ -34,6 +34,12 @@ pub const FIXED_PLOTS: [(&str, &str); 6] = [
 /// The stacked per-cell breakdown of mean latency, written when the run has stage timings.
 pub const BREAKDOWN_PLOT: &str = "breakdown.svg";
 
+/// `over-time-<cell>.svg`: throughput and p99 per second of a cell's runs, written for
+/// each cell whose runs have interval logs.
+pub fn over_time_file(cell: &str) -> String {
+    format!("over-time-{cell}.svg")
+}
+
 const SIZE: (u32, u32) = (1160, 560);
 /// The legend's column at the right of the chart, so it never covers a line.
 const LEGEND_W: u32 = 280;
@@ -288,7 +294,43 @@ fn draw(
 ) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - LEGEND_W);
+    draw_on(&root, title, x, y, lines, hline, note)?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Two charts one above the other in one file (the same x axis).
+fn draw_two(
+    path: &Path,
+    top: (&str, &Dim, &[Line]),
+    bottom: (&str, &Dim, &[Line]),
+    x: &Dim,
+    note: Option<&str>,
+) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (SIZE.0, SIZE.1 * 2)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (upper, lower) = root.split_vertically(SIZE.1);
+    draw_on(&upper, top.0, x, top.1, top.2, None, note)?;
+    draw_on(&lower, bottom.0, x, bottom.1, bottom.2, None, None)?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+fn draw_on(
+    root: &Area<'_>,
+    title: &str,
+    x: &Dim,
+    y: &Dim,
+    lines: &[Line],
+    hline: Option<(f64, String)>,
+    note: Option<&str>,
+) -> anyhow::Result<()> {
+    let width = root.dim_in_pixel().0;
+    let (plot_area, legend_area) = root.split_horizontally(width - LEGEND_W);
     let xt: Vec<f64> = x.ticks.iter().map(|&v| x.tr(v)).collect();
     let yt: Vec<f64> = y.ticks.iter().map(|&v| y.tr(v)).collect();
     let mut chart = ChartBuilder::on(&plot_area)
@@ -385,8 +427,6 @@ fn draw(
                 .color(&RGBColor(120, 120, 120)),
         ))?;
     }
-    root.present()
-        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -694,7 +734,78 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
         },
     )?;
     write_breakdown(&dir.join(BREAKDOWN_PLOT), a)?;
+    for c in &a.cells {
+        write_over_time(dir, data, &c.id)?;
+    }
     Ok(())
+}
+
+/// Throughput (answers per second) and p99 in each second of the measured phase of
+/// every successful run of `cell` that has an interval log, one line per repetition.
+fn write_over_time(dir: &Path, data: &RunData, cell: &str) -> anyhow::Result<()> {
+    let runs: Vec<(u32, &Vec<store::Interval>)> = data
+        .rows
+        .iter()
+        .filter(|r| r.cell_id == cell && r.status == store::Status::Ok)
+        .filter_map(|r| Some((r.rep, data.intervals.get(&r.run_name())?)))
+        .collect();
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let mut tput = Vec::new();
+    let mut p99 = Vec::new();
+    for (k, (rep, intervals)) in runs.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let dashed = k >= PALETTE.len();
+        let end = |i: &store::Interval| i.start_s + i.length_s;
+        tput.push(Line {
+            label: format!("repetition {rep}"),
+            points: intervals
+                .iter()
+                .filter(|i| i.length_s > 0.0)
+                .map(|i| (end(i), i.hist.len() as f64 / i.length_s))
+                .collect(),
+            color,
+            dashed,
+            markers: true,
+        });
+        p99.push(Line {
+            label: format!("repetition {rep}"),
+            points: intervals
+                .iter()
+                .filter(|i| !i.hist.is_empty())
+                .map(|i| (end(i), i.hist.value_at_quantile(0.99) as f64 / 1e3))
+                .collect(),
+            color,
+            dashed,
+            markers: true,
+        });
+    }
+    let all = |lines: &[Line], f: fn(&(f64, f64)) -> f64| -> Vec<f64> {
+        lines.iter().flat_map(|l| l.points.iter().map(f)).collect()
+    };
+    let xs = all(&tput, |p| p.0);
+    let x = linear_dim(
+        "seconds into the measured phase (each point: the second that ends there)".into(),
+        0.0,
+        xs.iter().copied().fold(1.0, f64::max),
+        fmt_num,
+    );
+    let tmax = all(&tput, |p| p.1).into_iter().fold(0.0, f64::max);
+    let yt = linear_dim("answers per second".into(), 0.0, tmax, fmt_num);
+    let (yp, div) = latency_dim("p99 in each second", &all(&p99, |p| p.1));
+    for l in &mut p99 {
+        for p in &mut l.points {
+            p.1 /= div;
+        }
+    }
+    draw_two(
+        &dir.join(over_time_file(cell)),
+        (&format!("{cell}: throughput per second"), &yt, &tput),
+        (&format!("{cell}: p99 latency per second"), &yp, &p99),
+        &x,
+        None,
+    )
 }
 
 /// One horizontal stacked bar per cell with stage timings: queue, service, return and
