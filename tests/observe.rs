@@ -253,6 +253,15 @@ fn no_stage_timing_still_counts_requests() {
     }
 }
 
+#[test]
+fn a_bad_metrics_address_is_refused_before_the_server_starts() {
+    let out = common::threadcenter(&["server", "--port", "0", "--metrics", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--metrics not-an-address"), "{err}");
+    assert!(out.stdout.is_empty(), "no readiness line: {:?}", out.stdout);
+}
+
 /// Reads /metrics with prometheus-parse, an exposition-format parser.
 fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
     let (status, body) = http_get(addr, "/metrics").expect("GET /metrics");

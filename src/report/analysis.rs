@@ -470,6 +470,32 @@ mod tests {
     use super::*;
     use crate::cli::{ClientCmd, PoolKind};
 
+    #[test]
+    fn a_breakdown_names_its_largest_part_and_clamps_a_negative_rest() {
+        let mut c = cell(1, 100.0, 5.0);
+        let put = |c: &mut CellSummary, m: Metric, v: f64| {
+            c.stats.insert(
+                m,
+                Stat {
+                    median: v,
+                    min: v,
+                    max: v,
+                },
+            );
+        };
+        assert_eq!(Breakdown::of(&c), None, "no stage timings");
+        put(&mut c, Metric::StageQueue, 810.0);
+        put(&mut c, Metric::StageService, 100.0);
+        put(&mut c, Metric::StageReturn, 40.0);
+        put(&mut c, Metric::StageRest, 50.0);
+        let b = Breakdown::of(&c).unwrap();
+        assert_eq!(b.sum_us(), 1000.0);
+        assert_eq!(b.dominant(), (0, 0.81));
+        assert_eq!(Breakdown::describe(0), "queueing");
+        put(&mut c, Metric::StageRest, -7.0);
+        assert_eq!(Breakdown::of(&c).unwrap().rest_us, 0.0);
+    }
+
     fn cell(c: u64, t: f64, p99: f64) -> CellSummary {
         let mut stats = BTreeMap::new();
         stats.insert(
