@@ -47,8 +47,10 @@ pub const SPIN: Duration = Duration::from_micros(50);
 const MAX_WAIT: Duration = Duration::from_millis(100);
 /// A connection thread busier than this (not waiting) draws a warning.
 const BUSY_WARNING: f64 = 0.9;
-/// Sends late by the client's own doing, as a share of all sends, that draw a warning.
+/// Sends late by the client's own doing, as a share of all sends, that draw a warning
+/// (and at least [`OWN_LATE_MIN`] of them, so a few hiccups in a short run do not).
 const OWN_LATE_WARNING: f64 = 0.01;
+const OWN_LATE_MIN: u64 = 10;
 
 /// Runs the open-loop load: `rate` requests per second over `shared.config.concurrency`
 /// connections, up to `pipeline` in flight on each.
@@ -163,7 +165,8 @@ fn warnings(open: &OpenReport, cpu: &ClientCpu) -> Vec<String> {
             crate::server::available_cores()
         ));
     }
-    if open.sent > 0 && open.late_own as f64 >= OWN_LATE_WARNING * open.sent as f64 {
+    if open.late_own >= OWN_LATE_MIN && open.late_own as f64 >= OWN_LATE_WARNING * open.sent as f64
+    {
         out.push(format!(
             "the client fell behind its schedule: {} of {} sends ({:.1}%) left at least {} late while their connection was up and had room in its pipeline, so the server was not holding them back",
             open.late_own,

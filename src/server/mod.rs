@@ -178,6 +178,8 @@ pub fn serve(
         pool,
         shutdown,
     });
+    // Test-only: the stall window, if THREADCENTER_TEST_STALL is set, counts from here.
+    pool::test_hooks::stall_window();
     ready(addr, &ctx.config).context("cannot print the readiness line")?;
 
     while !ctx.shutting_down() {
