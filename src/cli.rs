@@ -142,7 +142,7 @@ pub struct ClientArgs {
     /// send time (corrected for coordinated omission) and from its actual send time.
     /// Without --rate the client is closed loop: each connection waits for an answer
     /// before it sends again (the seed's model). See docs/open-loop.md.
-    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    #[arg(long, value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// Open loop only: up to K requests in flight per connection, so one slow answer
     /// does not hold the schedule back. A connection with K in flight sends its next
