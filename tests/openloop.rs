@@ -391,7 +391,7 @@ fn impossible_settings_are_refused_with_a_clear_message() {
             "cannot be carried by 4 connection(s) with 1 request(s) in flight each",
         ),
         (
-            &["--rate", "200000", "-c", "1", "--cmd", "ping"],
+            &["--rate", "600000", "-c", "1", "--cmd", "ping"],
             "Raise --pipeline or --concurrency",
         ),
         (

@@ -61,9 +61,10 @@ impl LoadModel {
 
 /// Fastest schedule one connection is paced at: 1 µs between sends.
 pub const MAX_RATE_PER_CONNECTION: f64 = 1_000_000.0;
-/// No answer comes back faster than this (a loopback round trip is longer): the floor
+/// No answer comes back faster than this (a loopback round trip through the kernel
+/// takes longer; about 7 us at best on the development machine): the floor
 /// the open loop's feasibility check assumes.
-pub const MIN_ROUND_TRIP: Duration = Duration::from_micros(10);
+pub const MIN_ROUND_TRIP: Duration = Duration::from_micros(2);
 /// No compute step takes less than this (about 3 ns on current x86-64): the floor the
 /// feasibility check assumes for compute(n).
 pub const MIN_NS_PER_STEP: f64 = 1.0;
