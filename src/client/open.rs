@@ -753,6 +753,108 @@ fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<FrameReader<TcpStr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::ClientCmd;
+    use crate::client::LoadModel;
+
+    fn config() -> LoadConfig {
+        LoadConfig {
+            host: "127.0.0.1".into(),
+            port: 1,
+            cmd: ClientCmd::Ping,
+            size: 0,
+            concurrency: 1,
+            mode: Mode::Requests(4),
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+            model: LoadModel::Open {
+                rate: 10.0,
+                pipeline: 4,
+            },
+            intervals: false,
+        }
+    }
+
+    fn book(pipeline: usize, start: Instant) -> Book {
+        let empty = Slot {
+            id: u64::MAX,
+            live: false,
+            measured: false,
+            due: start,
+            queued: start,
+            sent: None,
+        };
+        Book {
+            pipeline,
+            slots: vec![empty; pipeline],
+            free: (0..pipeline).rev().collect(),
+            in_flight: 0,
+            seq: 0,
+            check_at: None,
+            room_at: start,
+            lost_in_row: 0,
+            tally: Tally::new(),
+        }
+    }
+
+    /// Puts a request in flight as `Connection::queue_due` does; returns its id.
+    fn put(b: &mut Book, due: Instant, sent: Instant) -> u64 {
+        let slot = b.take_slot();
+        let id = b.seq * b.pipeline as u64 + slot as u64;
+        b.seq += 1;
+        b.slots[slot] = Slot {
+            id,
+            live: true,
+            measured: true,
+            due,
+            queued: sent,
+            sent: None,
+        };
+        b.mark_sent(slot, sent);
+        id
+    }
+
+    fn pong(id: u64) -> Vec<u8> {
+        format!(r#"{{"id":{id},"ok":true,"pong":true}}"#).into_bytes()
+    }
+
+    #[test]
+    fn answers_in_any_order_settle_their_own_request_timed_from_due_and_from_sent() {
+        let cfg = config();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut b = book(4, t0);
+        // Due at 0, 10, 20 ms; the first two left 5 ms late.
+        let a = put(&mut b, t0, t0 + ms(5));
+        let c = put(&mut b, t0 + ms(10), t0 + ms(15));
+        let d = put(&mut b, t0 + ms(20), t0 + ms(20));
+        assert_eq!(b.tally.late, 2);
+        // Answers come back in reverse order, all at 30 ms.
+        let done = t0 + ms(30);
+        for id in [d, c, a] {
+            assert!(b.settle(&pong(id), done, None, &cfg).is_none());
+        }
+        assert_eq!((b.tally.ok, b.in_flight), (3, 0));
+        let near = |h: &Histogram<u64>, q: f64, want_ms: u64| {
+            let got = h.value_at_quantile(q);
+            assert!(
+                got.abs_diff(want_ms * 1_000_000) < 100_000,
+                "{got} vs {want_ms} ms"
+            );
+        };
+        near(&b.tally.corrected, 1.0, 30);
+        near(&b.tally.corrected, 0.0, 10);
+        near(&b.tally.uncorrected, 1.0, 25);
+        near(&b.tally.uncorrected, 0.0, 10);
+        // A slot reused: the old id no longer matches, and abandons the connection.
+        let e = put(&mut b, done, done);
+        assert_ne!(e, a);
+        match b.settle(&pong(a), done, None, &cfg) {
+            Some(Outcome::Malformed(m)) => assert!(m.contains("matches no request"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        b.abandon_all(&Outcome::Io("gone".into()), done, &cfg);
+        assert_eq!((b.tally.failures.io, b.in_flight, b.free.len()), (1, 0, 4));
+    }
 
     #[test]
     fn the_schedule_is_split_evenly_over_connections() {
