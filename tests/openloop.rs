@@ -253,9 +253,9 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
         server.addr.port(),
         &[
             "--rate",
-            "2000",
+            "5000",
             "-c",
-            "2",
+            "1",
             "--pipeline",
             "32",
             "--cmd",
@@ -273,21 +273,24 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
     drop(server);
     assert!(out.status.success(), "{}", explain(&out));
     let o = open_loop(&doc);
-    // The schedule is exact: 3 s at 2000/s after the warm-up.
-    assert_eq!(doc.requests.sent, 6000);
-    assert_eq!(o.sent, 6000, "every scheduled request was written");
-    assert_eq!(doc.config.rate, Some(2000.0));
+    // The schedule is exact: 3 s at 5000/s after the warm-up, all on one connection
+    // (5 per millisecond: a generator that paced on millisecond ticks could not).
+    assert_eq!(doc.requests.sent, 15_000);
+    assert_eq!(o.sent, 15_000, "every scheduled request was written");
+    assert_eq!(doc.config.rate, Some(5000.0));
     assert_eq!(doc.config.pipeline, Some(32));
-    assert_eq!(o.offered_rps, 2000.0);
-    // Achieved send rate within 5% of the offered rate; answers within 10%.
+    assert_eq!(o.offered_rps, 5000.0);
+    // Achieved send rate and answer rate within 10% of the offered rate: on this loaded
+    // shared machine the client is sometimes kept off the CPU for 100-300 ms, and a
+    // pause at the end of a 3 s run stretches its window by that much.
     assert!(
-        (o.sent_rps - 2000.0).abs() <= 100.0,
-        "sent {} req/s for 2000 offered\n{}",
+        (o.sent_rps - 5000.0).abs() <= 500.0,
+        "sent {} req/s for 5000 offered\n{}",
         o.sent_rps,
         explain(&out)
     );
     assert!(
-        (doc.throughput_rps - 2000.0).abs() <= 200.0,
+        (doc.throughput_rps - 5000.0).abs() <= 500.0,
         "throughput {}\n{}",
         doc.throughput_rps,
         explain(&out)
@@ -297,6 +300,9 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
     assert_eq!(lateness.len(), o.sent, "one lateness per send");
     let l = o.lateness_us;
     assert!(0.0 <= l.p50 && l.p50 <= l.p99 && l.p99 <= l.max, "{l:?}");
+    // Sub-millisecond pacing: millisecond ticks would make the median send about
+    // 500 us late. A generous bound for a loaded machine (typically 10-100 us here).
+    assert!(l.p50 < 300.0, "median lateness {} us", l.p50);
     assert_eq!(l.max, lateness.max() as f64 / 1000.0);
     assert!(o.late_own <= o.late && o.late <= o.sent, "{o:?}");
     assert_eq!(o.late_threshold_us, 1000.0);
@@ -305,7 +311,7 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
     assert!(cpu.cpu_s > 0.0 && cpu.wall_s >= 3.0, "{cpu:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     for needle in [
-        "rate        offered 2000.00 req/s",
+        "rate        offered 5000.00 req/s",
         "lateness    ",
         "corrected  ",
         "uncorrected",
@@ -313,7 +319,7 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
         assert!(stdout.contains(needle), "{needle:?} missing:\n{stdout}");
     }
     eprintln!(
-        "pacing figures: offered 2000/s, sent {:.1}/s, answered {:.1}/s, lateness p50 {:.1} us p99 {:.1} us max {:.1} us, {} late ({} own)",
+        "pacing figures: offered 5000/s on one connection, sent {:.1}/s, answered {:.1}/s, lateness p50 {:.1} us p99 {:.1} us max {:.1} us, {} late ({} own)",
         o.sent_rps, doc.throughput_rps, l.p50, l.p99, l.max, o.late, o.late_own
     );
 
@@ -332,7 +338,10 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
     );
     for (i, (start, length, _)) in read.main.iter().enumerate() {
         assert_eq!(*start, i as f64);
-        assert!(*length > 0.0 && *length <= 1.0);
+        assert!(
+            *length >= 0.05 && *length <= 1.05,
+            "interval {i}: {length} s"
+        );
     }
     assert!(read.start_time.is_some());
 }

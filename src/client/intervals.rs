@@ -127,21 +127,32 @@ pub struct Interval {
     pub uncorrected: Option<Histogram<u64>>,
 }
 
+/// A last interval shorter than this is folded into the one before it, so no interval
+/// is a sliver whose rate would mean nothing.
+pub const MIN_LAST_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Merges the threads' seconds into one interval per second of `elapsed` (empty seconds
-/// included, so a stall shows as a gap in throughput), the last one possibly shorter.
+/// included, so a stall shows as a gap in throughput). The last one is shorter when the
+/// run ended mid-second, or up to [`MIN_LAST_INTERVAL`] longer when it ended just after.
 pub fn merge(
     threads: Vec<Vec<EncodedInterval>>,
     elapsed: Duration,
     uncorrected: bool,
 ) -> anyhow::Result<Vec<Interval>> {
     let mut count = elapsed.as_nanos().div_ceil(INTERVAL.as_nanos()) as u64;
-    let last_recorded = threads.iter().flatten().map(|e| e.index + 1).max();
-    count = count.max(last_recorded.unwrap_or(0));
+    if threads.iter().any(|t| !t.is_empty()) {
+        count = count.max(1);
+    }
+    let fold_last =
+        count > 1 && elapsed.saturating_sub(INTERVAL * ((count - 1) as u32)) < MIN_LAST_INTERVAL;
+    if fold_last {
+        count -= 1;
+    }
     let mut out: Vec<Interval> = (0..count)
         .map(|i| {
             let start = INTERVAL * i as u32;
             let length = if i + 1 == count && elapsed > start {
-                (elapsed - start).min(INTERVAL)
+                (elapsed - start).min(INTERVAL + MIN_LAST_INTERVAL)
             } else {
                 INTERVAL
             };
@@ -159,7 +170,8 @@ pub fn merge(
             .map_err(|e| anyhow::anyhow!("cannot decode an interval histogram: {e:?}"))
     };
     for e in threads.into_iter().flatten() {
-        let slot = &mut out[e.index as usize];
+        let last = out.len() - 1;
+        let slot = &mut out[(e.index as usize).min(last)];
         slot.main
             .add(decode(&e.main)?)
             .map_err(|e| anyhow::anyhow!("cannot merge interval histograms: {e:?}"))?;
@@ -251,6 +263,14 @@ mod tests {
         let counts: Vec<u64> = merged.iter().map(|i| i.main.len()).collect();
         assert_eq!(counts, [2, 1, 1]);
         assert_eq!(merged[2].length, Duration::from_millis(600));
+        // A run that ends just past a second folds that sliver into the last second.
+        let mut c = IntervalRecorder::new(base, false);
+        c.record(at(500), 1, None);
+        c.record(at(1_010), 2, None);
+        let folded = merge(vec![c.finish()], Duration::from_millis(1_010), false).unwrap();
+        assert_eq!(folded.len(), 1);
+        assert_eq!(folded[0].main.len(), 2);
+        assert_eq!(folded[0].length, Duration::from_millis(1_010));
         assert_eq!(merged[1].uncorrected.as_ref().unwrap().max(), 800);
 
         let mut text = Vec::new();
