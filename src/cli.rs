@@ -85,6 +85,48 @@ pub struct ServerArgs {
     /// On SIGINT/SIGTERM, how long to wait for in-flight requests before giving up.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Connections open at once; past it a new connection gets OVERLOADED and is
+    /// closed, while those already open are unaffected.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// What a compute request meets when the task queue is full: `wait` pauses its
+    /// connection's reader (backpressure through TCP), `reject` answers OVERLOADED at once.
+    #[arg(long, value_enum, default_value_t = WhenFull::Wait)]
+    pub when_full: WhenFull,
+    /// Longest a worker may spend on one request; past it the worker is killed and
+    /// replaced (a thread-pool worker gives the request up) and the request is
+    /// answered WORKER_FAILED.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    pub task_timeout: Duration,
+    /// Longest a request frame may take to arrive once its first byte is in (defeats
+    /// slowloris clients); past it the connection is closed. Idle connections between
+    /// frames are not timed.
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    pub frame_timeout: Duration,
+    /// Compute requests one connection may have in the pool at once; past it the
+    /// server stops reading that connection until answers go out, so a client that
+    /// pipelines without reading cannot grow the server's memory.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_in_flight: u64,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// What a compute request meets when the task queue is full.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenFull {
+    /// The connection's reader waits: backpressure reaches the client through TCP.
+    #[default]
+    Wait,
+    /// The request is answered OVERLOADED at once.
+    Reject,
 }
 
 /// The command the client sends.
@@ -125,7 +167,7 @@ pub struct ClientArgs {
     /// Send for this long instead of a fixed count (e.g. 10s, 500ms, 2m).
     #[arg(long, short = 'd', value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// n for compute: the work per request (about 3-4 ns a step in this server).
+    /// n for compute: the work per request (a few ns per step in this server).
     #[arg(long, short = 's', default_value_t = 500_000)]
     pub size: u64,
     /// Command to send.
@@ -164,6 +206,13 @@ pub struct ClientArgs {
     /// Print nothing on stdout (files and the exit status still tell).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Speak TLS to a server started with --tls-cert/--tls-key; its certificate is
+    /// checked against --ca, or the system's roots without it, for the name --host.
+    #[arg(long)]
+    pub tls: bool,
+    /// The CA certificate(s), PEM, that --tls trusts instead of the system's roots.
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -193,4 +242,14 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}: write a duration such as 500ms, 5s or 2m"))
+}
+
+/// A duration that must be more than zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => {
+            Err("must be more than 0: write a duration such as 500ms, 5s or 2m".into())
+        }
+        d => Ok(d),
+    }
 }

@@ -424,6 +424,10 @@ fn impossible_settings_are_refused_with_a_clear_message() {
             &["--rate", "10", "--size", "100000000", "--timeout", "50ms"],
             "is shorter than the least time a request takes",
         ),
+        (
+            &["--rate", "10", "--tls"],
+            "--rate with --tls is not supported yet",
+        ),
     ];
     for (args, needle) in cases {
         let out = client(1, args);

@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 
 use super::intervals::{self, IntervalRecorder};
 use super::report::{ClientCpu, Failures, Report};
+use super::tls::{HandshakeFailed, TlsStream, TlsTarget};
 use super::{LoadConfig, LoadModel, Mode};
 use crate::cli::ClientCmd;
 use crate::protocol::frame::FrameError;
@@ -51,8 +52,12 @@ pub fn target_name(host: &str, port: u16) -> String {
 /// `Err` only when the run cannot start: the host does not resolve, the server does not
 /// accept a connection, or threads cannot be created. Failed requests are in the report.
 pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
-    let addr = preflight(config)?;
-    let shared = Arc::new(Shared::new(addr, config));
+    let tls = config
+        .tls
+        .then(|| TlsTarget::new(&config.host, config.ca.as_deref()))
+        .transpose()?;
+    let addr = preflight(config, tls.as_ref())?;
+    let shared = Arc::new(Shared::new(addr, config, tls));
     if let LoadModel::Open { rate, pipeline } = config.model {
         return super::open::run(shared, rate, pipeline);
     }
@@ -151,7 +156,7 @@ where
 
 /// Resolves the target and checks that it accepts a connection, so that a server that is
 /// not there is one clear error and not thousands of failed requests.
-fn preflight(config: &LoadConfig) -> anyhow::Result<SocketAddr> {
+fn preflight(config: &LoadConfig, tls: Option<&TlsTarget>) -> anyhow::Result<SocketAddr> {
     let target = target_name(&config.host, config.port);
     let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
         .to_socket_addrs()
@@ -159,8 +164,12 @@ fn preflight(config: &LoadConfig) -> anyhow::Result<SocketAddr> {
         .collect();
     let mut last_error = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, config.timeout) {
+        match connect(addr, config.timeout, tls) {
             Ok(_) => return Ok(addr),
+            // The server is there but TLS failed: that is the error to show.
+            Err(e) if HandshakeFailed::is(&e) => {
+                bail!("cannot connect to {target}: {e}; check --ca, --host and that the server runs with --tls-cert")
+            }
             Err(e) => last_error = Some(e),
         }
     }
@@ -180,10 +189,12 @@ pub(super) struct Shared {
     /// compute(size), computed once; `None` for ping.
     pub expected: Option<u64>,
     pub gate: Gate,
+    /// `Some` with --tls (closed loop only).
+    pub tls: Option<TlsTarget>,
 }
 
 impl Shared {
-    fn new(addr: SocketAddr, config: &LoadConfig) -> Shared {
+    fn new(addr: SocketAddr, config: &LoadConfig, tls: Option<TlsTarget>) -> Shared {
         let (command, expected) = match config.cmd {
             ClientCmd::Compute => (
                 Command::Compute { n: config.size },
@@ -197,6 +208,7 @@ impl Shared {
             command,
             expected,
             gate: Gate::new(config.concurrency),
+            tls,
         }
     }
 }
@@ -268,8 +280,39 @@ impl Gate {
 /// passed, so a server trickling bytes cannot stretch one request past about twice
 /// `--timeout` (each read also has the socket's own `--timeout`).
 struct DeadlineStream {
-    stream: TcpStream,
+    stream: Transport,
     deadline: Instant,
+}
+
+/// The connection's bytes: the socket itself, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(s) => s.flush(),
+        }
+    }
 }
 
 impl Read for DeadlineStream {
@@ -286,11 +329,15 @@ impl Read for DeadlineStream {
 
 type Conn = FrameReader<DeadlineStream>;
 
-fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+fn connect(addr: SocketAddr, timeout: Duration, tls: Option<&TlsTarget>) -> io::Result<Conn> {
     let stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let stream = match tls {
+        None => Transport::Plain(stream),
+        Some(tls) => Transport::Tls(Box::new(tls.handshake(stream)?)),
+    };
     let deadline = Instant::now() + timeout;
     Ok(FrameReader::new(
         DeadlineStream { stream, deadline },
@@ -420,7 +467,7 @@ impl ThreadState {
     fn run(mut self, shared: &Shared) -> ThreadState {
         let cfg = &shared.config;
         // A failed first connect is retried, and counted, by the loop.
-        let mut conn = connect(shared.addr, cfg.timeout).ok();
+        let mut conn = connect(shared.addr, cfg.timeout, shared.tls.as_ref()).ok();
         let Some(start) = shared.gate.arrive() else {
             return self;
         };
@@ -459,7 +506,7 @@ impl ThreadState {
                         break;
                     }
                 }
-                match connect(shared.addr, cfg.timeout) {
+                match connect(shared.addr, cfg.timeout, shared.tls.as_ref()) {
                     Ok(c) => {
                         conn = Some(c);
                         connects_failed_in_row = 0;
@@ -497,7 +544,11 @@ impl ThreadState {
 
             let sent_at = Instant::now();
             reader.get_mut().deadline = sent_at + cfg.timeout;
-            let outcome = match reader.get_mut().stream.write_all(&self.request) {
+            let stream = &mut reader.get_mut().stream;
+            let outcome = match stream
+                .write_all(&self.request)
+                .and_then(|()| stream.flush())
+            {
                 Err(e) if is_timeout(&e) => Outcome::Timeout,
                 Err(e) => Outcome::Io(format!("sending: {e}")),
                 Ok(()) => match reader.next_frame() {

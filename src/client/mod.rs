@@ -12,10 +12,11 @@ pub mod load;
 mod open;
 pub mod print;
 pub mod report;
+pub mod tls;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -88,6 +89,10 @@ pub struct LoadConfig {
     pub model: LoadModel,
     /// Keep one histogram per second (for `--interval-log`).
     pub intervals: bool,
+    /// Speak TLS (`--tls`).
+    pub tls: bool,
+    /// The CA that `--tls` trusts instead of the system's roots (`--ca`).
+    pub ca: Option<PathBuf>,
 }
 
 impl LoadConfig {
@@ -124,6 +129,8 @@ impl LoadConfig {
             timeout: args.timeout,
             model,
             intervals: args.interval_log.is_some(),
+            tls: args.tls,
+            ca: args.ca.clone(),
         };
         config.check_feasible()?;
         Ok(config)
@@ -144,6 +151,11 @@ impl LoadConfig {
         let LoadModel::Open { rate, pipeline } = self.model else {
             return Ok(());
         };
+        if self.tls {
+            bail!(
+                "--rate with --tls is not supported yet: the open loop drives plain non-blocking sockets; drop --tls, or drop --rate for the closed loop"
+            );
+        }
         let conns = self.concurrency as f64;
         let per_conn = rate / conns;
         if per_conn > MAX_RATE_PER_CONNECTION {

@@ -771,6 +771,8 @@ mod tests {
                 pipeline: 4,
             },
             intervals: false,
+            tls: false,
+            ca: None,
         }
     }
 

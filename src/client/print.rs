@@ -177,6 +177,8 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 model: crate::client::LoadModel::Closed,
                 intervals: false,
+                tls: false,
+                ca: None,
             },
             addr: "127.0.0.1:5050".parse().unwrap(),
             ok,

@@ -27,6 +27,32 @@ pub fn compute(n: u64) -> u64 {
     acc
 }
 
+/// Steps [`compute_until`] runs between two calls of its `keep_going`.
+pub const CHECK_EVERY: u64 = 1 << 20;
+
+/// [`compute`], asking `keep_going` every [`CHECK_EVERY`] steps whether to go on;
+/// `None` if it said no. For a worker that must give up on a task (a thread cannot
+/// be killed from outside).
+#[inline(never)]
+pub fn compute_until(n: u64, mut keep_going: impl FnMut() -> bool) -> Option<u64> {
+    let (mut a, mut b, mut acc) = (0u64, 1u64, 0u64);
+    let mut left = n.max(1);
+    while left > 0 {
+        let chunk = left.min(CHECK_EVERY);
+        for _ in 0..chunk {
+            let next = reduce(a + b, FIB_MOD);
+            a = b;
+            b = next;
+            acc = reduce(acc + 31 * a + 17 * b, ACC_MOD);
+        }
+        left -= chunk;
+        if left > 0 && !keep_going() {
+            return None;
+        }
+    }
+    Some(acc)
+}
+
 /// `x % m` for `x < 2 * m`.
 #[inline(always)]
 fn reduce(x: u64, m: u64) -> u64 {
@@ -40,6 +66,36 @@ fn reduce(x: u64, m: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compute_until_agrees_with_compute_and_can_stop() {
+        for n in [
+            0,
+            1,
+            2,
+            10,
+            CHECK_EVERY - 1,
+            CHECK_EVERY,
+            CHECK_EVERY + 1,
+            3 * CHECK_EVERY + 5,
+        ] {
+            assert_eq!(compute_until(n, || true), Some(compute(n)), "n={n}");
+        }
+        let mut asked = 0;
+        assert_eq!(
+            compute_until(10 * CHECK_EVERY, || {
+                asked += 1;
+                asked < 3
+            }),
+            None
+        );
+        assert_eq!(asked, 3);
+        // A task that fits in one chunk never asks.
+        assert_eq!(
+            compute_until(CHECK_EVERY, || panic!("asked")),
+            Some(compute(CHECK_EVERY))
+        );
+    }
 
     /// The loop exactly as protocol.md writes it, with `%`.
     fn compute_by_the_spec(n: u64) -> u64 {

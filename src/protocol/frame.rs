@@ -1,6 +1,7 @@
 //! Framing: a 4-byte big-endian length, then that many payload bytes (protocol.md, "Framing").
 
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 4;
@@ -16,6 +17,13 @@ pub enum FrameError {
     /// The stream ended inside a frame.
     #[error("connection closed in the middle of a frame: {got} of {want} bytes received (check that the sender writes the whole frame and reads in a loop)")]
     Truncated { got: usize, want: usize },
+    /// A frame began arriving but was not whole within the reader's stall limit.
+    #[error("a frame began arriving but only {got} of {want} bytes came within {limit:?} (the server's --frame-timeout)")]
+    Stalled {
+        got: usize,
+        want: usize,
+        limit: Duration,
+    },
     /// The underlying read failed (a timeout shows up here as `WouldBlock` or `TimedOut`).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -91,12 +99,19 @@ pub fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {
 ///
 /// Survives read timeouts: bytes of a partial frame stay buffered, so a caller with a
 /// socket read timeout can check its own flags and call [`FrameReader::next_frame`] again.
+///
+/// With a stall limit set, a frame whose first bytes arrived must be whole within
+/// that time, or reading fails with [`FrameError::Stalled`]: a client trickling a
+/// frame byte by byte (slowloris) cannot hold a reader forever. The clock starts the
+/// first time the reader has to wait for more of a frame and stops when it is whole.
 pub struct FrameReader<R> {
     inner: R,
     buf: Vec<u8>,
     start: usize,
     end: usize,
     max_frame: u32,
+    stall_limit: Option<Duration>,
+    partial_since: Option<Instant>,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -109,6 +124,21 @@ impl<R: Read> FrameReader<R> {
             start: 0,
             end: 0,
             max_frame,
+            stall_limit: None,
+            partial_since: None,
+        }
+    }
+
+    /// Sets (or with `None`, removes) the time a started frame has to arrive whole.
+    pub fn set_stall_limit(&mut self, limit: Option<Duration>) {
+        self.stall_limit = limit;
+    }
+
+    /// Restarts the stall clock: for a caller that paused reading for reasons of its
+    /// own, which must not count against the peer.
+    pub fn reset_stall_clock(&mut self) {
+        if self.partial_since.is_some() {
+            self.partial_since = Some(Instant::now());
         }
     }
 
@@ -119,6 +149,7 @@ impl<R: Read> FrameReader<R> {
                 Decoded::Frame { consumed } => {
                     let payload = self.start + HEADER_LEN..self.start + consumed;
                     self.start += consumed;
+                    self.partial_since = None;
                     return Ok(Some(&self.buf[payload]));
                 }
                 Decoded::Incomplete { want } => self.fill(want.unwrap_or(HEADER_LEN))?,
@@ -153,6 +184,16 @@ impl<R: Read> FrameReader<R> {
 
     /// Reads at least once, making room for a frame of `want` bytes.
     fn fill(&mut self, want: usize) -> Result<(), FrameError> {
+        if let (Some(limit), true) = (self.stall_limit, self.end > self.start) {
+            let since = *self.partial_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > limit {
+                return Err(FrameError::Stalled {
+                    got: self.end - self.start,
+                    want,
+                    limit,
+                });
+            }
+        }
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -284,6 +325,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, vec![b"x".to_vec(), big, b"y".to_vec()]);
+    }
+
+    /// Hands out its bytes one at a time, sleeping before each, then times out forever.
+    struct Slowloris {
+        data: Vec<u8>,
+        delay: Duration,
+    }
+
+    impl Read for Slowloris {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(self.delay);
+            if self.data.is_empty() || out.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            out[0] = self.data.remove(0);
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_frame_trickled_past_the_stall_limit_is_refused() {
+        let wire = frames_of(&[b"{\"id\":1,\"cmd\":\"ping\"}"]);
+        let mut r = FrameReader::new(
+            Slowloris {
+                data: wire.clone(),
+                delay: Duration::from_millis(2),
+            },
+            1024,
+        );
+        r.set_stall_limit(Some(Duration::from_millis(20)));
+        // The bytes keep coming, but too slowly for the frame to be whole in time.
+        let err = loop {
+            match r.next_frame() {
+                Err(e) if e.is_timeout() => continue,
+                Err(e) => break e,
+                Ok(f) => panic!("got {f:?}"),
+            }
+        };
+        assert!(matches!(err, FrameError::Stalled { .. }), "{err}");
+        assert!(err.to_string().contains("--frame-timeout"));
+
+        // Fast enough: every frame arrives, and idling between frames is not timed.
+        let mut r = FrameReader::new(
+            Slowloris {
+                data: wire,
+                delay: Duration::from_micros(10),
+            },
+            1024,
+        );
+        r.set_stall_limit(Some(Duration::from_secs(5)));
+        assert!(r.next_frame().unwrap().is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(r.next_frame().unwrap_err().is_timeout());
     }
 
     #[test]

@@ -4,7 +4,7 @@ pub mod compute;
 pub mod frame;
 pub mod message;
 
-pub use compute::compute;
+pub use compute::{compute, compute_until};
 pub use frame::{FrameError, FrameReader, DEFAULT_MAX_FRAME};
 pub use message::{
     parse_request, parse_response, Body, Command, ErrorCode, Id, OwnedId, Rejection, Request,

@@ -1,6 +1,10 @@
 //! One client connection: its reader thread parses and dispatches frames; its writer
 //! thread (see `outbox`) sends whatever could not be sent on the spot.
+//!
+//! The reader reads frames from the socket itself, or, on a TLS connection, from the
+//! session's plaintext (`tls::TlsReader`); everything after framing is the same.
 
+use std::io::{self, Read};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -9,8 +13,9 @@ use std::time::{Duration, Instant};
 use crate::protocol::message::{encode_error, encode_pong, encode_stats};
 use crate::protocol::{parse_request, Command, ErrorCode, FrameError, FrameReader, Id};
 use crate::server::metrics::CmdKind;
-use crate::server::outbox::Outbox;
+use crate::server::outbox::{Outbox, Room};
 use crate::server::pool::{Refused, Task};
+use crate::server::tls::{self, HandshakeTimeout, TlsReader};
 use crate::server::Context;
 
 const SHUTTING_DOWN: &str = "the server is shutting down and accepts no new work";
@@ -32,8 +37,19 @@ impl Drop for OpenGuard {
 pub fn serve(ctx: Arc<Context>, stream: TcpStream) {
     let guard = Arc::new(OpenGuard(Arc::clone(&ctx)));
     let _ = stream.set_nodelay(true);
+    let session = match ctx.config.tls.as_ref().map(tls::session).transpose() {
+        Ok(session) => session,
+        Err(e) => {
+            eprintln!("threadcenter server: cannot set up a TLS session: {e}");
+            return;
+        }
+    };
     let outbox = match stream.try_clone() {
-        Ok(s) => Arc::new(Outbox::new(s, ctx.config.max_buffered)),
+        Ok(s) => Arc::new(Outbox::with_tls(
+            s,
+            session.clone(),
+            ctx.config.max_buffered,
+        )),
         Err(e) => {
             eprintln!("threadcenter server: cannot set up a connection: {e}");
             return;
@@ -55,23 +71,53 @@ pub fn serve(ctx: Arc<Context>, stream: TcpStream) {
         return;
     }
     let _ = stream.set_read_timeout(Some(POLL));
-    let mut reader = Reader {
-        ctx: &ctx,
-        outbox: &outbox,
-        frames: FrameReader::new(stream, ctx.config.max_frame),
-    };
-    reader.run();
+    match session {
+        None => read_frames(&ctx, &outbox, stream),
+        Some(session) => {
+            let limit = ctx.config.frame_timeout;
+            let plain = TlsReader::new(session, stream, Arc::clone(&outbox), limit);
+            read_frames(&ctx, &outbox, plain);
+        }
+    }
     outbox.reader_done();
     drop(guard);
 }
 
-struct Reader<'a> {
-    ctx: &'a Arc<Context>,
-    outbox: &'a Arc<Outbox>,
-    frames: FrameReader<TcpStream>,
+/// A byte stream a connection's frames come from: the socket, or TLS over it.
+trait Source: Read {
+    fn socket(&self) -> &TcpStream;
 }
 
-impl Reader<'_> {
+impl Source for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Source for TlsReader {
+    fn socket(&self) -> &TcpStream {
+        TlsReader::socket(self)
+    }
+}
+
+fn read_frames<S: Source>(ctx: &Arc<Context>, outbox: &Arc<Outbox>, source: S) {
+    let mut frames = FrameReader::new(source, ctx.config.max_frame);
+    frames.set_stall_limit(Some(ctx.config.frame_timeout));
+    Reader {
+        ctx,
+        outbox,
+        frames,
+    }
+    .run();
+}
+
+struct Reader<'a, S> {
+    ctx: &'a Arc<Context>,
+    outbox: &'a Arc<Outbox>,
+    frames: FrameReader<S>,
+}
+
+impl<S: Source> Reader<'_, S> {
     fn run(&mut self) {
         loop {
             // While draining, requests keep being read (and compute refused) until
@@ -79,11 +125,17 @@ impl Reader<'_> {
             if self.ctx.shutting_down() && self.outbox.in_flight() == 0 {
                 return self.drain_for_shutdown();
             }
-            if !self
+            match self
                 .outbox
                 .wait_for_room(self.ctx.config.max_in_flight, POLL)
             {
-                continue;
+                Room::Free => {}
+                // The pause was the server's doing, not the client's.
+                Room::AfterWait => self.frames.reset_stall_clock(),
+                Room::Full => {
+                    self.frames.reset_stall_clock();
+                    continue;
+                }
             }
             match self.frames.next_frame() {
                 Ok(Some(payload)) => handle(self.ctx, self.outbox, payload, Instant::now()),
@@ -105,6 +157,22 @@ impl Reader<'_> {
                     );
                     return;
                 }
+                // Slowloris: no answer (the frame has no id yet), the connection closes.
+                Err(e @ FrameError::Stalled { .. }) => {
+                    self.ctx.metrics.frames_timed_out.fetch_add(1, Relaxed);
+                    eprintln!("threadcenter server: closing a connection: {e}");
+                    return;
+                }
+                Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    // Not TLS, or broken TLS: rustls queued an alert, the writer sends it.
+                    eprintln!("threadcenter server: closing a TLS connection: {e}");
+                    return;
+                }
+                Err(FrameError::Io(e)) if HandshakeTimeout::is(&e) => {
+                    self.ctx.metrics.frames_timed_out.fetch_add(1, Relaxed);
+                    eprintln!("threadcenter server: closing a connection: {e}");
+                    return;
+                }
                 // A client that leaves mid-frame, or a reset: nothing to answer.
                 Err(FrameError::Truncated { .. } | FrameError::Io(_)) => return,
             }
@@ -114,7 +182,13 @@ impl Reader<'_> {
     /// Once drained: answers every whole frame that has already arrived (compute gets
     /// SHUTTING_DOWN), then stops reading; the writer closes the connection.
     fn drain_for_shutdown(&mut self) {
-        let _ = self.frames.get_ref().set_nonblocking(true);
+        // A short read timeout rather than O_NONBLOCK, which the writer's handle of the
+        // same socket would share: its blocking writes must stay blocking.
+        let _ = self
+            .frames
+            .get_ref()
+            .socket()
+            .set_read_timeout(Some(Duration::from_millis(1)));
         while let Ok(Some(payload)) = self.frames.next_frame() {
             handle(self.ctx, self.outbox, payload, Instant::now());
         }

@@ -12,6 +12,10 @@ pub struct Metrics {
     started: Instant,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
+    /// Connections refused at accept because --max-connections were open.
+    pub connections_refused: AtomicU64,
+    /// Connections closed because a frame did not arrive whole within --frame-timeout.
+    pub frames_timed_out: AtomicU64,
     requests: [AtomicU64; 4],
     errors: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -32,6 +36,8 @@ impl Default for Metrics {
             started: Instant::now(),
             connections_open: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            frames_timed_out: AtomicU64::new(0),
             requests: Default::default(),
             errors: Default::default(),
         }

@@ -10,6 +10,8 @@ pub mod connection;
 pub mod metrics;
 pub mod outbox;
 pub mod pool;
+pub mod refuse;
+pub mod tls;
 pub mod worker;
 
 use std::io::{self, Write};
@@ -24,6 +26,7 @@ use serde::Serialize;
 use socket2::{Domain, Socket, Type};
 
 use crate::cli::{PoolKind, ServerArgs};
+use crate::protocol::ErrorCode;
 use metrics::{Metrics, RequestCounts, WorkerStats};
 use pool::{process::ProcessPool, thread::ThreadPool, Pool, WhenFull};
 
@@ -39,12 +42,20 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     pub when_full: WhenFull,
     pub drain_timeout: Duration,
+    /// Connections open at once; past it new ones are refused with OVERLOADED.
+    pub max_connections: u64,
+    /// Longest one task may run before its worker is killed (or, for threads, gives up).
+    pub task_timeout: Duration,
+    /// Longest a started frame may take to arrive whole.
+    pub frame_timeout: Duration,
     /// Requests one connection may have in the pool before its reader pauses.
     pub max_in_flight: usize,
     /// Unsent response bytes one connection may hold before its reader pauses.
     pub max_buffered: usize,
     /// The executable re-run as `threadcenter worker`.
     pub worker_exe: PathBuf,
+    /// Serve TLS with this configuration (`--tls-cert`/`--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -61,12 +72,20 @@ impl ServerConfig {
             max_frame: args.max_frame,
             max_n: args.max_n,
             queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(usize::MAX),
-            when_full: WhenFull::Wait,
+            when_full: args.when_full,
             drain_timeout: args.drain_timeout,
-            max_in_flight: 1024,
+            max_connections: args.max_connections,
+            task_timeout: args.task_timeout,
+            frame_timeout: args.frame_timeout,
+            max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
             max_buffered: 4 << 20,
             worker_exe: std::env::current_exe()
                 .context("cannot find this executable to start worker processes")?,
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+                (None, None) => None,
+                _ => bail!("--tls-cert and --tls-key go together"),
+            },
         })
     }
 }
@@ -100,6 +119,10 @@ pub struct StatsSnapshot {
 pub struct Connections {
     pub open: u64,
     pub total: u64,
+    /// Refused at accept: --max-connections were open.
+    pub refused: u64,
+    /// Closed because a frame did not arrive whole within --frame-timeout.
+    pub timed_out: u64,
 }
 
 impl Context {
@@ -115,6 +138,8 @@ impl Context {
             connections: Connections {
                 open: self.metrics.connections_open.load(Relaxed),
                 total: self.metrics.connections_total.load(Relaxed),
+                refused: self.metrics.connections_refused.load(Relaxed),
+                timed_out: self.metrics.frames_timed_out.load(Relaxed),
             },
             requests: self.metrics.requests(),
             errors: self.metrics.errors(),
@@ -137,10 +162,11 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         let mut out = io::stdout().lock();
         writeln!(
             out,
-            "threadcenter listening addr={addr} pid={} workers={} pool={}",
+            "threadcenter listening addr={addr} pid={} workers={} pool={} tls={}",
             std::process::id(),
             config.workers,
-            config.pool.as_str()
+            config.pool.as_str(),
+            if config.tls.is_some() { "on" } else { "off" }
         )?;
         out.flush()
     })
@@ -155,6 +181,12 @@ pub fn serve(
 ) -> anyhow::Result<()> {
     let listener = bind(&config.host, config.port)?;
     let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && config.tls.is_none() {
+        eprintln!(
+            "threadcenter server: WARNING: listening on {addr}, which is not a loopback address, without TLS: anyone who can reach this port can submit work and read every request and response in plaintext. Bind 127.0.0.1 (the default), or serve TLS with --tls-cert/--tls-key."
+        );
+    }
+    raise_fd_limit(config.max_connections);
     let metrics = Arc::new(Metrics::default());
     let pool: Box<dyn Pool> = match config.pool {
         PoolKind::Process => Box::new(
@@ -163,13 +195,20 @@ pub fn serve(
                 config.workers,
                 config.queue_capacity,
                 config.when_full,
+                config.task_timeout,
                 Arc::clone(&metrics),
             )
             .context("cannot start the worker pool")?,
         ),
         PoolKind::Thread => Box::new(
-            ThreadPool::start(config.workers, config.queue_capacity, config.when_full)
-                .context("cannot start the worker threads")?,
+            ThreadPool::start(
+                config.workers,
+                config.queue_capacity,
+                config.when_full,
+                config.task_timeout,
+                Arc::clone(&metrics),
+            )
+            .context("cannot start the worker threads")?,
         ),
     };
     let ctx = Arc::new(Context {
@@ -182,8 +221,16 @@ pub fn serve(
     pool::test_hooks::stall_window();
     ready(addr, &ctx.config).context("cannot print the readiness line")?;
 
+    let refuser = refuse::Refuser::start();
     while !ctx.shutting_down() {
         match listener.accept() {
+            Ok((stream, _peer))
+                if ctx.metrics.connections_open.load(Relaxed) >= ctx.config.max_connections =>
+            {
+                ctx.metrics.connections_refused.fetch_add(1, Relaxed);
+                ctx.metrics.error(ErrorCode::Overloaded);
+                refuser.refuse(stream, ctx.config.max_connections);
+            }
             Ok((stream, _peer)) => {
                 ctx.metrics.connections_open.fetch_add(1, Relaxed);
                 ctx.metrics.connections_total.fetch_add(1, Relaxed);
@@ -212,7 +259,35 @@ pub fn serve(
         }
     }
     drop(listener);
+    drop(refuser);
     drain(&ctx)
+}
+
+/// Each connection holds two descriptors (its socket and the writer's handle): raises
+/// the soft RLIMIT_NOFILE towards the hard one so `--max-connections` can be reached,
+/// and says so if it cannot.
+fn raise_fd_limit(max_connections: u64) {
+    let want: libc::rlim_t = max_connections.saturating_mul(2).saturating_add(256);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    if lim.rlim_cur < want {
+        eprintln!(
+            "threadcenter server: warning: the open-file limit ({}) is below what --max-connections {max_connections} needs (about {want}); past it, accept fails and clients wait in the listen backlog",
+            lim.rlim_cur
+        );
+    }
 }
 
 /// After the listener closed: waits for connections to answer what they hold, then

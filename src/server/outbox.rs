@@ -6,6 +6,10 @@
 //! socket buffer is full, or another sender is mid-write, do bytes wait in the buffer
 //! for the connection's writer thread, which writes them in batches with blocking I/O.
 //! A `writing` flag gives one sender at a time the socket, so frames never interleave.
+//!
+//! A TLS connection (see `tls`) skips the direct send: every response goes through the
+//! buffer to the writer thread, which encrypts and writes it, the only thread that
+//! writes that socket.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
@@ -15,9 +19,24 @@ use std::time::Duration;
 
 use socket2::SockRef;
 
+use crate::server::tls::{self, Session};
+
+/// What [`Outbox::wait_for_room`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Room at once.
+    Free,
+    /// Room, after the reader waited for it.
+    AfterWait,
+    /// Still no room when the wait timed out.
+    Full,
+}
+
 pub struct Outbox {
     /// A handle of its own, so the descriptor lives as long as any task may answer.
     stream: TcpStream,
+    /// The TLS session of a TLS connection.
+    tls: Option<Session>,
     state: Mutex<State>,
     /// Wakes the writer thread.
     writer_cv: Condvar,
@@ -35,15 +54,22 @@ struct State {
     broken: bool,
     writer_waiting: bool,
     reader_waiting: bool,
+    /// TLS only: rustls has bytes of its own to send (handshake, tickets, alerts).
+    tls_flush: bool,
 }
 
 impl State {
     fn writer_has_work(&self) -> bool {
-        self.broken || (!self.writing && (!self.buf.is_empty() || self.finished()))
+        self.broken
+            || (!self.writing && (!self.buf.is_empty() || self.tls_flush || self.finished()))
     }
 
     fn finished(&self) -> bool {
-        self.reader_done && self.in_flight == 0 && self.buf.is_empty() && !self.writing
+        self.reader_done
+            && self.in_flight == 0
+            && self.buf.is_empty()
+            && !self.writing
+            && !self.tls_flush
     }
 }
 
@@ -53,8 +79,14 @@ thread_local! {
 
 impl Outbox {
     pub fn new(stream: TcpStream, max_buffered: usize) -> Outbox {
+        Outbox::with_tls(stream, None, max_buffered)
+    }
+
+    /// An outbox whose bytes go through `tls` (if given) before the socket.
+    pub fn with_tls(stream: TcpStream, tls: Option<Session>, max_buffered: usize) -> Outbox {
         Outbox {
             stream,
+            tls,
             state: Mutex::new(State::default()),
             writer_cv: Condvar::new(),
             room_cv: Condvar::new(),
@@ -99,7 +131,7 @@ impl Outbox {
                 st.in_flight -= 1;
             }
             if !st.broken {
-                if st.writing || !st.buf.is_empty() {
+                if st.writing || !st.buf.is_empty() || self.tls.is_some() {
                     st.buf.extend_from_slice(&scratch);
                 } else {
                     st.writing = true;
@@ -126,6 +158,13 @@ impl Outbox {
         }
     }
 
+    /// TLS only: asks the writer thread to send what rustls has queued.
+    pub fn flush_tls(&self) {
+        let mut st = self.lock();
+        st.tls_flush = true;
+        self.wake(&mut st);
+    }
+
     /// Called by the reader when it stops reading; the writer finishes once every
     /// task in flight has been answered and written.
     pub fn reader_done(&self) {
@@ -137,13 +176,13 @@ impl Outbox {
     /// Blocks the reader while the connection has `max_in_flight` tasks in flight or
     /// too many unsent bytes, so a client that never reads cannot grow the server's
     /// memory. Returns after `timeout` regardless, so the reader can check shutdown.
-    pub fn wait_for_room(&self, max_in_flight: usize, timeout: Duration) -> bool {
+    pub fn wait_for_room(&self, max_in_flight: usize, timeout: Duration) -> Room {
         let mut st = self.lock();
         let full = |st: &State| {
             !st.broken && (st.in_flight >= max_in_flight || st.buf.len() >= self.max_buffered)
         };
         if !full(&st) {
-            return true;
+            return Room::Free;
         }
         st.reader_waiting = true;
         let (mut st, _) = self
@@ -151,7 +190,11 @@ impl Outbox {
             .wait_timeout_while(st, timeout, |st| full(st))
             .unwrap_or_else(|e| e.into_inner());
         st.reader_waiting = false;
-        !full(&st)
+        if full(&st) {
+            Room::Full
+        } else {
+            Room::AfterWait
+        }
     }
 
     /// The writer thread's loop: blocking writes of whatever accumulated, until the
@@ -171,9 +214,13 @@ impl Outbox {
             }
             std::mem::swap(&mut st.buf, &mut batch);
             st.writing = true;
+            st.tls_flush = false;
             self.wake(&mut st);
             drop(st);
-            let result = (&self.stream).write_all(&batch);
+            let result = match &self.tls {
+                None => (&self.stream).write_all(&batch),
+                Some(session) => self.write_tls(session, &batch, false),
+            };
             batch.clear();
             if batch.capacity() > self.max_buffered {
                 batch = Vec::new();
@@ -185,7 +232,31 @@ impl Outbox {
             }
             self.wake(&mut st);
         }
+        if let Some(session) = &self.tls {
+            if !self.lock().broken {
+                let _ = self.write_tls(session, &[], true);
+            }
+        }
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Encrypts `plain` (and a close_notify if `close`), then writes every TLS record
+    /// rustls has queued, blocking, outside the session's lock.
+    fn write_tls(&self, session: &Session, plain: &[u8], close: bool) -> io::Result<()> {
+        let mut records = Vec::with_capacity(plain.len() + 64);
+        {
+            let mut conn = tls::lock(session);
+            if !plain.is_empty() {
+                conn.writer().write_all(plain)?;
+            }
+            if close {
+                conn.send_close_notify();
+            }
+            while conn.wants_write() {
+                conn.write_tls(&mut records)?;
+            }
+        }
+        (&self.stream).write_all(&records)
     }
 }
 

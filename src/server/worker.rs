@@ -17,6 +17,11 @@ pub const RESULT_LEN: usize = 32;
 /// passed since the last flush, so a batch of big tasks does not hold back the first.
 const FLUSH_AFTER_NS: u64 = 50_000;
 
+/// Results still buffered are flushed before a task of at least this many steps
+/// (about 50 µs), so the server's view of when each task started stays accurate
+/// enough for `--task-timeout`: a result never waits behind a long task.
+const FLUSH_BEFORE_N: u64 = 16_384;
+
 pub fn encode_task(out: &mut Vec<u8>, seq: u64, n: u64) {
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&n.to_le_bytes());
@@ -61,6 +66,7 @@ pub fn serve<R: Read, W: Write>(
 ) -> io::Result<()> {
     let mut rec = [0u8; TASK_LEN];
     let mut last_flush = mono_ns();
+    let mut unflushed = false;
     loop {
         match input.read_exact(&mut rec) {
             Ok(()) => {}
@@ -69,13 +75,17 @@ pub fn serve<R: Read, W: Write>(
         }
         let seq = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
         let n = u64::from_le_bytes(rec[8..].try_into().expect("8 bytes"));
+        if unflushed && n >= FLUSH_BEFORE_N {
+            output.flush()?;
+        }
         let start_ns = mono_ns();
         let result = run_compute(n);
         let end_ns = mono_ns();
         for word in [seq, result, start_ns, end_ns] {
             output.write_all(&word.to_le_bytes())?;
         }
-        if input.buffer().len() < TASK_LEN || end_ns - last_flush > FLUSH_AFTER_NS {
+        unflushed = !(input.buffer().len() < TASK_LEN || end_ns - last_flush > FLUSH_AFTER_NS);
+        if !unflushed {
             output.flush()?;
             last_flush = end_ns;
         }

@@ -266,3 +266,128 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     };
     get(11) + get(12)
 }
+
+/// A `VmRSS`/`Threads`-style field of /proc/PID/status, as a number (kB for sizes).
+pub fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS")
+}
+
+/// Live (non-zombie) child processes of `pid`, from /proc.
+pub fn children(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        // After the command: state, ppid, ...
+        if fields.get(1) == Some(&pid.to_string().as_str()) && fields.first() != Some(&"Z") {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Sends SIGCONT to a pid this test stopped, if it still exists, when dropped: a test
+/// that fails between SIGSTOP and the server's SIGKILL leaves no stopped process.
+pub struct Stopped(pub i32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files into
+/// `dir`: (cert path, key path, certificate DER).
+pub fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("generate a certificate");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key, ck.cert.der().to_vec())
+}
+
+/// A client TLS configuration trusting exactly `ca_der`.
+pub fn tls_client_config(ca_der: &[u8]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca_der.to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// A framed connection over TLS, the same calls as [`Conn`].
+pub struct TlsConn {
+    pub tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+}
+
+impl TlsConn {
+    pub fn connect(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> TlsConn {
+        let Conn { stream } = Conn::connect(addr);
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+        TlsConn {
+            tls: rustls::StreamOwned::new(conn, stream),
+        }
+    }
+
+    pub fn send_raw(&mut self, payload: &[u8]) {
+        let mut buf = Vec::new();
+        frame(&mut buf, payload);
+        self.tls.write_all(&buf).unwrap();
+        self.tls.flush().unwrap();
+    }
+
+    pub fn send(&mut self, v: &Value) {
+        self.send_raw(v.to_string().as_bytes());
+    }
+
+    pub fn recv_raw(&mut self) -> Vec<u8> {
+        let mut header = [0u8; 4];
+        self.tls
+            .read_exact(&mut header)
+            .expect("read a response header");
+        let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+        self.tls
+            .read_exact(&mut payload)
+            .expect("read a response payload");
+        payload
+    }
+
+    pub fn recv(&mut self) -> Value {
+        serde_json::from_slice(&self.recv_raw()).expect("response is JSON")
+    }
+
+    pub fn call(&mut self, v: &Value) -> Value {
+        self.send(v);
+        self.recv()
+    }
+}

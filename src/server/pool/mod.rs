@@ -63,15 +63,8 @@ pub enum Refused {
     Closed,
 }
 
-/// What the queue does when it is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WhenFull {
-    /// The connection's reader waits: backpressure reaches the client through TCP.
-    #[default]
-    Wait,
-    /// The request is answered OVERLOADED at once.
-    Reject,
-}
+/// What the queue does when it is full (`--when-full`).
+pub use crate::cli::WhenFull;
 
 pub trait Pool: Send + Sync {
     /// Hands a task to the pool, or gives it back with the reason.
@@ -92,6 +85,20 @@ pub fn run_compute(n: u64) -> u64 {
         std::hint::black_box(crate::protocol::compute(n.saturating_mul(extra) / 100));
     }
     crate::protocol::compute(n)
+}
+
+/// [`run_compute`] that gives up (`None`) once `deadline` has passed, checking the
+/// clock every [`crate::protocol::compute::CHECK_EVERY`] steps (a few milliseconds).
+pub fn run_compute_until(n: u64, deadline: std::time::Instant) -> Option<u64> {
+    let keep_going = || std::time::Instant::now() < deadline;
+    let extra = test_hooks::extra_work_pct();
+    if extra > 0 {
+        std::hint::black_box(crate::protocol::compute_until(
+            n.saturating_mul(extra) / 100,
+            keep_going,
+        )?);
+    }
+    crate::protocol::compute_until(n, keep_going)
 }
 
 /// Test-only behaviour switched on by environment variables; never set in production.

@@ -11,9 +11,17 @@
 //! Each worker has one supervisor thread that reads its results, answers the tasks,
 //! and replaces the worker when it dies: the task it was computing is answered
 //! WORKER_FAILED, the tasks queued behind it go to the replacement.
+//!
+//! `--task-timeout`: the supervisor knows since when its worker has been on the task
+//! at the head of its list (since the previous result came back, or since the task
+//! was written to an idle worker), and waits for results with `poll(2)` and that
+//! deadline. A worker past it (looping, or stopped by SIGSTOP) is killed with SIGKILL
+//! and handled as a death: its task is answered WORKER_FAILED, the rest go to the
+//! replacement.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -38,6 +46,7 @@ struct Shared {
     not_full: Condvar,
     capacity: usize,
     when_full: WhenFull,
+    task_timeout: Duration,
     exe: PathBuf,
     metrics: Arc<Metrics>,
 }
@@ -56,6 +65,8 @@ struct State {
 struct Slot {
     /// Tasks written to this worker, in the order it answers them.
     inflight: VecDeque<(u64, Task)>,
+    /// Since when the worker has been on the head of `inflight` (at the latest).
+    head_since: Instant,
     /// `None` while the worker is being replaced, or once it was told to stop.
     stdin: Option<ChildStdin>,
     /// 0 once the process has been reaped (so nobody signals a reused pid).
@@ -70,6 +81,9 @@ impl State {
     fn assign(&mut self, i: usize, tasks: impl IntoIterator<Item = Task>) {
         self.scratch.clear();
         let slot = &mut self.slots[i];
+        if slot.inflight.is_empty() {
+            slot.head_since = Instant::now();
+        }
         for task in tasks {
             encode_task(&mut self.scratch, self.next_seq, task.n);
             slot.inflight.push_back((self.next_seq, task));
@@ -86,12 +100,32 @@ impl State {
     /// Resends every in-flight task of worker `i` (to its replacement).
     fn resend(&mut self, i: usize) {
         self.scratch.clear();
+        self.slots[i].head_since = Instant::now();
         for (seq, task) in &self.slots[i].inflight {
             encode_task(&mut self.scratch, *seq, task.n);
         }
         if let Some(stdin) = &mut self.slots[i].stdin {
             let _ = stdin.write_all(&self.scratch);
         }
+    }
+
+    /// Gives worker `i` a fair share of the backlog if it has at most one task left.
+    /// True if it took any.
+    fn top_up(&mut self, i: usize) -> bool {
+        if self.slots[i].inflight.len() > 1
+            || self.backlog.is_empty()
+            || self.slots[i].stdin.is_none()
+        {
+            return false;
+        }
+        let share = self
+            .backlog
+            .len()
+            .div_ceil(self.slots.len())
+            .clamp(1, BATCH_MAX);
+        let batch: Vec<Task> = self.backlog.drain(..share).collect();
+        self.assign(i, batch);
+        true
     }
 
     fn idle_slot(&mut self) -> Option<usize> {
@@ -139,6 +173,7 @@ impl ProcessPool {
         workers: usize,
         capacity: usize,
         when_full: WhenFull,
+        task_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> io::Result<ProcessPool> {
         let shared = Arc::new(Shared {
@@ -154,6 +189,7 @@ impl ProcessPool {
             not_full: Condvar::new(),
             capacity,
             when_full,
+            task_timeout,
             exe,
             metrics,
         });
@@ -172,6 +208,7 @@ impl ProcessPool {
             };
             shared.lock().slots.push(Slot {
                 inflight: VecDeque::new(),
+                head_since: Instant::now(),
                 stdin: child.stdin.take(),
                 pid: child.id(),
                 tasks: 0,
@@ -288,6 +325,36 @@ impl Pool for ProcessPool {
     }
 }
 
+enum Filled {
+    Records,
+    Eof,
+    TimedOut,
+}
+
+/// `poll(2)` for input (or hang-up) on `fd`, up to `timeout`.
+fn readable_within(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Rounded up, so a wait never ends just before its deadline.
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: one valid pollfd that lives across the call.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            0 => return Ok(false),
+            _ => return Ok(true),
+        }
+    }
+}
+
 /// Reads fixed-size result records from a worker's stdout.
 struct Results {
     out: ChildStdout,
@@ -306,22 +373,28 @@ impl Results {
         }
     }
 
-    /// Blocks until at least one whole record is buffered; `Ok(false)` at end of stream.
-    fn fill(&mut self) -> io::Result<bool> {
+    /// Waits until at least one whole record is buffered, the stream ends, or
+    /// `timeout` passes.
+    fn fill(&mut self, timeout: Duration) -> io::Result<Filled> {
+        let deadline = Instant::now() + timeout;
         while self.end - self.start < RESULT_LEN {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !readable_within(&self.out, left)? {
+                return Ok(Filled::TimedOut);
+            }
             match self.out.read(&mut self.buf[self.end..]) {
-                Ok(0) => return Ok(false),
+                Ok(0) => return Ok(Filled::Eof),
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok(Filled::Records)
     }
 
     fn next(&mut self) -> Option<(u64, Done)> {
@@ -339,10 +412,25 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
     let mut answered: Vec<(Task, Done)> = Vec::new();
     loop {
         let mut results = Results::new(child.stdout.take().expect("worker stdout is piped"));
+        let mut timed_out = false;
         let why = loop {
-            match results.fill() {
-                Ok(true) => {}
-                Ok(false) => break "closed its output".to_string(),
+            let wait = {
+                let st = sh.lock();
+                let slot = &st.slots[i];
+                if slot.inflight.is_empty() {
+                    sh.task_timeout
+                } else {
+                    (slot.head_since + sh.task_timeout).saturating_duration_since(Instant::now())
+                }
+            };
+            if wait.is_zero() {
+                timed_out = true;
+                break format!("exceeded --task-timeout {:?}", sh.task_timeout);
+            }
+            match results.fill(wait) {
+                Ok(Filled::Records) => {}
+                Ok(Filled::TimedOut) => continue,
+                Ok(Filled::Eof) => break "closed its output".to_string(),
                 Err(e) => break format!("could not be read: {e}"),
             }
             let mut st = sh.lock();
@@ -364,20 +452,10 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
                     }
                 }
             }
-            if st.slots[i].inflight.len() <= 1
-                && !st.backlog.is_empty()
-                && st.slots[i].stdin.is_some()
-            {
-                let share = st
-                    .backlog
-                    .len()
-                    .div_ceil(st.slots.len())
-                    .clamp(1, BATCH_MAX);
-                let batch: Vec<Task> = st.backlog.drain(..share).collect();
-                st.assign(i, batch);
-                if st.waiting_producers > 0 {
-                    sh.not_full.notify_all();
-                }
+            // The worker went on to its next task when it wrote the last result.
+            st.slots[i].head_since = Instant::now();
+            if st.top_up(i) && st.waiting_producers > 0 {
+                sh.not_full.notify_all();
             }
             if st.closing && st.all_done() {
                 for slot in &mut st.slots {
@@ -403,10 +481,17 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
         let _ = child.kill();
         let status = child.wait();
         if let Some((_, task)) = failed {
-            let message = format!(
-                "worker process {pid} {} while computing this request",
-                describe_exit(&status)
-            );
+            let message = if timed_out {
+                format!(
+                    "worker process {pid} did not finish this request within --task-timeout {:?}; it was killed and replaced",
+                    sh.task_timeout
+                )
+            } else {
+                format!(
+                    "worker process {pid} {} while computing this request",
+                    describe_exit(&status)
+                )
+            };
             eprintln!("threadcenter server: {message}; starting a replacement");
             task.fail(&sh.metrics, ErrorCode::WorkerFailed, &message);
         } else if !stopping {
@@ -441,6 +526,10 @@ fn respawn(sh: &Shared, i: usize) -> Option<Child> {
                 slot.pid = child.id();
                 slot.restarts += 1;
                 st.resend(i);
+                // The backlog may have waited for this worker alone.
+                if st.top_up(i) && st.waiting_producers > 0 {
+                    sh.not_full.notify_all();
+                }
                 return Some(child);
             }
             Err(e) => {

@@ -1,0 +1,207 @@
+//! Each limit of docs/limits.md, seen from a client: what it answers and what it spares.
+
+mod sut;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sut::{Conn, Server};
+
+fn stats(server: &Server) -> Value {
+    server.connect().call(&json!({"id": "s", "cmd": "stats"}))["stats"].clone()
+}
+
+#[test]
+fn connections_past_max_connections_get_overloaded_and_are_closed() {
+    let server = Server::start(&["--workers", "1", "--max-connections", "3"]);
+    let mut open: Vec<Conn> = (0..3).map(|_| server.connect()).collect();
+    for (i, c) in open.iter_mut().enumerate() {
+        assert_eq!(c.call(&json!({"id": i, "cmd": "ping"}))["pong"], true);
+    }
+    for _ in 0..5 {
+        let mut extra = server.connect();
+        let r = extra.recv();
+        assert_eq!(r["id"], Value::Null, "{r}");
+        assert_eq!(r["error"]["code"], "OVERLOADED", "{r}");
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("--max-connections"), "{msg}");
+        assert!(extra.at_eof(), "a refused connection is closed");
+    }
+    // The open ones never noticed.
+    for (i, c) in open.iter_mut().enumerate() {
+        assert_eq!(
+            c.call(&json!({"id": i, "cmd": "compute", "n": 10}))["result"],
+            8360
+        );
+    }
+    // Once one leaves, a newcomer gets its place.
+    open.pop();
+    sut::wait_until(Duration::from_secs(10), || {
+        let mut c = server.connect();
+        c.send(&json!({"id": "new", "cmd": "stats"}));
+        let r = c.recv();
+        r.get("stats")
+            .is_some_and(|s| s["connections"]["refused"].as_u64() >= Some(5))
+    });
+}
+
+#[test]
+fn when_full_reject_answers_overloaded_at_once() {
+    for pool in ["process", "thread"] {
+        let server = Server::start(&[
+            "--workers",
+            "1",
+            "--pool",
+            pool,
+            "--queue-capacity",
+            "2",
+            "--when-full",
+            "reject",
+        ]);
+        let mut c = server.connect();
+        let mut batch = Vec::new();
+        sut::frame(&mut batch, br#"{"id":"slow","cmd":"compute","n":50000000}"#);
+        for i in 0..7 {
+            sut::frame(
+                &mut batch,
+                json!({"id": i, "cmd": "compute", "n": 10})
+                    .to_string()
+                    .as_bytes(),
+            );
+        }
+        let sent = Instant::now();
+        c.stream.write_all(&batch).unwrap();
+        let mut at = Vec::new();
+        let answers: Vec<Value> = (0..8)
+            .map(|_| {
+                let r = c.recv();
+                at.push(sent.elapsed());
+                r
+            })
+            .collect();
+        let overloaded: Vec<&Value> = answers
+            .iter()
+            .filter(|a| a["error"]["code"] == "OVERLOADED")
+            .collect();
+        // One runs and two wait in the queue; the other five are refused (six, if the
+        // thread pool's worker had not yet taken the first task off the queue).
+        assert!((5..=6).contains(&overloaded.len()), "{pool}: {answers:?}");
+        if pool == "process" {
+            assert_eq!(overloaded.len(), 5, "{answers:?}");
+        }
+        assert!(overloaded[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--queue-capacity"));
+        // Refusals come at once, before the slow request's answer.
+        let slow_at = answers.iter().position(|a| a["id"] == "slow").unwrap();
+        assert_eq!(slow_at, overloaded.len(), "{pool}: {answers:?}");
+        eprintln!(
+            "[when-full reject, {pool}] {} OVERLOADED, the last after {:?}; the running request answered after {:?}",
+            overloaded.len(),
+            at[slow_at - 1],
+            at[slow_at]
+        );
+        let mut ids: Vec<String> = answers.iter().map(|a| a["id"].to_string()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 8, "each request answered exactly once");
+        assert_eq!(
+            c.call(&json!({"id": "after", "cmd": "compute", "n": 10}))["result"],
+            8360
+        );
+    }
+}
+
+#[test]
+fn a_task_past_the_task_timeout_is_answered_worker_failed() {
+    for pool in ["process", "thread"] {
+        let server = Server::start(&["--workers", "1", "--pool", pool, "--task-timeout", "300ms"]);
+        let before = server.worker_pids();
+        let mut c = server.connect();
+        let started = Instant::now();
+        // Far longer than 300 ms in any build.
+        c.send(&json!({"id": "huge", "cmd": "compute", "n": 1_000_000_000}));
+        c.send(&json!({"id": "next", "cmd": "compute", "n": 1000}));
+        let a = c.recv();
+        assert_eq!(a["id"], "huge", "{pool}: {a}");
+        assert_eq!(a["error"]["code"], "WORKER_FAILED", "{pool}: {a}");
+        let msg = a["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("--task-timeout"), "{msg}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{pool}: answered after {:?}",
+            started.elapsed()
+        );
+        eprintln!(
+            "[task-timeout 300ms, {pool}] n=10^9 answered WORKER_FAILED after {:?}",
+            started.elapsed()
+        );
+        // The task queued behind it is served by the replacement.
+        let b = c.recv();
+        assert_eq!(b, json!({"id": "next", "result": 933_214_789}), "{pool}");
+        let workers = stats(&server)["worker_stats"].clone();
+        if pool == "process" {
+            assert_eq!(workers[0]["restarts"], 1, "{workers}");
+            assert_ne!(workers[0]["pid"], before[0]);
+            sut::wait_until(Duration::from_secs(5), || !sut::alive(before[0]));
+        } else {
+            assert_eq!(workers[0]["tasks"], 2, "{workers}");
+        }
+    }
+}
+
+#[test]
+fn a_frame_that_does_not_arrive_in_time_closes_the_connection() {
+    let server = Server::start(&["--workers", "1", "--frame-timeout", "300ms"]);
+    let mut idle = server.connect();
+    // Half a header, then nothing.
+    let mut half = server.connect();
+    half.stream.write_all(&[0, 0]).unwrap();
+    // A whole frame, trickled a byte every 50 ms: still alive, but far too slow.
+    let mut trickle = server.connect();
+    let mut wire = Vec::new();
+    sut::frame(
+        &mut wire,
+        br#"{"id":"slow","cmd":"ping","pad":"xxxxxxxxxxxxxxxx"}"#,
+    );
+    let started = Instant::now();
+    let mut closed_after = None;
+    for b in &wire {
+        if trickle.stream.write_all(&[*b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        closed_after.is_some() || trickle.at_eof(),
+        "trickler closed"
+    );
+    assert!(half.at_eof(), "half a header then silence: closed");
+    eprintln!(
+        "[frame-timeout 300ms] a frame trickled at a byte per 50 ms: closed after {:?}; half a header then silence: closed (checked at {:?})",
+        closed_after,
+        started.elapsed()
+    );
+    // Idle between frames is not timed; a prompt client is unaffected.
+    assert_eq!(idle.call(&json!({"id": 1, "cmd": "ping"}))["pong"], true);
+    assert_eq!(stats(&server)["connections"]["timed_out"], 2);
+}
+
+#[test]
+fn binding_beyond_loopback_without_tls_warns() {
+    let server = Server::start(&["--workers", "1", "--host", "0.0.0.0"]);
+    sut::wait_until(Duration::from_secs(5), || {
+        server.stderr_tail().contains("WARNING")
+    });
+    let err = server.stderr_tail();
+    assert!(
+        err.contains("not a loopback address") && err.contains("--tls-cert"),
+        "{err}"
+    );
+    let quiet = Server::start(&["--workers", "1"]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!quiet.stderr_tail().contains("WARNING"));
+}
