@@ -35,6 +35,28 @@ pub enum Command {
     /// Exit status: 0 if every request succeeded, 1 if any failed, 2 if the run
     /// could not start (bad flags, server unreachable).
     Client(ClientArgs),
+    /// Run an experiment: every cell of a TOML matrix, measured, with a report.
+    ///
+    /// For each cell × repetition the runner starts the server (built-in, or an external
+    /// command) in a process group of its own, waits for it to be ready, runs the client
+    /// with --json while sampling CPU every 100 ms, then stops the server (SIGTERM, then
+    /// SIGKILL to its group). It writes OUT/<UTC time>-<name>/ (experiment.toml,
+    /// manifest.json, results.csv, summary.csv, hdr/, cpu/, plots/*.svg, report.md),
+    /// points OUT/latest at it, and prints its path on stdout.
+    ///
+    /// The file format is in docs/experiments.md; the outputs in docs/results.md.
+    /// Progress goes to stderr. Ctrl-C stops the current cell, kills its processes and
+    /// writes a partial report; a second Ctrl-C exits at once.
+    ///
+    /// Exit status: 0 if every run succeeded, 1 if some failed (see report.md), 2 if
+    /// the experiment could not start (e.g. a bad file), 130 if interrupted.
+    Run(RunArgs),
+    /// Render a run's report again from its raw files.
+    ///
+    /// Reads DIR/manifest.json, results.csv, hdr/ and cpu/, and rewrites summary.csv,
+    /// plots/*.svg and report.md. The output depends only on those files: rendering
+    /// twice gives the same bytes.
+    Report(ReportArgs),
     /// Hidden: one pool worker process, fed by the server over stdin/stdout.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -220,6 +242,29 @@ pub struct WorkerArgs {
     /// Pid of the server that spawned this worker; the worker exits if it is gone.
     #[arg(long)]
     pub parent: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The experiment file (TOML; see docs/experiments.md and experiments/).
+    #[arg(value_name = "FILE.toml")]
+    pub file: PathBuf,
+    /// Where run directories go: OUT/<UTC time>-<name>/, and OUT/latest links to the newest.
+    #[arg(long, short = 'o', value_name = "OUT", default_value = "reports")]
+    pub out: PathBuf,
+    /// Check the file and print its cells and their order; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seed for `order = "shuffled"`, overriding the file's (the one used is recorded).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A run directory written by `threadcenter run` (e.g. reports/latest).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// The largest --pipeline: requests in flight on one connection.

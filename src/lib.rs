@@ -4,6 +4,8 @@ pub mod cli;
 pub mod client;
 pub mod hdr;
 pub mod protocol;
+pub mod report;
+pub mod runner;
 pub mod server;
 
 use std::process::ExitCode;
@@ -15,6 +17,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Server(args) => server::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Client(args) => client::run(&args),
+        Command::Run(args) => runner::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Worker(args) => server::worker::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }

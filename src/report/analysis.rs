@@ -1,0 +1,477 @@
+//! From rows to findings: per-cell medians over repetitions with their spread (the rows of
+//! summary.csv), series (one per combination of the axes other than concurrency), the
+//! peak-throughput cell, and each series' saturation point.
+//!
+//! Saturation rule (docs/results.md): in a series ordered by concurrency, the saturation
+//! point is the lowest tested concurrency C, with at least one higher one tested, such that
+//! (a) no higher concurrency reaches a median throughput more than [`GAIN`] (10%) above
+//! C's, and (b) the median p99 at the highest tested concurrency is more than [`RISE`]
+//! (10%) above C's. Past C, added concurrency no longer buys throughput, only latency.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use super::load::RunData;
+use crate::runner::matrix::{Axis, AxisValue, Cell};
+use crate::runner::store::{num, Status};
+
+/// Throughput gain below which more concurrency "stops raising throughput".
+pub const GAIN: f64 = 0.10;
+/// p99 rise above which more concurrency "only raises latency".
+pub const RISE: f64 = 0.10;
+
+/// A figure summarised over repetitions, with the name and unit of its summary column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    Throughput,
+    LatencyMean,
+    LatencyP50,
+    LatencyP90,
+    LatencyP99,
+    LatencyP999,
+    LatencyMax,
+    ServerCpu,
+    ClientCpu,
+    MachineCpu,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 10] = [
+        Metric::Throughput,
+        Metric::LatencyMean,
+        Metric::LatencyP50,
+        Metric::LatencyP90,
+        Metric::LatencyP99,
+        Metric::LatencyP999,
+        Metric::LatencyMax,
+        Metric::ServerCpu,
+        Metric::ClientCpu,
+        Metric::MachineCpu,
+    ];
+
+    /// (column stem, unit, decimals): the median is `stem_unit`, the spread
+    /// `stem_min_unit` and `stem_max_unit`.
+    pub fn column(self) -> (&'static str, &'static str, usize) {
+        match self {
+            Metric::Throughput => ("throughput", "rps", 3),
+            Metric::LatencyMean => ("latency_mean", "us", 1),
+            Metric::LatencyP50 => ("latency_p50", "us", 1),
+            Metric::LatencyP90 => ("latency_p90", "us", 1),
+            Metric::LatencyP99 => ("latency_p99", "us", 1),
+            Metric::LatencyP999 => ("latency_p99_9", "us", 1),
+            Metric::LatencyMax => ("latency_max", "us", 1),
+            Metric::ServerCpu => ("server_cpu", "pct", 1),
+            Metric::ClientCpu => ("client_cpu", "pct", 1),
+            Metric::MachineCpu => ("machine_cpu", "pct", 1),
+        }
+    }
+}
+
+/// Median and range over the successful repetitions of a cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stat {
+    fn of(mut values: Vec<f64>) -> Option<Stat> {
+        values.retain(|v| v.is_finite());
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Some(Stat {
+            median,
+            min: values[0],
+            max: values[n - 1],
+        })
+    }
+}
+
+/// One row of summary.csv.
+#[derive(Debug, Clone)]
+pub struct CellSummary {
+    pub id: String,
+    pub cell: Cell,
+    pub reps_ok: usize,
+    pub reps_failed: usize,
+    /// Requests over every repetition that reported counts (failed ones included).
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub stats: BTreeMap<Metric, Stat>,
+    /// The highest 100 ms server CPU sample of any successful repetition.
+    pub server_cpu_peak_pct: Option<f64>,
+}
+
+impl CellSummary {
+    pub fn median(&self, m: Metric) -> Option<f64> {
+        self.stats.get(&m).map(|s| s.median)
+    }
+}
+
+/// Cells that share every axis but concurrency, ordered by concurrency.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The varying axes other than concurrency, e.g. `workers=2 size=10000`.
+    pub label: String,
+    /// Indexes into `Analysis::cells`, by increasing concurrency, successful cells only.
+    pub points: Vec<usize>,
+    pub saturation: Option<Saturation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Saturation {
+    /// Index into `Analysis::cells`.
+    pub cell: usize,
+    /// The largest median throughput at any higher concurrency, and where.
+    pub best_after_rps: f64,
+    pub highest_concurrency: u64,
+    pub p99_at_highest_us: f64,
+}
+
+/// A gap between CPU samples longer than this means the runner itself was not scheduled:
+/// the whole machine stalled (an overloaded or paused host), and the run's latencies
+/// include the pause.
+pub const STALL_S: f64 = 0.5;
+
+pub struct Analysis {
+    /// Successful runs during whose measured window the sampler went more than
+    /// [`STALL_S`] without a sample: (run name, longest gap in seconds), in run order.
+    pub stalls: Vec<(String, f64)>,
+    pub cells: Vec<CellSummary>,
+    pub series: Vec<Series>,
+    /// Axes that take more than one value in this run.
+    pub varying: Vec<Axis>,
+    /// The cell with the highest median throughput (index into `cells`).
+    pub peak: Option<usize>,
+}
+
+pub fn analyse(data: &RunData) -> Analysis {
+    let mut cells: Vec<CellSummary> = data
+        .manifest
+        .cells
+        .iter()
+        .map(|entry| {
+            let rows: Vec<_> = data.rows.iter().filter(|r| r.cell_id == entry.id).collect();
+            let ok_rows: Vec<_> = rows.iter().filter(|r| r.status == Status::Ok).collect();
+            let measured = |f: &dyn Fn(&crate::runner::store::Measured) -> f64| -> Vec<f64> {
+                ok_rows
+                    .iter()
+                    .filter_map(|r| r.measured.as_ref().map(f))
+                    .collect()
+            };
+            let cpu = |f: &dyn Fn(&crate::runner::cpu::CpuMeans) -> f64| -> Vec<f64> {
+                ok_rows
+                    .iter()
+                    .filter_map(|r| r.cpu.as_ref().map(f))
+                    .collect()
+            };
+            let mut stats = BTreeMap::new();
+            for m in Metric::ALL {
+                let values = match m {
+                    Metric::Throughput => measured(&|x| x.throughput_rps),
+                    Metric::LatencyMean => measured(&|x| x.latency_mean_us),
+                    Metric::LatencyP50 => measured(&|x| x.latency_p50_us),
+                    Metric::LatencyP90 => measured(&|x| x.latency_p90_us),
+                    Metric::LatencyP99 => measured(&|x| x.latency_p99_us),
+                    Metric::LatencyP999 => measured(&|x| x.latency_p99_9_us),
+                    Metric::LatencyMax => measured(&|x| x.latency_max_us),
+                    Metric::ServerCpu => cpu(&|c| c.server_pct),
+                    Metric::ClientCpu => cpu(&|c| c.client_pct),
+                    Metric::MachineCpu => cpu(&|c| c.machine_pct),
+                };
+                if let Some(s) = Stat::of(values) {
+                    stats.insert(m, s);
+                }
+            }
+            let peaks = cpu(&|c| c.server_peak_pct);
+            CellSummary {
+                id: entry.id.clone(),
+                cell: entry.cell.clone(),
+                reps_ok: ok_rows.len(),
+                reps_failed: rows.len() - ok_rows.len(),
+                sent: rows.iter().filter_map(|r| r.measured.map(|m| m.sent)).sum(),
+                ok: rows.iter().filter_map(|r| r.measured.map(|m| m.ok)).sum(),
+                failed: rows
+                    .iter()
+                    .filter_map(|r| r.measured.map(|m| m.failed))
+                    .sum(),
+                stats,
+                server_cpu_peak_pct: peaks.into_iter().reduce(f64::max),
+            }
+        })
+        .collect();
+    cells.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let all: Vec<Cell> = cells.iter().map(|c| c.cell.clone()).collect();
+    let varying = crate::runner::varying_axes(&all);
+    let series_axes: Vec<Axis> = varying
+        .iter()
+        .copied()
+        .filter(|a| *a != Axis::Concurrency)
+        .collect();
+
+    let mut groups: BTreeMap<Vec<AxisValue>, Vec<usize>> = BTreeMap::new();
+    for (i, c) in cells.iter().enumerate() {
+        let key: Vec<AxisValue> = series_axes.iter().map(|a| c.cell.get(*a)).collect();
+        let points = groups.entry(key).or_default();
+        if c.reps_ok > 0 && c.median(Metric::Throughput).is_some() {
+            points.push(i);
+        }
+    }
+    let series = groups
+        .into_iter()
+        .map(|(key, mut points)| {
+            points.sort_by_key(|&i| cells[i].cell.concurrency);
+            let label = if series_axes.is_empty() {
+                all.first().map_or(String::new(), |c| c.target.clone())
+            } else {
+                series_axes
+                    .iter()
+                    .zip(&key)
+                    .filter(|(_, v)| **v != AxisValue::Str(String::new()))
+                    .map(|(a, v)| format!("{}={v}", a.name()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let saturation = saturation(&cells, &points);
+            Series {
+                label,
+                points,
+                saturation,
+            }
+        })
+        .collect();
+
+    let peak = cells
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.median(Metric::Throughput).map(|t| (i, t)))
+        .fold(None, |best: Option<(usize, f64)>, (i, t)| match best {
+            Some((_, bt)) if bt >= t => best,
+            _ => Some((i, t)),
+        })
+        .map(|(i, _)| i);
+
+    let stalls = data
+        .rows
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .filter_map(|r| {
+            let m = r.measured.as_ref()?;
+            let samples = data.cpu.get(&r.run_name())?;
+            let from = data.manifest.experiment.warmup_s;
+            let gap = longest_gap(samples, from, from + m.duration_s);
+            (gap > STALL_S).then(|| (r.run_name(), gap))
+        })
+        .collect();
+
+    Analysis {
+        stalls,
+        cells,
+        series,
+        varying,
+        peak,
+    }
+}
+
+/// The longest time between consecutive CPU samples (or from the client's start to the
+/// first) that overlaps the window `[from_s, to_s]`.
+pub fn longest_gap(samples: &[crate::runner::cpu::Sample], from_s: f64, to_s: f64) -> f64 {
+    let mut prev = 0.0;
+    let mut longest: f64 = 0.0;
+    for s in samples {
+        if s.t_s > from_s && prev < to_s {
+            longest = longest.max(s.t_s - prev);
+        }
+        prev = s.t_s;
+    }
+    longest
+}
+
+/// The saturation rule (see the module documentation) over one series' points.
+pub fn saturation(cells: &[CellSummary], points: &[usize]) -> Option<Saturation> {
+    let t = |i: usize| cells[i].median(Metric::Throughput);
+    let p99 = |i: usize| cells[i].median(Metric::LatencyP99);
+    let &last = points.last()?;
+    let p99_last = p99(last)?;
+    for (k, &i) in points.iter().enumerate() {
+        if k + 1 == points.len() {
+            break;
+        }
+        let (Some(ti), Some(pi)) = (t(i), p99(i)) else {
+            continue;
+        };
+        let (best_after, _) = points[k + 1..]
+            .iter()
+            .filter_map(|&j| t(j).map(|v| (v, j)))
+            .fold((f64::NEG_INFINITY, 0), |a, b| if b.0 > a.0 { b } else { a });
+        if best_after <= ti * (1.0 + GAIN) && p99_last > pi * (1.0 + RISE) {
+            return Some(Saturation {
+                cell: i,
+                best_after_rps: best_after,
+                highest_concurrency: cells[last].cell.concurrency,
+                p99_at_highest_us: p99_last,
+            });
+        }
+    }
+    None
+}
+
+/// summary.csv's columns: the cell, its axes, counts, then per metric its median, min, max.
+pub fn summary_columns() -> Vec<String> {
+    let mut cols: Vec<String> = vec!["cell".into()];
+    cols.extend(Axis::ALL.iter().map(|a| a.name().to_string()));
+    for c in ["reps_ok", "reps_failed", "sent", "ok", "failed"] {
+        cols.push(c.into());
+    }
+    for m in Metric::ALL {
+        let (stem, unit, _) = m.column();
+        cols.push(format!("{stem}_{unit}"));
+        cols.push(format!("{stem}_min_{unit}"));
+        cols.push(format!("{stem}_max_{unit}"));
+    }
+    cols.push("server_cpu_peak_pct".into());
+    cols
+}
+
+pub fn write_summary_csv(path: &Path, a: &Analysis) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        w.write_record(summary_columns())?;
+        for c in &a.cells {
+            let mut rec: Vec<String> = vec![c.id.clone()];
+            rec.extend(Axis::ALL.iter().map(|ax| c.cell.get(*ax).to_string()));
+            rec.extend([
+                c.reps_ok.to_string(),
+                c.reps_failed.to_string(),
+                c.sent.to_string(),
+                c.ok.to_string(),
+                c.failed.to_string(),
+            ]);
+            for m in Metric::ALL {
+                let (_, _, d) = m.column();
+                match c.stats.get(&m) {
+                    Some(s) => rec.extend([num(s.median, d), num(s.min, d), num(s.max, d)]),
+                    None => rec.extend([String::new(), String::new(), String::new()]),
+                }
+            }
+            rec.push(c.server_cpu_peak_pct.map_or(String::new(), |v| num(v, 1)));
+            w.write_record(rec)?;
+        }
+        w.flush()?;
+    }
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(&out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{ClientCmd, PoolKind};
+
+    fn cell(c: u64, t: f64, p99: f64) -> CellSummary {
+        let mut stats = BTreeMap::new();
+        stats.insert(
+            Metric::Throughput,
+            Stat {
+                median: t,
+                min: t,
+                max: t,
+            },
+        );
+        stats.insert(
+            Metric::LatencyP99,
+            Stat {
+                median: p99,
+                min: p99,
+                max: p99,
+            },
+        );
+        CellSummary {
+            id: format!("c{c:03}"),
+            cell: Cell {
+                target: "builtin".into(),
+                pool: Some(PoolKind::Process),
+                workers: 2,
+                cmd: ClientCmd::Compute,
+                size: 1,
+                concurrency: c,
+            },
+            reps_ok: 1,
+            reps_failed: 0,
+            sent: 0,
+            ok: 0,
+            failed: 0,
+            stats,
+            server_cpu_peak_pct: None,
+        }
+    }
+
+    #[test]
+    fn saturation_is_where_throughput_flattens_and_p99_climbs() {
+        let cells = vec![
+            cell(1, 500.0, 2100.0),
+            cell(2, 950.0, 2200.0),
+            cell(4, 980.0, 4200.0),
+            cell(8, 990.0, 8500.0),
+        ];
+        let s = saturation(&cells, &[0, 1, 2, 3]).unwrap();
+        assert_eq!(cells[s.cell].cell.concurrency, 2);
+        assert_eq!(s.best_after_rps, 990.0);
+        assert_eq!(s.highest_concurrency, 8);
+    }
+
+    #[test]
+    fn no_saturation_while_throughput_keeps_rising() {
+        let cells = vec![
+            cell(1, 100.0, 10.0),
+            cell(2, 200.0, 10.0),
+            cell(4, 400.0, 11.0),
+        ];
+        assert!(saturation(&cells, &[0, 1, 2]).is_none());
+        // Flat throughput but flat latency too: not saturated (nothing is queueing).
+        let cells = vec![cell(1, 100.0, 10.0), cell(2, 101.0, 10.0)];
+        assert!(saturation(&cells, &[0, 1]).is_none());
+        // A single point has nothing beyond it.
+        assert!(saturation(&cells, &[0]).is_none());
+    }
+
+    #[test]
+    fn gaps_between_samples_are_found_inside_the_window() {
+        let at = |t: f64| crate::runner::cpu::Sample {
+            t_s: t,
+            server_cpu_s: 0.0,
+            client_cpu_s: 0.0,
+            machine_cpu_s: 0.0,
+            server_pct: 0.0,
+            client_pct: 0.0,
+            machine_pct: 0.0,
+        };
+        let samples = [at(0.1), at(0.2), at(0.3), at(2.9), at(3.0)];
+        assert!((longest_gap(&samples, 0.25, 3.0) - 2.6).abs() < 1e-9);
+        // The same gap entirely before the window does not count.
+        assert!((longest_gap(&samples, 2.95, 3.0) - 0.1).abs() < 1e-9);
+        // A first sample long after the start is a gap too.
+        assert!((longest_gap(&[at(1.5), at(1.6)], 0.0, 1.6) - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn medians_of_even_counts_average_the_middle() {
+        let s = Stat::of(vec![4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+        assert!(Stat::of(vec![f64::NAN]).is_none());
+    }
+}

@@ -1,0 +1,133 @@
+//! Reads a run directory's raw files (manifest.json, results.csv, hdr/*.hlog, cpu/*.csv)
+//! into memory, naming any file that is missing or corrupt.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use hdrhistogram::Histogram;
+
+use crate::runner::cpu::{Sample, CSV_COLUMNS};
+use crate::runner::store::{self, Manifest, ResultRow, Status};
+
+/// Everything a report is made of.
+pub struct RunData {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// In execution order.
+    pub rows: Vec<ResultRow>,
+    /// Each cell's latency histogram (ns), merged over its successful repetitions.
+    pub histograms: BTreeMap<String, Histogram<u64>>,
+    /// CPU samples of each successful run, by run name (`c001-r1`).
+    pub cpu: BTreeMap<String, Vec<Sample>>,
+}
+
+impl RunData {
+    pub fn load(dir: &Path) -> anyhow::Result<RunData> {
+        if !dir.is_dir() {
+            bail!("{} is not a run directory", dir.display());
+        }
+        let manifest = Manifest::read(dir)?;
+        let mut rows = store::read_results(dir)?;
+        rows.sort_by_key(|r| r.seq);
+        let mut histograms: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+        let mut cpu = BTreeMap::new();
+        for row in &rows {
+            if !manifest.cells.iter().any(|c| c.id == row.cell_id) {
+                bail!(
+                    "{}: results.csv names cell {}, which manifest.json does not list (corrupt?)",
+                    dir.display(),
+                    row.cell_id
+                );
+            }
+            if row.status != Status::Ok {
+                continue;
+            }
+            let name = row.run_name();
+            let hlog = dir.join(store::HDR_DIR).join(format!("{name}.hlog"));
+            if !hlog.exists() {
+                bail!(
+                    "{} is missing: results.csv says run {name} succeeded, and its histogram lives there",
+                    hlog.display()
+                );
+            }
+            for data in store::read_hlog(&hlog)? {
+                let h = decode(&data)
+                    .with_context(|| format!("{} holds a corrupt histogram", hlog.display()))?;
+                // A fresh auto-resizing histogram takes any range the runs recorded.
+                let merged = match histograms.entry(row.cell_id.clone()) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(Histogram::new(h.sigfig()).context("histogram configuration")?)
+                    }
+                };
+                merged
+                    .add(&h)
+                    .with_context(|| format!("cannot merge the histogram of {}", hlog.display()))?;
+            }
+            if row.cpu.is_some() {
+                let path = dir.join(store::CPU_DIR).join(format!("{name}.csv"));
+                cpu.insert(name, read_cpu(&path)?);
+            }
+        }
+        Ok(RunData {
+            dir: dir.to_path_buf(),
+            manifest,
+            rows,
+            histograms,
+            cpu,
+        })
+    }
+}
+
+fn decode(text: &str) -> anyhow::Result<Histogram<u64>> {
+    Ok(crate::hdr::decode_base64_v2(text)?)
+}
+
+/// Reads `cpu/<run>.csv` (columns in [`CSV_COLUMNS`]).
+pub fn read_cpu(path: &Path) -> anyhow::Result<Vec<Sample>> {
+    if !path.exists() {
+        bail!(
+            "{} is missing: results.csv has CPU figures for that run",
+            path.display()
+        );
+    }
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    let idx = |name: &str| -> anyhow::Result<usize> {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{}: missing column `{name}` (corrupt?)", path.display()))
+    };
+    let cols: Vec<usize> = CSV_COLUMNS
+        .iter()
+        .filter(|c| **c != "phase")
+        .map(|c| idx(c))
+        .collect::<anyhow::Result<_>>()?;
+    let mut samples = Vec::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("{}: corrupt record", path.display()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let f = |i: usize| -> anyhow::Result<f64> {
+            let s = record.get(cols[i]).unwrap_or("");
+            s.parse().with_context(|| {
+                format!(
+                    "{} line {line}: {s:?} is not a number (corrupt?)",
+                    path.display()
+                )
+            })
+        };
+        samples.push(Sample {
+            t_s: f(0)?,
+            server_cpu_s: f(1)?,
+            client_cpu_s: f(2)?,
+            machine_cpu_s: f(3)?,
+            server_pct: f(4)?,
+            client_pct: f(5)?,
+            machine_pct: f(6)?,
+        });
+    }
+    Ok(samples)
+}

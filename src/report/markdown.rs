@@ -1,0 +1,386 @@
+//! report.md: what ran and where, the findings (peak throughput, saturation point per
+//! series, efficiency against the machine's cores), the summary table, the plots, and
+//! every failed run with its reason. Deterministic: no clock, fixed number formats.
+
+use std::fmt::Write as _;
+
+use super::analysis::{Analysis, CellSummary, Metric, GAIN, RISE};
+use super::load::RunData;
+use super::plots::{self, FIXED_PLOTS};
+use crate::runner::matrix::Axis;
+use crate::runner::store::{self, RunStatus, Status};
+
+/// `850 µs`, `12.34 ms`.
+pub fn fmt_us(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v >= 1000.0 {
+        format!("{:.2} ms", v / 1000.0)
+    } else {
+        format!("{v:.0} µs")
+    }
+}
+
+fn fmt_rps(v: f64) -> String {
+    format!("{v:.1} req/s")
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// `c007` (workers=2 concurrency=8): the id and the axes that vary in this run.
+fn cell_name(a: &Analysis, c: &CellSummary) -> String {
+    let mut axes: Vec<Axis> = a.varying.clone();
+    if !axes.contains(&Axis::Concurrency) {
+        axes.push(Axis::Concurrency);
+    }
+    let parts: Vec<String> = Axis::ALL
+        .iter()
+        .filter(|ax| axes.contains(ax))
+        .map(|ax| (ax, c.cell.get(*ax).to_string()))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(ax, v)| format!("{}={v}", ax.name()))
+        .collect();
+    format!("`{}` ({})", c.id, parts.join(" "))
+}
+
+pub fn render(data: &RunData, a: &Analysis) -> String {
+    let m = &data.manifest;
+    let e = &m.experiment;
+    let mut out = String::new();
+    let w = &mut out;
+    let planned = m.order.runs.len();
+
+    let _ = writeln!(w, "# {}\n", e.name);
+    match m.status {
+        RunStatus::Complete => {}
+        RunStatus::Interrupted => {
+            let _ = writeln!(
+                w,
+                "> **Partial run.** It was interrupted (Ctrl-C) after {} of {planned} runs; \
+                 everything below covers only what was measured.\n",
+                m.runs_done
+            );
+        }
+        RunStatus::Running => {
+            let _ = writeln!(
+                w,
+                "> **Incomplete run.** Its manifest still says `running`: the runner stopped \
+                 without finishing (killed, or it crashed) after {} of {planned} runs. \
+                 Everything below covers only what was measured.\n",
+                m.runs_done
+            );
+        }
+    }
+    if !e.description.is_empty() {
+        let _ = writeln!(w, "{}\n", e.description);
+    }
+
+    // What, where, when.
+    let mach = &m.machine;
+    let measured = match (e.duration_s, e.requests) {
+        (Some(d), _) => format!("{d} s measured"),
+        (_, Some(n)) => format!("{n} requests per client thread"),
+        _ => String::new(),
+    };
+    let order = match m.order.seed {
+        Some(seed) => format!("{} (seed {seed})", m.order.kind),
+        None => m.order.kind.clone(),
+    };
+    let _ = writeln!(w, "| | |\n|---|---|");
+    let _ = writeln!(w, "| experiment | `{}` |", md_escape(&e.file));
+    let _ = writeln!(
+        w,
+        "| started / finished | {} / {} |",
+        m.started_at,
+        m.finished_at.as_deref().unwrap_or("–")
+    );
+    let _ = writeln!(
+        w,
+        "| tool | {} {} (commit {}) |",
+        m.tool.name, m.tool.version, m.tool.git_commit
+    );
+    let _ = writeln!(
+        w,
+        "| machine | {}; {} logical cores{}; {:.1} GiB; {}; kernel {} |",
+        md_escape(&mach.cpu_model),
+        mach.logical_cores,
+        mach.physical_cores
+            .map_or(String::new(), |p| format!(" ({p} physical)")),
+        mach.memory_bytes as f64 / (1u64 << 30) as f64,
+        md_escape(&mach.os),
+        md_escape(&mach.kernel),
+    );
+    let _ = writeln!(
+        w,
+        "| load before / governor | {:.2} {:.2} {:.2} / {} |",
+        mach.load_before[0],
+        mach.load_before[1],
+        mach.load_before[2],
+        mach.governor.as_deref().unwrap_or("not exposed")
+    );
+    let _ = writeln!(
+        w,
+        "| settings | {} repetition(s); warm-up {} s, then {measured}; cooldown {} s; order {order} |",
+        e.repetitions, e.warmup_s, e.cooldown_s
+    );
+    let _ = writeln!(
+        w,
+        "| runs | {} of {planned} done, {} failed; {} cells |",
+        m.runs_done,
+        m.runs_failed,
+        m.cells.len()
+    );
+    for (name, t) in &e.targets {
+        let how = if t.kind == "builtin" {
+            format!(
+                "built-in server{}{}",
+                t.pool
+                    .map_or(String::new(), |p| format!(", pool {}", p.as_str())),
+                if t.args.is_empty() {
+                    String::new()
+                } else {
+                    format!(", args `{}`", t.args.join(" "))
+                }
+            )
+        } else {
+            format!("external: `{}`", md_escape(&t.command.join(" ")))
+        };
+        let _ = writeln!(w, "| target `{name}` | {how} |");
+    }
+    let _ = writeln!(w);
+
+    // Findings.
+    let _ = writeln!(w, "## Findings\n");
+    let cores = mach.logical_cores.max(1) as f64;
+    match a.peak {
+        None => {
+            let _ = writeln!(w, "- No run succeeded, so there is no peak to report.");
+        }
+        Some(p) => {
+            let c = &a.cells[p];
+            let t = c.median(Metric::Throughput).unwrap_or(f64::NAN);
+            let _ = writeln!(
+                w,
+                "- **Peak throughput: {} at {}**, p50 {}, p99 {} (medians of {} repetition(s)).",
+                fmt_rps(t),
+                cell_name(a, c),
+                fmt_us(c.median(Metric::LatencyP50).unwrap_or(f64::NAN)),
+                fmt_us(c.median(Metric::LatencyP99).unwrap_or(f64::NAN)),
+                c.reps_ok
+            );
+            if let Some(server) = c.median(Metric::ServerCpu) {
+                let client = c.median(Metric::ClientCpu).unwrap_or(f64::NAN);
+                let machine = c.median(Metric::MachineCpu).unwrap_or(f64::NAN);
+                let per_req_us = server / 100.0 * 1e6 / t;
+                let _ = writeln!(
+                    w,
+                    "- **Efficiency at the peak:** the server with its workers used {server:.0}% CPU \
+                     ({:.0}% of the machine's {cores:.0} cores), the client {client:.0}%, the whole machine \
+                     {machine:.0}% ({:.0}% of its capacity); {} of server CPU per request.",
+                    server / cores,
+                    machine / cores,
+                    fmt_us(per_req_us),
+                );
+            }
+        }
+    }
+    let crowded: Vec<String> = a
+        .cells
+        .iter()
+        .filter(|c| {
+            match (
+                c.median(Metric::MachineCpu),
+                c.median(Metric::ClientCpu),
+                c.median(Metric::ServerCpu),
+            ) {
+                (Some(m), Some(cl), Some(sv)) => m >= 0.9 * cores * 100.0 && cl >= 0.5 * sv,
+                _ => false,
+            }
+        })
+        .map(|c| format!("`{}`", c.id))
+        .collect();
+    if !crowded.is_empty() {
+        let _ = writeln!(
+            w,
+            "- **Load generator check:** in {} cell(s) the machine was at least 90% busy and the client \
+             used at least half as much CPU as the server ({}): client and server competed for the same \
+             cores there, so those figures understate what the server alone could do.",
+            crowded.len(),
+            crowded.join(", ")
+        );
+    }
+    if !a.stalls.is_empty() {
+        let list: Vec<String> = a
+            .stalls
+            .iter()
+            .map(|(run, gap)| format!("`{run}` ({gap:.2} s)"))
+            .collect();
+        let _ = writeln!(
+            w,
+            "- **Stalls:** in {} run(s) the runner went more than {:.1} s without taking a CPU sample \
+             (it samples every 0.1 s), so the machine did not schedule it: an overloaded or paused host. \
+             Their latencies include the pause; measure again on a quiet machine before trusting them: {}.",
+            a.stalls.len(),
+            super::analysis::STALL_S,
+            list.join(", ")
+        );
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(w, "### Saturation point by series\n");
+    let _ = writeln!(
+        w,
+        "The saturation point of a series is the lowest tested concurrency C (with a higher one tested) \
+         such that no higher concurrency gets more than {:.0}% more throughput than C, while p99 at the \
+         highest tested concurrency is more than {:.0}% above C's: beyond C, added concurrency only \
+         adds latency.\n",
+        GAIN * 100.0,
+        RISE * 100.0
+    );
+    let _ = writeln!(
+        w,
+        "| series | saturation point | throughput there | p99 there | beyond it |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|");
+    for s in &a.series {
+        match s.saturation {
+            Some(sat) => {
+                let c = &a.cells[sat.cell];
+                let t = c.median(Metric::Throughput).unwrap_or(f64::NAN);
+                let p = c.median(Metric::LatencyP99).unwrap_or(f64::NAN);
+                let _ = writeln!(
+                    w,
+                    "| {} | concurrency {} (`{}`) | {} | {} | best throughput {:+.1}%, p99 ×{:.1} by concurrency {} |",
+                    s.label,
+                    c.cell.concurrency,
+                    c.id,
+                    fmt_rps(t),
+                    fmt_us(p),
+                    (sat.best_after_rps / t - 1.0) * 100.0,
+                    sat.p99_at_highest_us / p,
+                    sat.highest_concurrency
+                );
+            }
+            None => {
+                let why = match s.points.len() {
+                    0 => "no successful run".to_string(),
+                    1 => "one concurrency only: nothing to compare".to_string(),
+                    _ => {
+                        let last = &a.cells[*s.points.last().unwrap_or(&0)];
+                        format!(
+                            "not reached up to concurrency {}: throughput still rising, or p99 flat",
+                            last.cell.concurrency
+                        )
+                    }
+                };
+                let _ = writeln!(w, "| {} | – | | | {why} |", s.label);
+            }
+        }
+    }
+    let _ = writeln!(w);
+
+    // The summary table.
+    let _ = writeln!(w, "## Results\n");
+    let _ = writeln!(
+        w,
+        "Medians over successful repetitions, with the range (min–max) where there are several. \
+         CPU in % of one core. All figures: `summary.csv`; every run: `results.csv`.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| cell | reps ok | throughput | p50 | p99 | p99.9 | max | server CPU | client CPU | machine CPU |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
+    for c in &a.cells {
+        let stat = |m: Metric, f: &dyn Fn(f64) -> String| -> String {
+            match c.stats.get(&m) {
+                None => "–".into(),
+                Some(s) if c.reps_ok > 1 => format!("{} ({}–{})", f(s.median), f(s.min), f(s.max)),
+                Some(s) => f(s.median),
+            }
+        };
+        let one = |m: Metric, f: &dyn Fn(f64) -> String| c.median(m).map_or("–".into(), f);
+        let pct = |v: f64| format!("{v:.0}%");
+        let _ = writeln!(
+            w,
+            "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell_name(a, c),
+            c.reps_ok,
+            c.reps_ok + c.reps_failed,
+            stat(Metric::Throughput, &|v| format!("{v:.1}")),
+            one(Metric::LatencyP50, &fmt_us),
+            stat(Metric::LatencyP99, &fmt_us),
+            one(Metric::LatencyP999, &fmt_us),
+            one(Metric::LatencyMax, &fmt_us),
+            one(Metric::ServerCpu, &pct),
+            one(Metric::ClientCpu, &pct),
+            one(Metric::MachineCpu, &pct),
+        );
+    }
+    let _ = writeln!(w, "\nThroughput in requests/s.\n");
+
+    // Plots.
+    let _ = writeln!(w, "## Plots\n");
+    for (file, title) in FIXED_PLOTS {
+        let _ = writeln!(
+            w,
+            "### {title}\n\n![{title}]({}/{file})\n",
+            store::PLOTS_DIR
+        );
+    }
+    for s in a.series.iter().filter(|s| s.points.len() > 1) {
+        let file = plots::spectrum_file(&s.label);
+        let _ = writeln!(
+            w,
+            "### Latency by percentile: {}\n\n![Latency by percentile: {}]({}/{file})\n",
+            s.label,
+            s.label,
+            store::PLOTS_DIR
+        );
+    }
+
+    // Failures.
+    let failed: Vec<_> = data
+        .rows
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .collect();
+    let unrun: Vec<&CellSummary> = a
+        .cells
+        .iter()
+        .filter(|c| c.reps_ok + c.reps_failed == 0)
+        .collect();
+    if !failed.is_empty() || !unrun.is_empty() {
+        let _ = writeln!(w, "## Failed runs\n");
+        if !failed.is_empty() {
+            let _ = writeln!(w, "| run | cell | reason |\n|---|---|---|");
+            for r in &failed {
+                let c = a.cells.iter().find(|c| c.id == r.cell_id);
+                let _ = writeln!(
+                    w,
+                    "| `{}` | {} | {} |",
+                    r.run_name(),
+                    c.map_or(r.cell_id.clone(), |c| cell_name(a, c)),
+                    md_escape(&r.reason)
+                );
+            }
+            let _ = writeln!(w);
+        }
+        if !unrun.is_empty() {
+            let names: Vec<String> = unrun.iter().map(|c| cell_name(a, c)).collect();
+            let _ = writeln!(w, "Never measured: {}.\n", names.join(", "));
+        }
+    }
+
+    let _ = writeln!(w, "## Files\n");
+    let _ = writeln!(
+        w,
+        "`experiment.toml` (the file as run), `manifest.json`, `results.csv` (one row per run), \
+         `summary.csv` (one row per cell), `hdr/` (per run: `.hgrm` percentile distribution and \
+         `.hlog` histogram log), `cpu/` (CPU samples every 100 ms), `client/` (the client's JSON), \
+         `logs/` (server and client output), `plots/`. Columns are documented in docs/results.md; \
+         `threadcenter report <this directory>` renders this report again from the raw files."
+    );
+    out
+}

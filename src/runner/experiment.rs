@@ -1,0 +1,1016 @@
+//! The experiment file: its TOML schema, validation with the key and line at fault, and the
+//! resolved [`Experiment`] the runner executes. docs/experiments.md documents the schema.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::matrix::{self, Axis, AxisValue, Cell, Filter};
+use crate::cli::PoolKind;
+
+/// What the runner gives a placeholder in an external target's `command`.
+pub const PLACEHOLDERS: [&str; 4] = ["host", "port", "workers", "dir"];
+
+/// An experiment file, checked and resolved: every default filled in, every axis expanded.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub path: PathBuf,
+    /// The file's bytes, copied verbatim into the run directory.
+    pub source: String,
+    pub name: String,
+    pub description: String,
+    pub settings: Settings,
+    pub client: ClientSettings,
+    /// Targets by name; `BTreeMap` so every listing of them is in one stable order.
+    pub targets: BTreeMap<String, Target>,
+    pub axes: BTreeMap<Axis, Vec<AxisValue>>,
+    pub exclude: Vec<Filter>,
+    pub include: Vec<Filter>,
+    /// The matrix after product, exclude and include, in matrix order.
+    pub cells: Vec<Cell>,
+}
+
+/// How each cell is measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub repetitions: u32,
+    pub warmup: Duration,
+    /// Measured for this long, or…
+    pub duration: Option<Duration>,
+    /// …this many requests per client thread.
+    pub requests: Option<u64>,
+    pub cooldown: Duration,
+    /// A cell × repetition still running after this long is stopped and recorded failed.
+    pub cell_timeout: Duration,
+    pub order: Order,
+    /// The seed of a shuffled order (drawn at random when the file gives none; recorded).
+    pub seed: Option<u64>,
+}
+
+/// Options passed to every client run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientSettings {
+    /// A request with no answer after this long counts as a timeout.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Repetition by repetition, each sweeping the matrix in order.
+    Sequential,
+    /// Every cell × repetition in a seeded random order.
+    Shuffled,
+}
+
+/// One server implementation a run measures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub kind: TargetKind,
+    /// How long to wait for readiness (the line, or a successful connection).
+    pub ready_timeout: Duration,
+    /// After SIGTERM, how long before the whole process group gets SIGKILL.
+    pub stop_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetKind {
+    /// `threadcenter server`, with extra flags; `pool` unless the matrix sets it.
+    Builtin { pool: PoolKind, args: Vec<String> },
+    /// Any program that speaks the protocol; placeholders filled per cell.
+    External { command: Vec<String> },
+}
+
+impl Target {
+    pub fn is_external(&self) -> bool {
+        matches!(self.kind, TargetKind::External { .. })
+    }
+}
+
+/// A problem in an experiment file, located by line, column and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentError {
+    pub path: PathBuf,
+    /// 1-based; 0 when the problem has no place in the file (e.g. it cannot be read).
+    pub line: usize,
+    pub column: usize,
+    /// The dotted key at fault, e.g. `matrix.workers` or `exclude[1].size`.
+    pub key: Option<String>,
+    pub message: String,
+    /// The text of the line at fault.
+    pub snippet: Option<String>,
+}
+
+impl fmt::Display for ExperimentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "`{key}`: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(snippet) = &self.snippet {
+            let gutter = self.line.to_string();
+            write!(f, "\n  {gutter} | {snippet}")?;
+            write!(
+                f,
+                "\n  {} | {}^",
+                " ".repeat(gutter.len()),
+                " ".repeat(self.column.saturating_sub(1))
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ExperimentError {}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written: serde structs with spans, unknown keys refused.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    name: Spanned<String>,
+    description: Option<String>,
+    repetitions: Option<Spanned<i64>>,
+    warmup: Option<Spanned<String>>,
+    duration: Option<Spanned<String>>,
+    requests: Option<Spanned<i64>>,
+    cooldown: Option<Spanned<String>>,
+    cell_timeout: Option<Spanned<String>>,
+    order: Option<Spanned<String>>,
+    seed: Option<Spanned<i64>>,
+    server: Option<Spanned<RawTarget>>,
+    targets: Option<Spanned<BTreeMap<String, Spanned<RawTarget>>>>,
+    client: Option<RawClient>,
+    matrix: Spanned<RawMatrix>,
+    #[serde(default)]
+    exclude: Vec<Spanned<BTreeMap<String, Spanned<AxisInput>>>>,
+    #[serde(default)]
+    include: Vec<Spanned<BTreeMap<String, Spanned<AxisInput>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    command: Option<Spanned<Vec<Spanned<String>>>>,
+    args: Option<Spanned<Vec<String>>>,
+    pool: Option<Spanned<String>>,
+    ready_timeout: Option<Spanned<String>>,
+    stop_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    timeout: Option<Spanned<String>>,
+}
+
+/// `[matrix]`: one optional list per axis (see [`Axis`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatrix {
+    target: Option<Spanned<AxisInput>>,
+    pool: Option<Spanned<AxisInput>>,
+    workers: Option<Spanned<AxisInput>>,
+    cmd: Option<Spanned<AxisInput>>,
+    size: Option<Spanned<AxisInput>>,
+    concurrency: Option<Spanned<AxisInput>>,
+}
+
+impl RawMatrix {
+    fn get(&self, axis: Axis) -> Option<&Spanned<AxisInput>> {
+        match axis {
+            Axis::Target => self.target.as_ref(),
+            Axis::Pool => self.pool.as_ref(),
+            Axis::Workers => self.workers.as_ref(),
+            Axis::Cmd => self.cmd.as_ref(),
+            Axis::Size => self.size.as_ref(),
+            Axis::Concurrency => self.concurrency.as_ref(),
+        }
+    }
+}
+
+/// An axis as written: a list of values, one value, or (integer axes) a range string such
+/// as `"1..=cores"`.
+#[derive(Debug)]
+enum AxisInput {
+    List(Vec<Spanned<toml::Value>>),
+    One(toml::Value),
+}
+
+impl<'de> Deserialize<'de> for AxisInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AxisInput;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of values, one value, or a range such as \"1..=cores\"")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AxisInput, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<toml::Value>>()? {
+                    items.push(item);
+                }
+                Ok(AxisInput::List(items))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<AxisInput, E> {
+                Ok(AxisInput::One(toml::Value::Integer(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AxisInput, E> {
+                i64::try_from(v)
+                    .map(|v| AxisInput::One(toml::Value::Integer(v)))
+                    .map_err(|_| E::custom("integer too large"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AxisInput, E> {
+                Ok(AxisInput::One(toml::Value::String(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<AxisInput, E> {
+                Ok(AxisInput::One(toml::Value::Float(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<AxisInput, E> {
+                Ok(AxisInput::One(toml::Value::Boolean(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Where errors are located: the file's text, for lines, columns and key paths.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ExperimentError {
+        let (line, column) = line_col(self.text, span.start);
+        ExperimentError {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            key: (!key.is_empty()).then(|| key.to_string()),
+            message: message.into(),
+            snippet: self
+                .text
+                .lines()
+                .nth(line - 1)
+                .map(|l| l.trim_end().to_string()),
+        }
+    }
+
+    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ExperimentError> {
+        crate::cli::parse_duration(value.get_ref()).map_err(|e| {
+            self.error(
+                value.span(),
+                key,
+                format!("bad duration {:?}: {e}", value.get_ref()),
+            )
+        })
+    }
+
+    fn positive(&self, value: &Spanned<i64>, key: &str) -> Result<u64, ExperimentError> {
+        match u64::try_from(*value.get_ref()) {
+            Ok(v) if v > 0 => Ok(v),
+            _ => Err(self.error(
+                value.span(),
+                key,
+                format!("must be at least 1, not {}", value.get_ref()),
+            )),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The dotted path of the innermost key whose entry (key and value) holds `span`: the key
+/// a serde error is about. `None` when the text does not parse as TOML at all.
+///
+/// Every entry is searched, not only those whose span holds the error: a `[table]`
+/// header's span does not cover the lines of its keys.
+fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    let holds = |s: Range<usize>| s.start <= span.start && span.end <= s.end.max(span.start + 1);
+    fn search(
+        value: &DeValue<'_>,
+        holds: &dyn Fn(Range<usize>) -> bool,
+        prefix: &str,
+    ) -> Option<String> {
+        match value {
+            DeValue::Table(table) => {
+                for (key, value) in table.iter() {
+                    let path = if prefix.is_empty() {
+                        key.get_ref().to_string()
+                    } else {
+                        format!("{prefix}.{}", key.get_ref())
+                    };
+                    if let Some(inner) = search(value.get_ref(), holds, &path) {
+                        return Some(inner);
+                    }
+                    let (k, v) = (key.span(), value.span());
+                    if holds(k.clone())
+                        || holds(v.clone())
+                        || holds(k.start.min(v.start)..k.end.max(v.end))
+                    {
+                        return Some(path);
+                    }
+                }
+                None
+            }
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = if item.get_ref().is_table() {
+                        format!("{prefix}[{}]", i + 1)
+                    } else {
+                        prefix.to_string()
+                    };
+                    if let Some(inner) = search(item.get_ref(), holds, &path) {
+                        return Some(inner);
+                    }
+                    if holds(item.span()) {
+                        return Some(path);
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+    let root = DeTable::parse(text).ok()?;
+    search(&DeValue::Table(root.into_inner()), &holds, "")
+}
+
+/// Reads and checks an experiment file.
+pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ExperimentError {
+        path: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key: None,
+        message: format!("cannot read the experiment file: {e}"),
+        snippet: None,
+    })?;
+    parse(path, &text)
+}
+
+/// Checks an experiment given as text; `path` names it in errors and anchors `{dir}`.
+pub fn parse(path: &Path, text: &str) -> Result<Experiment, ExperimentError> {
+    let src = Source { path, text };
+    let raw: RawExperiment = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let key = key_at(text, &span).unwrap_or_default();
+        let message = e.message().trim_end().replace('\n', "; ");
+        src.error(span, &key, message)
+    })?;
+    resolve(&src, raw)
+}
+
+fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, ExperimentError> {
+    let name = raw.name.get_ref().trim().to_string();
+    if name.is_empty() {
+        return Err(src.error(raw.name.span(), "name", "must not be empty"));
+    }
+
+    let repetitions = match &raw.repetitions {
+        None => 1,
+        Some(r) => u32::try_from(src.positive(r, "repetitions")?)
+            .map_err(|_| src.error(r.span(), "repetitions", "too many repetitions"))?,
+    };
+    let warmup = match &raw.warmup {
+        None => Duration::ZERO,
+        Some(w) => src.duration(w, "warmup")?,
+    };
+    let (duration, requests) = match (&raw.duration, &raw.requests) {
+        (Some(_), Some(r)) => {
+            return Err(src.error(
+                r.span(),
+                "requests",
+                "give `duration` or `requests`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(src.error(
+                0..0,
+                "",
+                "say how long each cell is measured: `duration = \"5s\"` or `requests = N` (per client thread)",
+            ))
+        }
+        (Some(d), None) => {
+            let v = src.duration(d, "duration")?;
+            if v.is_zero() {
+                return Err(src.error(d.span(), "duration", "must be longer than 0s"));
+            }
+            (Some(v), None)
+        }
+        (None, Some(r)) => (None, Some(src.positive(r, "requests")?)),
+    };
+    let cooldown = match &raw.cooldown {
+        None => Duration::ZERO,
+        Some(c) => src.duration(c, "cooldown")?,
+    };
+    let order = match &raw.order {
+        None => Order::Sequential,
+        Some(o) => match o.get_ref().as_str() {
+            "sequential" => Order::Sequential,
+            "shuffled" => Order::Shuffled,
+            other => {
+                return Err(src.error(
+                    o.span(),
+                    "order",
+                    format!("unknown order {other:?}: use \"sequential\" or \"shuffled\""),
+                ))
+            }
+        },
+    };
+    let seed = match &raw.seed {
+        None => None,
+        Some(s) => Some(
+            u64::try_from(*s.get_ref())
+                .map_err(|_| src.error(s.span(), "seed", "must not be negative"))?,
+        ),
+    };
+    let client_timeout = match raw.client.as_ref().and_then(|c| c.timeout.as_ref()) {
+        None => Duration::from_secs(30),
+        Some(t) => {
+            let v = src.duration(t, "client.timeout")?;
+            if v.is_zero() {
+                return Err(src.error(t.span(), "client.timeout", "must be longer than 0s"));
+            }
+            v
+        }
+    };
+    let cell_timeout = match &raw.cell_timeout {
+        // Generous: the measured time, the warm-up, and half a minute for start and stop.
+        None => warmup + duration.unwrap_or(Duration::from_secs(120)) + Duration::from_secs(30),
+        Some(t) => {
+            let v = src.duration(t, "cell_timeout")?;
+            if v.is_zero() {
+                return Err(src.error(t.span(), "cell_timeout", "must be longer than 0s"));
+            }
+            v
+        }
+    };
+
+    // Targets: `[server]` alone, or named `[targets.NAME]` tables.
+    let mut targets = BTreeMap::new();
+    match (&raw.server, &raw.targets) {
+        (Some(_), Some(t)) => {
+            return Err(src.error(
+                t.span(),
+                "targets",
+                "give either one [server] table or named [targets.NAME] tables, not both",
+            ))
+        }
+        (Some(server), None) => {
+            let target = resolve_target(src, server.get_ref(), "server")?;
+            let name = if target.is_external() {
+                "external"
+            } else {
+                "builtin"
+            };
+            targets.insert(name.to_string(), target);
+        }
+        (None, Some(named)) => {
+            if named.get_ref().is_empty() {
+                return Err(src.error(named.span(), "targets", "define at least one target"));
+            }
+            for (name, t) in named.get_ref() {
+                let key = format!("targets.{name}");
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                {
+                    return Err(src.error(
+                        t.span(),
+                        &key,
+                        "a target name may hold only letters, digits, '-', '_' and '.'",
+                    ));
+                }
+                targets.insert(name.clone(), resolve_target(src, t.get_ref(), &key)?);
+            }
+        }
+        (None, None) => {
+            targets.insert(
+                "builtin".to_string(),
+                Target {
+                    kind: TargetKind::Builtin {
+                        pool: PoolKind::Process,
+                        args: Vec::new(),
+                    },
+                    ready_timeout: Duration::from_secs(10),
+                    stop_grace: Duration::from_secs(5),
+                },
+            );
+        }
+    }
+
+    // Axes: each list checked value by value; defaults for the ones not given.
+    let mut axes = BTreeMap::new();
+    for axis in Axis::ALL {
+        let key = format!("matrix.{}", axis.name());
+        let values = match raw.matrix.get_ref().get(axis) {
+            Some(input) => axis_values(src, axis, input, &key, &targets)?,
+            None => default_axis(axis, &targets),
+        };
+        axes.insert(axis, values);
+    }
+    let raw_concurrency = raw.matrix.get_ref().concurrency.as_ref();
+    if raw_concurrency.is_none() {
+        return Err(src.error(
+            raw.matrix.span(),
+            "matrix.concurrency",
+            "missing: list the client concurrencies to measure, e.g. concurrency = [1, 2, 4]",
+        ));
+    }
+
+    let mut exclude = Vec::new();
+    for (i, table) in raw.exclude.iter().enumerate() {
+        exclude.push(filter(
+            src,
+            table,
+            &format!("exclude[{}]", i + 1),
+            &targets,
+            false,
+            &axes,
+        )?);
+    }
+    let mut include = Vec::new();
+    for (i, table) in raw.include.iter().enumerate() {
+        include.push(filter(
+            src,
+            table,
+            &format!("include[{}]", i + 1),
+            &targets,
+            true,
+            &axes,
+        )?);
+    }
+
+    let cells = matrix::expand(&axes, &exclude, &include, &targets);
+    if cells.is_empty() {
+        return Err(src.error(
+            raw.matrix.span(),
+            "matrix",
+            "no cell is left to run once `exclude` is applied",
+        ));
+    }
+
+    Ok(Experiment {
+        path: src.path.to_path_buf(),
+        source: src.text.to_string(),
+        name,
+        description: raw.description.unwrap_or_default().trim().to_string(),
+        settings: Settings {
+            repetitions,
+            warmup,
+            duration,
+            requests,
+            cooldown,
+            cell_timeout,
+            order,
+            seed,
+        },
+        client: ClientSettings {
+            timeout: client_timeout,
+        },
+        targets,
+        axes,
+        exclude,
+        include,
+        cells,
+    })
+}
+
+fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target, ExperimentError> {
+    let ready_timeout = match &raw.ready_timeout {
+        None => Duration::from_secs(10),
+        Some(t) => src.duration(t, &format!("{key}.ready_timeout"))?,
+    };
+    let stop_grace = match &raw.stop_grace {
+        None => Duration::from_secs(5),
+        Some(t) => src.duration(t, &format!("{key}.stop_grace"))?,
+    };
+    let kind = match &raw.command {
+        Some(command) => {
+            let ckey = format!("{key}.command");
+            if let Some(args) = &raw.args {
+                return Err(src.error(
+                    args.span(),
+                    &format!("{key}.args"),
+                    "`args` is for the built-in server; put an external server's arguments in `command`",
+                ));
+            }
+            if let Some(pool) = &raw.pool {
+                return Err(src.error(
+                    pool.span(),
+                    &format!("{key}.pool"),
+                    "`pool` is for the built-in server; an external command chooses its own",
+                ));
+            }
+            if command.get_ref().is_empty() {
+                return Err(src.error(
+                    command.span(),
+                    &ckey,
+                    "must name a program, e.g. [\"python3\", \"server.py\", \"--port\", \"{port}\"]",
+                ));
+            }
+            for word in command.get_ref() {
+                if let Err(bad) = check_placeholders(word.get_ref()) {
+                    return Err(src.error(
+                        word.span(),
+                        &ckey,
+                        format!(
+                            "unknown placeholder {{{bad}}}: the runner fills {}",
+                            PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                        ),
+                    ));
+                }
+            }
+            TargetKind::External {
+                command: command
+                    .get_ref()
+                    .iter()
+                    .map(|w| w.get_ref().clone())
+                    .collect(),
+            }
+        }
+        None => {
+            let pool = match &raw.pool {
+                None => PoolKind::Process,
+                Some(p) => parse_pool(p.get_ref())
+                    .map_err(|m| src.error(p.span(), &format!("{key}.pool"), m))?,
+            };
+            TargetKind::Builtin {
+                pool,
+                args: raw
+                    .args
+                    .as_ref()
+                    .map(|a| a.get_ref().clone())
+                    .unwrap_or_default(),
+            }
+        }
+    };
+    Ok(Target {
+        kind,
+        ready_timeout,
+        stop_grace,
+    })
+}
+
+/// `Err(name)` for the first `{name}` that is not a known placeholder.
+fn check_placeholders(word: &str) -> Result<(), String> {
+    let mut rest = word;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Ok(());
+        };
+        let name = &after[..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(name.to_string());
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+fn parse_pool(s: &str) -> Result<PoolKind, String> {
+    match s {
+        "process" => Ok(PoolKind::Process),
+        "thread" => Ok(PoolKind::Thread),
+        other => Err(format!(
+            "unknown pool {other:?}: use \"process\" or \"thread\""
+        )),
+    }
+}
+
+fn default_axis(axis: Axis, targets: &BTreeMap<String, Target>) -> Vec<AxisValue> {
+    match axis {
+        Axis::Target => targets.keys().map(|k| AxisValue::Str(k.clone())).collect(),
+        // Each target's own pool (see matrix::expand); a placeholder value here.
+        Axis::Pool => vec![AxisValue::Str(String::new())],
+        Axis::Workers => vec![AxisValue::Int(available_cores())],
+        Axis::Cmd => vec![AxisValue::Str("compute".into())],
+        Axis::Size => vec![AxisValue::Int(500_000)],
+        // Required: checked by the caller.
+        Axis::Concurrency => vec![AxisValue::Int(1)],
+    }
+}
+
+pub fn available_cores() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+/// One axis value checked against the axis's type and range.
+fn axis_value(
+    axis: Axis,
+    value: &toml::Value,
+    targets: &BTreeMap<String, Target>,
+) -> Result<AxisValue, String> {
+    match axis {
+        Axis::Workers | Axis::Concurrency | Axis::Size => {
+            let v = value
+                .as_integer()
+                .ok_or_else(|| format!("expected an integer, found {}", value.type_str()))?;
+            let min = if axis == Axis::Size { 0 } else { 1 };
+            if v < min {
+                return Err(format!("must be at least {min}, not {v}"));
+            }
+            if axis == Axis::Concurrency && v > 100_000 {
+                return Err(format!("at most 100000 client threads, not {v}"));
+            }
+            Ok(AxisValue::Int(v as u64))
+        }
+        Axis::Pool => {
+            let s = value.as_str().ok_or_else(|| {
+                format!(
+                    "expected \"process\" or \"thread\", found {}",
+                    value.type_str()
+                )
+            })?;
+            parse_pool(s).map(|p| AxisValue::Str(p.as_str().into()))
+        }
+        Axis::Cmd => match value.as_str() {
+            Some(s @ ("compute" | "ping")) => Ok(AxisValue::Str(s.into())),
+            _ => Err(format!("expected \"compute\" or \"ping\", found {value}")),
+        },
+        Axis::Target => {
+            let s = value
+                .as_str()
+                .ok_or_else(|| format!("expected a target name, found {}", value.type_str()))?;
+            if targets.contains_key(s) {
+                Ok(AxisValue::Str(s.into()))
+            } else {
+                Err(format!(
+                    "unknown target {s:?}: the file defines {}",
+                    targets
+                        .keys()
+                        .map(|k| format!("{k:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+        }
+    }
+}
+
+/// A range string for an integer axis: `"LO..=HI"`, HI an integer or `cores`.
+fn axis_range(axis: Axis, s: &str) -> Result<Vec<AxisValue>, String> {
+    if !matches!(axis, Axis::Workers | Axis::Concurrency | Axis::Size) {
+        return Err(format!("expected a list of values, found the string {s:?}"));
+    }
+    let Some((lo, hi)) = s.split_once("..=") else {
+        return Err(format!(
+            "expected a list such as [1, 2, 4] or a range such as \"1..=cores\", found {s:?}"
+        ));
+    };
+    let lo: u64 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad range start in {s:?}"))?;
+    let hi: u64 = match hi.trim() {
+        "cores" => available_cores(),
+        h => h.parse().map_err(|_| format!("bad range end in {s:?}"))?,
+    };
+    if hi < lo {
+        return Err(format!("the range {s:?} is empty ({lo}..={hi})"));
+    }
+    if hi - lo >= 1000 {
+        return Err(format!("the range {s:?} has more than 1000 values"));
+    }
+    (lo..=hi)
+        .map(|v| axis_value(axis, &toml::Value::Integer(v as i64), &BTreeMap::new()))
+        .collect()
+}
+
+fn axis_values(
+    src: &Source<'_>,
+    axis: Axis,
+    input: &Spanned<AxisInput>,
+    key: &str,
+    targets: &BTreeMap<String, Target>,
+) -> Result<Vec<AxisValue>, ExperimentError> {
+    let values: Vec<(AxisValue, Range<usize>)> = match input.get_ref() {
+        AxisInput::List(items) => {
+            if items.is_empty() {
+                return Err(src.error(input.span(), key, "must list at least one value"));
+            }
+            items
+                .iter()
+                .map(|item| {
+                    axis_value(axis, item.get_ref(), targets)
+                        .map(|v| (v, item.span()))
+                        .map_err(|m| src.error(item.span(), key, m))
+                })
+                .collect::<Result<_, _>>()?
+        }
+        AxisInput::One(toml::Value::String(s))
+            if matches!(axis, Axis::Workers | Axis::Concurrency | Axis::Size) =>
+        {
+            axis_range(axis, s)
+                .map_err(|m| src.error(input.span(), key, m))?
+                .into_iter()
+                .map(|v| (v, input.span()))
+                .collect()
+        }
+        AxisInput::One(v) => vec![(
+            axis_value(axis, v, targets).map_err(|m| src.error(input.span(), key, m))?,
+            input.span(),
+        )],
+    };
+    let mut seen: Vec<AxisValue> = Vec::with_capacity(values.len());
+    for (v, span) in values {
+        if seen.contains(&v) {
+            return Err(src.error(span, key, format!("the value {v} is listed twice")));
+        }
+        seen.push(v);
+    }
+    Ok(seen)
+}
+
+fn filter(
+    src: &Source<'_>,
+    table: &Spanned<BTreeMap<String, Spanned<AxisInput>>>,
+    key: &str,
+    targets: &BTreeMap<String, Target>,
+    is_include: bool,
+    axes: &BTreeMap<Axis, Vec<AxisValue>>,
+) -> Result<Filter, ExperimentError> {
+    if table.get_ref().is_empty() {
+        return Err(src.error(table.span(), key, "names no axis"));
+    }
+    let mut values = BTreeMap::new();
+    for (name, input) in table.get_ref() {
+        let k = format!("{key}.{name}");
+        let Some(axis) = Axis::from_name(name) else {
+            return Err(src.error(
+                input.span(),
+                &k,
+                format!(
+                    "unknown axis {name:?}: the axes are {}",
+                    Axis::ALL.map(|a| a.name()).join(", ")
+                ),
+            ));
+        };
+        values.insert(axis, axis_values(src, axis, input, &k, targets)?);
+    }
+    if is_include {
+        for axis in Axis::ALL {
+            if !values.contains_key(&axis) && axes[&axis].len() > 1 && axis != Axis::Pool {
+                return Err(src.error(
+                    table.span(),
+                    key,
+                    format!(
+                        "must set `{}`: the matrix has several values for it",
+                        axis.name()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Filter { values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ExperimentError {
+        parse(Path::new("x.toml"), text).expect_err("should be refused")
+    }
+
+    const OK: &str = "name = \"t\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1, 2]\nworkers = [1]\nsize = [10]\n";
+
+    #[test]
+    fn a_small_file_resolves_with_defaults() {
+        let e = parse(Path::new("x.toml"), OK).unwrap();
+        assert_eq!(e.cells.len(), 2);
+        assert_eq!(e.settings.repetitions, 1);
+        assert_eq!(e.settings.order, Order::Sequential);
+        assert_eq!(e.targets.keys().collect::<Vec<_>>(), ["builtin"]);
+        assert_eq!(e.cells[0].pool, Some(PoolKind::Process));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let e = err(&format!("{OK}colour = [1]\n"));
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.to_string().contains("colour"), "{e}");
+        let e =
+            err("name = \"t\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1]\nthreads = [2]\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (5, Some("matrix.threads")),
+            "{e}"
+        );
+        assert!(e.message.contains("unknown field `threads`"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let e = err("name = \"t\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1, \"two\"]\n");
+        assert_eq!(e.key.as_deref(), Some("matrix.concurrency"), "{e}");
+        assert_eq!(e.line, 4);
+        let e = err(
+            "name = \"t\"\nrepetitions = \"3\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1]\n",
+        );
+        assert_eq!((e.line, e.key.as_deref()), (2, Some("repetitions")), "{e}");
+    }
+
+    #[test]
+    fn empty_duplicate_and_zero_values_are_refused() {
+        let e = err("name = \"t\"\nduration = \"1s\"\n[matrix]\nconcurrency = []\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (4, Some("matrix.concurrency")),
+            "{e}"
+        );
+        let e = err("name = \"t\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1,\n  2,\n  1]\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (6, Some("matrix.concurrency")),
+            "{e}"
+        );
+        assert!(e.message.contains("listed twice"));
+        let e =
+            err("name = \"t\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1]\nworkers = [0]\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (5, Some("matrix.workers")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_durations_and_orders_are_refused() {
+        let e = err("name = \"t\"\nduration = \"5 parsecs\"\n[matrix]\nconcurrency = [1]\n");
+        assert_eq!((e.line, e.key.as_deref()), (2, Some("duration")), "{e}");
+        let e = err(
+            "name = \"t\"\nduration = \"1s\"\norder = \"random\"\n[matrix]\nconcurrency = [1]\n",
+        );
+        assert_eq!((e.line, e.key.as_deref()), (3, Some("order")), "{e}");
+        let e = err("name = \"t\"\n[matrix]\nconcurrency = [1]\n");
+        assert!(e.message.contains("duration"), "{e}");
+    }
+
+    #[test]
+    fn ranges_expand_and_include_exclude_apply() {
+        let e = parse(
+            Path::new("x.toml"),
+            "name = \"t\"\nduration = \"1s\"\n[matrix]\nworkers = \"1..=3\"\nconcurrency = [1, 2]\n\
+             [[exclude]]\nworkers = 2\n[[exclude]]\nworkers = 3\nconcurrency = [1]\n\
+             [[include]]\nworkers = 9\nconcurrency = 64\n",
+        )
+        .unwrap();
+        let got: Vec<(u64, u64)> = e.cells.iter().map(|c| (c.workers, c.concurrency)).collect();
+        assert_eq!(got, [(1, 1), (1, 2), (3, 2), (9, 64)]);
+    }
+
+    #[test]
+    fn include_must_pin_axes_with_several_values() {
+        let e = err(
+            "name = \"t\"\nduration = \"1s\"\n[matrix]\nworkers = [1, 2]\nconcurrency = [1]\n[[include]]\nconcurrency = 8\n",
+        );
+        assert_eq!(e.key.as_deref(), Some("include[1]"), "{e}");
+        assert!(e.message.contains("`workers`"), "{e}");
+    }
+
+    #[test]
+    fn external_targets_check_their_placeholders() {
+        let e = err(
+            "name = \"t\"\nduration = \"1s\"\n[targets.py]\ncommand = [\"python3\", \"s.py\", \"--port\", \"{prot}\"]\n[matrix]\nconcurrency = [1]\n",
+        );
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (4, Some("targets.py.command")),
+            "{e}"
+        );
+        let e = err(
+            "name = \"t\"\nduration = \"1s\"\n[targets.a]\n[matrix]\ntarget = [\"a\", \"b\"]\nconcurrency = [1]\n",
+        );
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (5, Some("matrix.target")),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! The experiment matrix: its axes, the cells their product makes (after `exclude` and
+//! `include`), and the seeded order in which cell × repetition runs execute.
+//!
+//! Adding an axis (e.g. an open-loop `rate`) means: a variant in [`Axis`] (its place in
+//! `ALL` sets where it goes in the product and in every CSV), a field in [`Cell`] with its
+//! arms in `get`/`set`, a parse rule in `experiment::axis_value`, and the client flag it
+//! turns into in `cell.rs`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::experiment::{Target, TargetKind};
+use crate::cli::{ClientCmd, PoolKind};
+
+/// A matrix axis. `ALL` is the product's order: the last axis varies fastest, so a
+/// sequential run sweeps concurrency within each combination of the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Axis {
+    Target,
+    Pool,
+    Workers,
+    Cmd,
+    Size,
+    Concurrency,
+}
+
+impl Axis {
+    pub const ALL: [Axis; 6] = [
+        Axis::Target,
+        Axis::Pool,
+        Axis::Workers,
+        Axis::Cmd,
+        Axis::Size,
+        Axis::Concurrency,
+    ];
+
+    /// The key in `[matrix]` and the column name in the CSV files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Axis::Target => "target",
+            Axis::Pool => "pool",
+            Axis::Workers => "workers",
+            Axis::Cmd => "cmd",
+            Axis::Size => "size",
+            Axis::Concurrency => "concurrency",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Axis> {
+        Axis::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// One value of an axis.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AxisValue {
+    Int(u64),
+    Str(String),
+}
+
+impl fmt::Display for AxisValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AxisValue::Int(v) => write!(f, "{v}"),
+            AxisValue::Str(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// One point of the matrix: everything that tells one measurement from another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cell {
+    pub target: String,
+    /// The built-in server's pool; `None` for an external target, which chooses its own.
+    pub pool: Option<PoolKind>,
+    pub workers: u64,
+    pub cmd: ClientCmd,
+    pub size: u64,
+    pub concurrency: u64,
+}
+
+impl Cell {
+    pub fn get(&self, axis: Axis) -> AxisValue {
+        match axis {
+            Axis::Target => AxisValue::Str(self.target.clone()),
+            Axis::Pool => AxisValue::Str(self.pool.map_or("", |p| p.as_str()).to_string()),
+            Axis::Workers => AxisValue::Int(self.workers),
+            Axis::Cmd => AxisValue::Str(self.cmd.as_str().to_string()),
+            Axis::Size => AxisValue::Int(self.size),
+            Axis::Concurrency => AxisValue::Int(self.concurrency),
+        }
+    }
+
+    fn set(&mut self, axis: Axis, value: &AxisValue) {
+        match (axis, value) {
+            (Axis::Target, AxisValue::Str(s)) => self.target = s.clone(),
+            (Axis::Pool, AxisValue::Str(s)) => {
+                self.pool = match s.as_str() {
+                    "process" => Some(PoolKind::Process),
+                    "thread" => Some(PoolKind::Thread),
+                    _ => None,
+                }
+            }
+            (Axis::Workers, AxisValue::Int(v)) => self.workers = *v,
+            (Axis::Cmd, AxisValue::Str(s)) => {
+                self.cmd = if s == "ping" {
+                    ClientCmd::Ping
+                } else {
+                    ClientCmd::Compute
+                }
+            }
+            (Axis::Size, AxisValue::Int(v)) => self.size = *v,
+            (Axis::Concurrency, AxisValue::Int(v)) => self.concurrency = *v,
+            (axis, value) => unreachable!("{value:?} is not a value of {axis:?}"),
+        }
+    }
+
+    /// `workers=2 concurrency=8 …`: every axis, for logs and error messages.
+    pub fn label(&self) -> String {
+        Axis::ALL
+            .iter()
+            .filter(|&&a| !(a == Axis::Pool && self.pool.is_none()))
+            .map(|&a| format!("{}={}", a.name(), self.get(a)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Gives the pool its meaning for the cell's target: the target's own pool when the
+    /// matrix leaves it open, none at all for an external command.
+    fn settle_pool(&mut self, targets: &BTreeMap<String, Target>) {
+        match targets.get(&self.target).map(|t| &t.kind) {
+            Some(TargetKind::Builtin { pool, .. }) => {
+                if self.pool.is_none() {
+                    self.pool = Some(*pool);
+                }
+            }
+            _ => self.pool = None,
+        }
+    }
+}
+
+/// An `[[exclude]]` or `[[include]]` table: for each axis it names, the values it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub values: BTreeMap<Axis, Vec<AxisValue>>,
+}
+
+impl Filter {
+    /// An exclude matches a cell when every axis it names holds one of its values.
+    pub fn matches(&self, cell: &Cell) -> bool {
+        self.values
+            .iter()
+            .all(|(axis, values)| values.contains(&cell.get(*axis)))
+    }
+}
+
+/// The cartesian product of `axes`, less the cells an `exclude` matches, plus each
+/// `include`'s own product (its axes over the matrix's single values), without repeats.
+pub fn expand(
+    axes: &BTreeMap<Axis, Vec<AxisValue>>,
+    exclude: &[Filter],
+    include: &[Filter],
+    targets: &BTreeMap<String, Target>,
+) -> Vec<Cell> {
+    let mut cells: Vec<Cell> = Vec::new();
+    let push = |cell: Cell, cells: &mut Vec<Cell>| {
+        if !cells.contains(&cell) {
+            cells.push(cell);
+        }
+    };
+    for mut cell in product(axes) {
+        cell.settle_pool(targets);
+        if !exclude.iter().any(|f| f.matches(&cell)) {
+            push(cell, &mut cells);
+        }
+    }
+    for inc in include {
+        let mut own = axes.clone();
+        for (axis, values) in &inc.values {
+            own.insert(*axis, values.clone());
+        }
+        if !inc.values.contains_key(&Axis::Pool) {
+            own.insert(Axis::Pool, vec![AxisValue::Str(String::new())]);
+        }
+        for mut cell in product(&own) {
+            cell.settle_pool(targets);
+            push(cell, &mut cells);
+        }
+    }
+    cells
+}
+
+fn product(axes: &BTreeMap<Axis, Vec<AxisValue>>) -> Vec<Cell> {
+    let mut cells = vec![Cell {
+        target: String::new(),
+        pool: None,
+        workers: 1,
+        cmd: ClientCmd::Compute,
+        size: 0,
+        concurrency: 1,
+    }];
+    for axis in Axis::ALL {
+        let Some(values) = axes.get(&axis) else {
+            continue;
+        };
+        cells = cells
+            .into_iter()
+            .flat_map(|cell| {
+                values.iter().map(move |v| {
+                    let mut c = cell.clone();
+                    c.set(axis, v);
+                    c
+                })
+            })
+            .collect();
+    }
+    cells
+}
+
+/// The id of cell `index` (0-based) among `count`: `c001`, `c002`, …
+pub fn cell_id(index: usize, count: usize) -> String {
+    let width = count.to_string().len().max(3);
+    format!("c{:0width$}", index + 1)
+}
+
+/// One measurement to make: a cell (by index) and its repetition (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub cell: usize,
+    pub rep: u32,
+}
+
+/// Sequential: repetition 1 of every cell in matrix order, then repetition 2, … (so slow
+/// drift spreads over every cell). Shuffled: all of those in a random order drawn from
+/// `seed`, reproducibly (SplitMix64 + Fisher–Yates, independent of any crate's RNG).
+pub fn schedule(cells: usize, repetitions: u32, shuffle_seed: Option<u64>) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = (1..=repetitions)
+        .flat_map(|rep| (0..cells).map(move |cell| Slot { cell, rep }))
+        .collect();
+    if let Some(seed) = shuffle_seed {
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for i in (1..slots.len()).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            slots.swap(i, j);
+        }
+    }
+    slots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_zero_padded() {
+        assert_eq!(cell_id(0, 5), "c001");
+        assert_eq!(cell_id(1233, 2000), "c1234");
+    }
+
+    #[test]
+    fn schedules_cover_every_slot_once_and_shuffles_are_reproducible() {
+        let seq = schedule(3, 2, None);
+        assert_eq!(seq[0], Slot { cell: 0, rep: 1 });
+        assert_eq!(seq[3], Slot { cell: 0, rep: 2 });
+        let a = schedule(10, 3, Some(7));
+        assert_eq!(a, schedule(10, 3, Some(7)));
+        assert_ne!(a, schedule(10, 3, Some(8)));
+        let mut sorted = a.clone();
+        sorted.sort_by_key(|s| (s.rep, s.cell));
+        assert_eq!(sorted, schedule(10, 3, None));
+    }
+}

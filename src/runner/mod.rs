@@ -1,0 +1,334 @@
+//! The experiment runner (`threadcenter run FILE.toml`): checks the experiment file,
+//! expands its matrix, runs every cell × repetition in the recorded order with the real
+//! server and client as child processes, writes the raw files of the run directory, then
+//! renders the report from them (`report::render`, the same as `threadcenter report`).
+//!
+//! Modules: `experiment` (the file), `matrix` (cells and order), `launch` (process groups),
+//! `cpu` (sampling), `cell` (one cell × repetition), `store` (the run directory),
+//! `progress` (bar or plain lines).
+
+pub mod cell;
+pub mod cpu;
+pub mod experiment;
+pub mod launch;
+pub mod matrix;
+pub mod progress;
+pub mod store;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+
+use crate::cli::RunArgs;
+use experiment::{Experiment, Order, TargetKind};
+use matrix::{Axis, Cell, Slot};
+use store::{Manifest, ResultRow, RunStatus, Status};
+
+/// Exit status of a run whose cells all succeeded, of one with failed cells, and of one
+/// stopped by Ctrl-C (the shell's 128 + SIGINT).
+pub const EXIT_FAILED_CELLS: u8 = 1;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// `1s`, `250ms`, `1500ms`, `10us`: what `parse_duration` reads back exactly.
+pub fn fmt_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}us", d.as_micros())
+    }
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let exp = experiment::load(&args.file)?;
+    let seed = match exp.settings.order {
+        Order::Shuffled => Some(args.seed.or(exp.settings.seed).unwrap_or_else(rand::random)),
+        Order::Sequential => None,
+    };
+    let slots = matrix::schedule(exp.cells.len(), exp.settings.repetitions, seed);
+    let ids: Vec<String> = (0..exp.cells.len())
+        .map(|i| matrix::cell_id(i, exp.cells.len()))
+        .collect();
+    if args.dry_run {
+        print_plan(&exp, &ids, &slots, seed);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let exe = std::env::current_exe()
+        .context("cannot find this executable to run the server and client")?;
+    launch::become_subreaper();
+    let interrupted = install_interrupt_handler()?;
+    let sys = cpu::Sampler::system()?;
+    let machine = store::machine_info(&sys);
+    let dir = store::create_run_dir(&args.out, &exp.name)?;
+    std::fs::write(dir.join(store::EXPERIMENT_FILE), &exp.source)
+        .with_context(|| format!("cannot write {}", dir.display()))?;
+    let runs: Vec<String> = slots
+        .iter()
+        .map(|s| store::run_name(&ids[s.cell], s.rep))
+        .collect();
+    let mut manifest = Manifest::new(&exp, machine, &ids, seed, runs);
+    manifest.write(&dir).context("cannot write manifest.json")?;
+    let mut results = store::ResultsWriter::create(&dir)?;
+
+    let varying = varying_axes(&exp.cells);
+    let progress = progress::Progress::new(slots.len());
+    progress.note(&format!(
+        "threadcenter run {}: {} cells × {} repetitions = {} runs{} → {}",
+        exp.name,
+        exp.cells.len(),
+        exp.settings.repetitions,
+        slots.len(),
+        estimate(&exp, slots.len()).map_or(String::new(), |d| format!(", about {d}")),
+        dir.display()
+    ));
+    let exp_dir = exp
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let env = cell::Env {
+        exe: &exe,
+        exp: &exp,
+        dir: &dir,
+        exp_dir: std::fs::canonicalize(exp_dir).unwrap_or_else(|_| exp_dir.to_path_buf()),
+        interrupted: &interrupted,
+    };
+    let mut sys = Some(sys);
+    let run_started = Instant::now();
+    for (i, slot) in slots.iter().enumerate() {
+        if interrupted.load(Ordering::Relaxed) {
+            break;
+        }
+        let seq = i + 1;
+        let cell = &exp.cells[slot.cell];
+        let what = format!(
+            "{} r{} {}",
+            ids[slot.cell],
+            slot.rep,
+            short_label(cell, &varying)
+        );
+        progress.start(seq, &what);
+        let row = cell::run(&env, &mut sys, &ids[slot.cell], cell, slot.rep, seq);
+        results.append(&row)?;
+        manifest.runs_done += 1;
+        if row.status == Status::Failed {
+            manifest.runs_failed += 1;
+        }
+        manifest
+            .write(&dir)
+            .context("cannot update manifest.json")?;
+        progress.done(seq, &what, &describe(&row));
+        if seq < slots.len() {
+            sleep_unless(exp.settings.cooldown, &interrupted);
+        }
+    }
+    progress.finish();
+
+    let was_interrupted = interrupted.load(Ordering::Relaxed);
+    manifest.status = if was_interrupted {
+        RunStatus::Interrupted
+    } else {
+        RunStatus::Complete
+    };
+    manifest.finished_at = Some(store::rfc3339(SystemTime::now()));
+    manifest.write(&dir).context("cannot write manifest.json")?;
+    let rendered = crate::report::render(&dir);
+    store::update_latest(&args.out, &dir)
+        .with_context(|| format!("cannot point {}/latest at the run", args.out.display()))?;
+    rendered.with_context(|| {
+        format!(
+            "the run's raw files are in {}, but its report could not be rendered",
+            dir.display()
+        )
+    })?;
+
+    eprintln!(
+        "{} {} of {} runs in {:.1}s, {} failed; report: {}",
+        if was_interrupted {
+            "interrupted after"
+        } else {
+            "done:"
+        },
+        manifest.runs_done,
+        slots.len(),
+        run_started.elapsed().as_secs_f64(),
+        manifest.runs_failed,
+        dir.join(store::REPORT_FILE).display()
+    );
+    println!("{}", dir.display());
+    Ok(if was_interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if manifest.runs_failed > 0 {
+        ExitCode::from(EXIT_FAILED_CELLS)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// SIGINT/SIGTERM: the first sets the flag (the current cell stops, its children are
+/// killed, a partial report is written); the second kills every child group and exits.
+fn install_interrupt_handler() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install the Ctrl-C handler")?;
+    let f = Arc::clone(&flag);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if f.swap(true, Ordering::SeqCst) {
+                    launch::kill_all_groups();
+                    eprintln!("\nthreadcenter run: interrupted twice: children killed, exiting now");
+                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                }
+                eprintln!(
+                    "\nthreadcenter run: interrupted: stopping the current cell and writing a partial report \
+                     (Ctrl-C again to quit at once)"
+                );
+            }
+        })?;
+    Ok(flag)
+}
+
+fn sleep_unless(d: Duration, flag: &AtomicBool) {
+    let end = Instant::now() + d;
+    while !flag.load(Ordering::Relaxed) {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// The axes with more than one value among `cells`, in axis order. Empty values (the
+/// pool of an external target) do not count: they are "not applicable", not a value.
+pub fn varying_axes(cells: &[Cell]) -> Vec<Axis> {
+    Axis::ALL
+        .into_iter()
+        .filter(|&a| {
+            let mut values: Vec<matrix::AxisValue> = cells
+                .iter()
+                .map(|c| c.get(a))
+                .filter(|v| *v != matrix::AxisValue::Str(String::new()))
+                .collect();
+            values.sort();
+            values.dedup();
+            values.len() > 1
+        })
+        .collect()
+}
+
+fn short_label(cell: &Cell, varying: &[Axis]) -> String {
+    let parts: Vec<String> = varying
+        .iter()
+        .map(|&a| (a, cell.get(a).to_string()))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(a, v)| format!("{}={v}", a.name()))
+        .collect();
+    parts.join(" ")
+}
+
+fn describe(row: &ResultRow) -> String {
+    match (&row.status, &row.measured) {
+        (Status::Ok, Some(m)) => format!(
+            "ok, {:.1} req/s, p99 {:.0} µs, server CPU {}",
+            m.throughput_rps,
+            m.latency_p99_us,
+            row.cpu
+                .map_or("?".into(), |c| format!("{:.0}%", c.server_pct))
+        ),
+        _ => format!("FAILED: {}", row.reason),
+    }
+}
+
+/// `1.5s`, `32.5s`, `2m`: for people.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+/// About how long the run takes, when cells are timed (not counted in requests).
+fn estimate(exp: &Experiment, runs: usize) -> Option<String> {
+    let s = &exp.settings;
+    let per = s.warmup + s.duration? + s.cooldown + Duration::from_millis(300);
+    let total = (per.as_secs_f64() * runs as f64).round().max(1.0) as u64;
+    Some(human(Duration::from_secs(total)))
+}
+
+fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64>) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let mut out = String::new();
+    macro_rules! println {
+        ($($arg:tt)*) => {{ let _ = writeln!(out, $($arg)*); }};
+    }
+    let s = &exp.settings;
+    println!("experiment {:?}: {}", exp.name, exp.description);
+    println!(
+        "  {} cells × {} repetitions = {} runs; warmup {}, {}; cooldown {}; cell timeout {}",
+        exp.cells.len(),
+        s.repetitions,
+        slots.len(),
+        human(s.warmup),
+        match (s.duration, s.requests) {
+            (Some(d), _) => format!("duration {}", human(d)),
+            (_, Some(n)) => format!("{n} requests per client thread"),
+            _ => String::new(),
+        },
+        human(s.cooldown),
+        human(s.cell_timeout),
+    );
+    if let Some(e) = estimate(exp, slots.len()) {
+        println!("  about {e}");
+    }
+    println!("targets:");
+    for (name, t) in &exp.targets {
+        match &t.kind {
+            TargetKind::Builtin { pool, args } => println!(
+                "  {name}: threadcenter server --pool {}{}",
+                pool.as_str(),
+                args.iter().map(|a| format!(" {a}")).collect::<String>()
+            ),
+            TargetKind::External { command } => println!("  {name}: {}", command.join(" ")),
+        }
+    }
+    println!("cells:");
+    for (id, cell) in ids.iter().zip(&exp.cells) {
+        println!("  {id}  {}", cell.label());
+    }
+    match seed {
+        Some(seed) => println!("order: shuffled, seed {seed}"),
+        None => println!("order: sequential"),
+    }
+    let order: Vec<String> = slots
+        .iter()
+        .map(|s| store::run_name(&ids[s.cell], s.rep))
+        .collect();
+    println!("  {}", order.join(" "));
+    // `threadcenter run --dry-run x.toml | head` must not panic on a closed pipe.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_as_the_cli_reads_them() {
+        for d in [
+            Duration::from_secs(2),
+            Duration::from_millis(1500),
+            Duration::from_micros(1200),
+            Duration::ZERO,
+        ] {
+            assert_eq!(crate::cli::parse_duration(&fmt_duration(d)), Ok(d));
+        }
+    }
+}

@@ -1,0 +1,959 @@
+//! Integration tests of `threadcenter run` and `threadcenter report`: the real binary runs
+//! real servers and clients as child processes, and every file it writes is read back.
+//!
+//! A watcher records every descendant of the runner while it runs; each test then checks
+//! that none of them is left. A test that fails part-way interrupts the runner (which
+//! kills its children) and kills whatever it recorded, by pid, before it unwinds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_threadcenter");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// (pid, start time in clock ticks): a process identity that survives pid reuse.
+type ProcId = (i32, u64);
+
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// Fields after the command: 0 state, 1 ppid, 2 pgrp, … 19 starttime.
+fn proc_info(pid: i32) -> Option<(String, i32, u64)> {
+    let f = stat_fields(pid)?;
+    Some((f[0].clone(), f[1].parse().ok()?, f[19].parse().ok()?))
+}
+
+fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Records every descendant of a process while it runs.
+struct Watcher {
+    seen: Arc<Mutex<BTreeMap<ProcId, String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(root: i32) -> Watcher {
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (Arc::clone(&seen), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let mut parent: HashMap<i32, i32> = HashMap::new();
+                let mut start: HashMap<i32, u64> = HashMap::new();
+                for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let Some(pid) = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| n.parse::<i32>().ok())
+                    else {
+                        continue;
+                    };
+                    if let Some((_, ppid, t)) = proc_info(pid) {
+                        parent.insert(pid, ppid);
+                        start.insert(pid, t);
+                    }
+                }
+                for (&pid, _) in parent.iter() {
+                    let mut p = pid;
+                    let mut depth = 0;
+                    while let Some(&pp) = parent.get(&p) {
+                        if pp == root {
+                            let mut seen = s.lock().unwrap();
+                            seen.entry((pid, start[&pid]))
+                                .or_insert_with(|| cmdline(pid));
+                            break;
+                        }
+                        p = pp;
+                        depth += 1;
+                        if depth > 32 || pp <= 1 {
+                            break;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Watcher {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn seen(&self) -> BTreeMap<ProcId, String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// True if that very process (same start time) still exists and is not a zombie.
+fn still_there(&(pid, start): &ProcId) -> bool {
+    matches!(proc_info(pid), Some((state, _, t)) if t == start && state != "Z")
+}
+
+/// A running `threadcenter run`: its descendants are watched; on drop (a failed test) it
+/// is interrupted and everything it started is killed.
+struct Run {
+    child: Option<Child>,
+    watcher: Watcher,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn start(args: &[&str], cwd: &Path) -> Run {
+        let child = Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start threadcenter");
+        let watcher = Watcher::start(child.id() as i32);
+        Run {
+            child: Some(child),
+            watcher,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the runner this test started.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the runner to exit, then checks that no descendant is left.
+    fn finish(&mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let readers = (
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = out.read_to_string(&mut s);
+                s
+            }),
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = err.read_to_string(&mut s);
+                s
+            }),
+        );
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.child = Some(child);
+                panic!("threadcenter did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.stdout = readers.0.join().unwrap();
+        self.stderr = readers.1.join().unwrap();
+        self.watcher.stop();
+        self.assert_nothing_left();
+        status
+    }
+
+    fn assert_nothing_left(&self) {
+        let seen = self.watcher.seen();
+        assert!(!seen.is_empty(), "the watcher saw no child process at all");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left: Vec<_> = seen.iter().filter(|(id, _)| still_there(id)).collect();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                for ((pid, _), _) in &left {
+                    // SAFETY: a process this test's runner started.
+                    unsafe { libc::kill(*pid, libc::SIGKILL) };
+                }
+                panic!(
+                    "processes left after the run: {left:?}\nstderr:\n{}",
+                    self.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Twice: the second SIGINT makes the runner SIGKILL its children's groups.
+            // SAFETY: kill(2) on the runner this test started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            std::thread::sleep(Duration::from_millis(100));
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.watcher.stop();
+        for (id, _) in self.watcher.seen() {
+            if still_there(&id) {
+                // SAFETY: a process this test's runner started (same start time).
+                unsafe { libc::kill(id.0, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn run_to_end(args: &[&str], cwd: &Path, limit: Duration) -> (ExitStatus, Run) {
+    let mut run = Run::start(args, cwd);
+    let status = run.finish(limit);
+    (status, run)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+/// The backticked names in the first column of the tables under `## heading` in
+/// docs/results.md: the documented columns, in order.
+fn documented_columns(heading: &str) -> Vec<String> {
+    let doc = fs::read_to_string(repo().join("docs/results.md")).unwrap();
+    let mut cols = Vec::new();
+    let mut inside = false;
+    for line in doc.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            inside = h.trim() == heading;
+            continue;
+        }
+        if !inside || !line.starts_with('|') {
+            continue;
+        }
+        let first = line.split('|').nth(1).unwrap_or("");
+        let mut rest = first;
+        while let Some(a) = rest.find('`') {
+            let Some(b) = rest[a + 1..].find('`') else {
+                break;
+            };
+            cols.push(rest[a + 1..a + 1 + b].to_string());
+            rest = &rest[a + b + 2..];
+        }
+    }
+    assert!(
+        !cols.is_empty(),
+        "docs/results.md documents no columns under {heading}"
+    );
+    cols
+}
+
+struct Csv {
+    headers: Vec<String>,
+    rows: Vec<HashMap<String, String>>,
+}
+
+impl Csv {
+    fn read(path: &Path) -> Csv {
+        let mut r =
+            csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let headers: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+        let rows = r
+            .records()
+            .map(|rec| {
+                let rec = rec.unwrap();
+                assert_eq!(rec.len(), headers.len(), "{}: ragged row", path.display());
+                headers
+                    .iter()
+                    .cloned()
+                    .zip(rec.iter().map(str::to_string))
+                    .collect()
+            })
+            .collect();
+        Csv { headers, rows }
+    }
+}
+
+fn f(row: &HashMap<String, String>, col: &str) -> f64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("`{col}` = {:?} is not a number", row[col]))
+}
+
+fn u(row: &HashMap<String, String>, col: &str) -> u64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("`{col}` = {:?} is not an integer", row[col]))
+}
+
+/// Every text node of an SVG, which must be well-formed XML.
+fn svg_texts(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{} is not well-formed XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
+
+fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.insert(p.clone(), fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+fn rendered(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = files_under(&dir.join("plots"));
+    for f in ["summary.csv", "report.md"] {
+        out.insert(dir.join(f), fs::read(dir.join(f)).unwrap());
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const TINY: &str = r#"
+name = "tiny"
+description = "The test suite's end-to-end experiment."
+repetitions = 2
+warmup = "250ms"
+duration = "400ms"
+order = "shuffled"
+seed = 5
+
+[server]
+pool = "process"
+
+[matrix]
+workers = [1, 2]
+concurrency = [1, 3]
+size = [20_000]
+"#;
+
+#[test]
+fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "tiny.toml", TINY);
+    let out = tmp.path().join("out");
+    let (status, run) = run_to_end(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+        Duration::from_secs(120),
+    );
+    assert!(status.success(), "exit {status:?}\nstderr:\n{}", run.stderr);
+
+    // stdout is the run directory; OUT/latest resolves to it.
+    let dir = PathBuf::from(run.stdout.trim());
+    assert!(dir.is_dir(), "stdout {:?}", run.stdout);
+    assert!(dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .ends_with("-tiny"));
+    assert_eq!(
+        fs::canonicalize(out.join("latest")).unwrap(),
+        fs::canonicalize(&dir).unwrap()
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("experiment.toml")).unwrap(),
+        TINY
+    );
+
+    // manifest.json
+    let m: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["schema_version"], 1);
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["order"]["kind"], "shuffled");
+    assert_eq!(m["order"]["seed"], 5);
+    assert_eq!(m["cells"].as_array().unwrap().len(), 4);
+    let order: Vec<&str> = m["order"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let want: BTreeSet<String> = ["c001", "c002", "c003", "c004"]
+        .iter()
+        .flat_map(|c| [format!("{c}-r1"), format!("{c}-r2")])
+        .collect();
+    assert_eq!(
+        order.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        want
+    );
+    assert_eq!(
+        (m["runs_done"].as_u64(), m["runs_failed"].as_u64()),
+        (Some(8), Some(0))
+    );
+    assert!(m["machine"]["logical_cores"].as_u64().unwrap() >= 1);
+
+    // results.csv: the documented columns; consistent numbers; in the recorded order.
+    let results = Csv::read(&dir.join("results.csv"));
+    assert_eq!(results.headers, documented_columns("results.csv"));
+    assert_eq!(results.rows.len(), 8);
+    for (i, r) in results.rows.iter().enumerate() {
+        let run_name = format!("{}-r{}", r["cell"], r["rep"]);
+        assert_eq!(run_name, order[i], "row {i} is not in the recorded order");
+        assert_eq!(u(r, "seq"), i as u64 + 1);
+        assert_eq!(r["status"], "ok", "{run_name}: {}", r["reason"]);
+        assert_eq!(u(r, "ok") + u(r, "failed"), u(r, "sent"), "{run_name}");
+        assert!(u(r, "ok") > 0);
+        let (ok, dur, thr) = (f(r, "ok"), f(r, "duration_s"), f(r, "throughput_rps"));
+        assert!(
+            (ok / dur - thr).abs() <= 0.002 + 1e-6 * thr,
+            "{run_name}: {ok}/{dur} vs {thr}"
+        );
+        assert!(
+            (0.3..2.0).contains(&dur),
+            "{run_name}: measured {dur}s of 0.4s"
+        );
+        let lat: Vec<f64> = ["p50", "p90", "p99", "p99_9", "max"]
+            .iter()
+            .map(|p| f(r, &format!("latency_{p}_us")))
+            .collect();
+        assert!(lat.windows(2).all(|w| w[0] <= w[1]), "{run_name}: {lat:?}");
+        for col in [
+            "server_cpu_pct",
+            "client_cpu_pct",
+            "machine_cpu_pct",
+            "server_cpu_peak_pct",
+        ] {
+            assert!(f(r, col) >= 0.0, "{run_name}: {col}");
+        }
+        assert!(
+            f(r, "server_cpu_pct") > 1.0,
+            "{run_name}: the server did work"
+        );
+        assert!(
+            f(r, "wall_s") >= 0.5,
+            "{run_name}: wall_s covers warm-up and duration"
+        );
+        assert!(r["workers"].parse::<u64>().unwrap() > 0);
+        assert_eq!(r["target"], "builtin");
+        assert_eq!(r["pool"], "process");
+
+        // cpu/<run>.csv
+        let cpu = Csv::read(&dir.join("cpu").join(format!("{run_name}.csv")));
+        assert_eq!(cpu.headers, documented_columns("cpu/&lt;run&gt;.csv"));
+        assert!(
+            cpu.rows.len() >= 3,
+            "{run_name}: {} CPU samples",
+            cpu.rows.len()
+        );
+        for w in cpu.rows.windows(2) {
+            assert!(f(&w[1], "t_s") > f(&w[0], "t_s"));
+            for c in ["server_cpu_s", "client_cpu_s", "machine_cpu_s"] {
+                assert!(f(&w[1], c) >= f(&w[0], c), "{run_name}: {c} went backwards");
+            }
+        }
+        assert_eq!(cpu.rows[0]["phase"], "warmup");
+        assert_eq!(cpu.rows.last().unwrap()["phase"], "measure");
+
+        // hdr/: the client's .hgrm, and the .hlog whose histogram holds every ok request.
+        let hgrm = fs::read_to_string(dir.join("hdr").join(format!("{run_name}.hgrm"))).unwrap();
+        assert!(hgrm.trim_start().starts_with("Value"), "{hgrm}");
+        assert!(
+            hgrm.contains(&format!("Total count    = {:>12}", r["ok"])),
+            "{hgrm}"
+        );
+        let hlog = fs::read_to_string(dir.join("hdr").join(format!("{run_name}.hlog"))).unwrap();
+        let line = hlog
+            .lines()
+            .find(|l| !l.starts_with('#') && !l.starts_with('"'))
+            .unwrap();
+        let h = threadcenter::hdr::decode_base64_v2(line.split(',').nth(3).unwrap()).unwrap();
+        assert_eq!(h.len(), u(r, "ok"), "{run_name}");
+        assert!(dir.join("client").join(format!("{run_name}.json")).exists());
+    }
+
+    // summary.csv: documented columns, medians inside their range, two reps each.
+    let summary = Csv::read(&dir.join("summary.csv"));
+    assert_eq!(summary.headers, documented_columns("summary.csv"));
+    assert_eq!(summary.rows.len(), 4);
+    for s in &summary.rows {
+        assert_eq!((u(s, "reps_ok"), u(s, "reps_failed")), (2, 0));
+        let reps: Vec<f64> = results
+            .rows
+            .iter()
+            .filter(|r| r["cell"] == s["cell"])
+            .map(|r| f(r, "throughput_rps"))
+            .collect();
+        let median = (reps[0] + reps[1]) / 2.0;
+        assert!(
+            (f(s, "throughput_rps") - median).abs() < 0.002,
+            "{}",
+            s["cell"]
+        );
+        assert!(f(s, "throughput_min_rps") <= f(s, "throughput_rps"));
+        assert!(f(s, "throughput_rps") <= f(s, "throughput_max_rps"));
+        let sent: u64 = results
+            .rows
+            .iter()
+            .filter(|r| r["cell"] == s["cell"])
+            .map(|r| u(r, "sent"))
+            .sum();
+        assert_eq!(u(s, "sent"), sent);
+    }
+
+    // plots/: well-formed SVG, one legend entry per series.
+    for (file, series) in [
+        ("throughput_vs_concurrency.svg", true),
+        ("p99_vs_concurrency.svg", true),
+        ("latency_vs_throughput.svg", true),
+        ("cpu_vs_concurrency.svg", true),
+        ("percentile_spectrum.svg", true),
+        ("cpu_timeline.svg", false),
+        ("spectrum-workers-1.svg", false),
+        ("spectrum-workers-2.svg", false),
+    ] {
+        let texts = svg_texts(&dir.join("plots").join(file));
+        if series {
+            for label in ["workers=1", "workers=2"] {
+                assert!(
+                    texts.contains(label),
+                    "{file} has no series {label}:\n{texts}"
+                );
+            }
+        }
+        if file.starts_with("spectrum-") {
+            assert!(
+                texts.contains("concurrency 1") && texts.contains("concurrency 3"),
+                "{file}"
+            );
+            assert!(texts.contains("99.9%"), "{file}: the percentile axis");
+        }
+        if file == "cpu_timeline.svg" {
+            assert!(texts.contains("server with its workers") && texts.contains("client"));
+        }
+    }
+
+    // report.md names the peak cell (the highest median throughput in summary.csv).
+    let report = fs::read_to_string(dir.join("report.md")).unwrap();
+    let peak = summary
+        .rows
+        .iter()
+        .max_by(|a, b| f(a, "throughput_rps").total_cmp(&f(b, "throughput_rps")))
+        .unwrap();
+    let peak_line = report
+        .lines()
+        .find(|l| l.contains("Peak throughput"))
+        .unwrap_or_else(|| panic!("no peak in report.md:\n{report}"));
+    assert!(
+        peak_line.contains(&format!("`{}`", peak["cell"])),
+        "{peak_line}"
+    );
+    assert!(
+        peak_line.contains(&format!("{:.1} req/s", f(peak, "throughput_rps"))),
+        "{peak_line}"
+    );
+    assert!(report.contains("Saturation point"));
+    assert!(!report.contains("Partial run"));
+    for image in report.lines().filter_map(|l| l.strip_prefix("![")) {
+        let target = image.split("](").nth(1).unwrap().trim_end_matches(')');
+        assert!(
+            dir.join(target).exists(),
+            "report.md shows a missing {target}"
+        );
+    }
+
+    // `threadcenter report DIR` renders the same bytes again from the raw files.
+    let before = rendered(&dir);
+    fs::remove_dir_all(dir.join("plots")).unwrap();
+    fs::remove_file(dir.join("summary.csv")).unwrap();
+    fs::remove_file(dir.join("report.md")).unwrap();
+    let again = Command::new(BIN).arg("report").arg(&dir).output().unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(rendered(&dir), before, "a re-render is not byte-identical");
+
+    // A missing or corrupt raw file is named; an unknown schema version is refused.
+    let broken = |name: &str, edit: &dyn Fn(&Path)| -> String {
+        let copy = tmp.path().join(name);
+        fs::create_dir_all(&copy).unwrap();
+        for (path, bytes) in files_under(&dir) {
+            let rel = path.strip_prefix(&dir).unwrap();
+            fs::create_dir_all(copy.join(rel).parent().unwrap()).unwrap();
+            fs::write(copy.join(rel), bytes).unwrap();
+        }
+        edit(&copy);
+        let out = Command::new(BIN).arg("report").arg(&copy).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "report of {name} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = broken("no-hlog", &|d| {
+        fs::remove_file(d.join("hdr/c002-r1.hlog")).unwrap()
+    });
+    assert!(
+        err.contains("hdr/c002-r1.hlog") && err.contains("missing"),
+        "{err}"
+    );
+    let err = broken("bad-cpu", &|d| {
+        fs::write(d.join("cpu/c003-r2.csv"), "t_s,phase\n1,x\n").unwrap()
+    });
+    assert!(err.contains("cpu/c003-r2.csv"), "{err}");
+    let err = broken("bad-hlog", &|d| {
+        fs::write(d.join("hdr/c001-r2.hlog"), "0.000,1.0,1.0,!!notbase64!!\n").unwrap()
+    });
+    assert!(
+        err.contains("hdr/c001-r2.hlog") && err.contains("corrupt"),
+        "{err}"
+    );
+    let err = broken("future", &|d| {
+        let text = fs::read_to_string(d.join("manifest.json")).unwrap();
+        fs::write(
+            d.join("manifest.json"),
+            text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+        )
+        .unwrap()
+    });
+    assert!(err.contains("schema_version 99"), "{err}");
+    let err = broken("no-results", &|d| {
+        fs::remove_file(d.join("results.csv")).unwrap()
+    });
+    assert!(err.contains("results.csv"), "{err}");
+}
+
+#[test]
+fn a_server_that_exits_at_once_fails_its_cell_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "fail.toml",
+        r#"
+name = "fail"
+warmup = "50ms"
+duration = "300ms"
+
+[targets.good]
+
+[targets.crash]
+command = ["sh", "-c", "echo 'boom: cannot bind {port}' >&2; exit 3"]
+
+[targets.badflag]
+args = ["--no-such-flag"]
+
+[matrix]
+target = ["crash", "good", "badflag"]
+workers = [1]
+concurrency = [2]
+size = [1000]
+"#,
+    );
+    let out = tmp.path().join("out");
+    let (status, run) = run_to_end(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(status.code(), Some(1), "failed runs exit 1\n{}", run.stderr);
+    let dir = PathBuf::from(run.stdout.trim());
+    let results = Csv::read(&dir.join("results.csv"));
+    let by_target: HashMap<&str, &HashMap<String, String>> = results
+        .rows
+        .iter()
+        .map(|r| (r["target"].as_str(), r))
+        .collect();
+    assert_eq!(results.rows.len(), 3);
+    let crash = by_target["crash"];
+    assert_eq!(crash["status"], "failed");
+    assert!(
+        crash["reason"].contains("exit status 3"),
+        "{}",
+        crash["reason"]
+    );
+    assert!(
+        crash["reason"].contains("boom: cannot bind"),
+        "quotes stderr: {}",
+        crash["reason"]
+    );
+    assert_eq!(crash["pool"], "", "an external target has no pool");
+    let bad = by_target["badflag"];
+    assert_eq!(bad["status"], "failed");
+    assert!(
+        bad["reason"].contains("--no-such-flag"),
+        "{}",
+        bad["reason"]
+    );
+    let good = by_target["good"];
+    assert_eq!(good["status"], "ok", "{}", good["reason"]);
+    assert!(u(good, "ok") > 0);
+
+    let m: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        (m["status"].as_str(), m["runs_failed"].as_u64()),
+        (Some("complete"), Some(2))
+    );
+    let report = fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Failed runs") && report.contains("boom: cannot bind"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Peak throughput"),
+        "the good cell is still reported"
+    );
+    for plot in ["throughput_vs_concurrency.svg", "percentile_spectrum.svg"] {
+        svg_texts(&dir.join("plots").join(plot));
+    }
+}
+
+#[test]
+fn sigint_stops_the_run_kills_its_children_and_writes_a_partial_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "long.toml",
+        r#"
+name = "long"
+duration = "30s"
+
+[matrix]
+workers = [1]
+concurrency = [1, 2, 4]
+size = [1000]
+"#,
+    );
+    let out = tmp.path().join("out");
+    let mut run = Run::start(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    // Interrupt while the first cell's client is running.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run.watcher.seen().values().any(|c| c.contains(" client ")) {
+        assert!(Instant::now() < deadline, "no client was started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let interrupted = Instant::now();
+    run.signal(libc::SIGINT);
+    let status = run.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130), "{}", run.stderr);
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        interrupted.elapsed()
+    );
+    let servers = run
+        .watcher
+        .seen()
+        .values()
+        .filter(|c| c.contains(" server "))
+        .count();
+    assert!(servers >= 1, "the watcher saw the server");
+
+    let dir = PathBuf::from(run.stdout.trim());
+    let m: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "interrupted");
+    assert_eq!(m["runs_done"], 1);
+    let results = Csv::read(&dir.join("results.csv"));
+    assert_eq!(results.rows.len(), 1);
+    assert!(
+        results.rows[0]["reason"].contains("interrupted"),
+        "{:?}",
+        results.rows[0]
+    );
+    let report = fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("**Partial run.**"), "{report}");
+    assert!(report.contains("Never measured"), "{report}");
+    assert_eq!(
+        fs::canonicalize(out.join("latest")).unwrap(),
+        fs::canonicalize(&dir).unwrap()
+    );
+}
+
+#[test]
+fn bad_experiment_files_are_refused_naming_the_key_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let head = "name = \"bad\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1]\n";
+    for (body, line, key) in [
+        (format!("{head}workers = [0, 2]\n"), 5, "matrix.workers"),
+        (format!("{head}size = []\n"), 5, "matrix.size"),
+        (format!("{head}threads = [2]\n"), 5, "matrix.threads"),
+        (
+            "name = \"bad\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1,\n 2,\n 1]\n"
+                .to_string(),
+            6,
+            "matrix.concurrency",
+        ),
+        (format!("colour = \"red\"\n{head}"), 1, "colour"),
+        (
+            "name = \"bad\"\nwarmup = \"fast\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1]\n"
+                .to_string(),
+            2,
+            "warmup",
+        ),
+        (
+            "name = \"bad\"\nduration = \"1s\"\norder = \"random\"\n[matrix]\nconcurrency = [1]\n"
+                .to_string(),
+            3,
+            "order",
+        ),
+        (
+            format!("{head}[[exclude]]\nthreads = 2\n"),
+            6,
+            "exclude[1].threads",
+        ),
+        (format!("{head}workers = [\"two\"]\n"), 5, "matrix.workers"),
+    ] {
+        let path = write(tmp.path(), "bad.toml", &body);
+        let out = Command::new(BIN)
+            .args(["run", "--dry-run"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body}\n{err}");
+        assert!(
+            err.contains(&format!("bad.toml:{line}:")),
+            "line {line} for:\n{body}\n{err}"
+        );
+        assert!(
+            err.contains(&format!("`{key}`")),
+            "key {key} for:\n{body}\n{err}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_experiments_and_the_documented_example_are_valid() {
+    for entry in fs::read_dir(repo().join("experiments")).unwrap().flatten() {
+        let out = Command::new(BIN)
+            .args(["run", "--dry-run"])
+            .arg(entry.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            entry.path().display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan = String::from_utf8_lossy(&out.stdout);
+        if entry.file_name() == "quick.toml" {
+            assert!(plan.contains("about "), "{plan}");
+        }
+    }
+    let doc = fs::read_to_string(repo().join("docs/experiments.md")).unwrap();
+    let example = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), "example.toml", example);
+    let out = Command::new(BIN)
+        .args(["run", "--dry-run"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_quick_second_sigint_still_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "long.toml",
+        "name = \"long\"\nduration = \"30s\"\n[matrix]\nworkers = [2]\nconcurrency = [2]\nsize = [1000]\n",
+    );
+    let out = tmp.path().join("out");
+    let mut run = Run::start(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run.watcher.seen().values().any(|c| c.contains(" client ")) {
+        assert!(Instant::now() < deadline, "no client was started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let interrupted = Instant::now();
+    run.signal(libc::SIGINT);
+    // Two signals sent back to back can merge into one; 20 ms apart, the second lands
+    // while the first is still stopping the cell (or after it finished: fine too).
+    std::thread::sleep(Duration::from_millis(20));
+    run.signal(libc::SIGINT);
+    let status = run.finish(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", run.stderr);
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        interrupted.elapsed()
+    );
+    assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
+}
