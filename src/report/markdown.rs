@@ -355,12 +355,19 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         GAIN * 100.0,
         RISE * 100.0
     );
-    let _ = writeln!(
-        w,
-        "| series | saturation point | throughput there | p99 there | beyond it |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|");
-    for s in &a.series {
+    // An open-loop cell alone at its rate has no concurrency to compare: the rate
+    // series below judge those.
+    let by_rate_only = |s: &&super::analysis::Series| {
+        s.points.len() == 1 && a.cells[s.points[0]].cell.rate.is_some()
+    };
+    if a.series.iter().any(|s| !by_rate_only(&s)) {
+        let _ = writeln!(
+            w,
+            "| series | saturation point | throughput there | p99 there | beyond it |"
+        );
+        let _ = writeln!(w, "|---|---|---|---|---|");
+    }
+    for s in a.series.iter().filter(|s| !by_rate_only(s)) {
         match s.saturation {
             Some(sat) => {
                 let c = &a.cells[sat.cell];
@@ -394,6 +401,12 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
                 let _ = writeln!(w, "| {} | – | | | {why} |", s.label);
             }
         }
+    }
+    if a.series.iter().any(|s| by_rate_only(&s)) {
+        let _ = writeln!(
+            w,
+            "\nOpen-loop cells, one concurrency per rate, are judged by rate in the next section."
+        );
     }
     let _ = writeln!(w);
     open_loop_findings(w, a, e.client_pipeline);
