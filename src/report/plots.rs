@@ -17,8 +17,14 @@ use super::analysis::{Analysis, Breakdown, Metric};
 use super::load::RunData;
 use crate::runner::store;
 
+/// The open-loop hockey stick, written when the run has open-loop (`rate`) cells.
+pub const OPEN_LOOP_PLOT: (&str, &str) = (
+    "open_loop_latency_vs_throughput.svg",
+    "Open loop: p99 latency vs throughput, corrected (solid) and uncorrected (dashed)",
+);
+
 /// The files this module writes into plots/, besides one `spectrum-<series>.svg` for each
-/// series with more than one concurrency.
+/// series with more than one concurrency, and [`OPEN_LOOP_PLOT`] for open-loop runs.
 pub const FIXED_PLOTS: [(&str, &str); 6] = [
     ("throughput_vs_concurrency.svg", "Throughput vs concurrency"),
     ("p99_vs_concurrency.svg", "p99 latency vs concurrency"),
@@ -430,6 +436,77 @@ fn draw_on(
     Ok(())
 }
 
+/// The hockey stick of each open-loop series: median p99 against median throughput, one
+/// point per rate, corrected (from the intended send time) solid and uncorrected dashed
+/// in the same colour, with the SLO as a horizontal line.
+fn open_loop_plot(dir: &Path, a: &Analysis) -> anyhow::Result<()> {
+    let color = |i: usize| PALETTE[i % PALETTE.len()];
+    let point = |i: usize, m: Metric| -> Option<(f64, f64)> {
+        let c = &a.cells[i];
+        Some((c.median(Metric::Throughput)?, c.median(m)?))
+    };
+    let mut ys: Vec<f64> = Vec::new();
+    let mut tmax: f64 = 0.0;
+    for s in &a.rate_series {
+        for &i in &s.points {
+            for m in [Metric::LatencyP99, Metric::LatencyP99Uncorrected] {
+                if let Some((t, p)) = point(i, m) {
+                    tmax = tmax.max(t);
+                    ys.push(p);
+                }
+            }
+        }
+    }
+    if let Some(slo) = a.slo_p99_us {
+        ys.push(slo);
+    }
+    let (y, div) = latency_dim("p99 latency, median over repetitions", &ys);
+    let x = linear_dim(
+        "throughput (requests/s answered)".into(),
+        0.0,
+        tmax,
+        fmt_num,
+    );
+    let mut lines = Vec::new();
+    for (k, s) in a.rate_series.iter().enumerate() {
+        for (m, dashed, what) in [
+            (Metric::LatencyP99, false, "corrected"),
+            (Metric::LatencyP99Uncorrected, true, "uncorrected"),
+        ] {
+            lines.push(Line {
+                label: format!("{} ({what})", s.label),
+                points: s
+                    .points
+                    .iter()
+                    .filter_map(|&i| point(i, m).map(|(t, p)| (t, p / div)))
+                    .collect(),
+                color: color(k),
+                dashed,
+                markers: !dashed,
+            });
+        }
+    }
+    let hline = a.slo_p99_us.map(|slo| {
+        (
+            slo / div,
+            format!("SLO: p99 {}", super::markdown::fmt_us(slo)),
+        )
+    });
+    let none = lines
+        .iter()
+        .all(|l| l.points.is_empty())
+        .then_some("no successful open-loop run to plot");
+    draw(
+        &dir.join(OPEN_LOOP_PLOT.0),
+        OPEN_LOOP_PLOT.1,
+        &x,
+        &y,
+        &lines,
+        hline,
+        none,
+    )
+}
+
 /// A file-name-safe form of a series label.
 pub fn slug(label: &str) -> String {
     label
@@ -569,6 +646,10 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
         None,
         none,
     )?;
+
+    if !a.rate_series.is_empty() {
+        open_loop_plot(dir, a)?;
+    }
 
     // Server CPU vs concurrency, with the machine's limit.
     let cores = data.manifest.machine.logical_cores.max(1) as f64;

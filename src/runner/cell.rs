@@ -22,7 +22,7 @@ use super::experiment::{Experiment, Target, TargetKind};
 use super::launch::{self, Group};
 use super::matrix::Cell;
 use super::stats::{self as server_stats, RunStats};
-use super::store::{self, Measured, ResultRow, Status};
+use super::store::{self, Measured, OpenMeasured, ResultRow, Status};
 
 /// Everything a run of one cell needs from the run as a whole.
 pub struct Env<'a> {
@@ -47,6 +47,17 @@ struct ClientDoc {
     throughput_rps: f64,
     latency_us: Latency,
     histogram: Histogram,
+    /// Open loop only (docs/formats.md); `latency_us` is then corrected.
+    #[serde(default)]
+    open_loop: Option<OpenLoop>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OpenLoop {
+    offered_rps: f64,
+    sent_rps: f64,
+    uncorrected_latency_us: Latency,
+    lateness_us: Latency,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +312,10 @@ fn measure(
         .args(["--cmd", cell.cmd.as_str()])
         .args(["--warmup", &super::fmt_duration(s.warmup)])
         .args(["--timeout", &super::fmt_duration(env.exp.client.timeout)]);
+    if let Some(rate) = cell.rate {
+        cmd.args(["--rate", &rate.to_string()])
+            .args(["--pipeline", &env.exp.client.pipeline.to_string()]);
+    }
     if let Some(d) = s.duration {
         cmd.args(["--duration", &super::fmt_duration(d)]);
     }
@@ -470,7 +485,24 @@ fn measure(
         latency_p99_us: z(l.p99),
         latency_p99_9_us: z(l.p99_9),
         latency_max_us: z(l.max),
+        open: doc.open_loop.as_ref().map(|o| OpenMeasured {
+            offered_rps: o.offered_rps,
+            sent_rps: o.sent_rps,
+            latency_p99_uncorrected_us: z(o.uncorrected_latency_us.p99),
+            lateness_p99_us: z(o.lateness_us.p99),
+        }),
     });
+    if cell.rate.is_some() != doc.open_loop.is_some() {
+        out.problem = Some(format!(
+            "the cell asked for the {} loop, and the client's document is {} loop",
+            cell.load_model(),
+            if doc.open_loop.is_some() {
+                "an open"
+            } else {
+                "a closed"
+            }
+        ));
+    }
     out.failure_kinds = failure_kinds(&doc.failures);
     if doc.requests.sent == 0 {
         out.problem = Some(format!(

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::CpuMeans;
 use super::experiment::{Experiment, Order, TargetKind};
-use super::matrix::{Axis, Cell};
+use super::matrix::{self, Axis, Cell};
 use super::stats::{StageFigures, STAGE_COLUMNS};
 use crate::cli::{ClientCmd, PoolKind};
 
@@ -84,6 +84,12 @@ pub struct ExperimentInfo {
     pub cooldown_s: f64,
     pub cell_timeout_s: f64,
     pub client_timeout_s: f64,
+    /// `[client] pipeline`: `--pipeline` of the open-loop cells (absent in older runs).
+    #[serde(default)]
+    pub client_pipeline: Option<u64>,
+    /// `[slo] p99` in microseconds, when the file sets one (absent in older runs).
+    #[serde(default)]
+    pub slo_p99_us: Option<f64>,
     pub targets: BTreeMap<String, TargetInfo>,
 }
 
@@ -160,6 +166,8 @@ impl Manifest {
                 cooldown_s: s.cooldown.as_secs_f64(),
                 cell_timeout_s: s.cell_timeout.as_secs_f64(),
                 client_timeout_s: exp.client.timeout.as_secs_f64(),
+                client_pipeline: Some(exp.client.pipeline),
+                slo_p99_us: exp.client.slo_p99.map(|d| d.as_secs_f64() * 1e6),
                 targets: exp
                     .targets
                     .iter()
@@ -317,6 +325,21 @@ pub struct Measured {
     pub latency_p99_us: f64,
     pub latency_p99_9_us: f64,
     pub latency_max_us: f64,
+    /// Open-loop cells only (docs/open-loop.md); the latencies above are then corrected.
+    pub open: Option<OpenMeasured>,
+}
+
+/// What only an open-loop client run measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenMeasured {
+    /// `--rate`: the offered load.
+    pub offered_rps: f64,
+    /// Requests actually sent per second.
+    pub sent_rps: f64,
+    /// p99 of the latency from the actual send time (not corrected).
+    pub latency_p99_uncorrected_us: f64,
+    /// p99 of how late sends left against their schedule.
+    pub lateness_p99_us: f64,
 }
 
 /// One row of results.csv.
@@ -365,19 +388,30 @@ pub const MEASURE_COLUMNS: [&str; 20] = [
     "wall_s",
 ];
 
-/// The columns every results.csv has (schema 1 and later).
+/// Columns added with the open loop, after [`MEASURE_COLUMNS`]: `load_model` is `closed`
+/// or `open`; the rest are empty for closed-loop rows. Optional when read, so runs
+/// written before them still render (their rows are closed loop, `rate` absent).
+pub const OPEN_COLUMNS: [&str; 5] = [
+    "load_model",
+    "offered_rps",
+    "sent_rps",
+    "latency_p99_uncorrected_us",
+    "lateness_p99_us",
+];
+
 pub fn result_columns() -> Vec<&'static str> {
     let mut cols = vec!["cell", "rep", "seq"];
     cols.extend(Axis::ALL.iter().map(|a| a.name()));
     cols.extend(MEASURE_COLUMNS);
+    cols.extend(OPEN_COLUMNS);
+    cols.extend(STAGE_COLUMNS);
     cols
 }
 
-/// The columns this build writes: [`result_columns`], then the stage columns (schema 2).
-pub fn written_columns() -> Vec<&'static str> {
-    let mut cols = result_columns();
-    cols.extend(STAGE_COLUMNS);
-    cols
+/// Columns a results.csv may lack: added after the first runs were written (the open
+/// loop's, and the stage timings' of schema 2).
+fn optional_column(name: &str) -> bool {
+    name == Axis::Rate.name() || OPEN_COLUMNS.contains(&name) || STAGE_COLUMNS.contains(&name)
 }
 
 /// Fixed decimals: the same numbers always print the same text.
@@ -433,6 +467,16 @@ impl ResultRow {
         rec.push(num(self.startup_s, 3));
         rec.push(num(self.stop_s, 3));
         rec.push(num(self.wall_s, 3));
+        rec.push(self.cell.load_model().to_string());
+        match self.measured.and_then(|m| m.open) {
+            Some(o) => rec.extend([
+                num(o.offered_rps, 3),
+                num(o.sent_rps, 3),
+                num(o.latency_p99_uncorrected_us, 1),
+                num(o.lateness_p99_us, 1),
+            ]),
+            None => rec.extend(std::iter::repeat_n(String::new(), 4)),
+        }
         match &self.stages {
             Some(s) => rec.extend(s.to_record()),
             None => rec.extend(std::iter::repeat_n(String::new(), STAGE_COLUMNS.len())),
@@ -471,6 +515,10 @@ impl ResultRow {
             "ping" => ClientCmd::Ping,
             other => bail!("line {line}: unknown cmd {other:?}"),
         };
+        let rate = match get.get("rate").copied().unwrap_or(matrix::CLOSED) {
+            "" | matrix::CLOSED => None,
+            r => Some(parse("rate", r, line)?),
+        };
         let cell = Cell {
             target: field("target")?.to_string(),
             pool,
@@ -478,6 +526,7 @@ impl ResultRow {
             cmd,
             size: parse("size", field("size")?, line)?,
             concurrency: parse("concurrency", field("concurrency")?, line)?,
+            rate,
         };
         let status = match field("status")? {
             "ok" => Status::Ok,
@@ -502,6 +551,23 @@ impl ResultRow {
                 latency_p99_us: f("latency_p99_us")?,
                 latency_p99_9_us: f("latency_p99_9_us")?,
                 latency_max_us: f("latency_max_us")?,
+                open: match get.get("offered_rps").copied().unwrap_or("") {
+                    "" => None,
+                    _ => {
+                        let g = |name: &str| -> anyhow::Result<f64> {
+                            match get.get(name).copied().unwrap_or("") {
+                                "" => Ok(f64::NAN),
+                                v => parse(name, v, line),
+                            }
+                        };
+                        Some(OpenMeasured {
+                            offered_rps: g("offered_rps")?,
+                            sent_rps: g("sent_rps")?,
+                            latency_p99_uncorrected_us: g("latency_p99_uncorrected_us")?,
+                            lateness_p99_us: g("lateness_p99_us")?,
+                        })
+                    }
+                },
             })
         };
         let cpu = match opt_f("server_cpu_pct")? {
@@ -555,7 +621,7 @@ pub fn read_results(dir: &Path) -> anyhow::Result<Vec<ResultRow>> {
         .with_context(|| format!("{}: cannot read the header line (corrupt?)", path.display()))?
         .clone();
     for col in result_columns() {
-        if !headers.iter().any(|h| h == col) {
+        if !optional_column(col) && !headers.iter().any(|h| h == col) {
             bail!(
                 "{}: missing column `{col}` (corrupt or from another version?)",
                 path.display()
@@ -586,7 +652,7 @@ impl ResultsWriter {
         let path = dir.join(RESULTS_FILE);
         let mut writer = csv::Writer::from_path(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        writer.write_record(written_columns())?;
+        writer.write_record(result_columns())?;
         writer.flush()?;
         Ok(ResultsWriter { writer })
     }
@@ -769,6 +835,7 @@ mod tests {
                 cmd: ClientCmd::Compute,
                 size: 1000,
                 concurrency: 4,
+                rate: None,
             },
             status: Status::Failed,
             reason: "2 of 10 requests failed: io=2".into(),
@@ -784,6 +851,7 @@ mod tests {
                 latency_p99_us: 20.0,
                 latency_p99_9_us: 21.0,
                 latency_max_us: 22.0,
+                open: None,
             }),
             cpu: None,
             stages: None,
@@ -791,13 +859,51 @@ mod tests {
             stop_s: 0.1,
             wall_s: 2.0,
         };
+        let cols = result_columns();
+        let round_trip = |row: &ResultRow| {
+            let rec = row.to_record();
+            assert_eq!(rec.len(), cols.len());
+            let get: HashMap<&str, &str> = cols
+                .iter()
+                .copied()
+                .zip(rec.iter().map(|s| s.as_str()))
+                .collect();
+            assert_eq!(&ResultRow::from_record(&get, 2).unwrap(), row);
+            rec
+        };
+        let rec = round_trip(&row);
+        assert_eq!(
+            rec[cols.iter().position(|c| *c == "rate").unwrap()],
+            "closed"
+        );
+        assert_eq!(
+            rec[cols.iter().position(|c| *c == "load_model").unwrap()],
+            "closed"
+        );
+
+        // An open-loop row keeps its rate and its open-loop figures.
+        let mut open = row.clone();
+        open.cell.rate = Some(2500);
+        open.measured.as_mut().unwrap().open = Some(OpenMeasured {
+            offered_rps: 2500.0,
+            sent_rps: 2499.5,
+            latency_p99_uncorrected_us: 15.0,
+            lateness_p99_us: 40.0,
+        });
+        let rec = round_trip(&open);
+        assert_eq!(
+            rec[cols.iter().position(|c| *c == "load_model").unwrap()],
+            "open"
+        );
+
+        // A row written before the open loop (no `rate`, no open-loop columns) reads
+        // back as closed loop.
         let rec = row.to_record();
-        let cols = written_columns();
-        assert_eq!(rec.len(), cols.len());
         let get: HashMap<&str, &str> = cols
             .iter()
             .copied()
             .zip(rec.iter().map(|s| s.as_str()))
+            .filter(|(c, _)| !optional_column(c))
             .collect();
         assert_eq!(ResultRow::from_record(&get, 2).unwrap(), row);
     }

@@ -268,6 +268,8 @@ pub fn serve(
         pool,
         shutdown,
     });
+    // Test-only: the stall window, if THREADCENTER_TEST_STALL is set, counts from here.
+    pool::test_hooks::stall_window();
     let exporter = match metrics_listener {
         Some(l) => Some(exporter::Exporter::start(l, Arc::clone(&ctx))?),
         None => None,

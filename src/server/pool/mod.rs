@@ -114,6 +114,36 @@ pub fn run_compute_until(n: u64, deadline: std::time::Instant) -> Option<u64> {
 /// Test-only behaviour switched on by environment variables; never set in production.
 pub mod test_hooks {
     use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    /// `THREADCENTER_TEST_STALL=AFTER_MS:DURATION_MS`: once, AFTER_MS after the server
+    /// started listening, the server freezes for DURATION_MS: every response that is
+    /// ready in that window (ping, stats, compute results, errors) waits until it ends,
+    /// so every request in flight or arriving then is delayed. The open-loop tests'
+    /// stall. Unset, this costs one load of an initialised `OnceLock` per response.
+    pub fn stall_window() -> Option<(Instant, Instant)> {
+        static WINDOW: OnceLock<Option<(Instant, Instant)>> = OnceLock::new();
+        *WINDOW.get_or_init(|| {
+            let spec = std::env::var("THREADCENTER_TEST_STALL").ok()?;
+            let (after, duration) = spec.split_once(':')?;
+            let from = Instant::now() + Duration::from_millis(after.trim().parse().ok()?);
+            Some((
+                from,
+                from + Duration::from_millis(duration.trim().parse().ok()?),
+            ))
+        })
+    }
+
+    /// Holds the calling thread until the stall window is over, if it is open now.
+    #[inline]
+    pub fn stall_if_due() {
+        if let Some((from, until)) = stall_window() {
+            let now = Instant::now();
+            if now >= from && now < until {
+                std::thread::sleep(until - now);
+            }
+        }
+    }
 
     /// `THREADCENTER_TEST_EXTRA_WORK_PCT=30`: every compute does 30% more steps
     /// (and still answers compute(n)). The CI gate's planted slowdown.
