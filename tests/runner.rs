@@ -514,6 +514,27 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         assert_eq!(h.len(), u(r, "ok"), "{run_name}");
         assert!(dir.join("client").join(format!("{run_name}.json")).exists());
 
+        // hdr/<run>.intervals.hlog: the client's one-second interval log, read back with
+        // the hdrhistogram crate's reader; its intervals add up to the run's ok requests.
+        let log = fs::read(dir.join("hdr").join(format!("{run_name}.intervals.hlog"))).unwrap();
+        let mut total = 0;
+        let mut starts = Vec::new();
+        for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
+            if let hdrhistogram::serialization::interval_log::LogEntry::Interval(i) =
+                entry.unwrap_or_else(|e| panic!("{run_name}: {e:?}"))
+            {
+                assert!(i.tag().is_none(), "closed loop: no tagged intervals");
+                let h = threadcenter::hdr::decode_base64_v2(i.encoded_histogram()).unwrap();
+                total += h.len();
+                starts.push(i.start_timestamp().as_secs_f64());
+            }
+        }
+        assert_eq!(total, u(r, "ok"), "{run_name}: interval counts vs ok");
+        assert!(
+            !starts.is_empty() && starts[0] == 0.0,
+            "{run_name}: {starts:?}"
+        );
+
         // stats/: the server's stats at the warm-up's end (reset) and at the end; the
         // stage columns are the end snapshot's, and add up (one decimal each).
         let st: serde_json::Value = serde_json::from_str(
@@ -606,6 +627,8 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         ("spectrum-workers-1.svg", false),
         ("spectrum-workers-2.svg", false),
         ("breakdown.svg", false),
+        ("over-time-c001.svg", false),
+        ("over-time-c004.svg", false),
     ] {
         let texts = svg_texts(&dir.join("plots").join(file));
         if series {
@@ -622,6 +645,16 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
                 "{file}"
             );
             assert!(texts.contains("99.9%"), "{file}: the percentile axis");
+        }
+        if file.starts_with("over-time-") {
+            for text in [
+                "throughput per second",
+                "p99 latency per second",
+                "repetition 1",
+                "repetition 2",
+            ] {
+                assert!(texts.contains(text), "{file} lacks {text}:\n{texts}");
+            }
         }
         if file == "breakdown.svg" {
             for part in [
@@ -661,6 +694,7 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
     assert!(report.contains("Saturation point"));
     assert!(report.contains("### Where the time goes"), "{report}");
     assert!(report.contains("% of mean latency is "), "{report}");
+    assert!(report.contains("### Over time"), "{report}");
     assert!(!report.contains("Partial run"));
     for image in report.lines().filter_map(|l| l.strip_prefix("![")) {
         let target = image.split("](").nth(1).unwrap().trim_end_matches(')');

@@ -1,6 +1,8 @@
 //! One cell × repetition: start the target server, wait until it is ready, run the client
-//! with `--json` and `--hgrm` while sampling CPU, stop everything, and turn what the
-//! client wrote into a results row. Every failure becomes a `failed` row with its reason.
+//! with `--json`, `--hgrm` and `--interval-log` while sampling CPU (resetting the server's
+//! `stats` when the warm-up ends and reading them at the end), stop everything, and turn
+//! what the client wrote into a results row. Every failure becomes a `failed` row with
+//! its reason.
 //!
 //! The server and the client are this executable's own `server` and `client` commands
 //! run as child processes (or the target's external command), read only through their
@@ -287,6 +289,10 @@ fn measure(
     let s = &env.exp.settings;
     let json = env.dir.join(store::CLIENT_DIR).join(format!("{name}.json"));
     let hgrm = env.dir.join(store::HDR_DIR).join(format!("{name}.hgrm"));
+    let intervals = env
+        .dir
+        .join(store::HDR_DIR)
+        .join(store::intervals_file(name));
     let log = env
         .dir
         .join(store::LOGS_DIR)
@@ -326,6 +332,8 @@ fn measure(
         .arg(&json)
         .arg("--hgrm")
         .arg(&hgrm)
+        .arg("--interval-log")
+        .arg(&intervals)
         .arg("--quiet");
     match File::create(&log).and_then(|f| Ok((f.try_clone()?, f))) {
         Ok((a, b)) => {
