@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -195,12 +195,30 @@ impl Context {
 pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
     let config = ServerConfig::from_args(args)?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    let listening: Arc<OnceLock<SocketAddr>> = Arc::default();
+    let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    for sig in signals {
         // A second signal while draining exits at once.
         signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&shutdown))?;
-        signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
+    }
+    let mut incoming = signal_hook::iterator::Signals::new(signals)?;
+    {
+        let (shutdown, listening) = (Arc::clone(&shutdown), Arc::clone(&listening));
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if incoming.forever().next().is_some() {
+                    shutdown.store(true, Relaxed);
+                    // Wake the accept loop now rather than at its next timeout: a
+                    // runner stopping a server per cell waits for this.
+                    if let Some(addr) = listening.get() {
+                        wake_listener(*addr);
+                    }
+                }
+            })?;
     }
     serve(config, shutdown, |addr, metrics_addr, config| {
+        let _ = listening.set(addr);
         let mut out = io::stdout().lock();
         write!(
             out,
@@ -280,6 +298,8 @@ pub fn serve(
     let refuser = refuse::Refuser::start();
     while !ctx.shutting_down() {
         match listener.accept() {
+            // The signal thread's wake-up call, or a client arriving after the signal.
+            Ok(_) if ctx.shutting_down() => break,
             Ok((stream, _peer))
                 if ctx.metrics.connections_open.load(Relaxed) >= ctx.config.max_connections =>
             {
@@ -375,6 +395,18 @@ fn drain(ctx: &Context) -> anyhow::Result<()> {
     }
     eprintln!("threadcenter server: stopped");
     Ok(())
+}
+
+/// Connects to our own listener so a blocked `accept` returns at once.
+fn wake_listener(addr: SocketAddr) {
+    let mut target = addr;
+    if addr.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200));
 }
 
 /// Binds a listening socket whose `accept` times out, so the loop can see shutdown.
