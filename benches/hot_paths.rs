@@ -140,6 +140,33 @@ fn histograms(c: &mut Criterion) {
     g.finish();
 }
 
+/// What stage timing adds to each compute answer: one clock read and one recording of
+/// four stages into the thread's own histograms (an uncontended lock).
+fn stage_timing(c: &mut Criterion) {
+    use threadcenter::server::stages::{mono_ns, StageTimings};
+    let mut g = c.benchmark_group("stages");
+    g.throughput(Throughput::Elements(1));
+    let timings = StageTimings::new(true);
+    let rec = timings.recorder();
+    let mut v = 12_345u64;
+    g.bench_function("clock_and_record", |b| {
+        b.iter(|| {
+            v = v
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let received = 1_000_000 + (v >> 44);
+            let sent = mono_ns();
+            rec.record(
+                received,
+                received + 20_000,
+                received + 40_000,
+                black_box(sent),
+            );
+        })
+    });
+    g.finish();
+}
+
 fn compute_steps(c: &mut Criterion) {
     let mut g = c.benchmark_group("compute");
     for n in [1_000u64, 100_000] {
@@ -152,5 +179,12 @@ fn compute_steps(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frames, messages, histograms, compute_steps);
+criterion_group!(
+    benches,
+    frames,
+    messages,
+    histograms,
+    stage_timing,
+    compute_steps
+);
 criterion_main!(benches);

@@ -143,6 +143,14 @@ pub struct ServerArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0
+    /// picks a free one, shown as `metrics=` in the readiness line).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Do not time the stages of each request (queue, service, return, total); `stats`
+    /// and /metrics then show them empty. For measuring what the timing costs.
+    #[arg(long)]
+    pub no_stage_timing: bool,
 }
 
 /// What a compute request meets when the task queue is full.
@@ -185,10 +193,12 @@ pub struct ClientArgs {
     /// Server port.
     #[arg(long, short = 'p', default_value_t = 5050)]
     pub port: u16,
-    /// Threads, each with its own connection, each sending one request at a time.
+    /// Connections, each with its own thread. Closed loop: each sends one request at a
+    /// time. Open loop (--rate): the schedule is spread evenly over them.
     #[arg(long, short = 'c', default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub concurrency: u64,
-    /// Requests per thread, sent one after another [default: 5, unless --duration is given].
+    /// Requests per connection [default: 5, unless --duration is given]. Closed loop: sent
+    /// one after another; open loop: the connection's share of the schedule.
     #[arg(long, short = 'n', conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
     /// Send for this long instead of a fixed count (e.g. 10s, 500ms, 2m).
@@ -206,12 +216,30 @@ pub struct ClientArgs {
     /// A request with no answer after this long counts as a timeout.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Open loop: send R requests per second in total, on a fixed schedule, whatever
+    /// the server does (e.g. 5000, 0.5). Latency is measured from each request's intended
+    /// send time (corrected for coordinated omission) and from its actual send time.
+    /// Without --rate the client is closed loop: each connection waits for an answer
+    /// before it sends again (the seed's model). See docs/open-loop.md.
+    #[arg(long, value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// Open loop only: up to K requests in flight per connection, so one slow answer
+    /// does not hold the schedule back. A connection with K in flight sends its next
+    /// requests late, and they are timed from when they were due. [default: 1]
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=MAX_PIPELINE))]
+    pub pipeline: Option<u64>,
     /// Write the results, with the whole histogram, as a versioned JSON document.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Write HdrHistogram's percentile-distribution text (.hgrm), values in microseconds.
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
+    /// Write one latency histogram per second of the measured phase in HdrHistogram's
+    /// interval-log format (`#[Histogram log format version 1.3]`, values in ns), as
+    /// HistogramLogAnalyzer and HdrHistogram's log readers read it. Open loop: the
+    /// corrected latency, plus the uncorrected one tagged `Tag=uncorrected`.
+    #[arg(long, value_name = "FILE")]
+    pub interval_log: Option<PathBuf>,
     /// Print nothing on stdout (files and the exit status still tell).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -268,6 +296,22 @@ pub struct ReportArgs {
     /// `[compare]`. Default 5%.
     #[arg(long = "threshold", value_name = "[METRIC=]PCT", value_parser = crate::report::compare::parse_threshold_arg)]
     pub thresholds: Vec<(Option<crate::report::compare::CMetric>, f64)>,
+}
+
+/// The largest --pipeline: requests in flight on one connection.
+pub const MAX_PIPELINE: u64 = 65_536;
+
+/// Parses a request rate: a finite number of requests per second, more than 0.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.trim().trim_end_matches("/s").parse().map_err(|_| {
+        format!("{s:?} is not a number: write requests per second, e.g. 5000 or 0.5")
+    })?;
+    if !rate.is_finite() || rate <= 0.0 {
+        return Err(format!(
+            "{s} is not a usable rate: give more than 0 requests per second (omit --rate for the closed loop)"
+        ));
+    }
+    Ok(rate)
 }
 
 /// Parses durations such as `1s`, `250ms`, `2m`, `1m30s`.

@@ -89,6 +89,7 @@ fn write_run(dir: &Path, toml: &str, fig: &dyn Fn(usize, &str, u32) -> Option<Fi
                 reason: "the server exited during the cell".into(),
                 measured: None,
                 cpu: None,
+                stages: None,
                 startup_s: 0.05,
                 stop_s: 0.05,
                 wall_s: 1.2,
@@ -109,6 +110,7 @@ fn write_run(dir: &Path, toml: &str, fig: &dyn Fn(usize, &str, u32) -> Option<Fi
                     latency_p99_us: f.p50 * 2.0,
                     latency_p99_9_us: f.p50 * 3.0,
                     latency_max_us: f.p50 * 4.0,
+                    open: None,
                 });
                 row.cpu = Some(CpuMeans {
                     server_pct: f.server_cpu,
@@ -400,7 +402,7 @@ fn errors_exit_3_and_name_what_is_wrong() {
     let m = fs::read_to_string(future.join("manifest.json")).unwrap();
     fs::write(
         future.join("manifest.json"),
-        m.replace("\"schema_version\": 2", "\"schema_version\": 99"),
+        m.replace("\"schema_version\": 3", "\"schema_version\": 99"),
     )
     .unwrap();
     let out = report(&[&new, &future], &[]);

@@ -411,7 +411,7 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
     // manifest.json
     let m: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(m["schema_version"], 2);
+    assert_eq!(m["schema_version"], 3);
     assert_eq!(m["status"], "complete");
     assert_eq!(m["order"]["kind"], "shuffled");
     assert_eq!(m["order"]["seed"], 5);
@@ -513,6 +513,78 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         let h = threadcenter::hdr::decode_base64_v2(line.split(',').nth(3).unwrap()).unwrap();
         assert_eq!(h.len(), u(r, "ok"), "{run_name}");
         assert!(dir.join("client").join(format!("{run_name}.json")).exists());
+
+        // hdr/<run>.intervals.hlog: the client's one-second interval log, read back with
+        // the hdrhistogram crate's reader; its intervals add up to the run's ok requests.
+        let log = fs::read(dir.join("hdr").join(format!("{run_name}.intervals.hlog"))).unwrap();
+        let mut total = 0;
+        let mut starts = Vec::new();
+        for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
+            if let hdrhistogram::serialization::interval_log::LogEntry::Interval(i) =
+                entry.unwrap_or_else(|e| panic!("{run_name}: {e:?}"))
+            {
+                assert!(i.tag().is_none(), "closed loop: no tagged intervals");
+                let h = threadcenter::hdr::decode_base64_v2(i.encoded_histogram()).unwrap();
+                total += h.len();
+                starts.push(i.start_timestamp().as_secs_f64());
+            }
+        }
+        assert_eq!(total, u(r, "ok"), "{run_name}: interval counts vs ok");
+        assert!(
+            !starts.is_empty() && starts[0] == 0.0,
+            "{run_name}: {starts:?}"
+        );
+
+        // stats/: the server's stats at the warm-up's end (reset) and at the end; the
+        // stage columns are the end snapshot's, and add up (one decimal each).
+        let st: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(dir.join("stats").join(format!("{run_name}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(st["format"], "threadcenter-run-stats");
+        assert_eq!(st["version"], 1);
+        assert!(st["error"].is_null(), "{run_name}: {}", st["error"]);
+        let reset_at = st["reset_at_s"].as_f64().unwrap();
+        assert!(
+            (0.2..1.0).contains(&reset_at),
+            "{run_name}: reset at {reset_at}"
+        );
+        assert!(st["read_at_s"].as_f64().unwrap() > reset_at);
+        let end = &st["at_end"];
+        assert_eq!(end["workers"], u(r, "workers"));
+        let timed = end["stages_us"]["total"]["count"].as_u64().unwrap();
+        assert_eq!(u(r, "server_timed"), timed, "{run_name}");
+        // The window holds about the client's measured requests (edges differ by ms).
+        let ok = u(r, "ok");
+        assert!(
+            timed as f64 >= ok as f64 * 0.5 && timed <= ok + 2 * u(r, "concurrency") + 50,
+            "{run_name}: server timed {timed}, client measured {ok}"
+        );
+        let (q, sv, rt, t) = (
+            f(r, "server_queue_mean_us"),
+            f(r, "server_service_mean_us"),
+            f(r, "server_return_mean_us"),
+            f(r, "server_total_mean_us"),
+        );
+        assert!(
+            (q + sv + rt - t).abs() <= 0.2,
+            "{run_name}: {q}+{sv}+{rt} vs {t}"
+        );
+        assert_eq!(
+            f(r, "server_total_mean_us"),
+            (end["stages_us"]["total"]["mean"].as_f64().unwrap() * 10.0).round() / 10.0
+        );
+        // The reset's snapshot is the warm-up: its counters are the baseline. The
+        // requests answered in between are the ones timed, give or take those answered
+        // while a snapshot was being taken (its counters and stages are read
+        // microseconds apart).
+        let ok_at = |v: &serde_json::Value| v["responses"]["compute"]["ok"].as_u64().unwrap();
+        let answered = ok_at(end) - ok_at(&st["at_reset"]);
+        let slack = 5 + 2 * u(r, "concurrency") + answered / 100;
+        assert!(
+            timed.abs_diff(answered) <= slack,
+            "{run_name}: {answered} answered between the snapshots, {timed} timed"
+        );
     }
 
     // summary.csv: documented columns, medians inside their range, two reps each.
@@ -555,6 +627,9 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         ("cpu_timeline.svg", false),
         ("spectrum-workers-1.svg", false),
         ("spectrum-workers-2.svg", false),
+        ("breakdown.svg", false),
+        ("over-time-c001.svg", false),
+        ("over-time-c004.svg", false),
     ] {
         let texts = svg_texts(&dir.join("plots").join(file));
         if series {
@@ -571,6 +646,27 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
                 "{file}"
             );
             assert!(texts.contains("99.9%"), "{file}: the percentile axis");
+        }
+        if file.starts_with("over-time-") {
+            for text in [
+                "throughput per second",
+                "p99 latency per second",
+                "repetition 1",
+                "repetition 2",
+            ] {
+                assert!(texts.contains(text), "{file} lacks {text}:\n{texts}");
+            }
+        }
+        if file == "breakdown.svg" {
+            for part in [
+                "queue",
+                "service",
+                "return",
+                "rest: network + client",
+                "c004 c=3 w=2",
+            ] {
+                assert!(texts.contains(part), "{file} lacks {part}:\n{texts}");
+            }
         }
         if file == "cpu_timeline.svg" {
             assert!(texts.contains("server with its workers") && texts.contains("client"));
@@ -597,6 +693,9 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         "{peak_line}"
     );
     assert!(report.contains("Saturation point"));
+    assert!(report.contains("### Where the time goes"), "{report}");
+    assert!(report.contains("% of mean latency is "), "{report}");
+    assert!(report.contains("### Over time"), "{report}");
     assert!(!report.contains("Partial run"));
     for image in report.lines().filter_map(|l| l.strip_prefix("![")) {
         let target = image.split("](").nth(1).unwrap().trim_end_matches(')');
@@ -655,7 +754,7 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         let text = fs::read_to_string(d.join("manifest.json")).unwrap();
         fs::write(
             d.join("manifest.json"),
-            text.replace("\"schema_version\": 2", "\"schema_version\": 99"),
+            text.replace("\"schema_version\": 3", "\"schema_version\": 99"),
         )
         .unwrap()
     });
@@ -665,20 +764,49 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
     });
     assert!(err.contains("results.csv"), "{err}");
 
-    // A schema 1 manifest (before machine limits) still renders, saying so.
-    let mut old = m.clone();
-    old["schema_version"] = 1.into();
-    old.as_object_mut().unwrap().remove("limits");
-    fs::write(dir.join("manifest.json"), old.to_string()).unwrap();
-    let out = Command::new(BIN).arg("report").arg(&dir).output().unwrap();
+    // A run written before stage timings (schema 1: no stats/, no stage columns) still
+    // renders, and says it has none…
+    let old = tmp.path().join("schema-1");
+    for (path, bytes) in files_under(&dir) {
+        let rel = path.strip_prefix(&dir).unwrap();
+        if rel.starts_with("stats") {
+            continue;
+        }
+        fs::create_dir_all(old.join(rel).parent().unwrap()).unwrap();
+        fs::write(old.join(rel), bytes).unwrap();
+    }
+    // …and before machine limits (schema 3).
+    let mut manifest = m.clone();
+    manifest["schema_version"] = 1.into();
+    manifest.as_object_mut().unwrap().remove("limits");
+    fs::write(old.join("manifest.json"), manifest.to_string()).unwrap();
+    let keep: Vec<usize> = results
+        .headers
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.starts_with("server_") || h.starts_with("server_cpu"))
+        .map(|(i, _)| i)
+        .collect();
+    let mut w = csv::Writer::from_path(old.join("results.csv")).unwrap();
+    let mut r = csv::Reader::from_path(dir.join("results.csv")).unwrap();
+    let headers = r.headers().unwrap().clone();
+    w.write_record(keep.iter().map(|&i| &headers[i])).unwrap();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        w.write_record(keep.iter().map(|&i| &rec[i])).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let out = Command::new(BIN).arg("report").arg(&old).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report = fs::read_to_string(dir.join("report.md")).unwrap();
+    let report = fs::read_to_string(old.join("report.md")).unwrap();
+    assert!(report.contains("No server stage timings"), "{report}");
     assert!(report.contains("predates machine limits"), "{report}");
-    let summary = Csv::read(&dir.join("summary.csv"));
+    let summary = Csv::read(&old.join("summary.csv"));
     assert!(summary.rows.iter().all(|r| r["efficiency_pct"].is_empty()));
 }
 
@@ -743,6 +871,74 @@ fn efficiency_is_consistent(m: &serde_json::Value, summary: &Csv) {
             );
         }
         assert!(f(s, "throughput_spread_pct") >= 0.0 && f(s, "client_cpu_saturation_pct") > 0.0);
+    }
+}
+
+#[test]
+fn with_one_worker_at_concurrency_8_the_report_finds_queueing_dominant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "queue.toml",
+        r#"
+name = "queue"
+warmup = "300ms"
+duration = "1500ms"
+
+[matrix]
+workers = [1]
+concurrency = [1, 8]
+size = [150_000]
+"#,
+    );
+    let out = tmp.path().join("out");
+    let (status, run) = run_to_end(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+        Duration::from_secs(120),
+    );
+    assert!(status.success(), "{}", run.stderr);
+    run.assert_nothing_left();
+    let dir = out.join("latest");
+    let results = Csv::read(&dir.join("results.csv"));
+    let at8 = results
+        .rows
+        .iter()
+        .find(|r| r["concurrency"] == "8")
+        .unwrap();
+    let (q, sv) = (
+        f(at8, "server_queue_mean_us"),
+        f(at8, "server_service_mean_us"),
+    );
+    // 8 requests wait for 1 worker: each queues behind about 7 others.
+    assert!(q > 3.0 * sv, "queue {q} us vs service {sv} us");
+    let report = fs::read_to_string(dir.join("report.md")).unwrap();
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("| `c002` (concurrency=8)") && l.contains("% |"))
+        .unwrap_or_else(|| panic!("no breakdown row for c002:\n{report}"));
+    assert!(row.trim_end().ends_with('|'), "{row}");
+    let dominant = row.rsplit('|').nth(1).unwrap().trim();
+    assert!(dominant.starts_with("queue "), "{row}");
+    let share: f64 = dominant["queue ".len()..]
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    assert!(share > 60.0, "{row}");
+    // The findings name it at the series' saturation point or highest concurrency.
+    let sentence = report
+        .lines()
+        .find(|l| l.contains("% of mean latency is"))
+        .unwrap_or_else(|| panic!("no breakdown sentence:\n{report}"));
+    assert!(sentence.contains("concurrency"), "{sentence}");
+    eprintln!("{sentence}\n{row}");
+    if sentence.contains("at concurrency 8 with 1 worker") {
+        assert!(sentence.contains("is queueing"), "{sentence}");
     }
 }
 

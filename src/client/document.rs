@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::report::{Failures, LatencyUs, Report};
-use super::Mode;
+use super::report::{Failures, LatencyUs, Report, LATE_THRESHOLD};
+use super::{LoadModel, Mode};
 use crate::hdr::{self, DecodeError};
 use crate::protocol::ErrorCode;
 
@@ -30,6 +30,62 @@ pub struct ClientDocument {
     /// Added to the documented fields: the first message seen for each failure kind.
     #[serde(default)]
     pub first_errors: BTreeMap<String, String>,
+    /// Added: `"closed"` (the seed's model) or `"open"` (`--rate`). Absent in documents
+    /// written before it, which are all closed loop.
+    #[serde(default = "closed")]
+    pub load_model: String,
+    /// Added: what only an open-loop run measures; null in closed loop.
+    #[serde(default)]
+    pub open_loop: Option<DocOpenLoop>,
+    /// Added: the client process's CPU use over the whole run (warm-up included).
+    #[serde(default)]
+    pub client_cpu: Option<DocCpu>,
+    /// Added: reasons to distrust the figures (the client could not keep up).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+fn closed() -> String {
+    "closed".to_string()
+}
+
+/// The open-loop figures. In an open-loop document `latency_us` and `histogram` hold
+/// the latency from each request's intended send time (corrected); these add the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocOpenLoop {
+    /// `--rate`: requests per second offered over all connections.
+    pub offered_rps: f64,
+    /// Measured requests actually sent per second (see docs/open-loop.md).
+    pub sent_rps: f64,
+    /// Measured requests written to a socket (`requests.sent` counts the whole schedule).
+    pub sent: u64,
+    /// Latency from the actual send time, of the same successful requests.
+    pub uncorrected_latency_us: LatencyUs,
+    pub uncorrected_histogram: DocHistogram,
+    /// How far each measured send left behind its schedule.
+    pub lateness_us: LatencyUs,
+    pub lateness_histogram: DocHistogram,
+    /// A send at least this late counts as late.
+    pub late_threshold_us: f64,
+    /// Sends at least `late_threshold_us` late.
+    pub late: u64,
+    /// Of those, late while their connection was up with room in its pipeline: the
+    /// client's own doing, not the server's.
+    pub late_own: u64,
+    /// Share of the run the busiest connection thread was not waiting (0..1).
+    pub busy_max: f64,
+    /// The same, averaged over connection threads.
+    pub busy_mean: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DocCpu {
+    /// User + system CPU seconds of the client process.
+    pub cpu_s: f64,
+    /// Wall-clock seconds over which `cpu_s` was measured.
+    pub wall_s: f64,
+    /// `cpu_s / wall_s`: 1.0 is one core fully busy.
+    pub cores_used: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +101,12 @@ pub struct DocConfig {
     pub duration_s: Option<f64>,
     pub warmup_s: f64,
     pub timeout_s: f64,
+    /// Added: `--rate`, null in closed loop.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Added: `--pipeline`, null in closed loop.
+    #[serde(default)]
+    pub pipeline: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +126,23 @@ pub struct DocHistogram {
 
 /// The `histogram.encoding` value.
 pub const HISTOGRAM_ENCODING: &str = "hdr-v2-deflate-base64";
+
+impl DocHistogram {
+    /// A nanosecond histogram, whole, as the document embeds it.
+    pub fn of(h: &Histogram<u64>) -> DocHistogram {
+        DocHistogram {
+            unit: "ns".to_string(),
+            significant_digits: h.sigfig(),
+            encoding: HISTOGRAM_ENCODING.to_string(),
+            data: hdr::encode_base64_v2(h),
+        }
+    }
+
+    /// Decodes the histogram.
+    pub fn decode(&self) -> Result<Histogram<u64>, DecodeError> {
+        hdr::decode_base64_v2(&self.data)
+    }
+}
 
 impl ClientDocument {
     pub fn from_report(report: &Report) -> ClientDocument {
@@ -94,6 +173,14 @@ impl ClientDocument {
                 duration_s,
                 warmup_s: cfg.warmup.as_secs_f64(),
                 timeout_s: cfg.timeout.as_secs_f64(),
+                rate: match cfg.model {
+                    LoadModel::Open { rate, .. } => Some(rate),
+                    LoadModel::Closed => None,
+                },
+                pipeline: match cfg.model {
+                    LoadModel::Open { pipeline, .. } => Some(pipeline as u64),
+                    LoadModel::Closed => None,
+                },
             },
             elapsed_s: report.elapsed.as_secs_f64(),
             requests: DocRequests {
@@ -104,13 +191,29 @@ impl ClientDocument {
             failures,
             throughput_rps: report.throughput_rps(),
             latency_us: report.latency_us(),
-            histogram: DocHistogram {
-                unit: "ns".to_string(),
-                significant_digits: report.histogram.sigfig(),
-                encoding: HISTOGRAM_ENCODING.to_string(),
-                data: hdr::encode_base64_v2(&report.histogram),
-            },
+            histogram: DocHistogram::of(&report.histogram),
             first_errors: report.first_errors.clone(),
+            load_model: cfg.model.name().to_string(),
+            open_loop: report.open.as_ref().map(|o| DocOpenLoop {
+                offered_rps: o.rate,
+                sent_rps: o.achieved_rps(),
+                sent: o.sent,
+                uncorrected_latency_us: LatencyUs::from_histogram(&o.uncorrected),
+                uncorrected_histogram: DocHistogram::of(&o.uncorrected),
+                lateness_us: o.lateness_us(),
+                lateness_histogram: DocHistogram::of(&o.lateness),
+                late_threshold_us: LATE_THRESHOLD.as_secs_f64() * 1e6,
+                late: o.late,
+                late_own: o.late_own,
+                busy_max: o.busy_max,
+                busy_mean: o.busy_mean,
+            }),
+            client_cpu: Some(DocCpu {
+                cpu_s: report.cpu.cpu_s,
+                wall_s: report.cpu.wall_s,
+                cores_used: report.cpu.cores_used(),
+            }),
+            warnings: report.warnings.clone(),
         }
     }
 

@@ -1,5 +1,7 @@
-//! The load engine: one thread and one connection per concurrency slot, closed loop, each
-//! thread owning its histogram and counters, merged once at the end.
+//! The closed-loop load engine: one thread and one connection per concurrency slot, each
+//! thread owning its histogram and counters, merged once at the end. Also what the
+//! open-loop engine (`open.rs`) shares with it: target resolution, the start gate, how a
+//! response is classified and how a failure is counted.
 //!
 //! Hot path per request: encode into a reused buffer, one `write_all`, read one frame
 //! through a reused [`FrameReader`] buffer, parse it in place, record the latency in the
@@ -10,22 +12,23 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail};
 use hdrhistogram::Histogram;
 
-use super::report::{Failures, Report};
+use super::intervals::{self, IntervalRecorder};
+use super::report::{ClientCpu, Failures, Report};
 use super::tls::{HandshakeFailed, TlsStream, TlsTarget};
-use super::{LoadConfig, Mode};
+use super::{LoadConfig, LoadModel, Mode};
 use crate::cli::ClientCmd;
 use crate::protocol::frame::FrameError;
 use crate::protocol::message::{bounded, encode_request};
 use crate::protocol::{compute, parse_response, Body, Command, FrameReader};
 
 /// Largest response frame accepted; larger ones count as malformed.
-const MAX_RESPONSE_FRAME: u32 = crate::protocol::DEFAULT_MAX_FRAME;
+pub(super) const MAX_RESPONSE_FRAME: u32 = crate::protocol::DEFAULT_MAX_FRAME;
 /// A thread stops after this many connection attempts in a row have failed.
 pub const MAX_CONNECT_ATTEMPTS: u32 = 8;
 /// Pause before the second reconnect in a row; doubles with each further failure.
@@ -33,7 +36,7 @@ const BACKOFF_START: Duration = Duration::from_millis(5);
 /// Longest pause between reconnects.
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Client threads need little stack; a small one keeps high concurrency cheap.
-const THREAD_STACK: usize = 256 * 1024;
+pub(super) const THREAD_STACK: usize = 256 * 1024;
 
 /// `host:port` as a person types it (IPv6 literals in brackets).
 pub fn target_name(host: &str, port: u16) -> String {
@@ -54,30 +57,86 @@ pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
         .then(|| TlsTarget::new(&config.host, config.ca.as_deref()))
         .transpose()?;
     let addr = preflight(config, tls.as_ref())?;
-    let (command, expected) = match config.cmd {
-        ClientCmd::Compute => (
-            Command::Compute { n: config.size },
-            Some(compute(config.size)),
-        ),
-        ClientCmd::Ping => (Command::Ping, None),
-    };
-    let n = config.concurrency;
-    let shared = Arc::new(Shared {
-        addr,
-        config: config.clone(),
-        command,
-        expected,
-        gate: Gate::new(n),
-        tls,
-    });
+    let shared = Arc::new(Shared::new(addr, config, tls));
+    if let LoadModel::Open { rate, pipeline } = config.model {
+        return super::open::run(shared, rate, pipeline);
+    }
+    let cpu_before = ClientCpu::now();
+    let handles = spawn_threads(&shared, |_, s| ThreadState::new().run(&s))?;
+    let start = shared.gate.open_when_all_arrived();
+    let measure_from = start + config.warmup;
+    let measure_start = SystemTime::now() + config.warmup;
 
+    let mut ok = 0;
+    let mut failures = Failures::default();
+    let mut histogram = crate::hdr::new_latency_histogram();
+    let mut first_errors = BTreeMap::new();
+    let mut last_done: Option<Instant> = None;
+    let mut panicked = 0;
+    let mut thread_intervals = Vec::new();
+    for handle in handles {
+        let Ok(t) = handle.join() else {
+            panicked += 1;
+            continue;
+        };
+        thread_intervals.extend(t.intervals.map(IntervalRecorder::finish));
+        ok += t.ok;
+        failures.merge(&t.failures);
+        histogram
+            .add(&t.histogram)
+            .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
+        for (kind, message) in t.first_errors {
+            first_errors.entry(kind).or_insert(message);
+        }
+        last_done = last_done.max(t.last_done);
+    }
+    if panicked > 0 {
+        bail!("{panicked} client thread(s) panicked; the results would be incomplete");
+    }
+    let cpu = cpu_before.until_now();
+    let elapsed = last_done.map_or(Duration::ZERO, |t| {
+        t.saturating_duration_since(measure_from)
+    });
+    let intervals = if config.intervals {
+        Some(intervals::merge(thread_intervals, elapsed, false)?)
+    } else {
+        None
+    };
+    Ok(Report {
+        config: config.clone(),
+        addr,
+        ok,
+        failures,
+        elapsed,
+        histogram,
+        first_errors,
+        measure_start,
+        intervals,
+        open: None,
+        cpu,
+        warnings: Vec::new(),
+    })
+}
+
+/// Starts one thread per connection, each running `body(index, shared)` once the gate
+/// opens; on failure releases and joins the threads already started.
+pub(super) fn spawn_threads<T, F>(
+    shared: &Arc<Shared>,
+    body: F,
+) -> anyhow::Result<Vec<JoinHandle<T>>>
+where
+    T: Send + 'static,
+    F: Fn(usize, Arc<Shared>) -> T + Send + Sync + Clone + 'static,
+{
+    let n = shared.config.concurrency;
     let mut handles = Vec::with_capacity(n);
     for index in 0..n {
-        let s = Arc::clone(&shared);
+        let s = Arc::clone(shared);
+        let body = body.clone();
         let spawned = thread::Builder::new()
             .name(format!("client-{index}"))
             .stack_size(THREAD_STACK)
-            .spawn(move || ThreadState::new().run(&s));
+            .spawn(move || body(index, s));
         match spawned {
             Ok(handle) => handles.push(handle),
             Err(e) => {
@@ -92,46 +151,7 @@ pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
             }
         }
     }
-
-    let start = shared.gate.open_when_all_arrived();
-    let measure_from = start + config.warmup;
-
-    let mut ok = 0;
-    let mut failures = Failures::default();
-    let mut histogram = crate::hdr::new_latency_histogram();
-    let mut first_errors = BTreeMap::new();
-    let mut last_done: Option<Instant> = None;
-    let mut panicked = 0;
-    for handle in handles {
-        let Ok(t) = handle.join() else {
-            panicked += 1;
-            continue;
-        };
-        ok += t.ok;
-        failures.merge(&t.failures);
-        histogram
-            .add(&t.histogram)
-            .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
-        for (kind, message) in t.first_errors {
-            first_errors.entry(kind).or_insert(message);
-        }
-        last_done = last_done.max(t.last_done);
-    }
-    if panicked > 0 {
-        bail!("{panicked} client thread(s) panicked; the results would be incomplete");
-    }
-    let elapsed = last_done.map_or(Duration::ZERO, |t| {
-        t.saturating_duration_since(measure_from)
-    });
-    Ok(Report {
-        config: config.clone(),
-        addr,
-        ok,
-        failures,
-        elapsed,
-        histogram,
-        first_errors,
-    })
+    Ok(handles)
 }
 
 /// Resolves the target and checks that it accepts a connection, so that a server that is
@@ -162,19 +182,39 @@ fn preflight(config: &LoadConfig, tls: Option<&TlsTarget>) -> anyhow::Result<Soc
 }
 
 /// What every thread reads.
-struct Shared {
-    addr: SocketAddr,
-    config: LoadConfig,
-    command: Command,
+pub(super) struct Shared {
+    pub addr: SocketAddr,
+    pub config: LoadConfig,
+    pub command: Command,
     /// compute(size), computed once; `None` for ping.
-    expected: Option<u64>,
-    gate: Gate,
-    /// `Some` with --tls.
-    tls: Option<TlsTarget>,
+    pub expected: Option<u64>,
+    pub gate: Gate,
+    /// `Some` with --tls (closed loop only).
+    pub tls: Option<TlsTarget>,
+}
+
+impl Shared {
+    fn new(addr: SocketAddr, config: &LoadConfig, tls: Option<TlsTarget>) -> Shared {
+        let (command, expected) = match config.cmd {
+            ClientCmd::Compute => (
+                Command::Compute { n: config.size },
+                Some(compute(config.size)),
+            ),
+            ClientCmd::Ping => (Command::Ping, None),
+        };
+        Shared {
+            addr,
+            config: config.clone(),
+            command,
+            expected,
+            gate: Gate::new(config.concurrency),
+            tls,
+        }
+    }
 }
 
 /// Holds every thread until all have connected, then releases them with one start time.
-struct Gate {
+pub(super) struct Gate {
     threads: usize,
     state: Mutex<GateState>,
     all_arrived: Condvar,
@@ -206,7 +246,7 @@ impl Gate {
     }
 
     /// A thread is ready; returns the common start time, or `None` if the run was aborted.
-    fn arrive(&self) -> Option<Instant> {
+    pub(super) fn arrive(&self) -> Option<Instant> {
         let mut s = self.lock();
         s.arrived += 1;
         if s.arrived == self.threads {
@@ -219,7 +259,7 @@ impl Gate {
     }
 
     /// Waits for every thread (each one's connect is bounded by --timeout), then starts them.
-    fn open_when_all_arrived(&self) -> Instant {
+    pub(super) fn open_when_all_arrived(&self) -> Instant {
         let mut s = self.lock();
         while s.arrived < self.threads {
             s = self.all_arrived.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -306,7 +346,8 @@ fn connect(addr: SocketAddr, timeout: Duration, tls: Option<&TlsTarget>) -> io::
 }
 
 /// How one request ended.
-enum Outcome<'a> {
+#[derive(Debug, Clone)]
+pub(super) enum Outcome<'a> {
     Ok,
     WrongResult(u64),
     ServerError {
@@ -322,11 +363,31 @@ enum Outcome<'a> {
 
 impl Outcome<'_> {
     /// After these the connection's state is unknown, so the thread reconnects.
-    fn loses_connection(&self) -> bool {
+    pub(super) fn loses_connection(&self) -> bool {
         match self {
             Outcome::Ok | Outcome::WrongResult(_) => false,
             Outcome::ServerError { reconnect, .. } => *reconnect,
             Outcome::Malformed(_) | Outcome::Io(_) | Outcome::Timeout => true,
+        }
+    }
+
+    /// The same outcome, owning its text.
+    pub(super) fn into_owned(self) -> Outcome<'static> {
+        match self {
+            Outcome::Ok => Outcome::Ok,
+            Outcome::WrongResult(v) => Outcome::WrongResult(v),
+            Outcome::ServerError {
+                code,
+                message,
+                reconnect,
+            } => Outcome::ServerError {
+                code: Cow::Owned(code.into_owned()),
+                message: Cow::Owned(message.into_owned()),
+                reconnect,
+            },
+            Outcome::Malformed(m) => Outcome::Malformed(m),
+            Outcome::Io(m) => Outcome::Io(m),
+            Outcome::Timeout => Outcome::Timeout,
         }
     }
 }
@@ -351,7 +412,12 @@ fn classify(payload: &[u8], id: u64, expected: Option<u64>) -> Outcome<'_> {
             bounded(response.id)
         ));
     }
-    match (response.body, expected) {
+    classify_body(response.body, expected)
+}
+
+/// Classifies the body of a response whose id is the request's.
+pub(super) fn classify_body(body: Body<'_>, expected: Option<u64>) -> Outcome<'_> {
+    match (body, expected) {
         (Body::Error { code, message }, _) => Outcome::ServerError {
             code,
             message,
@@ -375,6 +441,8 @@ struct ThreadState {
     last_done: Option<Instant>,
     /// The encoded request, rebuilt in place for each id.
     request: Vec<u8>,
+    /// Per-second histograms, with `--interval-log` only.
+    intervals: Option<IntervalRecorder>,
 }
 
 impl ThreadState {
@@ -386,6 +454,7 @@ impl ThreadState {
             first_errors: BTreeMap::new(),
             last_done: None,
             request: Vec::with_capacity(64),
+            intervals: None,
         }
     }
 
@@ -403,6 +472,9 @@ impl ThreadState {
             return self;
         };
         let measure_from = start + cfg.warmup;
+        if cfg.intervals {
+            self.intervals = Some(IntervalRecorder::new(measure_from, false));
+        }
         let end = match cfg.mode {
             Mode::Duration(d) => Some(measure_from + d),
             Mode::Requests(_) => None,
@@ -490,7 +562,11 @@ impl ThreadState {
             let done_at = Instant::now();
             let lost = outcome.loses_connection();
             if measured {
-                self.record(outcome, done_at.saturating_duration_since(sent_at), cfg);
+                let latency = done_at.saturating_duration_since(sent_at);
+                if let (Some(iv), Outcome::Ok) = (self.intervals.as_mut(), &outcome) {
+                    iv.record(done_at, duration_ns(latency), None);
+                }
+                self.record(outcome, latency, cfg);
                 self.last_done = Some(done_at);
                 if let Some(r) = remaining.as_mut() {
                     *r -= 1;
@@ -510,43 +586,77 @@ impl ThreadState {
         match outcome {
             Outcome::Ok => {
                 self.ok += 1;
-                let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-                if self.histogram.record(ns).is_err() {
-                    self.histogram.saturating_record(ns);
-                }
+                record_ns(&mut self.histogram, duration_ns(latency));
             }
-            Outcome::WrongResult(got) => {
-                self.failures.wrong_result += 1;
-                self.note_first("wrong_result", || {
+            failure => count_failure(&mut self.failures, &mut self.first_errors, failure, cfg),
+        }
+    }
+}
+
+/// A duration in nanoseconds, saturating.
+pub(super) fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Records `ns`, clamped to the histogram's range.
+pub(super) fn record_ns(h: &mut Histogram<u64>, ns: u64) {
+    if h.record(ns).is_err() {
+        h.saturating_record(ns);
+    }
+}
+
+/// Counts one failed request by kind, keeping the first message of each kind.
+pub(super) fn count_failure(
+    failures: &mut Failures,
+    first_errors: &mut BTreeMap<String, String>,
+    outcome: Outcome<'_>,
+    cfg: &LoadConfig,
+) {
+    let (kind, message): (Cow<'static, str>, Box<dyn FnOnce() -> String + '_>) = match outcome {
+        Outcome::Ok => return,
+        Outcome::WrongResult(got) => {
+            failures.wrong_result += 1;
+            (
+                "wrong_result".into(),
+                Box::new(move || {
                     format!(
                         "compute({}) answered {got}, expected {}",
                         cfg.size,
                         compute(cfg.size)
                     )
-                });
-            }
-            Outcome::ServerError { code, message, .. } => {
-                self.failures.add_server_error(&code, 1);
-                self.note_first(&format!("server error {code}"), || message.into_owned());
-            }
-            Outcome::Malformed(m) => {
-                self.failures.malformed += 1;
-                self.note_first("malformed", || m);
-            }
-            Outcome::Io(m) => {
-                self.failures.io += 1;
-                self.note_first("io", || m);
-            }
-            Outcome::Timeout => {
-                self.failures.timeout += 1;
-                self.note_first("timeout", || {
+                }),
+            )
+        }
+        Outcome::ServerError { code, message, .. } => {
+            failures.add_server_error(&code, 1);
+            (
+                format!("server error {code}").into(),
+                Box::new(move || message.into_owned()),
+            )
+        }
+        Outcome::Malformed(m) => {
+            failures.malformed += 1;
+            ("malformed".into(), Box::new(move || m))
+        }
+        Outcome::Io(m) => {
+            failures.io += 1;
+            ("io".into(), Box::new(move || m))
+        }
+        Outcome::Timeout => {
+            failures.timeout += 1;
+            (
+                "timeout".into(),
+                Box::new(move || {
                     format!(
                         "no response within {}",
                         humantime::format_duration(cfg.timeout)
                     )
-                });
-            }
+                }),
+            )
         }
+    };
+    if !first_errors.contains_key(kind.as_ref()) {
+        first_errors.insert(kind.into_owned(), message());
     }
 }
 
@@ -558,7 +668,7 @@ fn is_timeout(e: &io::Error) -> bool {
 }
 
 /// Pause before a reconnect after `failures_in_row` lost connections or failed connects.
-fn backoff(failures_in_row: u32) -> Duration {
+pub(super) fn backoff(failures_in_row: u32) -> Duration {
     let doublings = failures_in_row.saturating_sub(2).min(16);
     BACKOFF_START
         .saturating_mul(1 << doublings)

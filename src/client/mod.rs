@@ -1,10 +1,15 @@
 //! The load client: threads with a connection each, per-thread HDR histograms, verification, summary.
 //!
-//! [`run_load`] is the library entry point (the runner and tests call it); [`run`] is the
-//! `threadcenter client` command: it runs the load, prints the summary and writes files.
+//! Two load models: closed loop (the seed's: each connection waits for its answer before
+//! sending again, `load.rs`) and open loop (`--rate`: a fixed schedule, latency corrected
+//! for coordinated omission, `open.rs`). [`run_load`] is the library entry point (the
+//! runner and tests call it); [`run`] is the `threadcenter client` command: it runs the
+//! load, prints the summary and writes files.
 
 pub mod document;
+pub mod intervals;
 pub mod load;
+mod open;
 pub mod print;
 pub mod report;
 pub mod tls;
@@ -35,8 +40,38 @@ pub enum Mode {
     Duration(Duration),
 }
 
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoadModel {
+    /// Each connection sends its next request once the previous one is answered (the seed's).
+    Closed,
+    /// `rate` requests per second over all connections on a fixed schedule, up to
+    /// `pipeline` in flight per connection.
+    Open { rate: f64, pipeline: usize },
+}
+
+impl LoadModel {
+    /// `"closed"` or `"open"`, as the JSON document spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoadModel::Closed => "closed",
+            LoadModel::Open { .. } => "open",
+        }
+    }
+}
+
+/// Fastest schedule one connection is paced at: 1 µs between sends.
+pub const MAX_RATE_PER_CONNECTION: f64 = 1_000_000.0;
+/// No answer comes back faster than this (a loopback round trip through the kernel
+/// takes longer; about 7 us at best on the development machine): the floor
+/// the open loop's feasibility check assumes.
+pub const MIN_ROUND_TRIP: Duration = Duration::from_micros(2);
+/// No compute step takes less than this (about 3 ns on current x86-64): the floor the
+/// feasibility check assumes for compute(n).
+pub const MIN_NS_PER_STEP: f64 = 1.0;
+
 /// Everything a load run needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadConfig {
     pub host: String,
     pub port: u16,
@@ -50,6 +85,10 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// Longest wait for a connection or a response.
     pub timeout: Duration,
+    /// Closed or open loop.
+    pub model: LoadModel,
+    /// Keep one histogram per second (for `--interval-log`).
+    pub intervals: bool,
     /// Speak TLS (`--tls`).
     pub tls: bool,
     /// The CA that `--tls` trusts instead of the system's roots (`--ca`).
@@ -68,7 +107,17 @@ impl LoadConfig {
         if args.timeout.is_zero() {
             bail!("--timeout must be more than 0");
         }
-        Ok(LoadConfig {
+        let model = match (args.rate, args.pipeline) {
+            (None, None) => LoadModel::Closed,
+            (None, Some(_)) => bail!(
+                "--pipeline is for the open loop: give --rate too (the closed loop sends one request at a time per connection)"
+            ),
+            (Some(rate), pipeline) => LoadModel::Open {
+                rate,
+                pipeline: pipeline.unwrap_or(1) as usize,
+            },
+        };
+        let config = LoadConfig {
             host: args.host.clone(),
             port: args.port,
             cmd: args.cmd,
@@ -78,9 +127,87 @@ impl LoadConfig {
             mode,
             warmup: args.warmup,
             timeout: args.timeout,
+            model,
+            intervals: args.interval_log.is_some(),
             tls: args.tls,
             ca: args.ca.clone(),
-        })
+        };
+        config.check_feasible()?;
+        Ok(config)
+    }
+
+    /// The least time one request can take: a round trip, plus compute(n) at the
+    /// fastest conceivable step.
+    pub fn min_latency(&self) -> Duration {
+        let compute = match self.cmd {
+            ClientCmd::Compute => Duration::from_nanos((self.size as f64 * MIN_NS_PER_STEP) as u64),
+            ClientCmd::Ping => Duration::ZERO,
+        };
+        MIN_ROUND_TRIP + compute
+    }
+
+    /// Refuses open-loop settings no server could carry, with what to change.
+    pub fn check_feasible(&self) -> anyhow::Result<()> {
+        let LoadModel::Open { rate, pipeline } = self.model else {
+            return Ok(());
+        };
+        if self.tls {
+            bail!(
+                "--rate with --tls is not supported yet: the open loop drives plain non-blocking sockets; drop --tls, or drop --rate for the closed loop"
+            );
+        }
+        let conns = self.concurrency as f64;
+        let per_conn = rate / conns;
+        if per_conn > MAX_RATE_PER_CONNECTION {
+            bail!(
+                "--rate {rate} over {} connection(s) is {per_conn:.0}/s each; one connection is paced at most {MAX_RATE_PER_CONNECTION:.0}/s: raise --concurrency to at least {}",
+                self.concurrency,
+                (rate / MAX_RATE_PER_CONNECTION).ceil()
+            );
+        }
+        // Little's law: requests in flight = rate x latency, and at most
+        // connections x pipeline can be in flight.
+        let min_latency = self.min_latency();
+        let capacity = conns * pipeline as f64 / min_latency.as_secs_f64();
+        if rate > capacity {
+            let what = match self.cmd {
+                ClientCmd::Compute => format!(
+                    "a round trip ({}) plus compute({}) at {MIN_NS_PER_STEP} ns a step",
+                    humantime::format_duration(MIN_ROUND_TRIP),
+                    self.size
+                ),
+                ClientCmd::Ping => {
+                    format!(
+                        "a round trip ({})",
+                        humantime::format_duration(MIN_ROUND_TRIP)
+                    )
+                }
+            };
+            bail!(
+                "--rate {rate} cannot be carried by {} connection(s) with {pipeline} request(s) in flight each: every answer would have to come within {:.1} us, and no request takes less than {:.1} us ({what}); at most {capacity:.0}/s fits. Raise --pipeline or --concurrency, or lower --rate",
+                self.concurrency,
+                conns * pipeline as f64 / rate * 1e6,
+                min_latency.as_secs_f64() * 1e6,
+            );
+        }
+        if self.timeout < min_latency {
+            bail!(
+                "--timeout {} is shorter than the least time a request takes ({}): every request would time out",
+                humantime::format_duration(self.timeout),
+                humantime::format_duration(min_latency)
+            );
+        }
+        if let Mode::Duration(d) = self.mode {
+            let scheduled = rate * d.as_secs_f64();
+            if scheduled < conns {
+                bail!(
+                    "--rate {rate} for {} schedules {scheduled:.1} request(s), fewer than the {} connection(s): lengthen --duration, raise --rate or lower --concurrency",
+                    humantime::format_duration(d),
+                    self.concurrency
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -89,6 +216,9 @@ impl LoadConfig {
 pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     let config = LoadConfig::from_args(args)?;
     let report = run_load(&config)?;
+    for warning in &report.warnings {
+        eprintln!("threadcenter client: warning: {warning}");
+    }
     if !args.quiet {
         let mut out = io::stdout().lock();
         print::print_report(&report, &mut out)?;
@@ -101,6 +231,12 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.hgrm {
         write_atomically(path, |w| {
             crate::hdr::write_hgrm(&report.histogram, 1000.0, w)
+        })?;
+    }
+    if let Some(path) = &args.interval_log {
+        let intervals = report.intervals.as_deref().unwrap_or_default();
+        write_atomically(path, |w| {
+            intervals::write_log(intervals, report.measure_start, w)
         })?;
     }
     Ok(if report.all_succeeded() {

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::report::Report;
+use super::report::{LatencyUs, Report, LATE_THRESHOLD};
 use super::Mode;
 
 /// Writes the summary of `report` to `w`.
@@ -12,16 +12,31 @@ pub fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
         crate::cli::ClientCmd::Compute => format!("compute n={}", cfg.size),
         crate::cli::ClientCmd::Ping => "ping".to_string(),
     };
-    let load = match cfg.mode {
-        Mode::Requests(n) => format!("{} threads x {n} requests", cfg.concurrency),
-        Mode::Duration(d) => format!(
+    let load = match (cfg.mode, &report.open) {
+        (Mode::Requests(n), None) => format!("{} threads x {n} requests", cfg.concurrency),
+        (Mode::Duration(d), None) => format!(
             "{} threads for {}",
             cfg.concurrency,
             humantime::format_duration(d)
         ),
+        (Mode::Requests(n), Some(o)) => format!(
+            "open loop, {} req/s over {} connections x {n} requests, up to {} in flight each",
+            o.rate, cfg.concurrency, o.pipeline
+        ),
+        (Mode::Duration(d), Some(o)) => format!(
+            "open loop, {} req/s over {} connections for {}, up to {} in flight each",
+            o.rate,
+            cfg.concurrency,
+            humantime::format_duration(d),
+            o.pipeline
+        ),
     };
     writeln!(w, "target      {} ({what})", report.addr)?;
-    write!(w, "load        {load}, one request at a time per thread")?;
+    if report.open.is_some() {
+        write!(w, "load        {load}")?;
+    } else {
+        write!(w, "load        {load}, one request at a time per thread")?;
+    }
     if !cfg.warmup.is_zero() {
         write!(
             w,
@@ -46,26 +61,69 @@ pub fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
     }
     writeln!(w, "elapsed     {:.3} s", report.elapsed.as_secs_f64())?;
     writeln!(w, "throughput  {:.2} req/s", report.throughput_rps())?;
+    if let Some(o) = &report.open {
+        writeln!(
+            w,
+            "rate        offered {:.2} req/s, sent {:.2} req/s ({} of {} requests sent)",
+            o.rate,
+            o.achieved_rps(),
+            o.sent,
+            report.sent()
+        )?;
+        let l = o.lateness_us();
+        writeln!(
+            w,
+            "lateness    {} sends >= {} late ({} of them the client's own); p50 {}, p99 {}, max {}",
+            o.late,
+            humantime::format_duration(LATE_THRESHOLD),
+            o.late_own,
+            human_us(l.p50),
+            human_us(l.p99),
+            human_us(l.max)
+        )?;
+        writeln!(
+            w,
+            "client      {:.2} cores of CPU; connection threads busy {:.0}% (busiest {:.0}%)",
+            report.cpu.cores_used(),
+            o.busy_mean * 100.0,
+            o.busy_max * 100.0
+        )?;
+    }
     if report.ok == 0 {
         writeln!(w, "latency     no successful request to measure")?;
         return Ok(());
     }
-    let l = report.latency_us();
-    let cells = [
-        ("mean", l.mean),
-        ("p50", l.p50),
-        ("p90", l.p90),
-        ("p99", l.p99),
-        ("p99.9", l.p99_9),
-        ("max", l.max),
-    ];
+    match &report.open {
+        None => {
+            latency_header(w)?;
+            latency_row(w, "", &report.latency_us())
+        }
+        Some(o) => {
+            latency_header(w)?;
+            latency_row(w, "corrected", &report.latency_us())?;
+            latency_row(w, "uncorrected", &LatencyUs::from_histogram(&o.uncorrected))?;
+            writeln!(
+                w,
+                "            (corrected: from each request's intended send time; uncorrected: from its actual send)"
+            )
+        }
+    }
+}
+
+const PERCENTILES: [&str; 6] = ["mean", "p50", "p90", "p99", "p99.9", "max"];
+
+fn latency_header<W: Write>(w: &mut W) -> io::Result<()> {
     write!(w, "latency    ")?;
-    for (name, _) in cells {
+    for name in PERCENTILES {
         write!(w, " {name:>9}")?;
     }
-    writeln!(w)?;
-    write!(w, "           ")?;
-    for (_, us) in cells {
+    writeln!(w)
+}
+
+/// One row of latency figures under [`latency_header`], `label` in the first column.
+fn latency_row<W: Write>(w: &mut W, label: &str, l: &LatencyUs) -> io::Result<()> {
+    write!(w, "{label:<11}")?;
+    for us in [l.mean, l.p50, l.p90, l.p99, l.p99_9, l.max] {
         write!(w, " {:>9}", human_us(us))?;
     }
     writeln!(w)
@@ -117,6 +175,8 @@ mod tests {
                 mode: Mode::Requests(5),
                 warmup: Duration::ZERO,
                 timeout: Duration::from_secs(1),
+                model: crate::client::LoadModel::Closed,
+                intervals: false,
                 tls: false,
                 ca: None,
             },
@@ -128,6 +188,11 @@ mod tests {
             first_errors: [("timeout".to_string(), "no response within 1s".to_string())]
                 .into_iter()
                 .collect(),
+            measure_start: std::time::SystemTime::now(),
+            intervals: None,
+            open: None,
+            cpu: Default::default(),
+            warnings: Vec::new(),
         }
     }
 

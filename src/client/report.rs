@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::intervals::Interval;
 use super::LoadConfig;
 
 /// Failed requests by kind. Every request that was planned or sent in the measured phase
@@ -129,6 +130,119 @@ pub struct Report {
     pub histogram: Histogram<u64>,
     /// The first message seen for each failure kind (or server error code), to show why.
     pub first_errors: BTreeMap<String, String>,
+    /// Wall-clock time at the start of the measured phase (the interval log's StartTime).
+    pub measure_start: SystemTime,
+    /// One histogram per second of the measured phase, with `--interval-log` only.
+    pub intervals: Option<Vec<Interval>>,
+    /// What only an open-loop run measures; `None` in closed loop.
+    pub open: Option<OpenReport>,
+    /// The client process's own CPU use over the whole run (warm-up included).
+    pub cpu: ClientCpu,
+    /// Reasons to distrust the figures (the client could not keep up), also on stderr.
+    pub warnings: Vec<String>,
+}
+
+/// What only an open-loop run measures. In open loop [`Report::histogram`] holds the
+/// latency from each request's intended send time (corrected for coordinated omission).
+#[derive(Debug, Clone)]
+pub struct OpenReport {
+    /// Requests per second over all connections (--rate): the offered load.
+    pub rate: f64,
+    /// Requests in flight allowed per connection (--pipeline).
+    pub pipeline: usize,
+    /// Measured requests written to a socket; the others of the schedule failed before
+    /// they could be sent (no connection).
+    pub sent: u64,
+    /// From the earliest intended send time of a measured request to its latest actual
+    /// send, plus one schedule interval: the window [`OpenReport::achieved_rps`] divides by.
+    pub send_window: Duration,
+    /// Latency from the actual send time of every successful request, in ns.
+    pub uncorrected: Histogram<u64>,
+    /// How late each measured send was against its schedule, in ns.
+    pub lateness: Histogram<u64>,
+    /// Sends at least [`LATE_THRESHOLD`] behind schedule.
+    pub late: u64,
+    /// Of those, the sends that were late although the connection was up and had room in
+    /// its pipeline: the client's own slowness, not the server's.
+    pub late_own: u64,
+    /// The share of time the busiest connection thread was not waiting (for the
+    /// schedule or the server): near 1 means the client itself was the bottleneck.
+    pub busy_max: f64,
+    /// The same, averaged over the connection threads.
+    pub busy_mean: f64,
+}
+
+/// A send this far behind its schedule counts as late.
+pub const LATE_THRESHOLD: Duration = Duration::from_millis(1);
+
+impl OpenReport {
+    /// Measured requests sent per second: equals the offered rate when the client kept
+    /// its schedule, and falls short when sends slipped.
+    pub fn achieved_rps(&self) -> f64 {
+        let secs = self.send_window.as_secs_f64();
+        if secs > 0.0 {
+            self.sent as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Lateness percentiles, in microseconds.
+    pub fn lateness_us(&self) -> LatencyUs {
+        LatencyUs::from_histogram(&self.lateness)
+    }
+}
+
+/// CPU time the client process used (user + system), from getrusage(2).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClientCpu {
+    pub cpu_s: f64,
+    pub wall_s: f64,
+}
+
+/// A starting point for [`ClientCpu`].
+pub struct CpuMark {
+    cpu_s: f64,
+    at: Instant,
+}
+
+impl ClientCpu {
+    /// Marks now; [`CpuMark::until_now`] gives the use since.
+    pub fn now() -> CpuMark {
+        CpuMark {
+            cpu_s: process_cpu_s(),
+            at: Instant::now(),
+        }
+    }
+
+    /// CPU seconds per wall-clock second: 1.0 is one core fully busy.
+    pub fn cores_used(&self) -> f64 {
+        if self.wall_s > 0.0 {
+            self.cpu_s / self.wall_s
+        } else {
+            0.0
+        }
+    }
+}
+
+impl CpuMark {
+    pub fn until_now(&self) -> ClientCpu {
+        ClientCpu {
+            cpu_s: (process_cpu_s() - self.cpu_s).max(0.0),
+            wall_s: self.at.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// User + system CPU seconds of this process so far.
+pub fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage fills a struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 impl Report {

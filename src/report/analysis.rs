@@ -34,10 +34,21 @@ pub enum Metric {
     ServerCpu,
     ClientCpu,
     MachineCpu,
+    /// Open loop: p99 from the actual send time (the corrected one is `LatencyP99`).
+    LatencyP99Uncorrected,
+    /// Open loop: requests actually sent per second.
+    SentRps,
+    /// Server stage means over the measured window (stats/, results.csv), and the
+    /// rest of the client's mean latency: network and client.
+    StageQueue,
+    StageService,
+    StageReturn,
+    StageTotal,
+    StageRest,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 17] = [
         Metric::Throughput,
         Metric::LatencyMean,
         Metric::LatencyP50,
@@ -48,6 +59,13 @@ impl Metric {
         Metric::ServerCpu,
         Metric::ClientCpu,
         Metric::MachineCpu,
+        Metric::LatencyP99Uncorrected,
+        Metric::SentRps,
+        Metric::StageQueue,
+        Metric::StageService,
+        Metric::StageReturn,
+        Metric::StageTotal,
+        Metric::StageRest,
     ];
 
     /// (column stem, unit, decimals): the median is `stem_unit`, the spread
@@ -64,6 +82,13 @@ impl Metric {
             Metric::ServerCpu => ("server_cpu", "pct", 1),
             Metric::ClientCpu => ("client_cpu", "pct", 1),
             Metric::MachineCpu => ("machine_cpu", "pct", 1),
+            Metric::LatencyP99Uncorrected => ("latency_p99_uncorrected", "us", 1),
+            Metric::SentRps => ("sent", "rps", 3),
+            Metric::StageQueue => ("server_queue_mean", "us", 1),
+            Metric::StageService => ("server_service_mean", "us", 1),
+            Metric::StageReturn => ("server_return_mean", "us", 1),
+            Metric::StageTotal => ("server_total_mean", "us", 1),
+            Metric::StageRest => ("rest_mean", "us", 1),
         }
     }
 }
@@ -148,6 +173,21 @@ pub struct Saturation {
 /// include the pause.
 pub const STALL_S: f64 = 0.5;
 
+/// Open-loop cells that share every axis but the rate, ordered by rate: the hockey stick,
+/// and where it crosses the SLO.
+#[derive(Debug, Clone)]
+pub struct RateSeries {
+    /// The varying axes other than the rate, e.g. `workers=2 concurrency=4`.
+    pub label: String,
+    /// Indexes into `Analysis::cells`, by increasing rate (failed cells included).
+    pub points: Vec<usize>,
+    /// With an SLO: the highest rate at which it and every lower tested rate ran and
+    /// kept the median p99 within the SLO (index into `Analysis::cells`).
+    pub sustainable: Option<usize>,
+    /// With an SLO: the first tested rate that broke it (failed, or p99 above it).
+    pub first_over: Option<usize>,
+}
+
 pub struct Analysis {
     /// Successful runs during whose measured window the sampler went more than
     /// [`STALL_S`] without a sample: (run name, longest gap in seconds), in run order.
@@ -158,6 +198,10 @@ pub struct Analysis {
     pub varying: Vec<Axis>,
     /// The cell with the highest median throughput (index into `cells`).
     pub peak: Option<usize>,
+    /// Open-loop cells by rate; empty when every cell is closed loop.
+    pub rate_series: Vec<RateSeries>,
+    /// `[slo] p99` of the experiment, in microseconds.
+    pub slo_p99_us: Option<f64>,
 }
 
 pub fn analyse(data: &RunData) -> Analysis {
@@ -180,6 +224,16 @@ pub fn analyse(data: &RunData) -> Analysis {
                     .filter_map(|r| r.cpu.as_ref().map(f))
                     .collect()
             };
+            let stage = |f: &dyn Fn(&crate::runner::stats::StageFigures) -> f64| -> Vec<f64> {
+                ok_rows
+                    .iter()
+                    .filter_map(|r| r.stages.as_ref().map(f))
+                    .collect()
+            };
+            let rest: Vec<f64> = ok_rows
+                .iter()
+                .filter_map(|r| Some(r.measured?.latency_mean_us - r.stages?.total.mean_us))
+                .collect();
             let mut stats = BTreeMap::new();
             for m in Metric::ALL {
                 let values = match m {
@@ -193,6 +247,19 @@ pub fn analyse(data: &RunData) -> Analysis {
                     Metric::ServerCpu => cpu(&|c| c.server_pct),
                     Metric::ClientCpu => cpu(&|c| c.client_pct),
                     Metric::MachineCpu => cpu(&|c| c.machine_pct),
+                    Metric::LatencyP99Uncorrected => ok_rows
+                        .iter()
+                        .filter_map(|r| r.measured?.open.map(|o| o.latency_p99_uncorrected_us))
+                        .collect(),
+                    Metric::SentRps => ok_rows
+                        .iter()
+                        .filter_map(|r| r.measured?.open.map(|o| o.sent_rps))
+                        .collect(),
+                    Metric::StageQueue => stage(&|s| s.queue.mean_us),
+                    Metric::StageService => stage(&|s| s.service.mean_us),
+                    Metric::StageReturn => stage(&|s| s.return_.mean_us),
+                    Metric::StageTotal => stage(&|s| s.total.mean_us),
+                    Metric::StageRest => rest.clone(),
                 };
                 if let Some(s) = Stat::of(values) {
                     stats.insert(m, s);
@@ -220,7 +287,12 @@ pub fn analyse(data: &RunData) -> Analysis {
     cells.sort_by(|a, b| a.id.cmp(&b.id));
     let cores = data.manifest.machine.logical_cores;
     for c in &mut cells {
-        c.limits = super::limits::CellLimits::of(data.manifest.limits.as_ref(), cores, c);
+        c.limits = super::limits::CellLimits::of(
+            data.manifest.limits.as_ref(),
+            cores,
+            data.manifest.experiment.client_pipeline,
+            c,
+        );
         c.noise = super::noise::CellNoise::of(c, cores);
     }
 
@@ -287,13 +359,75 @@ pub fn analyse(data: &RunData) -> Analysis {
         })
         .collect();
 
+    let slo_p99_us = data.manifest.experiment.slo_p99_us;
+    let rate_series = rate_series(&cells, &varying, slo_p99_us);
     Analysis {
         stalls,
         cells,
         series,
         varying,
         peak,
+        rate_series,
+        slo_p99_us,
     }
+}
+
+/// Groups the open-loop cells by every varying axis but the rate, and finds in each
+/// group the highest rate within the SLO (see [`RateSeries`]).
+pub fn rate_series(
+    cells: &[CellSummary],
+    varying: &[Axis],
+    slo_p99_us: Option<f64>,
+) -> Vec<RateSeries> {
+    let axes: Vec<Axis> = varying
+        .iter()
+        .copied()
+        .filter(|a| *a != Axis::Rate)
+        .collect();
+    let mut groups: BTreeMap<Vec<AxisValue>, Vec<usize>> = BTreeMap::new();
+    for (i, c) in cells.iter().enumerate() {
+        if c.cell.rate.is_some() {
+            let key = axes.iter().map(|a| c.cell.get(*a)).collect();
+            groups.entry(key).or_default().push(i);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(key, mut points)| {
+            points.sort_by_key(|&i| cells[i].cell.rate);
+            let label = axes
+                .iter()
+                .zip(&key)
+                .filter(|(_, v)| **v != AxisValue::Str(String::new()))
+                .map(|(a, v)| format!("{}={v}", a.name()))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let (mut sustainable, mut first_over) = (None, None);
+            if let Some(slo) = slo_p99_us {
+                for &i in &points {
+                    let within = cells[i].reps_ok > 0
+                        && cells[i]
+                            .median(Metric::LatencyP99)
+                            .is_some_and(|p| p <= slo);
+                    if !within {
+                        first_over = Some(i);
+                        break;
+                    }
+                    sustainable = Some(i);
+                }
+            }
+            RateSeries {
+                label: if label.is_empty() {
+                    "open loop".to_string()
+                } else {
+                    label
+                },
+                points,
+                sustainable,
+                first_over,
+            }
+        })
+        .collect()
 }
 
 /// The longest time between consecutive CPU samples (or from the client's start to the
@@ -308,6 +442,62 @@ pub fn longest_gap(samples: &[crate::runner::cpu::Sample], from_s: f64, to_s: f6
         prev = s.t_s;
     }
     longest
+}
+
+/// Where a cell's mean latency went (medians over its repetitions, microseconds): the
+/// server's stages, and the rest, the client's mean latency minus the server's total
+/// (network and client). Means, because they add up; quantiles do not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breakdown {
+    pub queue_us: f64,
+    pub service_us: f64,
+    pub return_us: f64,
+    /// Never below 0 (the client and server windows differ by a few ms).
+    pub rest_us: f64,
+}
+
+impl Breakdown {
+    pub const PARTS: [&'static str; 4] = ["queue", "service", "return", "rest"];
+
+    pub fn of(c: &CellSummary) -> Option<Breakdown> {
+        Some(Breakdown {
+            queue_us: c.median(Metric::StageQueue)?,
+            service_us: c.median(Metric::StageService)?,
+            return_us: c.median(Metric::StageReturn)?,
+            rest_us: c.median(Metric::StageRest)?.max(0.0),
+        })
+    }
+
+    /// In the order of [`Breakdown::PARTS`].
+    pub fn parts(&self) -> [f64; 4] {
+        [self.queue_us, self.service_us, self.return_us, self.rest_us]
+    }
+
+    pub fn sum_us(&self) -> f64 {
+        self.parts().iter().sum()
+    }
+
+    /// The largest part's index in [`Breakdown::PARTS`], and its share of the sum.
+    pub fn dominant(&self) -> (usize, f64) {
+        let parts = self.parts();
+        let (i, v) = parts
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+        let sum = self.sum_us();
+        (i, if sum > 0.0 { v / sum } else { 0.0 })
+    }
+
+    /// How the report names a part in a sentence.
+    pub fn describe(part: usize) -> &'static str {
+        [
+            "queueing",
+            "service (compute)",
+            "the return path",
+            "network and client",
+        ][part]
+    }
 }
 
 /// The saturation rule (see the module documentation) over one series' points.
@@ -397,6 +587,32 @@ mod tests {
     use super::*;
     use crate::cli::{ClientCmd, PoolKind};
 
+    #[test]
+    fn a_breakdown_names_its_largest_part_and_clamps_a_negative_rest() {
+        let mut c = cell(1, 100.0, 5.0);
+        let put = |c: &mut CellSummary, m: Metric, v: f64| {
+            c.stats.insert(
+                m,
+                Stat {
+                    median: v,
+                    min: v,
+                    max: v,
+                },
+            );
+        };
+        assert_eq!(Breakdown::of(&c), None, "no stage timings");
+        put(&mut c, Metric::StageQueue, 810.0);
+        put(&mut c, Metric::StageService, 100.0);
+        put(&mut c, Metric::StageReturn, 40.0);
+        put(&mut c, Metric::StageRest, 50.0);
+        let b = Breakdown::of(&c).unwrap();
+        assert_eq!(b.sum_us(), 1000.0);
+        assert_eq!(b.dominant(), (0, 0.81));
+        assert_eq!(Breakdown::describe(0), "queueing");
+        put(&mut c, Metric::StageRest, -7.0);
+        assert_eq!(Breakdown::of(&c).unwrap().rest_us, 0.0);
+    }
+
     fn cell(c: u64, t: f64, p99: f64) -> CellSummary {
         let mut stats = BTreeMap::new();
         stats.insert(
@@ -424,6 +640,7 @@ mod tests {
                 cmd: ClientCmd::Compute,
                 size: 1,
                 concurrency: c,
+                rate: None,
             },
             reps_ok: 1,
             reps_failed: 0,
@@ -449,6 +666,48 @@ mod tests {
         assert_eq!(cells[s.cell].cell.concurrency, 2);
         assert_eq!(s.best_after_rps, 990.0);
         assert_eq!(s.highest_concurrency, 8);
+    }
+
+    /// An open-loop cell at `rate` with the given median p99 (µs); `ran` false: it failed.
+    fn at_rate(rate: u64, p99: f64, ran: bool) -> CellSummary {
+        let mut c = cell(4, rate as f64, p99);
+        c.id = format!("r{rate}");
+        c.cell.rate = Some(rate);
+        if !ran {
+            c.reps_ok = 0;
+            c.reps_failed = 1;
+            c.stats.clear();
+        }
+        c
+    }
+
+    #[test]
+    fn the_sustainable_rate_is_the_highest_with_every_lower_rate_within_the_slo() {
+        let varying = [Axis::Rate];
+        // Listed out of order; 3000 is within the SLO again, but 2000 broke it first.
+        let cells = vec![
+            at_rate(3000, 900.0, true),
+            at_rate(1000, 400.0, true),
+            at_rate(2000, 1500.0, true),
+            at_rate(500, 300.0, true),
+        ];
+        let s = &rate_series(&cells, &varying, Some(1000.0))[0];
+        let rates: Vec<_> = s.points.iter().map(|&i| cells[i].cell.rate).collect();
+        assert_eq!(rates, [Some(500), Some(1000), Some(2000), Some(3000)]);
+        assert_eq!(cells[s.sustainable.unwrap()].cell.rate, Some(1000));
+        assert_eq!(cells[s.first_over.unwrap()].cell.rate, Some(2000));
+        // A failed cell breaks the SLO; none within: no sustainable rate.
+        let cells = vec![at_rate(500, 300.0, false), at_rate(1000, 400.0, true)];
+        let s = &rate_series(&cells, &varying, Some(1000.0))[0];
+        assert_eq!((s.sustainable, s.first_over), (None, Some(0)));
+        // All within; and without an SLO nothing is judged.
+        let cells = vec![at_rate(500, 300.0, true), at_rate(1000, 400.0, true)];
+        let s = &rate_series(&cells, &varying, Some(1000.0))[0];
+        assert_eq!((s.sustainable, s.first_over), (Some(1), None));
+        let s = &rate_series(&cells, &varying, None)[0];
+        assert_eq!((s.sustainable, s.first_over), (None, None));
+        // Closed-loop cells make no rate series.
+        assert!(rate_series(&[cell(1, 10.0, 10.0)], &[], Some(1.0)).is_empty());
     }
 
     #[test]

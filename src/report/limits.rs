@@ -12,6 +12,13 @@
 //! - latency floor: the echo's median round trip at C, plus t(n) for compute;
 //!   latency efficiency: floor / median p50.
 //!
+//! Open-loop cells (a `rate`) keep up to C × P requests in flight (P the client's
+//! `--pipeline`): their compute ceiling uses C × P instead of C; their loopback ceiling,
+//! a closed loop with one request in flight per connection, applies only when P is 1;
+//! and their latency floor uses the echo's least contended median (the lowest over the
+//! measured concurrencies), since a paced load need not queue for the CPU as a closed
+//! loop at C does.
+//!
 //! Both efficiencies are at most 100% up to measurement noise; above 100% +
 //! [`TOLERANCE_PCT`] the report flags the ceiling as measured low.
 
@@ -49,24 +56,44 @@ pub const COLUMNS: [&str; 6] = [
 ];
 
 impl CellLimits {
-    pub fn of(limits: Option<&Limits>, cores: usize, c: &CellSummary) -> CellLimits {
+    /// `pipeline`: the client's `--pipeline` of open-loop cells (manifest.json).
+    pub fn of(
+        limits: Option<&Limits>,
+        cores: usize,
+        pipeline: Option<u64>,
+        c: &CellSummary,
+    ) -> CellLimits {
         let Some(limits) = limits else {
             return CellLimits::default();
         };
+        let open = c.cell.rate.is_some();
+        let pipeline = if open {
+            pipeline.unwrap_or(1).max(1)
+        } else {
+            1
+        };
         let echo = limits.loopback_at(c.cell.concurrency);
-        let loopback_rps = echo.and_then(|l| l.round_trips_per_s);
-        let echo_p50 = echo.and_then(|l| l.p50_us);
+        let loopback_rps = echo
+            .and_then(|l| l.round_trips_per_s)
+            .filter(|_| pipeline == 1);
+        let echo_p50 = if open {
+            limits
+                .loopback
+                .levels
+                .iter()
+                .filter_map(|l| l.p50_us)
+                .reduce(f64::min)
+        } else {
+            echo.and_then(|l| l.p50_us)
+        };
         let t = (c.cell.cmd == ClientCmd::Compute)
             .then(|| limits.compute_of(c.cell.size))
             .flatten()
             .map(|t| t.min_s)
             .filter(|t| *t > 0.0);
         let compute_rps = t.map(|t| {
-            let parallel = c
-                .cell
-                .workers
-                .min(cores.max(1) as u64)
-                .min(c.cell.concurrency);
+            let in_flight = c.cell.concurrency.saturating_mul(pipeline);
+            let parallel = c.cell.workers.min(cores.max(1) as u64).min(in_flight);
             parallel as f64 / t
         });
         let ceiling_rps = match (loopback_rps, compute_rps) {

@@ -1,4 +1,5 @@
-//! Reads a run directory's raw files (manifest.json, results.csv, hdr/*.hlog, cpu/*.csv)
+//! Reads a run directory's raw files (manifest.json, results.csv, hdr/*.hlog, cpu/*.csv,
+//! and the interval logs hdr/*.intervals.hlog where the client wrote them)
 //! into memory, naming any file that is missing or corrupt.
 
 use std::collections::BTreeMap;
@@ -20,6 +21,9 @@ pub struct RunData {
     pub histograms: BTreeMap<String, Histogram<u64>>,
     /// CPU samples of each successful run, by run name (`c001-r1`).
     pub cpu: BTreeMap<String, Vec<Sample>>,
+    /// The client's one-second interval logs of the successful runs that have one
+    /// (`hdr/<run>.intervals.hlog`), by run name.
+    pub intervals: BTreeMap<String, Vec<store::Interval>>,
 }
 
 impl RunData {
@@ -32,6 +36,7 @@ impl RunData {
         rows.sort_by_key(|r| r.seq);
         let mut histograms: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
         let mut cpu = BTreeMap::new();
+        let mut intervals = BTreeMap::new();
         for row in &rows {
             if !manifest.cells.iter().any(|c| c.id == row.cell_id) {
                 bail!(
@@ -65,6 +70,10 @@ impl RunData {
                     .add(&h)
                     .with_context(|| format!("cannot merge the histogram of {}", hlog.display()))?;
             }
+            let log = dir.join(store::HDR_DIR).join(store::intervals_file(&name));
+            if log.exists() {
+                intervals.insert(name.clone(), store::read_interval_log(&log)?);
+            }
             if row.cpu.is_some() {
                 let path = dir.join(store::CPU_DIR).join(format!("{name}.csv"));
                 cpu.insert(name, read_cpu(&path)?);
@@ -76,6 +85,7 @@ impl RunData {
             rows,
             histograms,
             cpu,
+            intervals,
         })
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::analysis::{Analysis, CellSummary, Metric, GAIN, RISE};
+use super::analysis::{Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
 use super::load::RunData;
 use super::plots::{self, FIXED_PLOTS};
 use crate::runner::matrix::Axis;
@@ -43,6 +43,123 @@ fn cell_name(a: &Analysis, c: &CellSummary) -> String {
         .map(|(ax, v)| format!("{}={v}", ax.name()))
         .collect();
     format!("`{}` ({})", c.id, parts.join(" "))
+}
+
+/// `closed loop`, or `open loop, 2000 req/s` (with the pipeline when it is not 1).
+fn load_model(c: &CellSummary, pipeline: Option<u64>) -> String {
+    match c.cell.rate {
+        None => "closed loop".to_string(),
+        Some(r) => match pipeline {
+            Some(k) if k > 1 => format!("open loop, {r} req/s, pipeline {k}"),
+            _ => format!("open loop, {r} req/s"),
+        },
+    }
+}
+
+/// The open-loop section of the findings: each rate series' hockey stick against the SLO.
+fn open_loop_findings(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
+    if a.rate_series.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "### Open loop: sustainable throughput at the SLO
+"
+    );
+    let _ = writeln!(
+        w,
+        "Open-loop cells send at a fixed rate{} and time each request from when it was due, so \
+         a server that falls behind shows it in every request that waited (docs/open-loop.md). \
+         p99 is that corrected latency; the uncorrected p99 (from the actual send) is beside it.\n",
+        match pipeline {
+            Some(k) if k > 1 => format!(" with up to {k} requests in flight per connection"),
+            _ => String::new(),
+        }
+    );
+    let slo = a.slo_p99_us;
+    match slo {
+        Some(v) => {
+            let _ = writeln!(
+                w,
+                "SLO: **p99 ≤ {}** (the experiment's `[slo] p99`). The sustainable rate of a series \
+                 is the highest tested rate at which it, and every lower tested rate, ran and kept \
+                 the median p99 within it.\n",
+                fmt_us(v)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "The experiment sets no `[slo] p99`, so no sustainable rate is named.\n"
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "| series | rate (req/s) | answered | sent | p99 (corrected) | p99 (uncorrected) | within SLO |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    for s in &a.rate_series {
+        for &i in &s.points {
+            let c = &a.cells[i];
+            let one = |m: Metric, f: &dyn Fn(f64) -> String| c.median(m).map_or("–".into(), f);
+            let within = match (slo, c.reps_ok, c.median(Metric::LatencyP99)) {
+                (None, _, _) => "",
+                (Some(_), 0, _) => "failed",
+                (Some(v), _, Some(p)) if p <= v => "yes",
+                (Some(_), _, _) => "**no**",
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} (`{}`) | {} | {} | {} | {} | {} |",
+                s.label,
+                c.cell.rate.unwrap_or(0),
+                c.id,
+                one(Metric::Throughput, &|v| format!("{v:.1}")),
+                one(Metric::SentRps, &|v| format!("{v:.1}")),
+                one(Metric::LatencyP99, &fmt_us),
+                one(Metric::LatencyP99Uncorrected, &fmt_us),
+                within
+            );
+        }
+    }
+    let _ = writeln!(w);
+    if slo.is_some() {
+        for s in &a.rate_series {
+            let rate = |i: usize| a.cells[i].cell.rate.unwrap_or(0);
+            let line = match (s.sustainable, s.first_over) {
+                (Some(ok), Some(over)) => format!(
+                    "**{}: sustainable throughput {} req/s** at the SLO (`{}`, p99 {}); at {} req/s p99 \
+                     is {}.",
+                    s.label,
+                    rate(ok),
+                    a.cells[ok].id,
+                    fmt_us(a.cells[ok].median(Metric::LatencyP99).unwrap_or(f64::NAN)),
+                    rate(over),
+                    a.cells[over]
+                        .median(Metric::LatencyP99)
+                        .map_or("not measured (the run failed)".into(), fmt_us),
+                ),
+                (Some(ok), None) => format!(
+                    "**{}: every tested rate met the SLO, up to {} req/s**: sweep higher to find \
+                     where it breaks.",
+                    s.label,
+                    rate(ok)
+                ),
+                (None, Some(over)) => format!(
+                    "**{}: no tested rate met the SLO**: already at {} req/s p99 is {}; sweep lower.",
+                    s.label,
+                    rate(over),
+                    a.cells[over]
+                        .median(Metric::LatencyP99)
+                        .map_or("not measured (the run failed)".into(), fmt_us),
+                ),
+                (None, None) => format!("**{}**: no open-loop cell ran.", s.label),
+            };
+            let _ = writeln!(w, "- {line}");
+        }
+        let _ = writeln!(w);
+    }
 }
 
 pub fn render(data: &RunData, a: &Analysis) -> String {
@@ -238,12 +355,19 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         GAIN * 100.0,
         RISE * 100.0
     );
-    let _ = writeln!(
-        w,
-        "| series | saturation point | throughput there | p99 there | beyond it |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|");
-    for s in &a.series {
+    // An open-loop cell alone at its rate has no concurrency to compare: the rate
+    // series below judge those.
+    let by_rate_only = |s: &&super::analysis::Series| {
+        s.points.len() == 1 && a.cells[s.points[0]].cell.rate.is_some()
+    };
+    if a.series.iter().any(|s| !by_rate_only(&s)) {
+        let _ = writeln!(
+            w,
+            "| series | saturation point | throughput there | p99 there | beyond it |"
+        );
+        let _ = writeln!(w, "|---|---|---|---|---|");
+    }
+    for s in a.series.iter().filter(|s| !by_rate_only(s)) {
         match s.saturation {
             Some(sat) => {
                 let c = &a.cells[sat.cell];
@@ -278,7 +402,15 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
             }
         }
     }
+    if a.series.iter().any(|s| by_rate_only(&s)) {
+        let _ = writeln!(
+            w,
+            "\nOpen-loop cells, one concurrency per rate, are judged by rate in the next section."
+        );
+    }
     let _ = writeln!(w);
+    where_the_time_goes(w, a);
+    open_loop_findings(w, a, e.client_pipeline);
 
     out.push_str(&super::limits::markdown(data, a));
     out.push_str(&super::noise::markdown(data, a));
@@ -293,9 +425,9 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
     );
     let _ = writeln!(
         w,
-        "| cell | reps ok | throughput | p50 | p99 | p99.9 | max | server CPU | client CPU | machine CPU |"
+        "| cell | load model | reps ok | throughput | p50 | p99 | p99.9 | max | server CPU | client CPU | machine CPU |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|");
     for c in &a.cells {
         let stat = |m: Metric, f: &dyn Fn(f64) -> String| -> String {
             match c.stats.get(&m) {
@@ -308,8 +440,9 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         let pct = |v: f64| format!("{v:.0}%");
         let _ = writeln!(
             w,
-            "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell_name(a, c),
+            load_model(c, e.client_pipeline),
             c.reps_ok,
             c.reps_ok + c.reps_failed,
             stat(Metric::Throughput, &|v| format!("{v:.1}")),
@@ -322,7 +455,13 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
             one(Metric::MachineCpu, &pct),
         );
     }
-    let _ = writeln!(w, "\nThroughput in requests/s.\n");
+    let _ = writeln!(
+        w,
+        "\nThroughput in requests/s. Closed loop: each connection sends its next request when \
+         the last is answered (the seed's model). Open loop: requests are sent on a fixed \
+         schedule at the given rate, and latencies are measured from when each was due \
+         (corrected for coordinated omission; docs/open-loop.md).\n"
+    );
 
     // Plots.
     let _ = writeln!(w, "## Plots\n");
@@ -332,6 +471,43 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
             "### {title}\n\n![{title}]({}/{file})\n",
             store::PLOTS_DIR
         );
+    }
+    if !a.rate_series.is_empty() {
+        let (file, title) = plots::OPEN_LOOP_PLOT;
+        let _ = writeln!(
+            w,
+            "### {title}\n\n![{title}]({}/{file})\n",
+            store::PLOTS_DIR
+        );
+    }
+    let over_time: Vec<&CellSummary> = a
+        .cells
+        .iter()
+        .filter(|c| {
+            data.rows.iter().any(|r| {
+                r.cell_id == c.id
+                    && r.status == Status::Ok
+                    && data.intervals.contains_key(&r.run_name())
+            })
+        })
+        .collect();
+    if !over_time.is_empty() {
+        let _ = writeln!(
+            w,
+            "### Over time\n\nThroughput and p99 in each second of the measured phase, from the \
+             client's interval logs (`hdr/<run>.intervals.hlog`), one line per repetition: a \
+             warm-up still under way shows as a slope, a stall as a dip in throughput with a \
+             spike in p99.\n"
+        );
+        for c in over_time {
+            let _ = writeln!(
+                w,
+                "![Over time: {}]({}/{})\n",
+                cell_name(a, c).replace('`', ""),
+                store::PLOTS_DIR,
+                plots::over_time_file(&c.id)
+            );
+        }
     }
     for s in a.series.iter().filter(|s| s.points.len() > 1) {
         let file = plots::spectrum_file(&s.label);
@@ -387,4 +563,99 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
          `threadcenter report <this directory>` renders this report again from the raw files."
     );
     out
+}
+
+/// The findings' stage breakdown: a sentence per series naming the dominant part of the
+/// mean latency at its saturation point (or, without one, at its highest concurrency),
+/// then the table of every cell and the stacked plot.
+fn where_the_time_goes(w: &mut String, a: &Analysis) {
+    let _ = writeln!(
+        w,
+        "### Where the time goes
+"
+    );
+    if !a.cells.iter().any(|c| Breakdown::of(c).is_some()) {
+        let _ = writeln!(
+            w,
+            "No server stage timings in this run: the server did not answer `stats` (an external \
+             target without it), ran with `--no-stage-timing`, or the run predates them.\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "Each request's mean latency as the client saw it, split into the server's stages \
+         (docs/stats.md): **queue** (frame read → a worker starts it), **service** (the compute, \
+         measured in the worker), **return** (worker done → response handed to the socket), and \
+         the **rest**, network and client (client mean − server total mean). Means, because they \
+         add up; the server's figures cover the measured window (`stats/`, reset at the end of \
+         the warm-up).\n"
+    );
+    for s in &a.series {
+        let (at, what) = match (s.saturation, s.points.last()) {
+            (Some(sat), _) => (sat.cell, "at its saturation point"),
+            (None, Some(&last)) => (last, "with no saturation point, at its highest concurrency"),
+            (None, None) => continue,
+        };
+        let c = &a.cells[at];
+        let Some(b) = Breakdown::of(c) else {
+            continue;
+        };
+        let (part, share) = b.dominant();
+        let name = if s.label.is_empty() {
+            "The run".to_string()
+        } else {
+            format!("`{}`", s.label)
+        };
+        let _ = writeln!(
+            w,
+            "- {name}, {what}: at concurrency {} with {} worker{}, {:.0}% of mean latency is {} \
+             ({} of {}).",
+            c.cell.concurrency,
+            c.cell.workers,
+            if c.cell.workers == 1 { "" } else { "s" },
+            share * 100.0,
+            Breakdown::describe(part),
+            fmt_us(b.parts()[part]),
+            fmt_us(b.sum_us()),
+        );
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "| cell | client mean | queue | service | return | rest | dominant |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    for c in &a.cells {
+        let Some(b) = Breakdown::of(c) else {
+            continue;
+        };
+        let sum = b.sum_us();
+        let cell = |v: f64| {
+            if sum > 0.0 {
+                format!("{} ({:.0}%)", fmt_us(v), v / sum * 100.0)
+            } else {
+                fmt_us(v)
+            }
+        };
+        let (part, share) = b.dominant();
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} {:.0}% |",
+            cell_name(a, c),
+            c.median(Metric::LatencyMean).map_or("–".into(), fmt_us),
+            cell(b.queue_us),
+            cell(b.service_us),
+            cell(b.return_us),
+            cell(b.rest_us),
+            Breakdown::PARTS[part],
+            share * 100.0,
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n![Where the time goes]({}/{})\n",
+        store::PLOTS_DIR,
+        plots::BREAKDOWN_PLOT
+    );
 }

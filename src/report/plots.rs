@@ -13,12 +13,18 @@ use anyhow::Context as _;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
 
-use super::analysis::{Analysis, Metric};
+use super::analysis::{Analysis, Breakdown, Metric};
 use super::load::RunData;
 use crate::runner::store;
 
+/// The open-loop hockey stick, written when the run has open-loop (`rate`) cells.
+pub const OPEN_LOOP_PLOT: (&str, &str) = (
+    "open_loop_latency_vs_throughput.svg",
+    "Open loop: p99 latency vs throughput, corrected (solid) and uncorrected (dashed)",
+);
+
 /// The files this module writes into plots/, besides one `spectrum-<series>.svg` for each
-/// series with more than one concurrency.
+/// series with more than one concurrency, and [`OPEN_LOOP_PLOT`] for open-loop runs.
 pub const FIXED_PLOTS: [(&str, &str); 6] = [
     ("throughput_vs_concurrency.svg", "Throughput vs concurrency"),
     ("p99_vs_concurrency.svg", "p99 latency vs concurrency"),
@@ -30,6 +36,15 @@ pub const FIXED_PLOTS: [(&str, &str); 6] = [
     ),
     ("cpu_timeline.svg", "CPU over time, peak cell"),
 ];
+
+/// The stacked per-cell breakdown of mean latency, written when the run has stage timings.
+pub const BREAKDOWN_PLOT: &str = "breakdown.svg";
+
+/// `over-time-<cell>.svg`: throughput and p99 per second of a cell's runs, written for
+/// each cell whose runs have interval logs.
+pub fn over_time_file(cell: &str) -> String {
+    format!("over-time-{cell}.svg")
+}
 
 const SIZE: (u32, u32) = (1160, 560);
 /// The legend's column at the right of the chart, so it never covers a line.
@@ -285,7 +300,43 @@ fn draw(
 ) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - LEGEND_W);
+    draw_on(&root, title, x, y, lines, hline, note)?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Two charts one above the other in one file (the same x axis).
+fn draw_two(
+    path: &Path,
+    top: (&str, &Dim, &[Line]),
+    bottom: (&str, &Dim, &[Line]),
+    x: &Dim,
+    note: Option<&str>,
+) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (SIZE.0, SIZE.1 * 2)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (upper, lower) = root.split_vertically(SIZE.1);
+    draw_on(&upper, top.0, x, top.1, top.2, None, note)?;
+    draw_on(&lower, bottom.0, x, bottom.1, bottom.2, None, None)?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+fn draw_on(
+    root: &Area<'_>,
+    title: &str,
+    x: &Dim,
+    y: &Dim,
+    lines: &[Line],
+    hline: Option<(f64, String)>,
+    note: Option<&str>,
+) -> anyhow::Result<()> {
+    let width = root.dim_in_pixel().0;
+    let (plot_area, legend_area) = root.split_horizontally(width - LEGEND_W);
     let xt: Vec<f64> = x.ticks.iter().map(|&v| x.tr(v)).collect();
     let yt: Vec<f64> = y.ticks.iter().map(|&v| y.tr(v)).collect();
     let mut chart = ChartBuilder::on(&plot_area)
@@ -382,9 +433,78 @@ fn draw(
                 .color(&RGBColor(120, 120, 120)),
         ))?;
     }
-    root.present()
-        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// The hockey stick of each open-loop series: median p99 against median throughput, one
+/// point per rate, corrected (from the intended send time) solid and uncorrected dashed
+/// in the same colour, with the SLO as a horizontal line.
+fn open_loop_plot(dir: &Path, a: &Analysis) -> anyhow::Result<()> {
+    let color = |i: usize| PALETTE[i % PALETTE.len()];
+    let point = |i: usize, m: Metric| -> Option<(f64, f64)> {
+        let c = &a.cells[i];
+        Some((c.median(Metric::Throughput)?, c.median(m)?))
+    };
+    let mut ys: Vec<f64> = Vec::new();
+    let mut tmax: f64 = 0.0;
+    for s in &a.rate_series {
+        for &i in &s.points {
+            for m in [Metric::LatencyP99, Metric::LatencyP99Uncorrected] {
+                if let Some((t, p)) = point(i, m) {
+                    tmax = tmax.max(t);
+                    ys.push(p);
+                }
+            }
+        }
+    }
+    if let Some(slo) = a.slo_p99_us {
+        ys.push(slo);
+    }
+    let (y, div) = latency_dim("p99 latency, median over repetitions", &ys);
+    let x = linear_dim(
+        "throughput (requests/s answered)".into(),
+        0.0,
+        tmax,
+        fmt_num,
+    );
+    let mut lines = Vec::new();
+    for (k, s) in a.rate_series.iter().enumerate() {
+        for (m, dashed, what) in [
+            (Metric::LatencyP99, false, "corrected"),
+            (Metric::LatencyP99Uncorrected, true, "uncorrected"),
+        ] {
+            lines.push(Line {
+                label: format!("{} ({what})", s.label),
+                points: s
+                    .points
+                    .iter()
+                    .filter_map(|&i| point(i, m).map(|(t, p)| (t, p / div)))
+                    .collect(),
+                color: color(k),
+                dashed,
+                markers: !dashed,
+            });
+        }
+    }
+    let hline = a.slo_p99_us.map(|slo| {
+        (
+            slo / div,
+            format!("SLO: p99 {}", super::markdown::fmt_us(slo)),
+        )
+    });
+    let none = lines
+        .iter()
+        .all(|l| l.points.is_empty())
+        .then_some("no successful open-loop run to plot");
+    draw(
+        &dir.join(OPEN_LOOP_PLOT.0),
+        OPEN_LOOP_PLOT.1,
+        &x,
+        &y,
+        &lines,
+        hline,
+        none,
+    )
 }
 
 /// A file-name-safe form of a series label.
@@ -526,6 +646,10 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
         None,
         none,
     )?;
+
+    if !a.rate_series.is_empty() {
+        open_loop_plot(dir, a)?;
+    }
 
     // Server CPU vs concurrency, with the machine's limit.
     let cores = data.manifest.machine.logical_cores.max(1) as f64;
@@ -690,6 +814,163 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
             None
         },
     )?;
+    write_breakdown(&dir.join(BREAKDOWN_PLOT), a)?;
+    for c in &a.cells {
+        write_over_time(dir, data, &c.id)?;
+    }
+    Ok(())
+}
+
+/// Throughput (answers per second) and p99 in each second of the measured phase of
+/// every successful run of `cell` that has an interval log, one line per repetition.
+fn write_over_time(dir: &Path, data: &RunData, cell: &str) -> anyhow::Result<()> {
+    let runs: Vec<(u32, &Vec<store::Interval>)> = data
+        .rows
+        .iter()
+        .filter(|r| r.cell_id == cell && r.status == store::Status::Ok)
+        .filter_map(|r| Some((r.rep, data.intervals.get(&r.run_name())?)))
+        .collect();
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let mut tput = Vec::new();
+    let mut p99 = Vec::new();
+    for (k, (rep, intervals)) in runs.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let dashed = k >= PALETTE.len();
+        let end = |i: &store::Interval| i.start_s + i.length_s;
+        tput.push(Line {
+            label: format!("repetition {rep}"),
+            points: intervals
+                .iter()
+                .filter(|i| i.length_s > 0.0)
+                .map(|i| (end(i), i.hist.len() as f64 / i.length_s))
+                .collect(),
+            color,
+            dashed,
+            markers: true,
+        });
+        p99.push(Line {
+            label: format!("repetition {rep}"),
+            points: intervals
+                .iter()
+                .filter(|i| !i.hist.is_empty())
+                .map(|i| (end(i), i.hist.value_at_quantile(0.99) as f64 / 1e3))
+                .collect(),
+            color,
+            dashed,
+            markers: true,
+        });
+    }
+    let all = |lines: &[Line], f: fn(&(f64, f64)) -> f64| -> Vec<f64> {
+        lines.iter().flat_map(|l| l.points.iter().map(f)).collect()
+    };
+    let xs = all(&tput, |p| p.0);
+    let x = linear_dim(
+        "seconds into the measured phase (each point: the second that ends there)".into(),
+        0.0,
+        xs.iter().copied().fold(1.0, f64::max),
+        fmt_num,
+    );
+    let tmax = all(&tput, |p| p.1).into_iter().fold(0.0, f64::max);
+    let yt = linear_dim("answers per second".into(), 0.0, tmax, fmt_num);
+    let (yp, div) = latency_dim("p99 in each second", &all(&p99, |p| p.1));
+    for l in &mut p99 {
+        for p in &mut l.points {
+            p.1 /= div;
+        }
+    }
+    draw_two(
+        &dir.join(over_time_file(cell)),
+        (&format!("{cell}: throughput per second"), &yt, &tput),
+        (&format!("{cell}: p99 latency per second"), &yp, &p99),
+        &x,
+        None,
+    )
+}
+
+/// One horizontal stacked bar per cell with stage timings: queue, service, return and
+/// rest of its mean latency (µs, medians over repetitions), in cell order from the top.
+fn write_breakdown(path: &Path, a: &Analysis) -> anyhow::Result<()> {
+    let bars: Vec<(String, Breakdown)> = a
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let b = Breakdown::of(c)?;
+            let mut label = format!("{} c={}", c.id, c.cell.concurrency);
+            if a.varying.contains(&crate::runner::matrix::Axis::Workers) {
+                label.push_str(&format!(" w={}", c.cell.workers));
+            }
+            Some((label, b))
+        })
+        .collect();
+    if bars.is_empty() {
+        return Ok(());
+    }
+    let n = bars.len();
+    let height = (160 + 28 * n as u32).max(320);
+    let root = SVGBackend::new(path, (SIZE.0, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - LEGEND_W);
+    let xmax = bars.iter().map(|(_, b)| b.sum_us()).fold(0.0, f64::max);
+    let (unit, div) = latency_unit(xmax);
+    let xmax = (xmax / div).max(1e-9) * 1.05;
+    let mut chart = ChartBuilder::on(&plot_area)
+        .caption("Where the mean latency goes, per cell", ("sans-serif", 22))
+        .margin(16)
+        .margin_right(36)
+        .x_label_area_size(48)
+        .y_label_area_size(170)
+        .build_cartesian_2d(0.0..xmax, 0.0..n as f64)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .max_light_lines(1)
+        .x_desc(format!(
+            "mean latency ({unit}): server stages, then network and client"
+        ))
+        .x_label_formatter(&|v: &f64| fmt_num(*v))
+        .draw()?;
+    // Bar i (from the top) spans [n-1-i, n-i); its label sits left of the axis.
+    let label_style = TextStyle::from(("sans-serif", 15).into_font()).pos(
+        plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Right,
+            plotters::style::text_anchor::VPos::Center,
+        ),
+    );
+    for (i, (label, _)) in bars.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(0.0, (n - i) as f64 - 0.5));
+        plot_area.draw(&Text::new(label.clone(), (px - 8, py), label_style.clone()))?;
+    }
+    let colors = [PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[7]];
+    for (i, (_, b)) in bars.iter().enumerate() {
+        let y0 = (n - 1 - i) as f64 + 0.15;
+        let y1 = (n - i) as f64 - 0.15;
+        let mut x = 0.0;
+        for (k, part) in b.parts().iter().enumerate() {
+            let w = part / div;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x, y0), (x + w, y1)],
+                colors[k].filled(),
+            )))?;
+            x += w;
+        }
+    }
+    for (k, name) in Breakdown::PARTS.iter().enumerate() {
+        let y = 40 + 28 * k as i32;
+        legend_area.draw(&Rectangle::new([(10, y), (28, y + 16)], colors[k].filled()))?;
+        legend_area.draw(&Text::new(
+            match *name {
+                "rest" => "rest: network + client".to_string(),
+                other => other.to_string(),
+            },
+            (36, y + 1),
+            ("sans-serif", 16),
+        ))?;
+    }
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

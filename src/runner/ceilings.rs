@@ -397,6 +397,7 @@ mod tests {
             cmd,
             size,
             concurrency: c,
+            rate: None,
         };
         let cells = [
             cell(2, ClientCmd::Compute, 1000),

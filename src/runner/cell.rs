@@ -1,6 +1,8 @@
 //! One cell × repetition: start the target server, wait until it is ready, run the client
-//! with `--json` and `--hgrm` while sampling CPU, stop everything, and turn what the
-//! client wrote into a results row. Every failure becomes a `failed` row with its reason.
+//! with `--json`, `--hgrm` and `--interval-log` while sampling CPU (resetting the server's
+//! `stats` when the warm-up ends and reading them at the end), stop everything, and turn
+//! what the client wrote into a results row. Every failure becomes a `failed` row with
+//! its reason.
 //!
 //! The server and the client are this executable's own `server` and `client` commands
 //! run as child processes (or the target's external command), read only through their
@@ -21,7 +23,8 @@ use super::cpu::{self, Sampler};
 use super::experiment::{Experiment, Target, TargetKind};
 use super::launch::{self, Group};
 use super::matrix::Cell;
-use super::store::{self, Measured, ResultRow, Status};
+use super::stats::{self as server_stats, RunStats};
+use super::store::{self, Measured, OpenMeasured, ResultRow, Status};
 
 /// Everything a run of one cell needs from the run as a whole.
 pub struct Env<'a> {
@@ -46,6 +49,17 @@ struct ClientDoc {
     throughput_rps: f64,
     latency_us: Latency,
     histogram: Histogram,
+    /// Open loop only (docs/formats.md); `latency_us` is then corrected.
+    #[serde(default)]
+    open_loop: Option<OpenLoop>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OpenLoop {
+    offered_rps: f64,
+    sent_rps: f64,
+    uncorrected_latency_us: Latency,
+    lateness_us: Latency,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +106,7 @@ pub fn run(
         reason: String::new(),
         measured: None,
         cpu: None,
+        stages: None,
         startup_s: 0.0,
         stop_s: 0.0,
         wall_s: 0.0,
@@ -159,6 +174,7 @@ pub fn run(
     }
     row.measured = outcome.measured;
     row.cpu = outcome.cpu;
+    row.stages = outcome.stages;
     row.status = if problems.is_empty() {
         Status::Ok
     } else {
@@ -256,6 +272,8 @@ fn fill(word: &str, port: u16, workers: u64, dir: &Path) -> String {
 struct Outcome {
     measured: Option<Measured>,
     cpu: Option<cpu::CpuMeans>,
+    /// The server's stage timings over the measured window.
+    stages: Option<server_stats::StageFigures>,
     /// Why the measurement is not to be trusted (client error, timeout, interrupt).
     problem: Option<String>,
     /// "io=2 timeout=1" when requests failed.
@@ -274,6 +292,10 @@ fn measure(
     let s = &env.exp.settings;
     let json = env.dir.join(store::CLIENT_DIR).join(format!("{name}.json"));
     let hgrm = env.dir.join(store::HDR_DIR).join(format!("{name}.hgrm"));
+    let intervals = env
+        .dir
+        .join(store::HDR_DIR)
+        .join(store::intervals_file(name));
     let log = env
         .dir
         .join(store::LOGS_DIR)
@@ -281,6 +303,7 @@ fn measure(
     let mut out = Outcome {
         measured: None,
         cpu: None,
+        stages: None,
         problem: None,
         failure_kinds: String::new(),
     };
@@ -298,6 +321,10 @@ fn measure(
         .args(["--cmd", cell.cmd.as_str()])
         .args(["--warmup", &super::fmt_duration(s.warmup)])
         .args(["--timeout", &super::fmt_duration(env.exp.client.timeout)]);
+    if let Some(rate) = cell.rate {
+        cmd.args(["--rate", &rate.to_string()])
+            .args(["--pipeline", &env.exp.client.pipeline.to_string()]);
+    }
     if let Some(d) = s.duration {
         cmd.args(["--duration", &super::fmt_duration(d)]);
     }
@@ -308,6 +335,8 @@ fn measure(
         .arg(&json)
         .arg("--hgrm")
         .arg(&hgrm)
+        .arg("--interval-log")
+        .arg(&intervals)
         .arg("--quiet");
     match File::create(&log).and_then(|f| Ok((f.try_clone()?, f))) {
         Ok((a, b)) => {
@@ -317,6 +346,21 @@ fn measure(
             out.problem = Some(format!("cannot create {}: {e}", log.display()));
             return out;
         }
+    }
+
+    // The server's stage histograms are reset when the client's warm-up ends (at once
+    // when there is none), so stats/<run>.json covers the measured window.
+    let mut run_stats = RunStats::new();
+    let reset_stats = |run_stats: &mut RunStats, at_s: f64| {
+        match server_stats::query(addr, true) {
+            Ok(v) => run_stats.at_reset = Some(v),
+            Err(e) => run_stats.fail(e),
+        }
+        run_stats.reset_at_s = Some(at_s);
+    };
+    let mut reset_due = !s.warmup.is_zero();
+    if !reset_due {
+        reset_stats(&mut run_stats, 0.0);
     }
 
     let mut sampler = sys.take().map(|sys| Sampler::begin(sys, server_pid));
@@ -339,11 +383,16 @@ fn measure(
     let started = Instant::now();
     let deadline = started + s.cell_timeout;
     let mut next_sample = started + cpu::PERIOD;
+    let warmup_end = started + s.warmup;
     let ended = loop {
         if client.has_exited() {
             break None;
         }
         let now = Instant::now();
+        if reset_due && now >= warmup_end {
+            reset_due = false;
+            reset_stats(&mut run_stats, started.elapsed().as_secs_f64());
+        }
         if env.interrupted.load(Ordering::Relaxed) {
             break Some("interrupted (Ctrl-C) before the cell finished".to_string());
         }
@@ -362,14 +411,32 @@ fn measure(
                 next_sample = now + cpu::PERIOD;
             }
         }
-        let wait = next_sample
+        let mut wait = next_sample
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(5));
+        if reset_due {
+            wait = wait.min(warmup_end.saturating_duration_since(Instant::now()));
+        }
         std::thread::sleep(wait);
     };
     // A last sample while the exited client is still unreaped (its CPU time still counts).
     if let Some(s) = sampler.as_mut() {
         s.sample(Some(client.pid()));
+    }
+    if ended.is_none() {
+        if reset_due {
+            run_stats.fail("the client ended before its warm-up did".into());
+        }
+        run_stats.read_at_s = Some(started.elapsed().as_secs_f64());
+        match server_stats::query(addr, false) {
+            Ok(v) => run_stats.at_end = Some(v),
+            Err(e) => run_stats.fail(e),
+        }
+        let path = env.dir.join(store::STATS_DIR).join(format!("{name}.json"));
+        match run_stats.write(&path) {
+            Ok(()) => out.stages = run_stats.stages(),
+            Err(e) => out.problem = Some(format!("cannot write {}: {e}", path.display())),
+        }
     }
     let stopped = if ended.is_some() {
         client.kill()
@@ -429,7 +496,24 @@ fn measure(
         latency_p99_us: z(l.p99),
         latency_p99_9_us: z(l.p99_9),
         latency_max_us: z(l.max),
+        open: doc.open_loop.as_ref().map(|o| OpenMeasured {
+            offered_rps: o.offered_rps,
+            sent_rps: o.sent_rps,
+            latency_p99_uncorrected_us: z(o.uncorrected_latency_us.p99),
+            lateness_p99_us: z(o.lateness_us.p99),
+        }),
     });
+    if cell.rate.is_some() != doc.open_loop.is_some() {
+        out.problem = Some(format!(
+            "the cell asked for the {} loop, and the client's document is {} loop",
+            cell.load_model(),
+            if doc.open_loop.is_some() {
+                "an open"
+            } else {
+                "a closed"
+            }
+        ));
+    }
     out.failure_kinds = failure_kinds(&doc.failures);
     if doc.requests.sent == 0 {
         out.problem = Some(format!(

@@ -61,6 +61,12 @@ pub struct Settings {
 pub struct ClientSettings {
     /// A request with no answer after this long counts as a timeout.
     pub timeout: Duration,
+    /// `--pipeline` for open-loop cells (those with a `rate`): requests in flight per
+    /// connection.
+    pub pipeline: u64,
+    /// `[slo] p99`: the latency the report holds open-loop cells to, to find the highest
+    /// rate whose p99 stays under it.
+    pub slo_p99: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +171,7 @@ struct RawExperiment {
     server: Option<Spanned<RawTarget>>,
     targets: Option<Spanned<BTreeMap<String, Spanned<RawTarget>>>>,
     client: Option<RawClient>,
+    slo: Option<RawSlo>,
     compare: Option<RawCompare>,
     matrix: Spanned<RawMatrix>,
     #[serde(default)]
@@ -188,6 +195,14 @@ struct RawTarget {
 #[serde(deny_unknown_fields)]
 struct RawClient {
     timeout: Option<Spanned<String>>,
+    pipeline: Option<Spanned<i64>>,
+}
+
+/// `[slo]`: service-level objectives the report checks open-loop cells against.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlo {
+    p99: Spanned<String>,
 }
 
 /// `[compare]`: `threshold` for every metric, or one per metric, as "5%".
@@ -236,6 +251,7 @@ struct RawMatrix {
     cmd: Option<Spanned<AxisInput>>,
     size: Option<Spanned<AxisInput>>,
     concurrency: Option<Spanned<AxisInput>>,
+    rate: Option<Spanned<AxisInput>>,
 }
 
 impl RawMatrix {
@@ -247,6 +263,7 @@ impl RawMatrix {
             Axis::Cmd => self.cmd.as_ref(),
             Axis::Size => self.size.as_ref(),
             Axis::Concurrency => self.concurrency.as_ref(),
+            Axis::Rate => self.rate.as_ref(),
         }
     }
 }
@@ -511,6 +528,30 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
             v
         }
     };
+    let client_pipeline = match raw.client.as_ref().and_then(|c| c.pipeline.as_ref()) {
+        None => 1,
+        Some(p) => {
+            let v = src.positive(p, "client.pipeline")?;
+            if v > crate::cli::MAX_PIPELINE {
+                return Err(src.error(
+                    p.span(),
+                    "client.pipeline",
+                    format!("at most {}", crate::cli::MAX_PIPELINE),
+                ));
+            }
+            v
+        }
+    };
+    let slo_p99 = match &raw.slo {
+        None => None,
+        Some(slo) => {
+            let v = src.duration(&slo.p99, "slo.p99")?;
+            if v.is_zero() {
+                return Err(src.error(slo.p99.span(), "slo.p99", "must be longer than 0s"));
+            }
+            Some(v)
+        }
+    };
     let cell_timeout = match &raw.cell_timeout {
         // Generous: the measured time, the warm-up, and half a minute for start and stop.
         None => warmup + duration.unwrap_or(Duration::from_secs(120)) + Duration::from_secs(30),
@@ -651,6 +692,8 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         },
         client: ClientSettings {
             timeout: client_timeout,
+            pipeline: client_pipeline,
+            slo_p99,
         },
         targets,
         axes,
@@ -812,6 +855,7 @@ fn default_axis(axis: Axis, targets: &BTreeMap<String, Target>) -> Vec<AxisValue
         Axis::Size => vec![AxisValue::Int(500_000)],
         // Required: checked by the caller.
         Axis::Concurrency => vec![AxisValue::Int(1)],
+        Axis::Rate => vec![AxisValue::Str(matrix::CLOSED.into())],
     }
 }
 
@@ -839,6 +883,15 @@ fn axis_value(
             }
             Ok(AxisValue::Int(v as u64))
         }
+        Axis::Rate => match value {
+            toml::Value::Integer(v) if *v >= 1 => Ok(AxisValue::Int(*v as u64)),
+            toml::Value::String(s) if s == matrix::CLOSED => {
+                Ok(AxisValue::Str(matrix::CLOSED.into()))
+            }
+            other => Err(format!(
+                "expected a rate in requests per second (an integer, at least 1) or \"closed\", found {other}"
+            )),
+        },
         Axis::Pool => {
             let s = value.as_str().ok_or_else(|| {
                 format!(
@@ -870,6 +923,57 @@ fn axis_value(
             }
         }
     }
+}
+
+/// The most rates one sweep may make.
+pub const MAX_SWEEP_STEPS: u64 = 100;
+
+/// A rate sweep: `"LO..=HI in N steps"`, N rates evenly spaced from LO to HI (both
+/// included, rounded to whole requests per second).
+fn rate_sweep(s: &str) -> Result<Vec<AxisValue>, String> {
+    let usage = || {
+        format!(
+            "expected a list of rates such as [1000, 2000, \"closed\"] or a sweep such as \"1000..=20000 in 8 steps\", found {s:?}"
+        )
+    };
+    let (range, steps) = s.split_once(" in ").ok_or_else(usage)?;
+    let (lo, hi) = range.split_once("..=").ok_or_else(usage)?;
+    let steps = steps.trim();
+    let steps = steps
+        .strip_suffix("steps")
+        .or_else(|| steps.strip_suffix("step"))
+        .ok_or_else(usage)?;
+    let parse = |t: &str, what: &str| -> Result<u64, String> {
+        t.trim()
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("bad sweep {what} in {s:?}"))
+    };
+    let (lo, hi, steps) = (
+        parse(lo, "start")?,
+        parse(hi, "end")?,
+        parse(steps, "step count")?,
+    );
+    if lo == 0 {
+        return Err(format!("the sweep {s:?} starts at 0: rates start at 1"));
+    }
+    if hi <= lo {
+        return Err(format!("the sweep {s:?} must end above its start"));
+    }
+    if !(2..=MAX_SWEEP_STEPS).contains(&steps) {
+        return Err(format!(
+            "the sweep {s:?} needs 2 to {MAX_SWEEP_STEPS} steps"
+        ));
+    }
+    let mut rates: Vec<AxisValue> = Vec::new();
+    for i in 0..steps {
+        let r = lo as f64 + (hi - lo) as f64 * i as f64 / (steps - 1) as f64;
+        let v = AxisValue::Int(r.round() as u64);
+        if !rates.contains(&v) {
+            rates.push(v);
+        }
+    }
+    Ok(rates)
 }
 
 /// A range string for an integer axis: `"LO..=HI"`, HI an integer or `cores`.
@@ -921,6 +1025,13 @@ fn axis_values(
                         .map_err(|m| src.error(item.span(), key, m))
                 })
                 .collect::<Result<_, _>>()?
+        }
+        AxisInput::One(toml::Value::String(s)) if axis == Axis::Rate && s != matrix::CLOSED => {
+            rate_sweep(s)
+                .map_err(|m| src.error(input.span(), key, m))?
+                .into_iter()
+                .map(|v| (v, input.span()))
+                .collect()
         }
         AxisInput::One(toml::Value::String(s))
             if matches!(axis, Axis::Workers | Axis::Concurrency | Axis::Size) =>
@@ -998,6 +1109,53 @@ mod tests {
     }
 
     const OK: &str = "name = \"t\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1, 2]\nworkers = [1]\nsize = [10]\n";
+
+    #[test]
+    fn rates_are_lists_sweeps_or_closed_and_the_slo_and_pipeline_are_read() {
+        let with = |rate: &str| format!("{OK}rate = {rate}\n");
+        let e = parse(Path::new("x.toml"), OK).unwrap();
+        assert!(
+            e.cells.iter().all(|c| c.rate.is_none()),
+            "closed by default"
+        );
+        assert_eq!((e.client.pipeline, e.client.slo_p99), (1, None));
+
+        let e = parse(Path::new("x.toml"), &with("[\"closed\", 1000, 2500]")).unwrap();
+        let rates: Vec<_> = e.cells.iter().map(|c| c.rate).collect();
+        // Rate varies fastest: concurrency 1's three cells, then concurrency 2's.
+        assert_eq!(
+            rates,
+            [None, Some(1000), Some(2500), None, Some(1000), Some(2500)]
+        );
+
+        let e = parse(Path::new("x.toml"), &with("\"1000..=2000 in 5 steps\"")).unwrap();
+        let rates: Vec<_> = e.cells.iter().take(5).map(|c| c.rate.unwrap()).collect();
+        assert_eq!(rates, [1000, 1250, 1500, 1750, 2000]);
+
+        let text = "name = \"t\"\nduration = \"1s\"\n[client]\npipeline = 16\n[slo]\np99 = \"5ms\"\n[matrix]\nconcurrency = [2]\nrate = 100\n";
+        let e = parse(Path::new("x.toml"), text).unwrap();
+        assert_eq!(e.client.pipeline, 16);
+        assert_eq!(e.client.slo_p99, Some(Duration::from_millis(5)));
+        assert_eq!(e.cells[0].rate, Some(100));
+
+        for (rate, needle) in [
+            ("[0]", "at least 1"),
+            ("[\"fast\"]", "or \"closed\""),
+            ("\"1000..=2000\"", "a sweep such as"),
+            ("\"2000..=1000 in 3 steps\"", "must end above its start"),
+            ("\"0..=1000 in 3 steps\"", "starts at 0"),
+            ("\"1000..=2000 in 1 steps\"", "2 to 100 steps"),
+            ("[1000, 1000]", "listed twice"),
+        ] {
+            let e = err(&with(rate));
+            assert_eq!(e.key.as_deref(), Some("matrix.rate"), "{rate}: {e}");
+            assert!(e.message.contains(needle), "{rate}: {e}");
+        }
+        let e = err(&format!("{OK}[client]\npipeline = 0\n"));
+        assert_eq!(e.key.as_deref(), Some("client.pipeline"), "{e}");
+        let e = err(&format!("{OK}[slo]\np99 = \"soon\"\n"));
+        assert_eq!(e.key.as_deref(), Some("slo.p99"), "{e}");
+    }
 
     #[test]
     fn a_small_file_resolves_with_defaults() {

@@ -1,7 +1,7 @@
 //! The experiment matrix: its axes, the cells their product makes (after `exclude` and
 //! `include`), and the seeded order in which cell × repetition runs execute.
 //!
-//! Adding an axis (e.g. an open-loop `rate`) means: a variant in [`Axis`] (its place in
+//! Adding an axis (as the open-loop `rate` was added) means: a variant in [`Axis`] (its place in
 //! `ALL` sets where it goes in the product and in every CSV), a field in [`Cell`] with its
 //! arms in `get`/`set`, a parse rule in `experiment::axis_value`, and the client flag it
 //! turns into in `cell.rs`.
@@ -25,16 +25,20 @@ pub enum Axis {
     Cmd,
     Size,
     Concurrency,
+    /// The open-loop rate (`--rate`, requests per second), or `closed` for the closed
+    /// loop. Last, so a sequential run sweeps the rate within each combination.
+    Rate,
 }
 
 impl Axis {
-    pub const ALL: [Axis; 6] = [
+    pub const ALL: [Axis; 7] = [
         Axis::Target,
         Axis::Pool,
         Axis::Workers,
         Axis::Cmd,
         Axis::Size,
         Axis::Concurrency,
+        Axis::Rate,
     ];
 
     /// The key in `[matrix]` and the column name in the CSV files.
@@ -46,6 +50,7 @@ impl Axis {
             Axis::Cmd => "cmd",
             Axis::Size => "size",
             Axis::Concurrency => "concurrency",
+            Axis::Rate => "rate",
         }
     }
 
@@ -80,7 +85,13 @@ pub struct Cell {
     pub cmd: ClientCmd,
     pub size: u64,
     pub concurrency: u64,
+    /// Open loop at this many requests per second (`--rate`); `None`: closed loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
 }
+
+/// The value of the `rate` axis that means the closed loop.
+pub const CLOSED: &str = "closed";
 
 impl Cell {
     pub fn get(&self, axis: Axis) -> AxisValue {
@@ -91,6 +102,19 @@ impl Cell {
             Axis::Cmd => AxisValue::Str(self.cmd.as_str().to_string()),
             Axis::Size => AxisValue::Int(self.size),
             Axis::Concurrency => AxisValue::Int(self.concurrency),
+            Axis::Rate => match self.rate {
+                Some(r) => AxisValue::Int(r),
+                None => AxisValue::Str(CLOSED.to_string()),
+            },
+        }
+    }
+
+    /// `"closed"` or `"open"`: the client's load model for this cell.
+    pub fn load_model(&self) -> &'static str {
+        if self.rate.is_some() {
+            "open"
+        } else {
+            "closed"
         }
     }
 
@@ -114,6 +138,8 @@ impl Cell {
             }
             (Axis::Size, AxisValue::Int(v)) => self.size = *v,
             (Axis::Concurrency, AxisValue::Int(v)) => self.concurrency = *v,
+            (Axis::Rate, AxisValue::Int(v)) => self.rate = Some(*v),
+            (Axis::Rate, AxisValue::Str(_)) => self.rate = None,
             (axis, value) => unreachable!("{value:?} is not a value of {axis:?}"),
         }
     }
@@ -122,7 +148,9 @@ impl Cell {
     pub fn label(&self) -> String {
         Axis::ALL
             .iter()
-            .filter(|&&a| !(a == Axis::Pool && self.pool.is_none()))
+            .filter(|&&a| {
+                !(a == Axis::Pool && self.pool.is_none() || a == Axis::Rate && self.rate.is_none())
+            })
             .map(|&a| format!("{}={}", a.name(), self.get(a)))
             .collect::<Vec<_>>()
             .join(" ")
@@ -201,6 +229,7 @@ fn product(axes: &BTreeMap<Axis, Vec<AxisValue>>) -> Vec<Cell> {
         cmd: ClientCmd::Compute,
         size: 0,
         concurrency: 1,
+        rate: None,
     }];
     for axis in Axis::ALL {
         let Some(values) = axes.get(&axis) else {
@@ -300,6 +329,7 @@ mod tests {
             cmd: ClientCmd::Compute,
             size: 1,
             concurrency,
+            rate: None,
         };
         // Matrix order: every cell of target a, then every cell of target b.
         let cells = [cell("a", 1), cell("a", 2), cell("b", 1), cell("b", 2)];

@@ -14,6 +14,7 @@ pub mod experiment;
 pub mod launch;
 pub mod matrix;
 pub mod progress;
+pub mod stats;
 pub mod store;
 
 use std::path::Path;

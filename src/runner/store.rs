@@ -14,16 +14,17 @@ use serde::{Deserialize, Serialize};
 use super::ceilings::Limits;
 use super::cpu::CpuMeans;
 use super::experiment::{Experiment, Order, TargetKind};
-use super::matrix::{Axis, Cell};
+use super::matrix::{self, Axis, Cell};
+use super::stats::{StageFigures, STAGE_COLUMNS};
 use crate::cli::{ClientCmd, PoolKind};
 use crate::report::compare::Thresholds;
 
-/// The manifest's format, as this build writes it. Version 2 added `limits` (the machine
-/// limits measured at the start of the run), `experiment.compare` (comparison thresholds)
-/// and a built-in target's `binary`; all three are optional, so version 1 still reads.
-pub const SCHEMA_VERSION: u32 = 2;
-/// The versions `report` reads; it refuses any other.
-pub const READABLE_SCHEMA_VERSIONS: [u32; 2] = [1, 2];
+/// The manifest's format, as this build writes it; `report` refuses any it does not read.
+pub const SCHEMA_VERSION: u32 = 3;
+/// Versions this build reads: 1 had no `stats/` and no stage columns in results.csv; 2
+/// had no `limits` (the machine limits measured at the start of the run), no
+/// `experiment.compare` (comparison thresholds) and no target `binary`, all optional.
+pub const SCHEMA_VERSIONS_READ: [u32; 3] = [1, 2, 3];
 
 pub const EXPERIMENT_FILE: &str = "experiment.toml";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -32,6 +33,7 @@ pub const SUMMARY_FILE: &str = "summary.csv";
 pub const REPORT_FILE: &str = "report.md";
 pub const HDR_DIR: &str = "hdr";
 pub const CPU_DIR: &str = "cpu";
+pub const STATS_DIR: &str = "stats";
 pub const CLIENT_DIR: &str = "client";
 pub const LOGS_DIR: &str = "logs";
 pub const PLOTS_DIR: &str = "plots";
@@ -89,6 +91,12 @@ pub struct ExperimentInfo {
     pub cooldown_s: f64,
     pub cell_timeout_s: f64,
     pub client_timeout_s: f64,
+    /// `[client] pipeline`: `--pipeline` of the open-loop cells (absent in older runs).
+    #[serde(default)]
+    pub client_pipeline: Option<u64>,
+    /// `[slo] p99` in microseconds, when the file sets one (absent in older runs).
+    #[serde(default)]
+    pub slo_p99_us: Option<f64>,
     pub targets: BTreeMap<String, TargetInfo>,
     /// The file's `[compare]` thresholds (schema 2).
     #[serde(default, skip_serializing_if = "Thresholds::is_empty")]
@@ -171,6 +179,8 @@ impl Manifest {
                 cooldown_s: s.cooldown.as_secs_f64(),
                 cell_timeout_s: s.cell_timeout.as_secs_f64(),
                 client_timeout_s: exp.client.timeout.as_secs_f64(),
+                client_pipeline: Some(exp.client.pipeline),
+                slo_p99_us: exp.client.slo_p99.map(|d| d.as_secs_f64() * 1e6),
                 compare: exp.compare.clone(),
                 targets: exp
                     .targets
@@ -236,16 +246,13 @@ impl Manifest {
         let value: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not valid JSON (corrupt?)", path.display()))?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if READABLE_SCHEMA_VERSIONS.iter().any(|&r| u64::from(r) == v) => {}
-            Some(v) => {
-                bail!(
-                "{} has schema_version {v}, but this threadcenter ({}) reads only versions {}: \
+            Some(v) if SCHEMA_VERSIONS_READ.iter().any(|k| u64::from(*k) == v) => {}
+            Some(v) => bail!(
+                "{} has schema_version {v}, but this threadcenter ({}) reads only versions {SCHEMA_VERSIONS_READ:?}: \
                  render it with the threadcenter that wrote it",
                 path.display(),
-                env!("CARGO_PKG_VERSION"),
-                READABLE_SCHEMA_VERSIONS.map(|v| v.to_string()).join(" and ")
-            )
-            }
+                env!("CARGO_PKG_VERSION")
+            ),
             None => bail!(
                 "{} has no schema_version: it is not a threadcenter run manifest",
                 path.display()
@@ -336,6 +343,21 @@ pub struct Measured {
     pub latency_p99_us: f64,
     pub latency_p99_9_us: f64,
     pub latency_max_us: f64,
+    /// Open-loop cells only (docs/open-loop.md); the latencies above are then corrected.
+    pub open: Option<OpenMeasured>,
+}
+
+/// What only an open-loop client run measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenMeasured {
+    /// `--rate`: the offered load.
+    pub offered_rps: f64,
+    /// Requests actually sent per second.
+    pub sent_rps: f64,
+    /// p99 of the latency from the actual send time (not corrected).
+    pub latency_p99_uncorrected_us: f64,
+    /// p99 of how late sends left against their schedule.
+    pub lateness_p99_us: f64,
 }
 
 /// One row of results.csv.
@@ -350,6 +372,8 @@ pub struct ResultRow {
     pub reason: String,
     pub measured: Option<Measured>,
     pub cpu: Option<CpuMeans>,
+    /// The server's stage timings over the measured window (`stats/`), when it had them.
+    pub stages: Option<StageFigures>,
     /// From starting the server until it is ready, seconds.
     pub startup_s: f64,
     /// From the client's exit until the server's group is verified gone, seconds.
@@ -382,11 +406,30 @@ pub const MEASURE_COLUMNS: [&str; 20] = [
     "wall_s",
 ];
 
+/// Columns added with the open loop, after [`MEASURE_COLUMNS`]: `load_model` is `closed`
+/// or `open`; the rest are empty for closed-loop rows. Optional when read, so runs
+/// written before them still render (their rows are closed loop, `rate` absent).
+pub const OPEN_COLUMNS: [&str; 5] = [
+    "load_model",
+    "offered_rps",
+    "sent_rps",
+    "latency_p99_uncorrected_us",
+    "lateness_p99_us",
+];
+
 pub fn result_columns() -> Vec<&'static str> {
     let mut cols = vec!["cell", "rep", "seq"];
     cols.extend(Axis::ALL.iter().map(|a| a.name()));
     cols.extend(MEASURE_COLUMNS);
+    cols.extend(OPEN_COLUMNS);
+    cols.extend(STAGE_COLUMNS);
     cols
+}
+
+/// Columns a results.csv may lack: added after the first runs were written (the open
+/// loop's, and the stage timings' of schema 2).
+fn optional_column(name: &str) -> bool {
+    name == Axis::Rate.name() || OPEN_COLUMNS.contains(&name) || STAGE_COLUMNS.contains(&name)
 }
 
 /// Fixed decimals: the same numbers always print the same text.
@@ -442,6 +485,20 @@ impl ResultRow {
         rec.push(num(self.startup_s, 3));
         rec.push(num(self.stop_s, 3));
         rec.push(num(self.wall_s, 3));
+        rec.push(self.cell.load_model().to_string());
+        match self.measured.and_then(|m| m.open) {
+            Some(o) => rec.extend([
+                num(o.offered_rps, 3),
+                num(o.sent_rps, 3),
+                num(o.latency_p99_uncorrected_us, 1),
+                num(o.lateness_p99_us, 1),
+            ]),
+            None => rec.extend(std::iter::repeat_n(String::new(), 4)),
+        }
+        match &self.stages {
+            Some(s) => rec.extend(s.to_record()),
+            None => rec.extend(std::iter::repeat_n(String::new(), STAGE_COLUMNS.len())),
+        }
         rec
     }
 
@@ -476,6 +533,10 @@ impl ResultRow {
             "ping" => ClientCmd::Ping,
             other => bail!("line {line}: unknown cmd {other:?}"),
         };
+        let rate = match get.get("rate").copied().unwrap_or(matrix::CLOSED) {
+            "" | matrix::CLOSED => None,
+            r => Some(parse("rate", r, line)?),
+        };
         let cell = Cell {
             target: field("target")?.to_string(),
             pool,
@@ -483,6 +544,7 @@ impl ResultRow {
             cmd,
             size: parse("size", field("size")?, line)?,
             concurrency: parse("concurrency", field("concurrency")?, line)?,
+            rate,
         };
         let status = match field("status")? {
             "ok" => Status::Ok,
@@ -507,6 +569,23 @@ impl ResultRow {
                 latency_p99_us: f("latency_p99_us")?,
                 latency_p99_9_us: f("latency_p99_9_us")?,
                 latency_max_us: f("latency_max_us")?,
+                open: match get.get("offered_rps").copied().unwrap_or("") {
+                    "" => None,
+                    _ => {
+                        let g = |name: &str| -> anyhow::Result<f64> {
+                            match get.get(name).copied().unwrap_or("") {
+                                "" => Ok(f64::NAN),
+                                v => parse(name, v, line),
+                            }
+                        };
+                        Some(OpenMeasured {
+                            offered_rps: g("offered_rps")?,
+                            sent_rps: g("sent_rps")?,
+                            latency_p99_uncorrected_us: g("latency_p99_uncorrected_us")?,
+                            lateness_p99_us: g("lateness_p99_us")?,
+                        })
+                    }
+                },
             })
         };
         let cpu = match opt_f("server_cpu_pct")? {
@@ -527,6 +606,8 @@ impl ResultRow {
             reason: field("reason")?.to_string(),
             measured,
             cpu,
+            stages: StageFigures::from_fields(|c| get.get(c).map(|s| s.to_string()))
+                .with_context(|| format!("line {line}"))?,
             startup_s: opt_f("startup_s")?.unwrap_or(0.0),
             stop_s: opt_f("stop_s")?.unwrap_or(0.0),
             wall_s: opt_f("wall_s")?.unwrap_or(0.0),
@@ -558,7 +639,7 @@ pub fn read_results(dir: &Path) -> anyhow::Result<Vec<ResultRow>> {
         .with_context(|| format!("{}: cannot read the header line (corrupt?)", path.display()))?
         .clone();
     for col in result_columns() {
-        if !headers.iter().any(|h| h == col) {
+        if !optional_column(col) && !headers.iter().any(|h| h == col) {
             bail!(
                 "{}: missing column `{col}` (corrupt or from another version?)",
                 path.display()
@@ -635,6 +716,51 @@ pub fn write_hlog(
     out.flush()
 }
 
+/// `hdr/<run>.intervals.hlog`: the client's `--interval-log`, one histogram a second.
+pub fn intervals_file(run: &str) -> String {
+    format!("{run}.intervals.hlog")
+}
+
+/// One interval of an interval log: when (seconds after the log's base time), how long,
+/// and its histogram (ns).
+#[derive(Debug, Clone)]
+pub struct Interval {
+    pub start_s: f64,
+    pub length_s: f64,
+    pub hist: hdrhistogram::Histogram<u64>,
+}
+
+/// Reads the untagged intervals of an HdrHistogram interval log (format 1.3) with the
+/// hdrhistogram crate's reader, in file order.
+pub fn read_interval_log(path: &Path) -> anyhow::Result<Vec<Interval>> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let entry =
+            entry.map_err(|e| anyhow::anyhow!("{}: not an interval log: {e:?}", path.display()))?;
+        let LogEntry::Interval(ilh) = entry else {
+            continue;
+        };
+        if ilh.tag().is_some() {
+            continue;
+        }
+        let hist = crate::hdr::decode_base64_v2(ilh.encoded_histogram()).with_context(|| {
+            format!(
+                "{}: corrupt histogram at {:?}",
+                path.display(),
+                ilh.start_timestamp()
+            )
+        })?;
+        out.push(Interval {
+            start_s: ilh.start_timestamp().as_secs_f64(),
+            length_s: ilh.duration().as_secs_f64(),
+            hist,
+        });
+    }
+    Ok(out)
+}
+
 /// The base64 histograms of an interval log's lines (tags and comments skipped).
 pub fn read_hlog(path: &Path) -> anyhow::Result<Vec<String>> {
     let text =
@@ -693,7 +819,7 @@ pub fn create_run_dir(out: &Path, name: &str) -> anyhow::Result<PathBuf> {
             Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
         }
     }
-    for sub in [HDR_DIR, CPU_DIR, CLIENT_DIR, LOGS_DIR] {
+    for sub in [HDR_DIR, CPU_DIR, CLIENT_DIR, LOGS_DIR, STATS_DIR] {
         fs::create_dir(dir.join(sub))?;
     }
     Ok(dir)
@@ -727,6 +853,7 @@ mod tests {
                 cmd: ClientCmd::Compute,
                 size: 1000,
                 concurrency: 4,
+                rate: None,
             },
             status: Status::Failed,
             reason: "2 of 10 requests failed: io=2".into(),
@@ -742,21 +869,102 @@ mod tests {
                 latency_p99_us: 20.0,
                 latency_p99_9_us: 21.0,
                 latency_max_us: 22.0,
+                open: None,
             }),
             cpu: None,
+            stages: None,
             startup_s: 0.05,
             stop_s: 0.1,
             wall_s: 2.0,
         };
-        let rec = row.to_record();
         let cols = result_columns();
-        assert_eq!(rec.len(), cols.len());
+        let round_trip = |row: &ResultRow| {
+            let rec = row.to_record();
+            assert_eq!(rec.len(), cols.len());
+            let get: HashMap<&str, &str> = cols
+                .iter()
+                .copied()
+                .zip(rec.iter().map(|s| s.as_str()))
+                .collect();
+            assert_eq!(&ResultRow::from_record(&get, 2).unwrap(), row);
+            rec
+        };
+        let rec = round_trip(&row);
+        assert_eq!(
+            rec[cols.iter().position(|c| *c == "rate").unwrap()],
+            "closed"
+        );
+        assert_eq!(
+            rec[cols.iter().position(|c| *c == "load_model").unwrap()],
+            "closed"
+        );
+
+        // An open-loop row keeps its rate and its open-loop figures.
+        let mut open = row.clone();
+        open.cell.rate = Some(2500);
+        open.measured.as_mut().unwrap().open = Some(OpenMeasured {
+            offered_rps: 2500.0,
+            sent_rps: 2499.5,
+            latency_p99_uncorrected_us: 15.0,
+            lateness_p99_us: 40.0,
+        });
+        let rec = round_trip(&open);
+        assert_eq!(
+            rec[cols.iter().position(|c| *c == "load_model").unwrap()],
+            "open"
+        );
+
+        // A row written before the open loop (no `rate`, no open-loop columns) reads
+        // back as closed loop.
+        let rec = row.to_record();
         let get: HashMap<&str, &str> = cols
             .iter()
             .copied()
             .zip(rec.iter().map(|s| s.as_str()))
+            .filter(|(c, _)| !optional_column(c))
             .collect();
         assert_eq!(ResultRow::from_record(&get, 2).unwrap(), row);
+    }
+
+    #[test]
+    fn interval_logs_read_back_untagged_intervals_in_order() {
+        use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+        use hdrhistogram::serialization::V2DeflateSerializer;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.intervals.hlog");
+        let mut bytes = Vec::new();
+        let mut ser = V2DeflateSerializer::new();
+        {
+            let mut log = IntervalLogWriterBuilder::new()
+                .with_max_value_divisor(1e6)
+                .begin_log_with(&mut bytes, &mut ser)
+                .unwrap();
+            for k in 0..3u64 {
+                let mut h = crate::hdr::new_latency_histogram();
+                for v in 0..(10 * (k + 1)) {
+                    h.record(1000 + v).unwrap();
+                }
+                let at = std::time::Duration::from_secs(k);
+                log.write_histogram(&h, at, std::time::Duration::from_secs(1), None)
+                    .unwrap();
+                log.write_histogram(
+                    &h,
+                    at,
+                    std::time::Duration::from_secs(1),
+                    Tag::new("uncorrected"),
+                )
+                .unwrap();
+            }
+        }
+        fs::write(&path, &bytes).unwrap();
+        let got = read_interval_log(&path).unwrap();
+        assert_eq!(got.len(), 3);
+        let counts: Vec<u64> = got.iter().map(|i| i.hist.len()).collect();
+        assert_eq!(counts, [10, 20, 30]);
+        assert_eq!(got[2].start_s, 2.0);
+        assert_eq!(got[0].length_s, 1.0);
+        fs::write(&path, "0.000,1.000,1.0,!!!\n").unwrap();
+        assert!(read_interval_log(&path).is_err());
     }
 
     #[test]

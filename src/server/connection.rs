@@ -8,13 +8,13 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::protocol::message::{encode_error, encode_pong, encode_stats};
 use crate::protocol::{parse_request, Command, ErrorCode, FrameError, FrameReader, Id};
 use crate::server::metrics::CmdKind;
 use crate::server::outbox::{Outbox, Room};
-use crate::server::pool::{Refused, Task};
+use crate::server::pool::{mono_ns, Refused, Task};
 use crate::server::tls::{self, HandshakeTimeout, TlsReader};
 use crate::server::Context;
 
@@ -138,7 +138,7 @@ impl<S: Source> Reader<'_, S> {
                 }
             }
             match self.frames.next_frame() {
-                Ok(Some(payload)) => handle(self.ctx, self.outbox, payload, Instant::now()),
+                Ok(Some(payload)) => handle(self.ctx, self.outbox, payload, mono_ns()),
                 Ok(None) => return,
                 Err(e) if e.is_timeout() => continue,
                 Err(FrameError::TooLarge { len, max }) => {
@@ -151,6 +151,7 @@ impl<S: Source> Reader<'_, S> {
                     reply_error(
                         self.ctx,
                         self.outbox,
+                        CmdKind::Invalid,
                         Id::NULL,
                         ErrorCode::FrameTooLarge,
                         &format!("frame declares {len} bytes, over this server's limit of {max} bytes (--max-frame){hint}; closing the connection"),
@@ -190,39 +191,64 @@ impl<S: Source> Reader<'_, S> {
             .socket()
             .set_read_timeout(Some(Duration::from_millis(1)));
         while let Ok(Some(payload)) = self.frames.next_frame() {
-            handle(self.ctx, self.outbox, payload, Instant::now());
+            handle(self.ctx, self.outbox, payload, mono_ns());
         }
     }
 }
 
-fn reply_error(ctx: &Context, outbox: &Outbox, id: Id<'_>, code: ErrorCode, message: &str) {
-    ctx.metrics.error(code);
+fn reply_error(
+    ctx: &Context,
+    outbox: &Outbox,
+    kind: CmdKind,
+    id: Id<'_>,
+    code: ErrorCode,
+    message: &str,
+) {
+    ctx.metrics.respond(kind, Err(code));
     outbox.send(|out| encode_error(out, id.json().as_bytes(), code, message));
 }
 
 /// Answers one request, or hands it to the pool, which answers it later.
-fn handle(ctx: &Context, outbox: &Arc<Outbox>, payload: &[u8], received: Instant) {
+/// `received_ns`: [`mono_ns`] when the frame was fully read.
+fn handle(ctx: &Context, outbox: &Arc<Outbox>, payload: &[u8], received_ns: u64) {
     let req = match parse_request(payload, ctx.config.max_n) {
         Ok(req) => req,
         Err(rej) => {
             ctx.metrics.request(CmdKind::Invalid);
-            return reply_error(ctx, outbox, rej.id, rej.code, &rej.message);
+            return reply_error(
+                ctx,
+                outbox,
+                CmdKind::Invalid,
+                rej.id,
+                rej.code,
+                &rej.message,
+            );
         }
     };
     let id = req.id.json().as_bytes();
     match req.cmd {
         Command::Ping => {
             ctx.metrics.request(CmdKind::Ping);
+            ctx.metrics.respond(CmdKind::Ping, Ok(()));
             outbox.send(|out| encode_pong(out, id));
         }
         Command::Stats { reset } => {
             ctx.metrics.request(CmdKind::Stats);
+            // Counted first, so a snapshot includes the stats request it answers.
+            ctx.metrics.respond(CmdKind::Stats, Ok(()));
             let stats = ctx.stats(reset);
             outbox.send(|out| encode_stats(out, id, &stats));
         }
         Command::Compute { .. } if ctx.shutting_down() => {
             ctx.metrics.request(CmdKind::Compute);
-            reply_error(ctx, outbox, req.id, ErrorCode::ShuttingDown, SHUTTING_DOWN);
+            reply_error(
+                ctx,
+                outbox,
+                CmdKind::Compute,
+                req.id,
+                ErrorCode::ShuttingDown,
+                SHUTTING_DOWN,
+            );
         }
         Command::Compute { n } => {
             ctx.metrics.request(CmdKind::Compute);
@@ -231,7 +257,7 @@ fn handle(ctx: &Context, outbox: &Arc<Outbox>, payload: &[u8], received: Instant
                 n,
                 id: req.id.to_owned(),
                 conn: Arc::clone(outbox),
-                received,
+                received_ns,
             };
             if let Err((task, why)) = ctx.pool.submit(task) {
                 let (code, message) = match why {

@@ -1,11 +1,17 @@
-//! Server counters behind `stats`: connections, requests by cmd, errors by code.
+//! Server counters behind `stats` and `/metrics`: connections, requests by cmd,
+//! responses by cmd and outcome, errors by code, and the stage timings (`stages`).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::protocol::ErrorCode;
+use crate::server::stages::StageTimings;
+
+/// Outcomes a response is counted under: `ok`, then each error code.
+pub const OUTCOMES: usize = 1 + ErrorCode::ALL.len();
 
 /// Counters shared by every connection; each update is one relaxed atomic add.
 pub struct Metrics {
@@ -18,6 +24,9 @@ pub struct Metrics {
     pub frames_timed_out: AtomicU64,
     requests: [AtomicU64; 4],
     errors: [AtomicU64; ErrorCode::ALL.len()],
+    /// Responses by [`CmdKind`], then outcome (`ok`, then [`ErrorCode::ALL`]).
+    responses: [[AtomicU64; OUTCOMES]; 4],
+    pub stages: StageTimings,
 }
 
 /// Which counter a request goes to.
@@ -30,8 +39,34 @@ pub enum CmdKind {
     Invalid = 3,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl CmdKind {
+    pub const ALL: [CmdKind; 4] = [
+        CmdKind::Compute,
+        CmdKind::Ping,
+        CmdKind::Stats,
+        CmdKind::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmdKind::Compute => "compute",
+            CmdKind::Ping => "ping",
+            CmdKind::Stats => "stats",
+            CmdKind::Invalid => "invalid",
+        }
+    }
+}
+
+fn code_index(code: ErrorCode) -> usize {
+    ErrorCode::ALL
+        .iter()
+        .position(|c| *c == code)
+        .expect("known code")
+}
+
+impl Metrics {
+    /// Counters at zero; stage timing on or off (`--no-stage-timing`).
+    pub fn new(stage_timing: bool) -> Self {
         Metrics {
             started: Instant::now(),
             connections_open: AtomicU64::new(0),
@@ -40,21 +75,57 @@ impl Default for Metrics {
             frames_timed_out: AtomicU64::new(0),
             requests: Default::default(),
             errors: Default::default(),
+            responses: Default::default(),
+            stages: StageTimings::new(stage_timing),
         }
     }
-}
 
-impl Metrics {
     pub fn request(&self, kind: CmdKind) {
         self.requests[kind as usize].fetch_add(1, Relaxed);
     }
 
+    /// Counts an error sent outside any request (a refused connection).
     pub fn error(&self, code: ErrorCode) {
-        let i = ErrorCode::ALL
+        self.errors[code_index(code)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts one response to a request of `kind`: a result (`Ok`) or an error.
+    pub fn respond(&self, kind: CmdKind, outcome: Result<(), ErrorCode>) {
+        let o = match outcome {
+            Ok(()) => 0,
+            Err(code) => {
+                self.error(code);
+                1 + code_index(code)
+            }
+        };
+        self.responses[kind as usize][o].fetch_add(1, Relaxed);
+    }
+
+    /// Responses by cmd, then outcome (`ok` or an error code), every pair present.
+    pub fn responses(&self) -> BTreeMap<&'static str, BTreeMap<&'static str, u64>> {
+        CmdKind::ALL
             .iter()
-            .position(|c| *c == code)
-            .expect("known code");
-        self.errors[i].fetch_add(1, Relaxed);
+            .map(|&k| {
+                let row = &self.responses[k as usize];
+                let by_outcome = std::iter::once("ok")
+                    .chain(ErrorCode::ALL.iter().map(|c| c.as_str()))
+                    .zip(row)
+                    .map(|(o, n)| (o, n.load(Relaxed)))
+                    .collect();
+                (k.as_str(), by_outcome)
+            })
+            .collect()
+    }
+
+    /// Compute requests received and not answered yet: queued, on a worker, or on
+    /// their way back. Every compute request gets exactly one response.
+    pub fn in_flight(&self) -> u64 {
+        let received = self.requests[CmdKind::Compute as usize].load(Relaxed);
+        let answered: u64 = self.responses[CmdKind::Compute as usize]
+            .iter()
+            .map(|n| n.load(Relaxed))
+            .sum();
+        received.saturating_sub(answered)
     }
 
     pub fn uptime_s(&self) -> f64 {
@@ -71,7 +142,7 @@ impl Metrics {
         }
     }
 
-    pub fn errors(&self) -> std::collections::BTreeMap<&'static str, u64> {
+    pub fn errors(&self) -> BTreeMap<&'static str, u64> {
         ErrorCode::ALL
             .iter()
             .zip(&self.errors)

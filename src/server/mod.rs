@@ -7,18 +7,21 @@
 //! close once drained, then the workers stop.
 
 pub mod connection;
+pub mod exporter;
 pub mod metrics;
 pub mod outbox;
 pub mod pool;
 pub mod refuse;
+pub mod stages;
 pub mod tls;
 pub mod worker;
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -29,6 +32,7 @@ use crate::cli::{PoolKind, ServerArgs};
 use crate::protocol::ErrorCode;
 use metrics::{Metrics, RequestCounts, WorkerStats};
 use pool::{process::ProcessPool, thread::ThreadPool, Pool, WhenFull};
+use stages::StageSummaries;
 
 /// Everything the server needs to know, resolved from its flags.
 #[derive(Debug, Clone)]
@@ -56,6 +60,10 @@ pub struct ServerConfig {
     pub worker_exe: PathBuf,
     /// Serve TLS with this configuration (`--tls-cert`/`--tls-key`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Serve Prometheus metrics on this address (`--metrics`).
+    pub metrics_addr: Option<String>,
+    /// Time each request's stages (off with `--no-stage-timing`).
+    pub stage_timing: bool,
 }
 
 impl ServerConfig {
@@ -86,6 +94,8 @@ impl ServerConfig {
                 (None, None) => None,
                 _ => bail!("--tls-cert and --tls-key go together"),
             },
+            metrics_addr: args.metrics.clone(),
+            stage_timing: !args.no_stage_timing,
         })
     }
 }
@@ -102,17 +112,30 @@ pub struct Context {
     shutdown: Arc<AtomicBool>,
 }
 
-/// The `stats` response body (see docs/formats.md).
+/// The `stats` response body (see docs/stats.md).
 #[derive(Debug, Serialize)]
 pub struct StatsSnapshot {
     pub uptime_s: f64,
     pub workers: usize,
     pub pool: &'static str,
     pub connections: Connections,
+    /// Requests received, by cmd.
     pub requests: RequestCounts,
-    pub errors: std::collections::BTreeMap<&'static str, u64>,
+    /// Error responses (and refused connections), by code.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Responses by cmd, then outcome (`ok` or an error code).
+    pub responses: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
+    /// Compute requests received and not answered yet.
+    pub in_flight: u64,
+    /// Compute requests waiting for a worker.
     pub queue_depth: usize,
     pub worker_stats: Vec<WorkerStats>,
+    /// False under `--no-stage-timing`: `stages_us` then stays empty.
+    pub stage_timing: bool,
+    /// Seconds covered by `stages_us`: since the last reset, or the start.
+    pub stages_window_s: f64,
+    /// Compute requests answered with a result, per stage (see `stages`).
+    pub stages_us: StageSummaries,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,7 +153,21 @@ impl Context {
         self.shutdown.load(Relaxed)
     }
 
-    pub fn stats(&self, _reset: bool) -> StatsSnapshot {
+    /// A snapshot of every counter; `reset` zeroes the stage histograms after reading.
+    pub fn stats(&self, reset: bool) -> StatsSnapshot {
+        // Counters first, then the stages: a request answered in between is timed in
+        // this window but not yet counted, rather than the other way round, and the
+        // gap is only the few microseconds before the drain visits the recorders.
+        let requests = self.metrics.requests();
+        let responses = self.metrics.responses();
+        let in_flight = self.metrics.in_flight();
+        let errors = self.metrics.errors();
+        let worker_stats = self.pool.workers();
+        let queue_depth = self.pool.queue_depth();
+        let (stages_window_s, stages_us) = self
+            .metrics
+            .stages
+            .drain(reset, |r| (r.window_s, stages::summaries(r.since_reset)));
         StatsSnapshot {
             uptime_s: self.metrics.uptime_s(),
             workers: self.config.workers,
@@ -141,10 +178,15 @@ impl Context {
                 refused: self.metrics.connections_refused.load(Relaxed),
                 timed_out: self.metrics.frames_timed_out.load(Relaxed),
             },
-            requests: self.metrics.requests(),
-            errors: self.metrics.errors(),
-            queue_depth: self.pool.queue_depth(),
-            worker_stats: self.pool.workers(),
+            requests,
+            errors,
+            responses,
+            in_flight,
+            queue_depth,
+            worker_stats,
+            stage_timing: self.metrics.stages.enabled(),
+            stages_window_s,
+            stages_us,
         }
     }
 }
@@ -153,14 +195,32 @@ impl Context {
 pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
     let config = ServerConfig::from_args(args)?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    let listening: Arc<OnceLock<SocketAddr>> = Arc::default();
+    let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    for sig in signals {
         // A second signal while draining exits at once.
         signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&shutdown))?;
-        signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
     }
-    serve(config, shutdown, |addr, config| {
+    let mut incoming = signal_hook::iterator::Signals::new(signals)?;
+    {
+        let (shutdown, listening) = (Arc::clone(&shutdown), Arc::clone(&listening));
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if incoming.forever().next().is_some() {
+                    shutdown.store(true, Relaxed);
+                    // Wake the accept loop now rather than at its next timeout: a
+                    // runner stopping a server per cell waits for this.
+                    if let Some(addr) = listening.get() {
+                        wake_listener(*addr);
+                    }
+                }
+            })?;
+    }
+    serve(config, shutdown, |addr, metrics_addr, config| {
+        let _ = listening.set(addr);
         let mut out = io::stdout().lock();
-        writeln!(
+        write!(
             out,
             "threadcenter listening addr={addr} pid={} workers={} pool={} tls={}",
             std::process::id(),
@@ -168,16 +228,20 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
             config.pool.as_str(),
             if config.tls.is_some() { "on" } else { "off" }
         )?;
+        if let Some(m) = metrics_addr {
+            write!(out, " metrics={m}")?;
+        }
+        writeln!(out)?;
         out.flush()
     })
 }
 
-/// Binds, starts the pool, calls `ready` once connections are accepted, and serves
-/// until `shutdown` is set; then drains.
+/// Binds, starts the pool, calls `ready` once connections are accepted (with the
+/// metrics address, if any), and serves until `shutdown` is set; then drains.
 pub fn serve(
     config: ServerConfig,
     shutdown: Arc<AtomicBool>,
-    ready: impl FnOnce(SocketAddr, &ServerConfig) -> io::Result<()>,
+    ready: impl FnOnce(SocketAddr, Option<SocketAddr>, &ServerConfig) -> io::Result<()>,
 ) -> anyhow::Result<()> {
     let listener = bind(&config.host, config.port)?;
     let addr = listener.local_addr()?;
@@ -186,8 +250,13 @@ pub fn serve(
             "threadcenter server: WARNING: listening on {addr}, which is not a loopback address, without TLS: anyone who can reach this port can submit work and read every request and response in plaintext. Bind 127.0.0.1 (the default), or serve TLS with --tls-cert/--tls-key."
         );
     }
+    let metrics_listener = config
+        .metrics_addr
+        .as_deref()
+        .map(exporter::bind)
+        .transpose()?;
     raise_fd_limit(config.max_connections);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(config.stage_timing));
     let pool: Box<dyn Pool> = match config.pool {
         PoolKind::Process => Box::new(
             ProcessPool::start(
@@ -217,11 +286,20 @@ pub fn serve(
         pool,
         shutdown,
     });
-    ready(addr, &ctx.config).context("cannot print the readiness line")?;
+    // Test-only: the stall window, if THREADCENTER_TEST_STALL is set, counts from here.
+    pool::test_hooks::stall_window();
+    let exporter = match metrics_listener {
+        Some(l) => Some(exporter::Exporter::start(l, Arc::clone(&ctx))?),
+        None => None,
+    };
+    ready(addr, exporter.as_ref().map(|e| e.addr), &ctx.config)
+        .context("cannot print the readiness line")?;
 
     let refuser = refuse::Refuser::start();
     while !ctx.shutting_down() {
         match listener.accept() {
+            // The signal thread's wake-up call, or a client arriving after the signal.
+            Ok(_) if ctx.shutting_down() => break,
             Ok((stream, _peer))
                 if ctx.metrics.connections_open.load(Relaxed) >= ctx.config.max_connections =>
             {
@@ -258,7 +336,9 @@ pub fn serve(
     }
     drop(listener);
     drop(refuser);
-    drain(&ctx)
+    let drained = drain(&ctx);
+    drop(exporter);
+    drained
 }
 
 /// Each connection holds two descriptors (its socket and the writer's handle): raises
@@ -315,6 +395,18 @@ fn drain(ctx: &Context) -> anyhow::Result<()> {
     }
     eprintln!("threadcenter server: stopped");
     Ok(())
+}
+
+/// Connects to our own listener so a blocked `accept` returns at once.
+fn wake_listener(addr: SocketAddr) {
+    let mut target = addr;
+    if addr.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200));
 }
 
 /// Binds a listening socket whose `accept` times out, so the loop can see shutdown.

@@ -120,6 +120,8 @@ impl Outbox {
     }
 
     fn deliver(&self, encode: impl FnOnce(&mut Vec<u8>), completes: bool) {
+        // Test-only (THREADCENTER_TEST_STALL); a no-op unless that variable is set.
+        crate::server::pool::test_hooks::stall_if_due();
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();

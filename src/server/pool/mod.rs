@@ -4,20 +4,20 @@ pub mod process;
 pub mod thread;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::protocol::message::{encode_error, encode_result};
 use crate::protocol::{ErrorCode, OwnedId};
-use crate::server::metrics::{Metrics, WorkerStats};
+use crate::server::metrics::{CmdKind, Metrics, WorkerStats};
 use crate::server::outbox::Outbox;
+use crate::server::stages::Recorder;
 
 /// One compute request on its way through the pool.
 pub struct Task {
     pub n: u64,
     pub id: OwnedId,
     pub conn: Arc<Outbox>,
-    /// When its frame was fully read.
-    pub received: Instant,
+    /// [`mono_ns`] when its frame was fully read.
+    pub received_ns: u64,
 }
 
 /// The monotonic clock as nanoseconds, comparable across processes on one machine
@@ -42,13 +42,23 @@ pub struct Done {
 }
 
 impl Task {
-    pub fn answer(self, done: Done) {
-        let Task { id, conn, .. } = self;
+    /// Sends the result, then records the request's stage timings in `rec`.
+    pub fn answer(self, done: Done, metrics: &Metrics, rec: &Recorder) {
+        let Task {
+            id,
+            conn,
+            received_ns,
+            ..
+        } = self;
+        metrics.respond(CmdKind::Compute, Ok(()));
         conn.complete(|out| encode_result(out, id.json(), done.result));
+        if rec.enabled() {
+            rec.record(received_ns, done.start_ns, done.end_ns, mono_ns());
+        }
     }
 
     pub fn fail(self, metrics: &Metrics, code: ErrorCode, message: &str) {
-        metrics.error(code);
+        metrics.respond(CmdKind::Compute, Err(code));
         let Task { id, conn, .. } = self;
         conn.complete(|out| encode_error(out, id.json(), code, message));
     }
@@ -104,6 +114,36 @@ pub fn run_compute_until(n: u64, deadline: std::time::Instant) -> Option<u64> {
 /// Test-only behaviour switched on by environment variables; never set in production.
 pub mod test_hooks {
     use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    /// `THREADCENTER_TEST_STALL=AFTER_MS:DURATION_MS`: once, AFTER_MS after the server
+    /// started listening, the server freezes for DURATION_MS: every response that is
+    /// ready in that window (ping, stats, compute results, errors) waits until it ends,
+    /// so every request in flight or arriving then is delayed. The open-loop tests'
+    /// stall. Unset, this costs one load of an initialised `OnceLock` per response.
+    pub fn stall_window() -> Option<(Instant, Instant)> {
+        static WINDOW: OnceLock<Option<(Instant, Instant)>> = OnceLock::new();
+        *WINDOW.get_or_init(|| {
+            let spec = std::env::var("THREADCENTER_TEST_STALL").ok()?;
+            let (after, duration) = spec.split_once(':')?;
+            let from = Instant::now() + Duration::from_millis(after.trim().parse().ok()?);
+            Some((
+                from,
+                from + Duration::from_millis(duration.trim().parse().ok()?),
+            ))
+        })
+    }
+
+    /// Holds the calling thread until the stall window is over, if it is open now.
+    #[inline]
+    pub fn stall_if_due() {
+        if let Some((from, until)) = stall_window() {
+            let now = Instant::now();
+            if now >= from && now < until {
+                std::thread::sleep(until - now);
+            }
+        }
+    }
 
     /// `THREADCENTER_TEST_EXTRA_WORK_PCT=30`: every compute does 30% more steps
     /// (and still answers compute(n)). The CI gate's planted slowdown.

@@ -410,6 +410,7 @@ impl Results {
 /// backlog, and replaces it when it dies. Returns once the pool is closed and idle.
 fn supervise(sh: &Shared, i: usize, mut child: Child) {
     let mut answered: Vec<(Task, Done)> = Vec::new();
+    let rec = sh.metrics.stages.recorder();
     loop {
         let mut results = Results::new(child.stdout.take().expect("worker stdout is piped"));
         let mut timed_out = false;
@@ -464,7 +465,7 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
             }
             drop(st);
             for (task, done) in answered.drain(..) {
-                task.answer(done);
+                task.answer(done, &sh.metrics, &rec);
             }
             if let Some(seq) = desync {
                 break format!("answered task {seq} out of order");

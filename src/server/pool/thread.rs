@@ -96,6 +96,7 @@ impl ThreadPool {
                 std::thread::Builder::new()
                     .name(format!("pool-thread-{i}"))
                     .spawn(move || {
+                        let rec = sh.metrics.stages.recorder();
                         while let Some(task) = sh.take() {
                             let start_ns = mono_ns();
                             let deadline = Instant::now() + sh.task_timeout;
@@ -104,11 +105,15 @@ impl ThreadPool {
                             sh.counters[i].0.fetch_add(1, Relaxed);
                             sh.counters[i].1.fetch_add(end_ns - start_ns, Relaxed);
                             match result {
-                                Some(result) => task.answer(Done {
-                                    result,
-                                    start_ns,
-                                    end_ns,
-                                }),
+                                Some(result) => task.answer(
+                                    Done {
+                                        result,
+                                        start_ns,
+                                        end_ns,
+                                    },
+                                    &sh.metrics,
+                                    &rec,
+                                ),
                                 None => task.fail(
                                     &sh.metrics,
                                     ErrorCode::WorkerFailed,
