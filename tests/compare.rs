@@ -4,7 +4,8 @@
 //! files (compare.md, compare.csv, compare.svg) are read back.
 //!
 //! A clear regression exits 1, a clear improvement 0, pure noise and too few repetitions
-//! 2, and every error 3, so an error is never read as a verdict.
+//! 2, and every error 3, so an error is never read as a verdict. Two cells × five
+//! metrics make a family of 10 tests (Holm), which needs 6 repetitions a side.
 
 mod common;
 
@@ -308,7 +309,10 @@ fn too_few_repetitions_are_inconclusive_and_say_how_many_are_needed() {
     let v = verdicts(&new);
     for row in v.values() {
         assert_eq!(row["verdict"], "inconclusive");
-        assert!(row["reason"].contains("needs at least 4"), "{row:?}");
+        // 2 cells × 5 metrics = 10 tests: Holm's first step asks p ≤ 0.005, which takes
+        // 6 repetitions a side (3 alone would need 4 even for a single test).
+        assert!(row["reason"].contains("needs at least 6"), "{row:?}");
+        assert!(row["reason"].contains("10 figures at once (Holm)"), "{row:?}");
     }
 }
 
@@ -440,11 +444,11 @@ fn errors_exit_3_and_name_what_is_wrong() {
 #[test]
 fn failed_repetitions_are_left_out_and_said() {
     let tmp = tempfile::tempdir().unwrap();
-    let t = toml(6, "");
+    let t = toml(8, "");
     let base = write_run(&tmp.path().join("base"), &t, &|_, _, r| {
         Some(BASE.scaled(jitter(r)))
     });
-    // Two of c001's repetitions failed: 4 are left, still enough for the test.
+    // Two of c001's repetitions failed: 6 are left, still enough for the test.
     let new = write_run(&tmp.path().join("new"), &t, &|i, _, r| {
         (i != 0 || r > 2).then(|| BASE.scaled(0.7 * jitter(r)))
     });
@@ -452,7 +456,7 @@ fn failed_repetitions_are_left_out_and_said() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v = verdicts(&new);
     let row = &v[&("c001".to_string(), "throughput".to_string())];
-    assert_eq!((row["n_base"].as_str(), row["n_new"].as_str()), ("6", "4"));
+    assert_eq!((row["n_base"].as_str(), row["n_new"].as_str()), ("8", "6"));
     assert_eq!(row["verdict"], "regressed");
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 failed repetition(s) left out"));
 }

@@ -247,7 +247,13 @@ pub struct Judged {
     /// NaN when there is none.
     pub ratio: f64,
     pub ci: Option<(f64, f64)>,
+    /// The raw p-value of the test.
     pub p: f64,
+    /// `p` adjusted by Holm–Bonferroni over the comparison's `family` of tests.
+    pub p_adjusted: f64,
+    pub family: usize,
+    /// The smallest p the test could give with these counts.
+    pub min_p: f64,
     pub threshold_pct: f64,
     pub base_spread_pct: f64,
     pub new_spread_pct: f64,
@@ -298,7 +304,6 @@ pub fn judge(
             )
         }
     };
-    let t = threshold_pct / 100.0;
     let mut out = Judged {
         metric,
         design,
@@ -309,6 +314,9 @@ pub fn judge(
         ratio,
         ci,
         p,
+        p_adjusted: p,
+        family: 1,
+        min_p,
         threshold_pct,
         base_spread_pct: stats::spread_pct(base),
         new_spread_pct: stats::spread_pct(new),
@@ -316,48 +324,75 @@ pub fn judge(
         verdict: Verdict::Inconclusive,
         reason: String::new(),
     };
-    if min_p > ALPHA {
-        out.reason = match design {
+    decide(&mut out);
+    out
+}
+
+/// Sets the verdict and its reason from the figures, `p_adjusted` and `family`.
+pub fn decide(j: &mut Judged) {
+    let (nb, nn, ratio, threshold_pct) = (j.n_base, j.n_new, j.ratio, j.threshold_pct);
+    let t = threshold_pct / 100.0;
+    let m = j.family.max(1);
+    // Holm's first step compares the smallest p with alpha / m: a test that cannot get
+    // there even with the most extreme data can never be significant.
+    let alpha_best = ALPHA / m as f64;
+    let family = if m > 1 {
+        format!(" when judging {m} figures at once (Holm)")
+    } else {
+        String::new()
+    };
+    j.verdict = Verdict::Inconclusive;
+    if j.min_p > alpha_best {
+        j.reason = match j.design {
             Design::Independent => format!(
                 "too few repetitions: {nb} baseline and {nn} new; the test needs at least {} on each \
-                 side to reach p ≤ {ALPHA}",
-                stats::min_reps(ALPHA)
+                 side to reach p ≤ {ALPHA}{family}",
+                stats::min_reps(alpha_best)
             ),
             Design::Paired => format!(
-                "too few repetitions: {} pairs; the signed-rank test needs at least {} to reach p ≤ {ALPHA}",
+                "too few repetitions: {} pairs; the signed-rank test needs at least {} to reach p ≤ {ALPHA}{family}",
                 nb.min(nn),
-                stats::min_pairs(ALPHA)
+                stats::min_pairs(alpha_best)
             ),
         };
-        return out;
+        return;
     }
     if !ratio.is_finite() {
-        out.reason = "the baseline median is 0: no ratio".into();
-        return out;
+        j.reason = "the baseline median is 0: no ratio".into();
+        return;
     }
+    let p_text = if m > 1 {
+        format!(
+            "p = {}, {} after Holm over {m}",
+            fmt_p(j.p),
+            fmt_p(j.p_adjusted)
+        )
+    } else {
+        format!("p = {}", fmt_p(j.p))
+    };
     let change = (ratio - 1.0) * 100.0;
     let beyond = (ratio - 1.0).abs() > t;
-    let worse = if metric.higher_is_better() {
+    let worse = if j.metric.higher_is_better() {
         ratio < 1.0
     } else {
         ratio > 1.0
     };
-    let inside = ci.is_some_and(|(lo, hi)| lo >= 1.0 - t && hi <= 1.0 + t);
-    if p <= ALPHA && beyond {
-        out.verdict = if worse {
+    let inside = j.ci.is_some_and(|(lo, hi)| lo >= 1.0 - t && hi <= 1.0 + t);
+    if j.p_adjusted <= ALPHA && beyond {
+        j.verdict = if worse {
             Verdict::Regressed
         } else {
             Verdict::Improved
         };
-        out.reason = format!("{change:+.1}%, beyond ±{threshold_pct}% (p = {})", fmt_p(p));
+        j.reason = format!("{change:+.1}%, beyond ±{threshold_pct}% ({p_text})");
     } else if inside {
-        out.verdict = Verdict::Unchanged;
-        out.reason = format!(
+        j.verdict = Verdict::Unchanged;
+        j.reason = format!(
             "{change:+.1}%; the {:.0}% interval lies within ±{threshold_pct}%",
             CONFIDENCE * 100.0
         );
     } else {
-        let (lo, hi) = ci.unwrap_or((f64::NAN, f64::NAN));
+        let (lo, hi) = j.ci.unwrap_or((f64::NAN, f64::NAN));
         let n = nb.min(nn);
         let half = (hi - lo) / 2.0;
         let off = (ratio - 1.0).abs();
@@ -377,15 +412,28 @@ pub fn judge(
         } else {
             "more than 100 repetitions per side would be needed: reduce the noise instead".into()
         };
-        out.reason = format!(
-            "too noisy to tell: {change:+.1}%, p = {}, and the {:.0}% interval [{}, {}] reaches past ±{threshold_pct}%; {hint}",
-            fmt_p(p),
+        j.reason = format!(
+            "too noisy to tell: {change:+.1}%, {p_text}, and the {:.0}% interval [{}, {}] reaches past ±{threshold_pct}%; {hint}",
             CONFIDENCE * 100.0,
             num(lo, 3),
             num(hi, 3),
         );
     }
-    out
+}
+
+/// Holm–Bonferroni over every test of a comparison: adjusted p-values (in the order
+/// given) that keep the chance of any false "significant" below alpha for the family.
+pub fn holm(ps: &[f64]) -> Vec<f64> {
+    let m = ps.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]).then(a.cmp(&b)));
+    let mut adjusted = vec![1.0; m];
+    let mut running: f64 = 0.0;
+    for (k, &i) in order.iter().enumerate() {
+        running = running.max(((m - k) as f64 * ps[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
 }
 
 fn fmt_p(p: f64) -> String {
@@ -693,6 +741,23 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
             notes,
         });
     }
+    // One family: every test of the comparison, so that the chance of calling anything
+    // significant in an A/A comparison stays below ALPHA however many cells it has.
+    let ps: Vec<f64> = pairs
+        .iter()
+        .flat_map(|p: &Pair| p.metrics.iter().map(|j| j.p))
+        .collect();
+    let adjusted = holm(&ps);
+    let family = ps.len();
+    for (j, adj) in pairs
+        .iter_mut()
+        .flat_map(|p| p.metrics.iter_mut())
+        .zip(adjusted)
+    {
+        j.p_adjusted = adj;
+        j.family = family;
+        decide(j);
+    }
     let only_base: Vec<String> = base_cells
         .iter()
         .filter(|(_, b)| !new_cells.iter().any(|(_, n)| key(n) == key(b)))
@@ -791,14 +856,16 @@ fn method(c: &Comparison) -> String {
         ),
     };
     format!(
-        "Design: {how}. Thresholds: {}. Verdicts need both p ≤ {ALPHA} ({test}) and a ratio beyond \
-         the threshold; \"unchanged\" needs the {:.0}% bootstrap interval of the {interval} \
-         ({RESAMPLES} seeded resamples) within ±threshold.",
+        "Design: {how}. Thresholds: {}. Verdicts need both p ≤ {ALPHA} ({test}, Holm–Bonferroni \
+         adjusted over the comparison's {} tests) and a ratio beyond the threshold; \"unchanged\" \
+         needs the {:.0}% bootstrap interval of the {interval} ({RESAMPLES} seeded resamples) \
+         within ±threshold.",
         c.thresholds
             .iter()
             .map(|(m, t)| format!("{} ±{t}%", m.label()))
             .collect::<Vec<_>>()
             .join(", "),
+        c.pairs.iter().map(|p| p.metrics.len()).sum::<usize>(),
         CONFIDENCE * 100.0
     )
 }
@@ -819,7 +886,7 @@ pub fn text(c: &Comparison) -> String {
         let _ = writeln!(
             w,
             "  {:<12} {:>15} {:>15} {:>7} {:>16} {:>7}  {:<12} why",
-            "metric", "baseline", "new", "ratio", "95% interval", "p", "verdict"
+            "metric", "baseline", "new", "ratio", "95% interval", "p (Holm)", "verdict"
         );
         for j in &p.metrics {
             let _ = writeln!(
@@ -830,7 +897,7 @@ pub fn text(c: &Comparison) -> String {
                 fmt_value(j.metric, j.new_median),
                 num(j.ratio, 3),
                 fmt_ci(j.ci),
-                fmt_p(j.p),
+                fmt_p(j.p_adjusted),
                 j.verdict.as_str().to_uppercase(),
                 j.reason
             );
@@ -897,7 +964,7 @@ pub fn markdown(c: &Comparison) -> String {
         );
         let _ = writeln!(
             w,
-            "| metric | reps | baseline | new | ratio | 95% interval | p | verdict | why |"
+            "| metric | reps | baseline | new | ratio | 95% interval | p (Holm) | verdict | why |"
         );
         let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
         for j in &p.metrics {
@@ -911,7 +978,7 @@ pub fn markdown(c: &Comparison) -> String {
                 fmt_value(j.metric, j.new_median),
                 num(j.ratio, 3),
                 fmt_ci(j.ci),
-                fmt_p(j.p),
+                fmt_p(j.p_adjusted),
                 j.verdict.as_str(),
                 j.reason.replace('|', "\\|")
             );
@@ -954,6 +1021,7 @@ pub fn csv_columns() -> Vec<String> {
         "ci_low",
         "ci_high",
         "p_value",
+        "p_adjusted",
         "threshold_pct",
         "base_spread_pct",
         "new_spread_pct",
@@ -994,6 +1062,7 @@ pub fn csv(c: &Comparison) -> anyhow::Result<Vec<u8>> {
                     num(lo, 4),
                     num(hi, 4),
                     num(j.p, 4),
+                    num(j.p_adjusted, 4),
                     num(j.threshold_pct, 2),
                     num(j.base_spread_pct, 1),
                     num(j.new_spread_pct, 1),
@@ -1118,6 +1187,36 @@ mod tests {
         );
         assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
         assert!(j.reason.contains("at least 4"), "{j:?}");
+    }
+
+    #[test]
+    fn holm_adjusts_in_steps_and_keeps_order() {
+        let adj = holm(&[0.01, 0.04, 0.002, 0.5]);
+        // Sorted: 0.002×4 = 0.008, 0.01×3 = 0.03, 0.04×2 = 0.08, 0.5×1 = 0.5.
+        let want = [0.03, 0.08, 0.008, 0.5];
+        for (a, w) in adj.iter().zip(want) {
+            assert!((a - w).abs() < 1e-12, "{adj:?}");
+        }
+        // Monotone: a larger p never gets a smaller adjusted p.
+        let adj = holm(&[0.02, 0.021]);
+        assert!(adj[0] <= adj[1], "{adj:?}");
+    }
+
+    #[test]
+    fn a_larger_family_needs_more_pairs() {
+        let base: Vec<f64> = (0..8).map(|i| 1000.0 + f64::from(i)).collect();
+        let new: Vec<f64> = base.iter().map(|b| b * 0.7).collect();
+        let mut j = judge(CMetric::Throughput, &base, &new, Design::Paired, 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
+        // 8 pairs reach p = 2/256 = 0.0078: not below 0.05/15 = 0.0033.
+        j.family = 15;
+        j.p_adjusted = (j.p * 15.0).min(1.0);
+        decide(&mut j);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(
+            j.reason.contains("at least 10") && j.reason.contains("Holm"),
+            "{j:?}"
+        );
     }
 
     #[test]
