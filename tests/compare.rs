@@ -312,7 +312,10 @@ fn too_few_repetitions_are_inconclusive_and_say_how_many_are_needed() {
         // 2 cells × 5 metrics = 10 tests: Holm's first step asks p ≤ 0.005, which takes
         // 6 repetitions a side (3 alone would need 4 even for a single test).
         assert!(row["reason"].contains("needs at least 6"), "{row:?}");
-        assert!(row["reason"].contains("10 figures at once (Holm)"), "{row:?}");
+        assert!(
+            row["reason"].contains("10 figures at once (Holm)"),
+            "{row:?}"
+        );
     }
 }
 

@@ -363,12 +363,12 @@ pub fn decide(j: &mut Judged) {
     }
     let p_text = if m > 1 {
         format!(
-            "p = {}, {} after Holm over {m}",
-            fmt_p(j.p),
+            "p {}, {} after Holm over {m}",
+            p_is(j.p),
             fmt_p(j.p_adjusted)
         )
     } else {
-        format!("p = {}", fmt_p(j.p))
+        format!("p {}", p_is(j.p))
     };
     let change = (ratio - 1.0) * 100.0;
     let beyond = (ratio - 1.0).abs() > t;
@@ -441,6 +441,15 @@ fn fmt_p(p: f64) -> String {
         "<0.001".into()
     } else {
         format!("{p:.3}")
+    }
+}
+
+/// `= 0.012` or `< 0.001`, to follow a "p".
+fn p_is(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".into()
+    } else {
+        format!("= {p:.3}")
     }
 }
 
