@@ -25,8 +25,10 @@ pub enum Command {
     /// Run the system under test: a framed TCP server with a worker pool.
     ///
     /// Prints one readiness line on stdout once it accepts connections:
-    /// `threadcenter listening addr=IP:PORT pid=PID workers=N pool=KIND`
-    /// (IPv6 addresses in brackets). Everything else goes to stderr.
+    /// `threadcenter listening addr=IP:PORT pid=PID workers=N pool=KIND tls=on|off`
+    /// (IPv6 addresses in brackets; `metrics=IP:PORT` with --metrics; readers must
+    /// ignore keys they do not know, see docs/formats.md). Everything else goes to
+    /// stderr.
     /// SIGINT/SIGTERM: stop accepting, answer every request already received,
     /// stop the workers, exit 0. A second signal exits at once.
     Server(ServerArgs),
