@@ -7,26 +7,17 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{client, free_port, ChildGuard, Reply, TestServer};
+use common::{client, client_json, explain, free_port, ChildGuard, Reply, TestServer};
 use threadcenter::client::ClientDocument;
 use threadcenter::protocol::{compute, ErrorCode};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn explain(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    )
 }
 
 fn read_doc(path: &Path) -> ClientDocument {
@@ -256,19 +247,11 @@ fn five_requests_per_thread_by_default_and_quiet_prints_nothing() {
 fn wrong_results_are_caught_and_fail_the_run() {
     let server = TestServer::start(|_, _| Reply::Wrong);
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = client(
+    let (out, doc) = client_json(
         server.port(),
-        &[
-            "-c",
-            "2",
-            "-n",
-            "5",
-            "--size",
-            "100",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+        &["-c", "2", "-n", "5", "--size", "100"],
+        dir.path(),
+        "run",
     );
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
     let stdout = text(&out.stdout);
@@ -282,7 +265,6 @@ fn wrong_results_are_caught_and_fail_the_run() {
         )),
         "{stdout}"
     );
-    let doc = read_doc(&json);
     check_doc_invariants(&doc);
     assert_eq!((doc.requests.ok, doc.failures.wrong_result), (0, 10));
     // A wrong answer is still an answer: no reconnect (preflight + 2 connections).
@@ -298,22 +280,13 @@ fn malformed_responses_and_mismatched_ids_count_as_malformed_and_reconnect() {
         _ => Reply::Correct,
     });
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = client(
+    let (out, doc) = client_json(
         server.port(),
-        &[
-            "-c",
-            "1",
-            "-n",
-            "9",
-            "--size",
-            "10",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+        &["-c", "1", "-n", "9", "--size", "10"],
+        dir.path(),
+        "run",
     );
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    let doc = read_doc(&json);
     check_doc_invariants(&doc);
     assert_eq!((doc.requests.ok, doc.failures.malformed), (3, 6));
     assert!(doc.first_errors["malformed"].contains("invalid JSON"));
@@ -329,19 +302,11 @@ fn server_error_codes_are_counted_by_code_as_sent() {
         _ => Reply::Correct,
     });
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = client(
+    let (out, doc) = client_json(
         server.port(),
-        &[
-            "-c",
-            "1",
-            "-n",
-            "8",
-            "--size",
-            "10",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+        &["-c", "1", "-n", "8", "--size", "10"],
+        dir.path(),
+        "run",
     );
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
     let stdout = text(&out.stdout);
@@ -349,7 +314,6 @@ fn server_error_codes_are_counted_by_code_as_sent() {
         stdout.contains("server error OVERLOADED 2, server error TEAPOT 2"),
         "{stdout}"
     );
-    let doc = read_doc(&json);
     check_doc_invariants(&doc);
     let codes = &doc.failures.server_error;
     assert_eq!((codes["OVERLOADED"], codes["TEAPOT"]), (2, 2));
@@ -363,25 +327,16 @@ fn server_error_codes_are_counted_by_code_as_sent() {
 fn a_stalled_server_gives_timeouts() {
     let server = TestServer::start(|_, _| Reply::Stall);
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = client(
+    let (out, doc) = client_json(
         server.port(),
-        &[
-            "-c",
-            "2",
-            "-n",
-            "2",
-            "--timeout",
-            "200ms",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+        &["-c", "2", "-n", "2", "--timeout", "200ms"],
+        dir.path(),
+        "run",
     );
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("timeout 4"), "{stdout}");
     assert!(stdout.contains("no response within 200ms"), "{stdout}");
-    let doc = read_doc(&json);
     check_doc_invariants(&doc);
     assert_eq!((doc.requests.ok, doc.failures.timeout), (0, 4));
     assert_eq!(server.requests(), 4);
@@ -397,22 +352,13 @@ fn a_server_closing_connections_gives_io_failures_and_the_client_reconnects() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = client(
+    let (out, doc) = client_json(
         server.port(),
-        &[
-            "-c",
-            "1",
-            "-n",
-            "6",
-            "--size",
-            "10",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+        &["-c", "1", "-n", "6", "--size", "10"],
+        dir.path(),
+        "run",
     );
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    let doc = read_doc(&json);
     check_doc_invariants(&doc);
     assert_eq!((doc.requests.ok, doc.failures.io), (3, 3));
     assert!(
@@ -433,22 +379,13 @@ fn a_server_that_goes_away_mid_run_gives_connect_failures_for_what_was_not_sent(
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = client(
+    let (out, doc) = client_json(
         server.port(),
-        &[
-            "-c",
-            "2",
-            "-n",
-            "30",
-            "--size",
-            "10",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+        &["-c", "2", "-n", "30", "--size", "10"],
+        dir.path(),
+        "run",
     );
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
-    let doc = read_doc(&json);
     check_doc_invariants(&doc);
     // 30 planned per thread is more than 8 failed connects can use up: the thread gives
     // up and counts what it never sent.
@@ -488,24 +425,15 @@ fn an_unreachable_server_is_one_clear_line_and_exit_2() {
 fn duration_mode_stops_by_itself() {
     let server = TestServer::start(|_, _| Reply::Correct);
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
     let started = Instant::now();
-    let out = client(
+    let (out, doc) = client_json(
         server.port(),
-        &[
-            "-c",
-            "2",
-            "-d",
-            "300ms",
-            "--cmd",
-            "ping",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+        &["-c", "2", "-d", "300ms", "--cmd", "ping"],
+        dir.path(),
+        "run",
     );
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     assert!(started.elapsed() >= Duration::from_millis(300));
-    let doc = read_doc(&json);
     check_doc_invariants(&doc);
     assert_eq!(doc.config.cmd, "ping");
     assert_eq!(
@@ -523,24 +451,13 @@ fn duration_mode_stops_by_itself() {
 fn warmup_requests_are_sent_but_not_counted() {
     let server = TestServer::start(|_, _| Reply::Correct);
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("run.json");
-    let out = client(
+    let (out, doc) = client_json(
         server.port(),
-        &[
-            "-c",
-            "2",
-            "-n",
-            "5",
-            "--size",
-            "100",
-            "--warmup",
-            "300ms",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+        &["-c", "2", "-n", "5", "--size", "100", "--warmup", "300ms"],
+        dir.path(),
+        "run",
     );
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
-    let doc = read_doc(&json);
     check_doc_invariants(&doc);
     assert_eq!((doc.requests.sent, doc.requests.ok), (10, 10));
     assert_eq!(doc.config.warmup_s, 0.3);
@@ -586,24 +503,13 @@ fn works_against_a_server_written_to_the_seed_readme() {
     let (server, port) = start_seed_server();
     let dir = tempfile::tempdir().unwrap();
     for cmd in ["compute", "ping"] {
-        let json = dir.path().join(format!("{cmd}.json"));
-        let out = client(
+        let (out, doc) = client_json(
             port,
-            &[
-                "-c",
-                "3",
-                "-n",
-                "10",
-                "--size",
-                "2000",
-                "--cmd",
-                cmd,
-                "--json",
-                json.to_str().unwrap(),
-            ],
+            &["-c", "3", "-n", "10", "--size", "2000", "--cmd", cmd],
+            dir.path(),
+            cmd,
         );
         assert_eq!(out.status.code(), Some(0), "{cmd}: {}", explain(&out));
-        let doc = read_doc(&json);
         check_doc_invariants(&doc);
         assert_eq!((doc.requests.ok, doc.requests.failed), (30, 0), "{cmd}");
     }

@@ -11,11 +11,10 @@ mod sut;
 
 use std::fs;
 use std::path::Path;
-use std::process::Output;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{client, Reply, TestServer};
+use common::{client, client_json, explain, Reply, TestServer};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::Histogram;
 use sut::Server;
@@ -27,26 +26,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn explain(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs the client against `port` with `args` plus `--json`, and reads the document back.
-fn run(port: u16, args: &[&str], dir: &Path, name: &str) -> (Output, ClientDocument) {
-    let json = dir.join(format!("{name}.json"));
-    let mut full = args.to_vec();
-    full.extend_from_slice(&["--json", json.to_str().unwrap()]);
-    let out = client(port, &full);
-    let text = fs::read_to_string(&json)
-        .unwrap_or_else(|e| panic!("no JSON document ({e}):\n{}", explain(&out)));
-    (out, ClientDocument::parse(&text).unwrap())
 }
 
 fn open_loop(doc: &ClientDocument) -> &DocOpenLoop {
@@ -135,7 +114,7 @@ fn a_stall_shows_in_every_request_scheduled_during_it_only_in_the_open_loop() {
 
     let server = Server::start_with_env(&["--workers", "1"], &stall);
     let log = dir.path().join("open.hlog");
-    let (out, open) = run(
+    let (out, open) = client_json(
         server.addr.port(),
         &[
             "--rate",
@@ -204,7 +183,7 @@ fn a_stall_shows_in_every_request_scheduled_during_it_only_in_the_open_loop() {
     // in it and then simply sends less, so the stall shows in about one latency per
     // connection, lost among thousands.
     let server = Server::start_with_env(&["--workers", "1"], &stall);
-    let (out, closed) = run(
+    let (out, closed) = client_json(
         server.addr.port(),
         &["-c", "2", "--cmd", "ping", "-d", "4s"],
         dir.path(),
@@ -249,7 +228,7 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&["--workers", "1"]);
     let log = dir.path().join("pace.hlog");
-    let (out, doc) = run(
+    let (out, doc) = client_json(
         server.addr.port(),
         &[
             "--rate",
@@ -352,7 +331,7 @@ fn the_closed_loop_writes_an_interval_log_that_adds_up() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&["--workers", "1"]);
     let log = dir.path().join("closed.hlog");
-    let (out, doc) = run(
+    let (out, doc) = client_json(
         server.addr.port(),
         &[
             "-c",
@@ -461,7 +440,7 @@ fn impossible_settings_are_refused_with_a_clear_message() {
 fn a_silent_server_gives_timeouts_for_every_scheduled_request() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(|_, _| Reply::Stall);
-    let (out, doc) = run(
+    let (out, doc) = client_json(
         server.port(),
         &[
             "--rate",
@@ -500,7 +479,7 @@ fn an_answer_to_no_request_in_flight_is_malformed_and_the_client_reconnects() {
             Reply::Correct
         }
     });
-    let (out, doc) = run(
+    let (out, doc) = client_json(
         server.port(),
         &[
             "--rate",
@@ -546,7 +525,7 @@ fn a_server_that_goes_away_leaves_the_rest_of_the_schedule_as_connect_failures()
             Reply::Correct
         }
     });
-    let (out, doc) = run(
+    let (out, doc) = client_json(
         server.port(),
         &[
             "--rate",

@@ -6,12 +6,14 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use threadcenter::client::ClientDocument;
 use threadcenter::protocol::message::{encode_pong, encode_result};
 use threadcenter::protocol::{compute, frame, parse_request, Command as Cmd, FrameReader};
 
@@ -112,6 +114,28 @@ pub fn client(port: u16, args: &[&str]) -> Output {
     let mut full = vec!["client", "--host", "127.0.0.1", "--port", &port];
     full.extend_from_slice(args);
     threadcenter(&full)
+}
+
+/// A process's exit status, stdout and stderr, for an assertion's message.
+pub fn explain(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs the client against `port` with `args` plus `--json DIR/NAME.json`, and reads the
+/// document back (panicking with the client's output if it wrote none).
+pub fn client_json(port: u16, args: &[&str], dir: &Path, name: &str) -> (Output, ClientDocument) {
+    let json = dir.join(format!("{name}.json"));
+    let mut full = args.to_vec();
+    full.extend_from_slice(&["--json", json.to_str().unwrap()]);
+    let out = client(port, &full);
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("no JSON document ({e}):\n{}", explain(&out)));
+    (out, ClientDocument::parse(&text).unwrap())
 }
 
 fn drain<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
