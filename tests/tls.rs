@@ -1,5 +1,6 @@
 //! TLS (`--tls-cert`/`--tls-key`) with a certificate generated here by rcgen.
 
+mod common;
 mod sut;
 
 use std::io::{Read, Write};
@@ -76,9 +77,9 @@ fn pipelined_requests_over_tls_are_each_answered_once() {
     // Responses flow back while requests still go out: the server must not deadlock
     // on a client that writes a lot before it reads.
     for chunk in batch.chunks(16 * 1024) {
-        c.tls.write_all(chunk).unwrap();
+        c.stream.write_all(chunk).unwrap();
     }
-    c.tls.flush().unwrap();
+    c.stream.flush().unwrap();
     let mut seen = vec![false; N as usize];
     for _ in 0..N {
         let r = c.recv();
@@ -261,7 +262,7 @@ fn a_tls_client_that_never_reads_cannot_grow_the_server() {
     let rest = sut::rss_kib(pid);
     let mut c = TlsConn::connect(t.server.addr, &t.client);
     assert_eq!(c.call(&json!({"id": 0, "cmd": "ping"}))["pong"], true);
-    c.tls
+    c.stream
         .sock
         .set_write_timeout(Some(Duration::from_secs(1)))
         .unwrap();
@@ -272,7 +273,7 @@ fn a_tls_client_that_never_reads_cannot_grow_the_server() {
     // Pings, never reading an answer, until a write blocks for a second or 256 MiB went.
     let (mut sent, mut blocked) = (0usize, false);
     while sent < 256 << 20 {
-        match c.tls.write_all(&pings).and_then(|()| c.tls.flush()) {
+        match c.stream.write_all(&pings).and_then(|()| c.stream.flush()) {
             Ok(()) => sent += pings.len(),
             Err(_) => {
                 blocked = true;

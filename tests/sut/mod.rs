@@ -152,25 +152,24 @@ pub fn frame(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// A raw framed connection, as any client written to protocol.md would have.
-pub struct Conn {
-    pub stream: TcpStream,
+/// A raw framed connection over any byte stream, as any client written to protocol.md
+/// would have: [`Conn`] over TCP, [`TlsConn`] over TLS.
+pub struct Framed<S> {
+    pub stream: S,
 }
 
-impl Conn {
-    pub fn connect(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
-        Conn { stream }
-    }
+/// A framed connection over plain TCP.
+pub type Conn = Framed<TcpStream>;
 
+/// A framed connection over TLS, the same calls as [`Conn`].
+pub type TlsConn = Framed<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>;
+
+impl<S: Read + Write> Framed<S> {
     pub fn send_raw(&mut self, payload: &[u8]) {
         let mut buf = Vec::new();
         frame(&mut buf, payload);
         self.stream.write_all(&buf).unwrap();
+        self.stream.flush().unwrap();
     }
 
     pub fn send(&mut self, v: &Value) {
@@ -197,11 +196,33 @@ impl Conn {
         self.send(v);
         self.recv()
     }
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn { stream }
+    }
 
     /// True if the server closed the connection (no more bytes, ever).
     pub fn at_eof(&mut self) -> bool {
         let mut b = [0u8; 1];
         matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+impl TlsConn {
+    pub fn connect(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> TlsConn {
+        let Conn { stream } = Conn::connect(addr);
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+        TlsConn {
+            stream: rustls::StreamOwned::new(conn, stream),
+        }
     }
 }
 
@@ -342,52 +363,4 @@ pub fn tls_client_config(ca_der: &[u8]) -> Arc<rustls::ClientConfig> {
             .with_root_certificates(roots)
             .with_no_client_auth(),
     )
-}
-
-/// A framed connection over TLS, the same calls as [`Conn`].
-pub struct TlsConn {
-    pub tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
-}
-
-impl TlsConn {
-    pub fn connect(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> TlsConn {
-        let Conn { stream } = Conn::connect(addr);
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
-        TlsConn {
-            tls: rustls::StreamOwned::new(conn, stream),
-        }
-    }
-
-    pub fn send_raw(&mut self, payload: &[u8]) {
-        let mut buf = Vec::new();
-        frame(&mut buf, payload);
-        self.tls.write_all(&buf).unwrap();
-        self.tls.flush().unwrap();
-    }
-
-    pub fn send(&mut self, v: &Value) {
-        self.send_raw(v.to_string().as_bytes());
-    }
-
-    pub fn recv_raw(&mut self) -> Vec<u8> {
-        let mut header = [0u8; 4];
-        self.tls
-            .read_exact(&mut header)
-            .expect("read a response header");
-        let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
-        self.tls
-            .read_exact(&mut payload)
-            .expect("read a response payload");
-        payload
-    }
-
-    pub fn recv(&mut self) -> Value {
-        serde_json::from_slice(&self.recv_raw()).expect("response is JSON")
-    }
-
-    pub fn call(&mut self, v: &Value) -> Value {
-        self.send(v);
-        self.recv()
-    }
 }
