@@ -12,6 +12,7 @@
 //! Figures (RSS, latency) are printed on stderr: `cargo test --release --test faults
 //! -- --nocapture --test-threads 1` shows them.
 
+mod common;
 mod sut;
 
 use std::io::{Read, Write};

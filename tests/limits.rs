@@ -1,5 +1,6 @@
 //! Each limit of docs/limits.md, seen from a client: what it answers and what it spares.
 
+mod common;
 mod sut;
 
 use std::io::Write;

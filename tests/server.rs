@@ -1,5 +1,6 @@
 //! Integration tests: the real `threadcenter server` binary over loopback sockets.
 
+mod common;
 mod sut;
 
 use std::io::Write;

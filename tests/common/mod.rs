@@ -20,20 +20,35 @@ use threadcenter::protocol::{compute, frame, parse_request, Command as Cmd, Fram
 /// The longest any spawned process may run before the test fails.
 pub const PROCESS_LIMIT: Duration = Duration::from_secs(60);
 
-/// Owns a child process started in its own process group. On drop, unless the child was
-/// already reaped, SIGKILLs that group (the child and anything it forked, such as a
-/// Python pool's workers: only processes this test started) and waits for the child.
+/// Owns a child process and kills it (SIGKILL) and reaps it on drop, unless it was
+/// already reaped.
 pub struct ChildGuard {
     child: Child,
     reaped: bool,
+    /// Started in a process group of its own: drop kills that whole group.
+    own_group: bool,
 }
 
 impl ChildGuard {
+    /// Starts `cmd` in its own process group. On drop, SIGKILLs that group (the child and
+    /// anything it forked, such as a Python pool's workers: only processes this test
+    /// started).
     pub fn spawn(mut cmd: Command) -> io::Result<ChildGuard> {
         cmd.process_group(0);
         Ok(ChildGuard {
             child: cmd.spawn()?,
             reaped: false,
+            own_group: true,
+        })
+    }
+
+    /// Starts `cmd` in the test's own process group, so that an interrupted `cargo test`
+    /// interrupts it too; on drop, SIGKILLs the child alone.
+    pub fn spawn_in_our_group(mut cmd: Command) -> io::Result<ChildGuard> {
+        Ok(ChildGuard {
+            child: cmd.spawn()?,
+            reaped: false,
+            own_group: false,
         })
     }
 
@@ -74,10 +89,15 @@ impl Drop for ChildGuard {
         if self.reaped {
             return;
         }
-        // The group id is the child's pid: it cannot be reused while the child is unreaped.
-        let pgid = self.child.id() as libc::pid_t;
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
+        if self.own_group {
+            // The group id is the child's pid: it cannot be reused while the child is
+            // unreaped.
+            let pgid = self.child.id() as libc::pid_t;
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        } else {
+            let _ = self.child.kill();
         }
         let _ = self.child.wait();
     }

@@ -1,22 +1,25 @@
 //! Test support: start the real server binary on port 0 and talk to it over loopback.
 //!
-//! Every process started here is killed (by its pid, SIGKILL) and reaped on drop,
-//! so a failing test leaves nothing behind.
+//! Every process started here is killed (by its pid, SIGKILL) and reaped on drop, through
+//! `common::ChildGuard`, so a failing test leaves nothing behind. A test crate that
+//! declares `mod sut` declares `mod common` too.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::ChildGuard;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_threadcenter");
 
 /// A running `threadcenter server`, killed and reaped when dropped.
 pub struct Server {
-    child: Option<Child>,
+    child: ChildGuard,
     pub addr: SocketAddr,
     pub ready_line: String,
     stderr: Arc<Mutex<String>>,
@@ -34,15 +37,13 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the server binary");
+            .stderr(Stdio::piped());
+        let mut child = ChildGuard::spawn_in_our_group(cmd).expect("start the server binary");
         let stderr = Arc::new(Mutex::new(String::new()));
         {
-            let mut err = child.stderr.take().unwrap();
+            let mut err = child.child_mut().stderr.take().unwrap();
             let sink = Arc::clone(&stderr);
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
@@ -56,7 +57,7 @@ impl Server {
                 }
             });
         }
-        let stdout = child.stdout.take().unwrap();
+        let stdout = child.child_mut().stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -64,7 +65,7 @@ impl Server {
             let _ = tx.send(line);
         });
         let mut server = Server {
-            child: Some(child),
+            child,
             addr: "0.0.0.0:0".parse().unwrap(),
             ready_line: String::new(),
             stderr,
@@ -87,7 +88,7 @@ impl Server {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        self.child.id()
     }
 
     pub fn connect(&self) -> Conn {
@@ -119,30 +120,12 @@ impl Server {
 
     /// Waits for the server to exit by itself; panics (and kills it) after `limit`.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "server did not exit within {limit:?}; stderr: {}",
-                    self.stderr_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.wait_timeout(limit).unwrap_or_else(|| {
+            panic!(
+                "server did not exit within {limit:?}; stderr: {}",
+                self.stderr_tail()
+            )
+        })
     }
 }
 
