@@ -5,6 +5,9 @@
 //! that none of them is left. A test that fails part-way interrupts the runner (which
 //! kills its children) and kills whatever it recorded, by pid, before it unwinds.
 
+mod common;
+mod sut;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::Read;
@@ -14,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_threadcenter");
+use sut::BIN;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -26,16 +29,14 @@ fn repo() -> PathBuf {
 /// (pid, start time in clock ticks): a process identity that survives pid reuse.
 type ProcId = (i32, u64);
 
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-/// Fields after the command: 0 state, 1 ppid, 2 pgrp, … 19 starttime.
+/// State, ppid and start time of a process.
 fn proc_info(pid: i32) -> Option<(String, i32, u64)> {
-    let f = stat_fields(pid)?;
-    Some((f[0].clone(), f[1].parse().ok()?, f[19].parse().ok()?))
+    let f = sut::stat_fields(pid);
+    Some((
+        f.first()?.clone(),
+        f.get(1)?.parse().ok()?,
+        f.get(19)?.parse().ok()?,
+    ))
 }
 
 fn cmdline(pid: i32) -> String {

@@ -237,31 +237,26 @@ pub fn kill(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// The fields of /proc/PID/stat after the command (0 state, 1 ppid, 2 pgrp, … 11 utime,
+/// 12 stime, … 19 starttime); empty if there is no such process.
+pub fn stat_fields(pid: i32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 /// True if `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .next();
-            state != Some("Z")
-        }
-        Err(_) => false,
-    }
+    stat_fields(pid).first().is_some_and(|state| state != "Z")
 }
 
 /// CPU time of a process so far, in clock ticks (utime + stime).
 pub fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
+    let fields = stat_fields(pid);
     let get = |i: usize| {
         fields
             .get(i)
@@ -293,15 +288,9 @@ pub fn children(pid: u32) -> Vec<i32> {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
+        let fields = stat_fields(child);
         // After the command: state, ppid, ...
-        if fields.get(1) == Some(&pid.to_string().as_str()) && fields.first() != Some(&"Z") {
+        if fields.get(1) == Some(&pid.to_string()) && fields.first().is_some_and(|s| s != "Z") {
             out.push(child);
         }
     }
