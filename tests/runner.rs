@@ -242,6 +242,35 @@ fn run_to_end(args: &[&str], cwd: &Path, limit: Duration) -> (ExitStatus, Run) {
     (status, run)
 }
 
+/// Starts `threadcenter run FILE --out OUT` in `cwd` and returns once the runner has
+/// started its first client (so that a signal lands while a cell is being measured).
+fn start_until_client(file: &Path, out: &Path, cwd: &Path) -> Run {
+    let run = Run::start(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        cwd,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run.watcher.seen().values().any(|c| c.contains(" client ")) {
+        assert!(Instant::now() < deadline, "no client was started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run
+}
+
+/// `threadcenter run --dry-run FILE`.
+fn dry_run(file: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["run", "--dry-run"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files
 
@@ -1050,21 +1079,8 @@ size = [1000]
 "#,
     );
     let out = tmp.path().join("out");
-    let mut run = Run::start(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
     // Interrupt while the first cell's client is running.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !run.watcher.seen().values().any(|c| c.contains(" client ")) {
-        assert!(Instant::now() < deadline, "no client was started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut run = start_until_client(&file, &out, tmp.path());
     std::thread::sleep(Duration::from_millis(300));
     let interrupted = Instant::now();
     run.signal(libc::SIGINT);
@@ -1139,11 +1155,7 @@ fn bad_experiment_files_are_refused_naming_the_key_and_line() {
         (format!("{head}workers = [\"two\"]\n"), 5, "matrix.workers"),
     ] {
         let path = write(tmp.path(), "bad.toml", &body);
-        let out = Command::new(BIN)
-            .args(["run", "--dry-run"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = dry_run(&path);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{body}\n{err}");
         assert!(
@@ -1160,11 +1172,7 @@ fn bad_experiment_files_are_refused_naming_the_key_and_line() {
 #[test]
 fn the_shipped_experiments_and_the_documented_example_are_valid() {
     for entry in fs::read_dir(repo().join("experiments")).unwrap().flatten() {
-        let out = Command::new(BIN)
-            .args(["run", "--dry-run"])
-            .arg(entry.path())
-            .output()
-            .unwrap();
+        let out = dry_run(&entry.path());
         assert!(
             out.status.success(),
             "{}: {}",
@@ -1184,11 +1192,7 @@ fn the_shipped_experiments_and_the_documented_example_are_valid() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = write(tmp.path(), "example.toml", example);
-    let out = Command::new(BIN)
-        .args(["run", "--dry-run"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = dry_run(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -1205,20 +1209,7 @@ fn a_quick_second_sigint_still_leaves_nothing_behind() {
         "name = \"long\"\nduration = \"30s\"\n[matrix]\nworkers = [2]\nconcurrency = [2]\nsize = [1000]\n",
     );
     let out = tmp.path().join("out");
-    let mut run = Run::start(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !run.watcher.seen().values().any(|c| c.contains(" client ")) {
-        assert!(Instant::now() < deadline, "no client was started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut run = start_until_client(&file, &out, tmp.path());
     std::thread::sleep(Duration::from_millis(200));
     let interrupted = Instant::now();
     run.signal(libc::SIGINT);
