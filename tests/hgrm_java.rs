@@ -6,12 +6,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use common::ChildGuard;
+use common::java::Java;
 use hdrhistogram::Histogram;
 use threadcenter::hdr::{encode_base64_v2, new_latency_histogram, write_hgrm};
 
@@ -71,59 +66,14 @@ fn histograms() -> Vec<(&'static str, Histogram<u64>)> {
         .collect()
 }
 
-fn available(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Runs `cmd` under a guard, feeding `input`, bounded in time; returns stdout.
-fn run(mut cmd: Command, input: &[u8]) -> String {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut guard = ChildGuard::spawn(cmd).expect("spawn");
-    let mut stdin = guard.child_mut().stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut stdout = guard.child_mut().stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
-        s
-    });
-    let status = guard
-        .wait_timeout(Duration::from_secs(120))
-        .expect("java did not finish in time");
-    feeder.join().unwrap();
-    assert!(status.success(), "{status:?}");
-    reader.join().unwrap()
-}
-
 #[test]
 fn hgrm_is_identical_to_java_hdrhistogram() {
-    let jar = std::env::var("HDRHISTOGRAM_JAR")
-        .unwrap_or_else(|_| "/usr/share/java/hdrhistogram.jar".to_string());
-    if !Path::new(&jar).exists() || !available("javac") || !available("java") {
-        eprintln!(
-            "SKIPPED hgrm_is_identical_to_java_hdrhistogram: needs javac, java and {jar} \
-             (apt-get install libhdrhistogram-java)"
-        );
+    let Some(java) = Java::compile(
+        "hgrm_is_identical_to_java_hdrhistogram",
+        "HgrmFromBase64.java",
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let source = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/HgrmFromBase64.java"
-    );
-    let mut javac = Command::new("javac");
-    javac.args(["-cp", &jar, "-d"]).arg(dir.path()).arg(source);
-    run(javac, b"");
+    };
 
     let cases = histograms();
     let mut input = String::new();
@@ -136,10 +86,7 @@ fn hgrm_is_identical_to_java_hdrhistogram() {
         ours.push_str(&String::from_utf8(text).unwrap());
         ours.push_str("--- end\n");
     }
-    let classpath = format!("{jar}:{}", dir.path().display());
-    let mut java = Command::new("java");
-    java.args(["-cp", &classpath, "HgrmFromBase64"]);
-    let theirs = run(java, input.as_bytes());
+    let theirs = java.run("HgrmFromBase64", &[], input.as_bytes());
 
     let ours: Vec<&str> = ours.split("--- end\n").collect();
     let theirs: Vec<&str> = theirs.split("--- end\n").collect();

@@ -7,63 +7,19 @@
 mod common;
 mod sut;
 
-use std::fs;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use common::{client, ChildGuard};
+use common::client_json;
+use common::java::Java;
 use sut::Server;
-use threadcenter::client::ClientDocument;
-
-fn available(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Runs `cmd` under a guard, bounded in time; returns stdout.
-fn run(mut cmd: Command) -> String {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut guard = ChildGuard::spawn(cmd).expect("spawn");
-    let mut stdout = guard.child_mut().stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
-        s
-    });
-    let status = guard
-        .wait_timeout(Duration::from_secs(120))
-        .expect("java did not finish in time");
-    assert!(status.success(), "{status:?}");
-    reader.join().unwrap()
-}
 
 #[test]
 fn java_hdrhistogram_reads_the_interval_log_and_its_counts_add_up() {
-    let jar = std::env::var("HDRHISTOGRAM_JAR")
-        .unwrap_or_else(|_| "/usr/share/java/hdrhistogram.jar".to_string());
-    if !Path::new(&jar).exists() || !available("javac") || !available("java") {
-        eprintln!(
-            "SKIPPED java_hdrhistogram_reads_the_interval_log_and_its_counts_add_up: needs \
-             javac, java and {jar} (apt-get install libhdrhistogram-java)"
-        );
+    let Some(java) = Java::compile(
+        "java_hdrhistogram_reads_the_interval_log_and_its_counts_add_up",
+        "IntervalLogTotals.java",
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let source = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/IntervalLogTotals.java"
-    );
-    let mut javac = Command::new("javac");
-    javac.args(["-cp", &jar, "-d"]).arg(dir.path()).arg(source);
-    run(javac);
-    let classpath = format!("{jar}:{}", dir.path().display());
+    };
+    let dir = java.dir.path();
 
     let server = Server::start(&["--workers", "1"]);
     let port = server.addr.port();
@@ -71,8 +27,7 @@ fn java_hdrhistogram_reads_the_interval_log_and_its_counts_add_up() {
         ("open", &["--rate", "500", "--pipeline", "8"][..]),
         ("closed", &[][..]),
     ] {
-        let log = dir.path().join(format!("{name}.hlog"));
-        let json = dir.path().join(format!("{name}.json"));
+        let log = dir.join(format!("{name}.hlog"));
         let mut args = vec![
             "-c",
             "2",
@@ -82,22 +37,16 @@ fn java_hdrhistogram_reads_the_interval_log_and_its_counts_add_up() {
             "2200ms",
             "--interval-log",
             log.to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let out = client(port, &args);
+        let (out, doc) = client_json(port, &args, dir, name);
         assert!(
             out.status.success(),
             "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let doc = ClientDocument::parse(&fs::read_to_string(&json).unwrap()).unwrap();
 
-        let mut java = Command::new("java");
-        java.args(["-cp", &classpath, "IntervalLogTotals"])
-            .arg(&log);
-        let text = run(java);
+        let text = java.run("IntervalLogTotals", &[&log], b"");
         let field = |key: &str| -> u64 {
             text.lines()
                 .find_map(|l| l.strip_prefix(&format!("{key} ")))

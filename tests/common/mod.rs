@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+pub mod java;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
