@@ -1133,69 +1133,63 @@ mod tests {
     #[test]
     fn verdicts() {
         let base = around(1000.0, 0.02, 5);
-        // 20% less throughput, cleanly separated.
-        let j = judge(
-            CMetric::Throughput,
-            &base,
-            &around(800.0, 0.02, 5),
-            Design::Independent,
-            5.0,
-            1,
-        );
-        assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
-        // 20% less latency.
-        let j = judge(
-            CMetric::P99,
-            &base,
-            &around(800.0, 0.02, 5),
-            Design::Independent,
-            5.0,
-            1,
-        );
-        assert_eq!(j.verdict, Verdict::Improved, "{j:?}");
-        // The same, within 1%: unchanged.
-        let j = judge(
-            CMetric::P50,
-            &base,
-            &around(1005.0, 0.02, 5),
-            Design::Independent,
-            5.0,
-            1,
-        );
-        assert_eq!(j.verdict, Verdict::Unchanged, "{j:?}");
-        // Significant but small (2% with a 5% threshold): unchanged.
-        let j = judge(
-            CMetric::P50,
-            &base,
-            &around(1020.0, 0.005, 5),
-            Design::Independent,
-            5.0,
-            1,
-        );
-        assert_eq!(j.verdict, Verdict::Unchanged, "{j:?}");
-        // Wild noise: inconclusive, with a hint.
         let noisy = [600.0, 1400.0, 900.0, 1200.0, 700.0];
-        let j = judge(
-            CMetric::Throughput,
-            &base,
-            &noisy,
-            Design::Independent,
-            5.0,
-            1,
-        );
-        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
-        assert!(j.reason.contains("too noisy"), "{j:?}");
-        // Three repetitions can never be significant.
-        let j = judge(
-            CMetric::Throughput,
-            &around(1000.0, 0.01, 3),
-            &around(500.0, 0.01, 3),
-            Design::Independent,
-            5.0,
-            1,
-        );
-        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
-        assert!(j.reason.contains("at least 4"), "{j:?}");
+        // (what, metric, baseline, new, verdict, a phrase the reason must hold)
+        let cases = [
+            (
+                "20% less throughput, cleanly separated",
+                CMetric::Throughput,
+                base.clone(),
+                around(800.0, 0.02, 5),
+                Verdict::Regressed,
+                "",
+            ),
+            (
+                "20% less latency",
+                CMetric::P99,
+                base.clone(),
+                around(800.0, 0.02, 5),
+                Verdict::Improved,
+                "",
+            ),
+            (
+                "the same, within 1%",
+                CMetric::P50,
+                base.clone(),
+                around(1005.0, 0.02, 5),
+                Verdict::Unchanged,
+                "",
+            ),
+            (
+                "significant but small (2% with a 5% threshold)",
+                CMetric::P50,
+                base.clone(),
+                around(1020.0, 0.005, 5),
+                Verdict::Unchanged,
+                "",
+            ),
+            (
+                "wild noise: inconclusive, with a hint",
+                CMetric::Throughput,
+                base.clone(),
+                noisy.to_vec(),
+                Verdict::Inconclusive,
+                "too noisy",
+            ),
+            (
+                "three repetitions can never be significant",
+                CMetric::Throughput,
+                around(1000.0, 0.01, 3),
+                around(500.0, 0.01, 3),
+                Verdict::Inconclusive,
+                "at least 4",
+            ),
+        ];
+        for (what, metric, base, new, verdict, reason) in cases {
+            let j = judge(metric, &base, &new, Design::Independent, 5.0, 1);
+            assert_eq!(j.verdict, verdict, "{what}: {j:?}");
+            assert!(j.reason.contains(reason), "{what}: {j:?}");
+        }
     }
 
     #[test]
