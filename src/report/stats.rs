@@ -84,22 +84,7 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
         .collect();
     pooled.sort_by(|x, y| x.0.total_cmp(&y.0));
     let total = m + n;
-    let mut rank2 = vec![0u64; total];
-    let mut ties: Vec<usize> = Vec::new();
-    let mut i = 0;
-    while i < total {
-        let mut j = i;
-        while j + 1 < total && pooled[j + 1].0 == pooled[i].0 {
-            j += 1;
-        }
-        // Ranks i+1 ..= j+1 share their mean; doubled: (i+1 + j+1).
-        let r2 = (i + 1 + j + 1) as u64;
-        for r in rank2.iter_mut().take(j + 1).skip(i) {
-            *r = r2;
-        }
-        ties.push(j - i + 1);
-        i = j + 1;
-    }
+    let (rank2, ties) = doubled_mid_ranks(&pooled);
     let w_obs: u64 = pooled
         .iter()
         .zip(&rank2)
@@ -127,32 +112,71 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
                 }
             }
         }
-        let all: f64 = counts[m].iter().sum();
-        let extreme: f64 = counts[m]
-            .iter()
-            .enumerate()
-            .filter(|(s, _)| (*s as f64 - expected).abs() >= dev_obs - 1e-9)
-            .map(|(_, c)| *c)
-            .sum();
-        return (extreme / all).min(1.0);
+        return exact_two_sided(&counts[m], expected, dev_obs);
     }
 
     // Normal approximation on U = W - m(m+1)/2 (undoubled), tie-corrected variance.
     let (mf, nf, nn) = (m as f64, n as f64, total as f64);
-    let tie_term: f64 = ties
-        .iter()
+    let var = mf * nf / 12.0 * ((nn + 1.0) - tie_term(&ties) / (nn * (nn - 1.0)));
+    normal_two_sided(dev_obs, var)
+}
+
+/// Doubled mid-ranks of `sorted` (ascending by its first element): integers even with
+/// ties. Also the size of each group of tied values, in order.
+fn doubled_mid_ranks(sorted: &[(f64, bool)]) -> (Vec<u64>, Vec<usize>) {
+    let total = sorted.len();
+    let mut rank2 = vec![0u64; total];
+    let mut ties: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < total {
+        let mut j = i;
+        while j + 1 < total && sorted[j + 1].0 == sorted[i].0 {
+            j += 1;
+        }
+        // Ranks i+1 ..= j+1 share their mean; doubled: (i+1 + j+1).
+        let r2 = (i + 1 + j + 1) as u64;
+        for r in rank2.iter_mut().take(j + 1).skip(i) {
+            *r = r2;
+        }
+        ties.push(j - i + 1);
+        i = j + 1;
+    }
+    (rank2, ties)
+}
+
+/// Σ (t³ − t) over the groups of ties: the variance correction for ties.
+fn tie_term(ties: &[usize]) -> f64 {
+    ties.iter()
         .map(|&t| {
             let t = t as f64;
             t * t * t - t
         })
+        .sum()
+}
+
+/// The exact two-sided p-value: the share of the distribution `counts` (counts[s]: how
+/// many outcomes give the doubled statistic s) at least as far from `expected` as the
+/// observed `dev_obs`.
+fn exact_two_sided(counts: &[f64], expected: f64, dev_obs: f64) -> f64 {
+    let all: f64 = counts.iter().sum();
+    let extreme: f64 = counts
+        .iter()
+        .enumerate()
+        .filter(|(s, _)| (*s as f64 - expected).abs() >= dev_obs - 1e-9)
+        .map(|(_, c)| *c)
         .sum();
-    let var = mf * nf / 12.0 * ((nn + 1.0) - tie_term / (nn * (nn - 1.0)));
+    (extreme / all).min(1.0)
+}
+
+/// The normal approximation's two-sided p-value for a doubled deviation `dev_obs` of a
+/// statistic with variance `var` (undoubled), with continuity correction; 1.0 when the
+/// variance is not positive.
+fn normal_two_sided(dev_obs: f64, var: f64) -> f64 {
     if var <= 0.0 {
         return 1.0;
     }
     let dev = (dev_obs / 2.0 - 0.5).max(0.0);
-    let z = dev / var.sqrt();
-    (2.0 * normal_upper_tail(z)).min(1.0)
+    (2.0 * normal_upper_tail(dev / var.sqrt())).min(1.0)
 }
 
 /// P(Z > z) for a standard normal Z (Abramowitz–Stegun 7.1.26 through erfc; |error| < 1.5e-7).
@@ -203,20 +227,7 @@ pub fn signed_rank_p(d: &[f64]) -> f64 {
         return 1.0;
     }
     abs.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let mut rank2 = vec![0u64; n];
-    let mut ties: Vec<usize> = Vec::new();
-    let mut i = 0;
-    while i < n {
-        let mut j = i;
-        while j + 1 < n && abs[j + 1].0 == abs[i].0 {
-            j += 1;
-        }
-        for r in rank2.iter_mut().take(j + 1).skip(i) {
-            *r = (i + 1 + j + 1) as u64;
-        }
-        ties.push(j - i + 1);
-        i = j + 1;
-    }
+    let (rank2, ties) = doubled_mid_ranks(&abs);
     let total: u64 = rank2.iter().sum();
     let w_obs: u64 = abs
         .iter()
@@ -236,29 +247,11 @@ pub fn signed_rank_p(d: &[f64]) -> f64 {
                 counts[s] += counts[s - r];
             }
         }
-        let all: f64 = counts.iter().sum();
-        let extreme: f64 = counts
-            .iter()
-            .enumerate()
-            .filter(|(s, _)| (*s as f64 - expected).abs() >= dev_obs - 1e-9)
-            .map(|(_, c)| *c)
-            .sum();
-        return (extreme / all).min(1.0);
+        return exact_two_sided(&counts, expected, dev_obs);
     }
     let nf = n as f64;
-    let tie_term: f64 = ties
-        .iter()
-        .map(|&t| {
-            let t = t as f64;
-            t * t * t - t
-        })
-        .sum();
-    let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_term / 48.0;
-    if var <= 0.0 {
-        return 1.0;
-    }
-    let dev = (dev_obs / 2.0 - 0.5).max(0.0);
-    (2.0 * normal_upper_tail(dev / var.sqrt())).min(1.0)
+    let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_term(&ties) / 48.0;
+    normal_two_sided(dev_obs, var)
 }
 
 /// The smallest two-sided p-value a signed-rank test of `n` pairs can give: 2 / 2^n.
