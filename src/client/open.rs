@@ -268,6 +268,29 @@ struct Book {
 }
 
 impl Book {
+    /// An empty table of `pipeline` slots, its connection given room at `now`.
+    fn new(pipeline: usize, now: Instant) -> Book {
+        let empty = Slot {
+            id: u64::MAX,
+            live: false,
+            measured: false,
+            due: now,
+            queued: now,
+            sent: None,
+        };
+        Book {
+            pipeline,
+            slots: vec![empty; pipeline],
+            free: (0..pipeline).rev().collect(),
+            in_flight: 0,
+            seq: 0,
+            check_at: None,
+            room_at: now,
+            lost_in_row: 0,
+            tally: Tally::new(),
+        }
+    }
+
     fn take_slot(&mut self) -> usize {
         self.in_flight += 1;
         self.free.pop().expect("a free slot: in_flight < pipeline")
@@ -436,14 +459,6 @@ impl Connection {
             Mode::Duration(d) => due_before(cfg.warmup + d, ns_per_request, index, conns),
         };
         let now = Instant::now();
-        let empty = Slot {
-            id: u64::MAX,
-            live: false,
-            measured: false,
-            due: now,
-            queued: now,
-            sent: None,
-        };
         Connection {
             index,
             conns,
@@ -456,17 +471,7 @@ impl Connection {
             out: Vec::with_capacity(256),
             out_pos: 0,
             unsent: VecDeque::new(),
-            book: Book {
-                pipeline,
-                slots: vec![empty; pipeline],
-                free: (0..pipeline).rev().collect(),
-                in_flight: 0,
-                seq: 0,
-                check_at: None,
-                room_at: now,
-                lost_in_row: 0,
-                tally: Tally::new(),
-            },
+            book: Book::new(pipeline, now),
             connects_failed: 0,
         }
     }
@@ -776,28 +781,6 @@ mod tests {
         }
     }
 
-    fn book(pipeline: usize, start: Instant) -> Book {
-        let empty = Slot {
-            id: u64::MAX,
-            live: false,
-            measured: false,
-            due: start,
-            queued: start,
-            sent: None,
-        };
-        Book {
-            pipeline,
-            slots: vec![empty; pipeline],
-            free: (0..pipeline).rev().collect(),
-            in_flight: 0,
-            seq: 0,
-            check_at: None,
-            room_at: start,
-            lost_in_row: 0,
-            tally: Tally::new(),
-        }
-    }
-
     /// Puts a request in flight as `Connection::queue_due` does; returns its id.
     fn put(b: &mut Book, due: Instant, sent: Instant) -> u64 {
         let slot = b.take_slot();
@@ -824,7 +807,7 @@ mod tests {
         let cfg = config();
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut b = book(4, t0);
+        let mut b = Book::new(4, t0);
         // Due at 0, 10, 20 ms; the first two left 5 ms late.
         let a = put(&mut b, t0, t0 + ms(5));
         let c = put(&mut b, t0 + ms(10), t0 + ms(15));
