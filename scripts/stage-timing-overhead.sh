@@ -20,40 +20,15 @@ WORKERS=${WORKERS:-2}
 POOL=${POOL:-process}
 
 [ -x "$BIN" ] || cargo build --release
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# Starts a server and sets $port once its readiness line is out. Not in a subshell,
-# so that `pids` keeps its pid for the cleanup.
-start() {
-    local name=$1; shift
-    "$BIN" server --port 0 --workers "$WORKERS" --pool "$POOL" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-    pids+=($!)
-    for _ in $(seq 200); do
-        if grep -q '^threadcenter listening' "$tmp/$name.out"; then
-            port=$(sed -n 's/.*addr=[^ ]*:\([0-9]*\).*/\1/p' "$tmp/$name.out")
-            return
-        fi
-        sleep 0.05
-    done
-    echo "server $name did not start: $(cat "$tmp/$name.err")" >&2
-    exit 1
-}
-start on
+# shellcheck source=scripts/lib/ab.sh
+. scripts/lib/ab.sh
+start on --workers "$WORKERS" --pool "$POOL"
 on_port=$port
-start off --no-stage-timing
+start off --workers "$WORKERS" --pool "$POOL" --no-stage-timing
 off_port=$port
 
 for rep in $(seq "$REPS"); do
-    # Alternate which goes first, so neither always follows the other.
-    if [ $((rep % 2)) -eq 1 ]; then order="on off"; else order="off on"; fi
-    for mode in $order; do
+    for mode in $(alternate "$rep" on off); do
         if [ "$mode" = on ]; then p=$on_port; else p=$off_port; fi
         "$BIN" client --port "$p" --concurrency "$CONCURRENCY" --duration "$DURATION" \
             --warmup 1s --size "$SIZE" --quiet --json "$tmp/$mode-$rep.json"

@@ -19,14 +19,8 @@ CONCURRENCY=${CONCURRENCY:-4}
 WORKERS=${WORKERS:-2}
 
 [ -x "$BIN" ] || cargo build --release
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/ab.sh
+. scripts/lib/ab.sh
 
 # A CA and a server certificate for localhost/127.0.0.1 signed by it.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
@@ -37,25 +31,9 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' 
 openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
     -CAcreateserial -days 1 -extfile "$tmp/ext.cnf" -out "$tmp/cert.pem" 2>/dev/null
 
-# Starts a server and sets $port once its readiness line is out. Not in a subshell,
-# so that `pids` keeps its pid for the cleanup.
-start() {
-    local name=$1; shift
-    "$BIN" server --port 0 --workers "$WORKERS" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-    pids+=($!)
-    for _ in $(seq 200); do
-        if grep -q '^threadcenter listening' "$tmp/$name.out"; then
-            port=$(sed -n 's/.*addr=[^ ]*:\([0-9]*\).*/\1/p' "$tmp/$name.out")
-            return
-        fi
-        sleep 0.05
-    done
-    echo "server $name did not start: $(cat "$tmp/$name.err")" >&2
-    exit 1
-}
-start plain
+start plain --workers "$WORKERS"
 plain_port=$port
-start tls --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem"
+start tls --workers "$WORKERS" --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem"
 tls_port=$port
 
 run() { # mode size rep
@@ -70,9 +48,7 @@ run() { # mode size rep
 }
 for rep in $(seq "$REPS"); do
     for size in $SIZES; do
-        # Alternate which goes first, so neither always follows the other.
-        if [ $((rep % 2)) -eq 1 ]; then order="plain tls"; else order="tls plain"; fi
-        for mode in $order; do run "$mode" "$size" "$rep"; done
+        for mode in $(alternate "$rep" plain tls); do run "$mode" "$size" "$rep"; done
     done
 done
 
