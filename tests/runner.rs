@@ -236,16 +236,9 @@ impl Drop for Run {
     }
 }
 
-fn run_to_end(args: &[&str], cwd: &Path, limit: Duration) -> (ExitStatus, Run) {
-    let mut run = Run::start(args, cwd);
-    let status = run.finish(limit);
-    (status, run)
-}
-
-/// Starts `threadcenter run FILE --out OUT` in `cwd` and returns once the runner has
-/// started its first client (so that a signal lands while a cell is being measured).
-fn start_until_client(file: &Path, out: &Path, cwd: &Path) -> Run {
-    let run = Run::start(
+/// Starts `threadcenter run FILE --out OUT` in `cwd`.
+fn start_experiment(file: &Path, out: &Path, cwd: &Path) -> Run {
+    Run::start(
         &[
             "run",
             file.to_str().unwrap(),
@@ -253,7 +246,20 @@ fn start_until_client(file: &Path, out: &Path, cwd: &Path) -> Run {
             out.to_str().unwrap(),
         ],
         cwd,
-    );
+    )
+}
+
+/// Runs `threadcenter run FILE --out OUT` in `cwd` to its end, bounded by `limit`.
+fn run_to_end(file: &Path, out: &Path, cwd: &Path, limit: Duration) -> (ExitStatus, Run) {
+    let mut run = start_experiment(file, out, cwd);
+    let status = run.finish(limit);
+    (status, run)
+}
+
+/// Starts `threadcenter run FILE --out OUT` in `cwd` and returns once the runner has
+/// started its first client (so that a signal lands while a cell is being measured).
+fn start_until_client(file: &Path, out: &Path, cwd: &Path) -> Run {
+    let run = start_experiment(file, out, cwd);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !run.watcher.seen().values().any(|c| c.contains(" client ")) {
         assert!(Instant::now() < deadline, "no client was started");
@@ -408,16 +414,7 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
     let tmp = tempfile::tempdir().unwrap();
     let file = write(tmp.path(), "tiny.toml", TINY);
     let out = tmp.path().join("out");
-    let (status, run) = run_to_end(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        tmp.path(),
-        Duration::from_secs(120),
-    );
+    let (status, run) = run_to_end(&file, &out, tmp.path(), Duration::from_secs(120));
     assert!(status.success(), "exit {status:?}\nstderr:\n{}", run.stderr);
 
     // stdout is the run directory; OUT/latest resolves to it.
@@ -922,16 +919,7 @@ size = [150_000]
 "#,
     );
     let out = tmp.path().join("out");
-    let (status, run) = run_to_end(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        tmp.path(),
-        Duration::from_secs(120),
-    );
+    let (status, run) = run_to_end(&file, &out, tmp.path(), Duration::from_secs(120));
     assert!(status.success(), "{}", run.stderr);
     run.assert_nothing_left();
     let dir = out.join("latest");
@@ -999,16 +987,7 @@ size = [1000]
 "#,
     );
     let out = tmp.path().join("out");
-    let (status, run) = run_to_end(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        tmp.path(),
-        Duration::from_secs(60),
-    );
+    let (status, run) = run_to_end(&file, &out, tmp.path(), Duration::from_secs(60));
     assert_eq!(status.code(), Some(1), "failed runs exit 1\n{}", run.stderr);
     let dir = PathBuf::from(run.stdout.trim());
     let results = Csv::read(&dir.join("results.csv"));
