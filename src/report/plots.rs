@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
 
-use super::analysis::{Analysis, Breakdown, Metric};
+use super::analysis::{Analysis, Breakdown, CellSummary, Metric};
 use super::load::RunData;
 use crate::runner::store;
 
@@ -536,7 +536,8 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
     } else {
         None
     };
-    let by_concurrency = |m: Metric, div: f64| -> Vec<Line> {
+    // One line per series, a point per cell where `point` gives one.
+    let series_lines = |point: &dyn Fn(&CellSummary) -> Option<(f64, f64)>| -> Vec<Line> {
         a.series
             .iter()
             .enumerate()
@@ -545,16 +546,16 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
                 points: s
                     .points
                     .iter()
-                    .filter_map(|&p| {
-                        let c = &a.cells[p];
-                        c.median(m).map(|v| (c.cell.concurrency as f64, v / div))
-                    })
+                    .filter_map(|&p| point(&a.cells[p]))
                     .collect(),
                 color: color(i),
                 dashed: dashed(i),
                 markers: true,
             })
             .collect()
+    };
+    let by_concurrency = |m: Metric, div: f64| -> Vec<Line> {
+        series_lines(&|c| c.median(m).map(|v| (c.cell.concurrency as f64, v / div)))
     };
     let values = |m: Metric| -> Vec<f64> {
         a.series
@@ -615,28 +616,12 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
 
     // p99 vs throughput: the "hockey stick".
     let xt = linear_dim("throughput (requests/s)".into(), 0.0, tmax, fmt_num);
-    let lines: Vec<Line> = a
-        .series
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Line {
-            label: s.label.clone(),
-            points: s
-                .points
-                .iter()
-                .filter_map(|&p| {
-                    let c = &a.cells[p];
-                    Some((
-                        c.median(Metric::Throughput)?,
-                        c.median(Metric::LatencyP99)? / div,
-                    ))
-                })
-                .collect(),
-            color: color(i),
-            dashed: dashed(i),
-            markers: true,
-        })
-        .collect();
+    let lines = series_lines(&|c| {
+        Some((
+            c.median(Metric::Throughput)?,
+            c.median(Metric::LatencyP99)? / div,
+        ))
+    });
     draw(
         &dir.join(FIXED_PLOTS[2].0),
         FIXED_PLOTS[2].1,
