@@ -35,6 +35,21 @@ fn open_loop(doc: &ClientDocument) -> &DocOpenLoop {
         .expect("an open-loop document has open_loop")
 }
 
+/// Runs the client with `args` against a fresh one-worker server (its environment `env`),
+/// stops the server, and asserts the client succeeded; returns its output and document.
+fn run_ok(
+    env: &[(&str, &str)],
+    args: &[&str],
+    dir: &Path,
+    name: &str,
+) -> (std::process::Output, ClientDocument) {
+    let server = Server::start_with_env(&["--workers", "1"], env);
+    let (out, doc) = client_json(server.addr.port(), args, dir, name);
+    drop(server);
+    assert!(out.status.success(), "{}", explain(&out));
+    (out, doc)
+}
+
 /// Recorded values at or above `ns`.
 fn count_at_least(h: &Histogram<u64>, ns: u64) -> u64 {
     h.iter_recorded()
@@ -52,6 +67,13 @@ struct ReadLog {
     /// Histograms tagged `uncorrected`.
     uncorrected: Vec<Histogram<u64>>,
     start_time: Option<Duration>,
+}
+
+impl ReadLog {
+    /// Latencies recorded in the untagged intervals.
+    fn total(&self) -> u64 {
+        self.main.iter().map(|(_, _, h)| h.len()).sum()
+    }
 }
 
 fn read_interval_log(path: &Path) -> ReadLog {
@@ -112,10 +134,9 @@ fn a_stall_shows_in_every_request_scheduled_during_it_only_in_the_open_loop() {
     let stall = [("THREADCENTER_TEST_STALL", "1500:1000")];
     const RATE: f64 = 200.0;
 
-    let server = Server::start_with_env(&["--workers", "1"], &stall);
     let log = dir.path().join("open.hlog");
-    let (out, open) = client_json(
-        server.addr.port(),
+    let (out, open) = run_ok(
+        &stall,
         &[
             "--rate",
             "200",
@@ -133,8 +154,6 @@ fn a_stall_shows_in_every_request_scheduled_during_it_only_in_the_open_loop() {
         dir.path(),
         "open",
     );
-    drop(server);
-    assert!(out.status.success(), "{}", explain(&out));
     assert_eq!(open.requests.sent, 800, "4 s at 200/s");
     assert_eq!(open.requests.ok, 800, "{}", explain(&out));
     let corrected = open.decode_histogram().unwrap();
@@ -164,9 +183,9 @@ fn a_stall_shows_in_every_request_scheduled_during_it_only_in_the_open_loop() {
     }
     // The interval log adds up and shows the stall in one second.
     let read = read_interval_log(&log);
-    let total: u64 = read.main.iter().map(|(_, _, h)| h.len()).sum();
     assert_eq!(
-        total, open.requests.ok,
+        read.total(),
+        open.requests.ok,
         "interval counts add up to the run's total"
     );
     assert_eq!(
@@ -182,15 +201,12 @@ fn a_stall_shows_in_every_request_scheduled_during_it_only_in_the_open_loop() {
     // The closed loop, same server, same stall: each connection has one request stuck
     // in it and then simply sends less, so the stall shows in about one latency per
     // connection, lost among thousands.
-    let server = Server::start_with_env(&["--workers", "1"], &stall);
-    let (out, closed) = client_json(
-        server.addr.port(),
+    let (_, closed) = run_ok(
+        &stall,
         &["-c", "2", "--cmd", "ping", "-d", "4s"],
         dir.path(),
         "closed",
     );
-    drop(server);
-    assert!(out.status.success(), "{}", explain(&out));
     assert_eq!(closed.load_model, "closed");
     assert!(closed.open_loop.is_none());
     let closed_h = closed.decode_histogram().unwrap();
@@ -226,10 +242,9 @@ fn a_stall_shows_in_every_request_scheduled_during_it_only_in_the_open_loop() {
 fn pacing_keeps_the_offered_rate_and_reports_lateness() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&["--workers", "1"]);
     let log = dir.path().join("pace.hlog");
-    let (out, doc) = client_json(
-        server.addr.port(),
+    let (out, doc) = run_ok(
+        &[],
         &[
             "--rate",
             "5000",
@@ -249,8 +264,6 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
         dir.path(),
         "pace",
     );
-    drop(server);
-    assert!(out.status.success(), "{}", explain(&out));
     let o = open_loop(&doc);
     // The schedule is exact: 3 s at 5000/s after the warm-up, all on one connection
     // (5 per millisecond: a generator that paced on millisecond ticks could not).
@@ -304,8 +317,7 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
 
     // The interval log: the warm-up is not in it, the seconds add up to the run.
     let read = read_interval_log(&log);
-    let total: u64 = read.main.iter().map(|(_, _, h)| h.len()).sum();
-    assert_eq!(total, doc.requests.ok);
+    assert_eq!(read.total(), doc.requests.ok);
     assert_eq!(
         read.uncorrected.iter().map(Histogram::len).sum::<u64>(),
         doc.requests.ok
@@ -329,10 +341,9 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
 fn the_closed_loop_writes_an_interval_log_that_adds_up() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&["--workers", "1"]);
     let log = dir.path().join("closed.hlog");
-    let (out, doc) = client_json(
-        server.addr.port(),
+    let (_, doc) = run_ok(
+        &[],
         &[
             "-c",
             "2",
@@ -346,8 +357,6 @@ fn the_closed_loop_writes_an_interval_log_that_adds_up() {
         dir.path(),
         "closed",
     );
-    drop(server);
-    assert!(out.status.success(), "{}", explain(&out));
     let read = read_interval_log(&log);
     assert!(
         read.uncorrected.is_empty(),
