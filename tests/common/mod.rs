@@ -1,5 +1,7 @@
 //! Shared test support: a guard that kills and reaps spawned processes, a bounded runner
-//! for the real binary, and small protocol servers with scripted misbehaviour.
+//! for the real binary (and its client with a `--json` document read back), small
+//! protocol servers with scripted misbehaviour, and (`java`) Java HdrHistogram as a
+//! reference.
 
 #![allow(dead_code)] // each test crate uses a different part of this module
 

@@ -1,4 +1,5 @@
-//! Test support: start the real server binary on port 0 and talk to it over loopback.
+//! Test support: start the real server binary on port 0, talk to it over loopback (plain
+//! or TLS), and watch its processes through /proc.
 //!
 //! Every process started here is killed (by its pid, SIGKILL) and reaped on drop, through
 //! `common::ChildGuard`, so a failing test leaves nothing behind. A test crate that
