@@ -148,6 +148,18 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How long slot `i`'s supervisor may wait for a result: until the head task's
+    /// deadline, or a whole `--task-timeout` while the worker is idle.
+    fn result_wait(&self, i: usize) -> Duration {
+        let st = self.lock();
+        let slot = &st.slots[i];
+        if slot.inflight.is_empty() {
+            self.task_timeout
+        } else {
+            (slot.head_since + self.task_timeout).saturating_duration_since(Instant::now())
+        }
+    }
+
     fn spawn_worker(&self) -> io::Result<Child> {
         Command::new(&self.exe)
             .arg("worker")
@@ -414,23 +426,19 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
     loop {
         let mut results = Results::new(child.stdout.take().expect("worker stdout is piped"));
         let mut timed_out = false;
+        let mut wait = sh.result_wait(i);
         let why = loop {
-            let wait = {
-                let st = sh.lock();
-                let slot = &st.slots[i];
-                if slot.inflight.is_empty() {
-                    sh.task_timeout
-                } else {
-                    (slot.head_since + sh.task_timeout).saturating_duration_since(Instant::now())
-                }
-            };
             if wait.is_zero() {
                 timed_out = true;
                 break format!("exceeded --task-timeout {:?}", sh.task_timeout);
             }
             match results.fill(wait) {
                 Ok(Filled::Records) => {}
-                Ok(Filled::TimedOut) => continue,
+                Ok(Filled::TimedOut) => {
+                    // A task may have been written meanwhile: its deadline counts now.
+                    wait = sh.result_wait(i);
+                    continue;
+                }
                 Ok(Filled::Eof) => break "closed its output".to_string(),
                 Err(e) => break format!("could not be read: {e}"),
             }
@@ -453,8 +461,10 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
                     }
                 }
             }
-            // The worker went on to its next task when it wrote the last result.
+            // The worker went on to its next task when it wrote the last result: that
+            // task (or the next one written to an idle worker) has a whole timeout.
             st.slots[i].head_since = Instant::now();
+            wait = sh.task_timeout;
             if st.top_up(i) && st.waiting_producers > 0 {
                 sh.not_full.notify_all();
             }
