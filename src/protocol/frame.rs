@@ -1,6 +1,6 @@
 //! Framing: a 4-byte big-endian length, then that many payload bytes (protocol.md, "Framing").
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 /// Bytes in a frame header.
@@ -88,13 +88,6 @@ pub fn end_frame(out: &mut [u8], start: usize) {
     out[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
 }
 
-/// Writes one frame with a single `write_all` of header and payload.
-pub fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
-    encode(payload, &mut buf);
-    w.write_all(&buf)
-}
-
 /// Reads frames from a byte stream through one reusable buffer.
 ///
 /// Survives read timeouts: bytes of a partial frame stay buffered, so a caller with a
@@ -159,19 +152,6 @@ impl<R: Read> FrameReader<R> {
                 return Ok(None);
             }
         }
-    }
-
-    /// True when some bytes of a frame have arrived but not the whole frame.
-    pub fn in_partial_frame(&self) -> bool {
-        self.end > self.start
-    }
-
-    /// The complete frames already buffered can be taken without touching the stream.
-    pub fn has_buffered_frame(&self) -> bool {
-        matches!(
-            decode(&self.buf[self.start..self.end], self.max_frame),
-            Ok(Decoded::Frame { .. })
-        )
     }
 
     pub fn get_ref(&self) -> &R {

@@ -78,10 +78,6 @@ thread_local! {
 }
 
 impl Outbox {
-    pub fn new(stream: TcpStream, max_buffered: usize) -> Outbox {
-        Outbox::with_tls(stream, None, max_buffered)
-    }
-
     /// An outbox whose bytes go through `tls` (if given) before the socket.
     pub fn with_tls(stream: TcpStream, tls: Option<Session>, max_buffered: usize) -> Outbox {
         Outbox {
