@@ -1042,6 +1042,91 @@ size = [1000]
 }
 
 #[test]
+fn tls_targets_serve_the_runs_certificate_and_are_measured_over_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    // `ext` is an external command given the certificate through its placeholders;
+    // `liar` says tls but serves plaintext, so its client's handshake must fail.
+    let file = write(
+        tmp.path(),
+        "tls.toml",
+        &format!(
+            r#"
+name = "tls"
+warmup = "200ms"
+duration = "600ms"
+order = "interleaved"
+
+[targets.plain]
+
+[targets.tls]
+tls = true
+
+[targets.ext]
+tls = true
+command = ["{BIN}", "server", "--port", "{{port}}", "--workers", "{{workers}}",
+           "--tls-cert", "{{tls_cert}}", "--tls-key", "{{tls_key}}"]
+
+[targets.liar]
+tls = true
+command = ["{BIN}", "server", "--port", "{{port}}", "--workers", "{{workers}}"]
+
+[matrix]
+workers = [1]
+concurrency = [2]
+size = [1000]
+"#
+        ),
+    );
+    let plan = dry_run(&file);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.contains("--tls-cert <run>/tls/cert.pem"), "{plan}");
+
+    let out = tmp.path().join("out");
+    let (status, run) = run_to_end(&file, &out, tmp.path(), Duration::from_secs(90));
+    assert_eq!(status.code(), Some(1), "one cell fails\n{}", run.stderr);
+    let dir = PathBuf::from(run.stdout.trim());
+    let cert = fs::read_to_string(dir.join("tls/cert.pem")).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+    assert!(dir.join("tls/key.pem").is_file());
+
+    let results = Csv::read(&dir.join("results.csv"));
+    let row = |t: &str| {
+        results
+            .rows
+            .iter()
+            .find(|r| r["target"] == t)
+            .unwrap_or_else(|| panic!("no row for {t}"))
+    };
+    for t in ["plain", "tls", "ext"] {
+        let r = row(t);
+        assert_eq!(r["status"], "ok", "{t}: {}", r["reason"]);
+        assert!(u(r, "ok") > 0 && u(r, "failed") == 0, "{t}");
+        // The runner's `stats` reset and read went over TLS too: the stages are there.
+        assert!(f(r, "server_total_mean_us") > 0.0, "{t}: no stage timings");
+    }
+    let liar = row("liar");
+    assert_eq!(liar["status"], "failed");
+    assert!(
+        liar["reason"].contains("TLS handshake failed"),
+        "{}",
+        liar["reason"]
+    );
+
+    let m: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let tls_of = |t: &str| m["experiment"]["targets"][t]["tls"].as_bool();
+    assert_eq!(
+        (tls_of("plain"), tls_of("tls"), tls_of("ext")),
+        (None, Some(true), Some(true))
+    );
+    let report = fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("| target `tls` | built-in server, pool process; TLS"),
+        "{report}"
+    );
+}
+
+#[test]
 fn sigint_stops_the_run_kills_its_children_and_writes_a_partial_report() {
     let tmp = tempfile::tempdir().unwrap();
     let file = write(

@@ -264,7 +264,12 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         } else {
             format!("external: `{}`", md_escape(&t.command.join(" ")))
         };
-        let _ = writeln!(w, "| target `{name}` | {how} |");
+        let tls = if t.tls {
+            "; TLS, with the run's certificate (`tls/`)"
+        } else {
+            ""
+        };
+        let _ = writeln!(w, "| target `{name}` | {how}{tls} |");
     }
     let _ = writeln!(w);
 

@@ -25,6 +25,7 @@ use super::launch::{self, Group};
 use super::matrix::Cell;
 use super::stats::{self as server_stats, RunStats};
 use super::store::{self, Measured, OpenMeasured, ResultRow, Status};
+use super::tls::RunCert;
 
 /// Everything a run of one cell needs from the run as a whole.
 pub struct Env<'a> {
@@ -35,6 +36,8 @@ pub struct Env<'a> {
     /// The experiment file's directory, for `{dir}` in external commands.
     pub exp_dir: PathBuf,
     pub interrupted: &'a AtomicBool,
+    /// The run's certificate, when a target has `tls = true`.
+    pub tls: Option<&'a RunCert>,
 }
 
 /// The client's `--json` document, as docs/formats.md defines it (only what is used).
@@ -127,7 +130,12 @@ pub fn run(
 
     row.startup_s = started.elapsed().as_secs_f64();
 
-    let outcome = measure(env, sys, cell, &name, server.pid(), addr);
+    let tls = match (target.tls, env.tls) {
+        (false, _) => None,
+        (true, Some(cert)) => Some(cert),
+        (true, None) => unreachable!("the run makes a certificate when a target has tls"),
+    };
+    let outcome = measure(env, sys, cell, &name, server.pid(), addr, tls);
     let stopping = Instant::now();
     // The server must still be up when the client is done: otherwise it crashed.
     let crashed = server.peek_exit();
@@ -215,7 +223,7 @@ fn start_server(
     match &target.kind {
         TargetKind::Builtin { args, binary, .. } => {
             let exe = binary.as_ref().map_or(env.exe.to_path_buf(), |b| {
-                PathBuf::from(fill(b, 0, 0, &env.exp_dir))
+                PathBuf::from(fill(b, 0, 0, &env.exp_dir, None))
             });
             let mut cmd = Command::new(&exe);
             cmd.args(["server", "--host", "127.0.0.1", "--port", "0"])
@@ -223,6 +231,13 @@ fn start_server(
                 .arg(cell.workers.to_string());
             if let Some(pool) = cell.pool {
                 cmd.args(["--pool", pool.as_str()]);
+            }
+            if target.tls {
+                let cert = env.tls.expect("a run with a tls target has a certificate");
+                cmd.arg("--tls-cert")
+                    .arg(&cert.cert)
+                    .arg("--tls-key")
+                    .arg(&cert.key);
             }
             cmd.args(args)
                 .stdout(Stdio::piped())
@@ -241,7 +256,7 @@ fn start_server(
             let port = launch::free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
             let words: Vec<String> = command
                 .iter()
-                .map(|w| fill(w, port, cell.workers, &env.exp_dir))
+                .map(|w| fill(w, port, cell.workers, &env.exp_dir, env.tls))
                 .collect();
             let mut cmd = Command::new(&words[0]);
             cmd.args(&words[1..])
@@ -261,12 +276,20 @@ fn start_server(
     }
 }
 
-/// `{host}`, `{port}`, `{workers}` and `{dir}` filled in.
-fn fill(word: &str, port: u16, workers: u64, dir: &Path) -> String {
-    word.replace("{host}", "127.0.0.1")
+/// `{host}`, `{port}`, `{workers}` and `{dir}` filled in, and `{tls_cert}`/`{tls_key}`
+/// when the run has a certificate (the experiment file allows them only on a `tls` target).
+fn fill(word: &str, port: u16, workers: u64, dir: &Path, tls: Option<&RunCert>) -> String {
+    let word = word
+        .replace("{host}", super::tls::HOST)
         .replace("{port}", &port.to_string())
         .replace("{workers}", &workers.to_string())
-        .replace("{dir}", &dir.display().to_string())
+        .replace("{dir}", &dir.display().to_string());
+    match tls {
+        Some(t) => word
+            .replace("{tls_cert}", &t.cert.display().to_string())
+            .replace("{tls_key}", &t.key.display().to_string()),
+        None => word,
+    }
 }
 
 struct Outcome {
@@ -288,6 +311,7 @@ fn measure(
     name: &str,
     server_pid: u32,
     addr: SocketAddr,
+    tls: Option<&RunCert>,
 ) -> Outcome {
     let s = &env.exp.settings;
     let json = env.dir.join(store::CLIENT_DIR).join(format!("{name}.json"));
@@ -321,6 +345,9 @@ fn measure(
         .args(["--cmd", cell.cmd.as_str()])
         .args(["--warmup", &super::fmt_duration(s.warmup)])
         .args(["--timeout", &super::fmt_duration(env.exp.client.timeout)]);
+    if let Some(cert) = tls {
+        cmd.arg("--tls").arg("--ca").arg(&cert.cert);
+    }
     if let Some(rate) = cell.rate {
         cmd.args(["--rate", &rate.to_string()])
             .args(["--pipeline", &env.exp.client.pipeline.to_string()]);
@@ -352,7 +379,7 @@ fn measure(
     // when there is none), so stats/<run>.json covers the measured window.
     let mut run_stats = RunStats::new();
     let reset_stats = |run_stats: &mut RunStats, at_s: f64| {
-        match server_stats::query(addr, true) {
+        match server_stats::query(addr, true, tls.map(|t| &t.client)) {
             Ok(v) => run_stats.at_reset = Some(v),
             Err(e) => run_stats.fail(e),
         }
@@ -428,7 +455,7 @@ fn measure(
             run_stats.fail("the client ended before its warm-up did".into());
         }
         run_stats.read_at_s = Some(started.elapsed().as_secs_f64());
-        match server_stats::query(addr, false) {
+        match server_stats::query(addr, false, tls.map(|t| &t.client)) {
             Ok(v) => run_stats.at_end = Some(v),
             Err(e) => run_stats.fail(e),
         }
@@ -597,9 +624,22 @@ mod tests {
                 "--bind={host}:{port} -w{workers} {dir}/s.py",
                 4000,
                 3,
-                Path::new("/x")
+                Path::new("/x"),
+                None
             ),
             "--bind=127.0.0.1:4000 -w3 /x/s.py"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let cert = RunCert::generate(dir.path()).unwrap();
+        assert_eq!(
+            fill(
+                "--cert={tls_cert} {tls_key}",
+                1,
+                1,
+                Path::new("/x"),
+                Some(&cert)
+            ),
+            format!("--cert={} {}", cert.cert.display(), cert.key.display())
         );
     }
 

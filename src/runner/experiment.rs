@@ -18,6 +18,10 @@ use crate::report::compare::{parse_pct, CMetric, Thresholds};
 /// What the runner gives a placeholder in an external target's `command`.
 pub const PLACEHOLDERS: [&str; 4] = ["host", "port", "workers", "dir"];
 
+/// The placeholders an external target with `tls = true` may use besides: the run's
+/// generated certificate and key (PEM files in the run directory's `tls/`).
+pub const TLS_PLACEHOLDERS: [&str; 2] = ["tls_cert", "tls_key"];
+
 /// An experiment file, checked and resolved: every default filled in, every axis expanded.
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -89,6 +93,8 @@ pub struct Target {
     pub ready_timeout: Duration,
     /// After SIGTERM, how long before the whole process group gets SIGKILL.
     pub stop_grace: Duration,
+    /// Serve and measure over TLS, with a certificate the run generates (`tls = true`).
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +195,7 @@ struct RawTarget {
     pool: Option<Spanned<String>>,
     ready_timeout: Option<Spanned<String>>,
     stop_grace: Option<Spanned<String>>,
+    tls: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -614,6 +621,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
                     },
                     ready_timeout: Duration::from_secs(10),
                     stop_grace: Duration::from_secs(5),
+                    tls: false,
                 },
             );
         }
@@ -713,6 +721,7 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
         None => Duration::from_secs(5),
         Some(t) => src.duration(t, &format!("{key}.stop_grace"))?,
     };
+    let tls = raw.tls.unwrap_or(false);
     let kind = match &raw.command {
         Some(command) => {
             let ckey = format!("{key}.command");
@@ -745,13 +754,18 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
                 ));
             }
             for word in command.get_ref() {
-                if let Err(bad) = check_placeholders(word.get_ref()) {
+                if let Err(bad) = check_placeholders(word.get_ref(), tls) {
+                    let tls_note = if TLS_PLACEHOLDERS.contains(&bad.as_str()) {
+                        format!(" ({{{bad}}} only with `tls = true` on this target)")
+                    } else {
+                        String::new()
+                    };
                     return Err(src.error(
                         word.span(),
                         &ckey,
                         format!(
-                            "unknown placeholder {{{bad}}}: the runner fills {}",
-                            PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                            "unknown placeholder {{{bad}}}: the runner fills {}{tls_note}",
+                            known_placeholders(tls).join(", ")
                         ),
                     ));
                 }
@@ -802,7 +816,18 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
         kind,
         ready_timeout,
         stop_grace,
+        tls,
     })
+}
+
+/// `{host}`, `{port}`, … as an error message lists them.
+fn known_placeholders(tls: bool) -> Vec<String> {
+    let extra: &[&str] = if tls { &TLS_PLACEHOLDERS } else { &[] };
+    PLACEHOLDERS
+        .iter()
+        .chain(extra)
+        .map(|p| format!("{{{p}}}"))
+        .collect()
 }
 
 /// Every `{name}` in a word.
@@ -818,8 +843,9 @@ fn placeholders(word: &str) -> Vec<String> {
     out
 }
 
-/// `Err(name)` for the first `{name}` that is not a known placeholder.
-fn check_placeholders(word: &str) -> Result<(), String> {
+/// `Err(name)` for the first `{name}` that is not a known placeholder (the TLS ones
+/// count only for a target with `tls`).
+fn check_placeholders(word: &str, tls: bool) -> Result<(), String> {
     let mut rest = word;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
@@ -827,7 +853,8 @@ fn check_placeholders(word: &str) -> Result<(), String> {
             return Ok(());
         };
         let name = &after[..close];
-        if !PLACEHOLDERS.contains(&name) {
+        let known = PLACEHOLDERS.contains(&name) || tls && TLS_PLACEHOLDERS.contains(&name);
+        if !known {
             return Err(name.to_string());
         }
         rest = &after[close + 1..];
@@ -1269,5 +1296,29 @@ mod tests {
             (5, Some("matrix.target")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tls_is_a_target_setting_and_opens_its_placeholders() {
+        let e = parse(
+            Path::new("x.toml"),
+            "name = \"t\"\nduration = \"1s\"\n[targets.plain]\n[targets.tls]\ntls = true\n\
+             [targets.ext]\ntls = true\ncommand = [\"s\", \"--cert\", \"{tls_cert}\", \"--key={tls_key}\"]\n\
+             [matrix]\nconcurrency = [1]\n",
+        )
+        .unwrap();
+        let tls: Vec<(&str, bool)> = e.targets.iter().map(|(n, t)| (n.as_str(), t.tls)).collect();
+        assert_eq!(tls, [("ext", true), ("plain", false), ("tls", true)]);
+
+        // Without `tls = true` the certificate placeholders are unknown, and say why.
+        let e = err(
+            "name = \"t\"\nduration = \"1s\"\n[targets.ext]\ncommand = [\"s\", \"{tls_cert}\"]\n[matrix]\nconcurrency = [1]\n",
+        );
+        assert_eq!(e.key.as_deref(), Some("targets.ext.command"), "{e}");
+        assert!(e.message.contains("only with `tls = true`"), "{e}");
+        let e = err(
+            "name = \"t\"\nduration = \"1s\"\n[server]\ntls = \"yes\"\n[matrix]\nconcurrency = [1]\n",
+        );
+        assert_eq!((e.line, e.key.as_deref()), (4, Some("server.tls")), "{e}");
     }
 }

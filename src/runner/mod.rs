@@ -5,7 +5,8 @@
 //!
 //! Modules: `experiment` (the file), `matrix` (cells and order), `launch` (process groups),
 //! `cpu` (sampling), `ceilings` (machine limits), `cell` (one cell × repetition), `store`
-//! (the run directory), `progress` (bar or plain lines).
+//! (the run directory), `progress` (bar or plain lines), `stats` (the server's `stats`
+//! around each measured window), `tls` (the certificate of a run with TLS targets).
 
 pub mod ceilings;
 pub mod cell;
@@ -16,6 +17,7 @@ pub mod matrix;
 pub mod progress;
 pub mod stats;
 pub mod store;
+pub mod tls;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -87,6 +89,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     manifest.limits = Some(ceilings::measure(&exp.cells, &interrupted));
     manifest.write(&dir).context("cannot write manifest.json")?;
     let mut results = store::ResultsWriter::create(&dir)?;
+    let run_cert = if exp.targets.values().any(|t| t.tls) {
+        Some(tls::RunCert::generate(&dir)?)
+    } else {
+        None
+    };
 
     let varying = varying_axes(&exp.cells);
     let progress = progress::Progress::new(slots.len());
@@ -110,6 +117,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         dir: &dir,
         exp_dir: std::fs::canonicalize(exp_dir).unwrap_or_else(|_| exp_dir.to_path_buf()),
         interrupted: &interrupted,
+        tls: run_cert.as_ref(),
     };
     let mut sys = Some(sys);
     let run_started = Instant::now();
@@ -304,12 +312,21 @@ fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64
     for (name, t) in &exp.targets {
         match &t.kind {
             TargetKind::Builtin { pool, args, binary } => println!(
-                "  {name}: {} server --pool {}{}",
+                "  {name}: {} server --pool {}{}{}",
                 binary.as_deref().unwrap_or("threadcenter"),
                 pool.as_str(),
+                if t.tls {
+                    " --tls-cert <run>/tls/cert.pem --tls-key <run>/tls/key.pem"
+                } else {
+                    ""
+                },
                 args.iter().map(|a| format!(" {a}")).collect::<String>()
             ),
-            TargetKind::External { command } => println!("  {name}: {}", command.join(" ")),
+            TargetKind::External { command } => println!(
+                "  {name}: {}{}",
+                command.join(" "),
+                if t.tls { " (TLS)" } else { "" }
+            ),
         }
     }
     println!("cells:");

@@ -7,6 +7,7 @@
 //! without it) is not a failed run: the file records why, and the stage columns stay
 //! empty.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::client::tls::TlsTarget;
 use crate::protocol::message::{encode_request, parse_response, Body};
 use crate::protocol::{Command, FrameReader, DEFAULT_MAX_FRAME};
 
@@ -24,17 +26,36 @@ pub const VERSION: u32 = 1;
 /// How long one `stats` exchange may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Sends one `stats` request (`reset` as given) and returns the `stats` object.
-pub fn query(addr: SocketAddr, reset: bool) -> Result<Value, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
+/// Sends one `stats` request (`reset` as given) and returns the `stats` object; over
+/// TLS when `tls` is given (a `tls = true` target).
+pub fn query(addr: SocketAddr, reset: bool, tls: Option<&TlsTarget>) -> Result<Value, String> {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr} for stats: {e}"))?;
     stream
         .set_read_timeout(Some(TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
         .map_err(|e| format!("cannot set up the stats connection: {e}"))?;
+    match tls {
+        None => exchange(stream, addr, reset),
+        Some(tls) => {
+            let stream = tls
+                .handshake(stream)
+                .map_err(|e| format!("stats connection to {addr}: {e}"))?;
+            exchange(stream, addr, reset)
+        }
+    }
+}
+
+fn exchange<S: Read + Write>(
+    mut stream: S,
+    addr: SocketAddr,
+    reset: bool,
+) -> Result<Value, String> {
     let mut frame = Vec::new();
     encode_request(&mut frame, 1, &Command::Stats { reset });
-    std::io::Write::write_all(&mut stream, &frame)
+    stream
+        .write_all(&frame)
+        .and_then(|()| stream.flush())
         .map_err(|e| format!("cannot send stats to {addr}: {e}"))?;
     let mut frames = FrameReader::new(stream, DEFAULT_MAX_FRAME.max(64 << 20));
     let payload = match frames.next_frame() {

@@ -118,6 +118,9 @@ pub struct TargetInfo {
     pub command: Vec<String>,
     pub ready_timeout_s: f64,
     pub stop_grace_s: f64,
+    /// Served and measured over TLS with the run's certificate (`tls/`); absent: plaintext.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +198,7 @@ impl Manifest {
                                 command: Vec::new(),
                                 ready_timeout_s: t.ready_timeout.as_secs_f64(),
                                 stop_grace_s: t.stop_grace.as_secs_f64(),
+                                tls: t.tls,
                             },
                             TargetKind::External { command } => TargetInfo {
                                 kind: "external".into(),
@@ -204,6 +208,7 @@ impl Manifest {
                                 command: command.clone(),
                                 ready_timeout_s: t.ready_timeout.as_secs_f64(),
                                 stop_grace_s: t.stop_grace.as_secs_f64(),
+                                tls: t.tls,
                             },
                         };
                         (name.clone(), info)
