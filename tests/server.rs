@@ -345,17 +345,27 @@ fn a_worker_killed_mid_task_fails_only_its_request_and_is_replaced() {
         .iter()
         .map(|w| w["pid"].as_i64().unwrap() as i32)
         .collect();
-    // Two long tasks keep both workers busy; more queue behind them.
+    // Both workers are stopped, so each still holds its long task when one is killed,
+    // however fast compute runs: a task goes to an idle worker while there is one, and
+    // the small ones queue behind.
+    let stopped: Vec<sut::Stopped> = pids
+        .iter()
+        .map(|&p| {
+            sut::kill(p, libc::SIGSTOP);
+            sut::Stopped(p)
+        })
+        .collect();
     c.send(&json!({"id": "a", "cmd": "compute", "n": 50_000_000}));
     c.send(&json!({"id": "b", "cmd": "compute", "n": 50_000_000}));
     for i in 0..6 {
         c.send(&json!({"id": i, "cmd": "compute", "n": 1000}));
     }
-    // Wait until both workers are computing, then kill one of them.
     sut::wait_until(Duration::from_secs(10), || {
-        sut::cpu_ticks(pids[0]) > 5 && sut::cpu_ticks(pids[1]) > 5
+        server.connect().call(&json!({"id": "s", "cmd": "stats"}))["stats"]["requests"]["compute"]
+            == 8
     });
     sut::kill(pids[0], libc::SIGKILL);
+    drop(stopped); // SIGCONT to the other worker.
     let answers: Vec<Value> = (0..8).map(|_| c.recv()).collect();
     let failed: Vec<&Value> = answers
         .iter()

@@ -255,18 +255,6 @@ pub fn alive(pid: i32) -> bool {
     stat_fields(pid).first().is_some_and(|state| state != "Z")
 }
 
-/// CPU time of a process so far, in clock ticks (utime + stime).
-pub fn cpu_ticks(pid: i32) -> u64 {
-    let fields = stat_fields(pid);
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    get(11) + get(12)
-}
-
 /// A `VmRSS`/`Threads`-style field of /proc/PID/status, as a number (kB for sizes).
 pub fn status_field(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
