@@ -195,7 +195,7 @@ struct RawTarget {
     pool: Option<Spanned<String>>,
     ready_timeout: Option<Spanned<String>>,
     stop_grace: Option<Spanned<String>>,
-    tls: Option<bool>,
+    tls: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -682,6 +682,30 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
             "no cell is left to run once `exclude` is applied",
         ));
     }
+    // The open loop drives plain non-blocking sockets; the client refuses --rate with
+    // --tls, so such a cell is refused here, before anything runs.
+    if let Some(cell) = cells
+        .iter()
+        .find(|c| c.rate.is_some() && targets[&c.target].tls)
+    {
+        let (key, raw_target) = match (&raw.server, &raw.targets) {
+            (Some(server), _) => ("server".to_string(), server.get_ref()),
+            (None, Some(named)) => (
+                format!("targets.{}", cell.target),
+                named.get_ref()[&cell.target].get_ref(),
+            ),
+            (None, None) => unreachable!("a tls target comes from the file"),
+        };
+        let span = raw_target.tls.as_ref().map_or(0..0, |t| t.span());
+        return Err(src.error(
+            span,
+            &format!("{key}.tls"),
+            format!(
+                "the open loop (`rate`, here {}) does not run over TLS yet: exclude this target's rate cells, or measure it closed-loop (rate = \"closed\")",
+                cell.label()
+            ),
+        ));
+    }
 
     Ok(Experiment {
         path: src.path.to_path_buf(),
@@ -721,7 +745,7 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
         None => Duration::from_secs(5),
         Some(t) => src.duration(t, &format!("{key}.stop_grace"))?,
     };
-    let tls = raw.tls.unwrap_or(false);
+    let tls = raw.tls.as_ref().is_some_and(|t| *t.get_ref());
     let kind = match &raw.command {
         Some(command) => {
             let ckey = format!("{key}.command");
@@ -1320,5 +1344,16 @@ mod tests {
             "name = \"t\"\nduration = \"1s\"\n[server]\ntls = \"yes\"\n[matrix]\nconcurrency = [1]\n",
         );
         assert_eq!((e.line, e.key.as_deref()), (4, Some("server.tls")), "{e}");
+
+        // The open loop does not run over TLS: refused before anything runs.
+        let e = err(
+            "name = \"t\"\nduration = \"1s\"\n[targets.a]\n[targets.b]\ntls = true\n[matrix]\nconcurrency = [1]\nrate = [\"closed\", 100]\n",
+        );
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (5, Some("targets.b.tls")),
+            "{e}"
+        );
+        assert!(e.message.contains("rate=100"), "{e}");
     }
 }
