@@ -232,8 +232,11 @@ fn with_one_worker_and_eight_clients_queueing_dominates_and_the_client_sees_more
     let doc: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
     let client_mean = doc["latency_us"]["mean"].as_f64().unwrap();
     let server_total = us(&s, "total", "mean");
+    // Each client latency spans its server total (send before the frame is read, receive
+    // after the response is written), but both means come from HDR histograms with 3
+    // significant digits, each off by up to 0.1% of the value: allow that much.
     assert!(
-        client_mean >= server_total,
+        client_mean >= server_total * (1.0 - 2e-3),
         "client mean {client_mean} us < server total mean {server_total} us"
     );
 }
