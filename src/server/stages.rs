@@ -11,8 +11,11 @@
 //! | total   | the request's frame fully read         | the response is handed to the socket    |
 //!
 //! so `total = queue + service + return` for every request. "Handed to the socket"
-//! is when the answering thread's send returned: the bytes are in the kernel, or, when
-//! the socket buffer was full (or on TLS), queued for the connection's writer thread.
+//! is when the answering thread is about to encode and send the response: the timings
+//! are recorded then, before the client can have its answer, so a `stats` read (or
+//! reset) sent after an answer arrived always counts that request in the window it
+//! closes. The send itself (the kernel's loopback work, or the queue of a connection's
+//! writer thread) is the network's part, in what the client sees beyond `total`.
 //!
 //! Recording takes no shared lock. Each thread that answers compute requests (a
 //! process-pool supervisor, a pool thread) owns a [`Recorder`]: histograms of its own

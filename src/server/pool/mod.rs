@@ -42,7 +42,9 @@ pub struct Done {
 }
 
 impl Task {
-    /// Sends the result, then records the request's stage timings in `rec`.
+    /// Records the request's stage timings in `rec`, then sends the result. Recording
+    /// first means a client that has its answer finds it in the next `stats` (and a
+    /// `stats` reset it sends next cannot miss it or count it in the new window).
     pub fn answer(self, done: Done, metrics: &Metrics, rec: &Recorder) {
         let Task {
             id,
@@ -51,10 +53,10 @@ impl Task {
             ..
         } = self;
         metrics.respond(CmdKind::Compute, Ok(()));
-        conn.complete(|out| encode_result(out, id.json(), done.result));
         if rec.enabled() {
             rec.record(received_ns, done.start_ns, done.end_ns, mono_ns());
         }
+        conn.complete(|out| encode_result(out, id.json(), done.result));
     }
 
     pub fn fail(self, metrics: &Metrics, code: ErrorCode, message: &str) {
