@@ -124,9 +124,11 @@ fn stats_counts_exactly_what_was_sent_and_reset_zeroes_only_the_stages() {
     assert_eq!(stats(&mut c, false)["stages_us"]["total"]["count"], 4);
 }
 
-/// The fastest of a few in-process runs of compute(n), in microseconds.
+/// The fastest of 50 in-process runs of compute(n), in microseconds: on a shared
+/// machine (and beside this binary's other tests) some runs are preempted, the fastest
+/// of many is not.
 fn in_process_us(n: u64) -> f64 {
-    (0..7)
+    (0..50)
         .map(|_| {
             let t = Instant::now();
             std::hint::black_box(threadcenter::protocol::compute(std::hint::black_box(n)));
@@ -174,9 +176,11 @@ fn assert_stages_consistent(s: &Value) {
 
 #[test]
 fn stage_timings_are_consistent_with_compute_time_and_each_other() {
-    // About 1-5 ms of compute, so the service time dwarfs clock and HDR granularity.
-    let n = 400_000;
-    let inproc = in_process_us(n);
+    // About 1.5 ms of compute (release; ~13 ms in debug), so the service time dwarfs
+    // clock and HDR granularity.
+    let n = 1_000_000;
+    let before = in_process_us(n);
+    let mut windows = Vec::new();
     for pool in ["process", "thread"] {
         let server = Server::start(&["--workers", "1", "--pool", pool]);
         let mut c = server.connect();
@@ -185,6 +189,13 @@ fn stage_timings_are_consistent_with_compute_time_and_each_other() {
         computes(&mut c, 15, n);
         let s = stats(&mut c, false);
         assert_eq!(s["stages_us"]["service"]["count"], 15, "{s}");
+        assert_stages_consistent(&s);
+        windows.push((pool, s));
+    }
+    // The in-process time is the fastest run before and after the servers ran: noise
+    // can only make it larger, so comparing with it is the strict side.
+    let inproc = before.min(in_process_us(n));
+    for (pool, s) in windows {
         let service = us(&s, "service", "p50");
         eprintln!(
             "{pool} pool: service p50 {service:.1} us, in-process compute({n}) {inproc:.1} us"
@@ -195,7 +206,6 @@ fn stage_timings_are_consistent_with_compute_time_and_each_other() {
             "{pool}: service p50 {service} us < compute({n}) in-process {inproc} us: {s}"
         );
         assert!(us(&s, "service", "mean") >= inproc * 0.9, "{s}");
-        assert_stages_consistent(&s);
     }
 }
 
