@@ -583,10 +583,14 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         assert_eq!(end["workers"], u(r, "workers"));
         let timed = end["stages_us"]["total"]["count"].as_u64().unwrap();
         assert_eq!(u(r, "server_timed"), timed, "{run_name}");
-        // The window holds about the client's measured requests (edges differ by ms).
+        // The window holds about the client's measured requests. Its edges differ: the
+        // runner resets `stats` when the warm-up ends by its own clock, which starts when
+        // it spawns the client, before the client has started and connected (a few ms,
+        // tens on a loaded machine: up to 10% of this 0.4 s window).
         let ok = u(r, "ok");
+        let most = ok as f64 * 1.1 + 2.0 * f(r, "concurrency") + 50.0;
         assert!(
-            timed as f64 >= ok as f64 * 0.5 && timed <= ok + 2 * u(r, "concurrency") + 50,
+            timed as f64 >= ok as f64 * 0.5 && timed as f64 <= most,
             "{run_name}: server timed {timed}, client measured {ok}"
         );
         let (q, sv, rt, t) = (
