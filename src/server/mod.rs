@@ -157,17 +157,19 @@ impl Context {
     pub fn stats(&self, reset: bool) -> StatsSnapshot {
         // Counters first, then the stages: a request answered in between is timed in
         // this window but not yet counted, rather than the other way round, and the
-        // gap is only the few microseconds before the drain visits the recorders.
+        // gap is only the few microseconds before the drain visits the recorders (the
+        // pool's figures, behind the pool's lock, are read after the drain so they do
+        // not widen it).
         let requests = self.metrics.requests();
         let responses = self.metrics.responses();
         let in_flight = self.metrics.in_flight();
         let errors = self.metrics.errors();
-        let worker_stats = self.pool.workers();
-        let queue_depth = self.pool.queue_depth();
         let (stages_window_s, stages_us) = self
             .metrics
             .stages
             .drain(reset, |r| (r.window_s, stages::summaries(r.since_reset)));
+        let worker_stats = self.pool.workers();
+        let queue_depth = self.pool.queue_depth();
         StatsSnapshot {
             uptime_s: self.metrics.uptime_s(),
             workers: self.config.workers,
