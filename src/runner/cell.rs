@@ -115,11 +115,17 @@ pub fn run(
         wall_s: 0.0,
     };
     let target = &env.exp.targets[&cell.target];
+    // The run's certificate, when this target serves TLS: its server gets it, and the
+    // client and the `stats` connections trust it.
+    let tls = target.tls.then(|| {
+        env.tls
+            .expect("the run makes a certificate when a target has tls")
+    });
     let server_log = env
         .dir
         .join(store::LOGS_DIR)
         .join(format!("{name}.server.log"));
-    let (server, addr) = match start_server(env, target, cell, &server_log) {
+    let (server, addr) = match start_server(env, target, cell, tls, &server_log) {
         Ok(x) => x,
         Err(reason) => {
             row.reason = reason;
@@ -130,11 +136,6 @@ pub fn run(
 
     row.startup_s = started.elapsed().as_secs_f64();
 
-    let tls = match (target.tls, env.tls) {
-        (false, _) => None,
-        (true, Some(cert)) => Some(cert),
-        (true, None) => unreachable!("the run makes a certificate when a target has tls"),
-    };
     let outcome = measure(env, sys, cell, &name, server.pid(), addr, tls);
     let stopping = Instant::now();
     // The server must still be up when the client is done: otherwise it crashed.
@@ -212,6 +213,7 @@ fn start_server(
     env: &Env<'_>,
     target: &Target,
     cell: &Cell,
+    tls: Option<&RunCert>,
     log: &Path,
 ) -> Result<(Group, SocketAddr), String> {
     let log_file =
@@ -232,8 +234,7 @@ fn start_server(
             if let Some(pool) = cell.pool {
                 cmd.args(["--pool", pool.as_str()]);
             }
-            if target.tls {
-                let cert = env.tls.expect("a run with a tls target has a certificate");
+            if let Some(cert) = tls {
                 cmd.arg("--tls-cert")
                     .arg(&cert.cert)
                     .arg("--tls-key")
@@ -256,7 +257,7 @@ fn start_server(
             let port = launch::free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
             let words: Vec<String> = command
                 .iter()
-                .map(|w| fill(w, port, cell.workers, &env.exp_dir, env.tls))
+                .map(|w| fill(w, port, cell.workers, &env.exp_dir, tls))
                 .collect();
             let mut cmd = Command::new(&words[0]);
             cmd.args(&words[1..])
@@ -277,7 +278,7 @@ fn start_server(
 }
 
 /// `{host}`, `{port}`, `{workers}` and `{dir}` filled in, and `{tls_cert}`/`{tls_key}`
-/// when the run has a certificate (the experiment file allows them only on a `tls` target).
+/// when given the certificate (a `tls` target: the only kind the file lets use them).
 fn fill(word: &str, port: u16, workers: u64, dir: &Path, tls: Option<&RunCert>) -> String {
     let word = word
         .replace("{host}", super::tls::HOST)
