@@ -571,8 +571,17 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         }
     };
 
-    // Targets: `[server]` alone, or named `[targets.NAME]` tables.
+    // Targets: `[server]` alone, or named `[targets.NAME]` tables. `tls_at` keeps where
+    // each target sets `tls = true` (its key and span), for errors about its cells.
     let mut targets = BTreeMap::new();
+    let mut tls_at: BTreeMap<String, (String, Range<usize>)> = BTreeMap::new();
+    let mut add_target = |name: &str, raw: &RawTarget, key: &str| {
+        targets.insert(name.to_string(), resolve_target(src, raw, key)?);
+        if let Some(tls) = raw.tls.as_ref().filter(|t| *t.get_ref()) {
+            tls_at.insert(name.to_string(), (format!("{key}.tls"), tls.span()));
+        }
+        Ok::<(), ExperimentError>(())
+    };
     match (&raw.server, &raw.targets) {
         (Some(_), Some(t)) => {
             return Err(src.error(
@@ -582,13 +591,12 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
             ))
         }
         (Some(server), None) => {
-            let target = resolve_target(src, server.get_ref(), "server")?;
-            let name = if target.is_external() {
+            let name = if server.get_ref().command.is_some() {
                 "external"
             } else {
                 "builtin"
             };
-            targets.insert(name.to_string(), target);
+            add_target(name, server.get_ref(), "server")?;
         }
         (None, Some(named)) => {
             if named.get_ref().is_empty() {
@@ -607,7 +615,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
                         "a target name may hold only letters, digits, '-', '_' and '.'",
                     ));
                 }
-                targets.insert(name.clone(), resolve_target(src, t.get_ref(), &key)?);
+                add_target(name, t.get_ref(), &key)?;
             }
         }
         (None, None) => {
@@ -684,22 +692,14 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
     }
     // The open loop drives plain non-blocking sockets; the client refuses --rate with
     // --tls, so such a cell is refused here, before anything runs.
-    if let Some(cell) = cells
+    if let Some((cell, (key, span))) = cells
         .iter()
-        .find(|c| c.rate.is_some() && targets[&c.target].tls)
+        .filter(|c| c.rate.is_some())
+        .find_map(|c| Some((c, tls_at.get(&c.target)?)))
     {
-        let (key, raw_target) = match (&raw.server, &raw.targets) {
-            (Some(server), _) => ("server".to_string(), server.get_ref()),
-            (None, Some(named)) => (
-                format!("targets.{}", cell.target),
-                named.get_ref()[&cell.target].get_ref(),
-            ),
-            (None, None) => unreachable!("a tls target comes from the file"),
-        };
-        let span = raw_target.tls.as_ref().map_or(0..0, |t| t.span());
         return Err(src.error(
-            span,
-            &format!("{key}.tls"),
+            span.clone(),
+            key,
             format!(
                 "the open loop (`rate`, here {}) does not run over TLS yet: exclude this target's rate cells, or measure it closed-loop (rate = \"closed\")",
                 cell.label()
