@@ -186,7 +186,7 @@ struct RawExperiment {
     include: Vec<Spanned<BTreeMap<String, Spanned<AxisInput>>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     command: Option<Spanned<Vec<Spanned<String>>>>,
@@ -618,21 +618,8 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
                 add_target(name, t.get_ref(), &key)?;
             }
         }
-        (None, None) => {
-            targets.insert(
-                "builtin".to_string(),
-                Target {
-                    kind: TargetKind::Builtin {
-                        pool: PoolKind::Process,
-                        args: Vec::new(),
-                        binary: None,
-                    },
-                    ready_timeout: Duration::from_secs(10),
-                    stop_grace: Duration::from_secs(5),
-                    tls: false,
-                },
-            );
-        }
+        // An empty `[server]`: the built-in server with every default.
+        (None, None) => add_target("builtin", &RawTarget::default(), "server")?,
     }
 
     // Axes: each list checked value by value; defaults for the ones not given.
