@@ -802,7 +802,7 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
                     if b.get_ref().trim().is_empty() {
                         return Err(src.error(b.span(), &bkey, "must name an executable"));
                     }
-                    if placeholders(b.get_ref()).iter().any(|p| p != "dir") {
+                    if placeholders(b.get_ref()).iter().any(|p| *p != "dir") {
                         return Err(src.error(
                             b.span(),
                             &bkey,
@@ -842,13 +842,13 @@ fn known_placeholders(tls: bool) -> Vec<String> {
 }
 
 /// Every `{name}` in a word.
-fn placeholders(word: &str) -> Vec<String> {
+fn placeholders(word: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = word;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else { break };
-        out.push(after[..close].to_string());
+        out.push(&after[..close]);
         rest = &after[close + 1..];
     }
     out
@@ -857,20 +857,12 @@ fn placeholders(word: &str) -> Vec<String> {
 /// `Err(name)` for the first `{name}` that is not a known placeholder (the TLS ones
 /// count only for a target with `tls`).
 fn check_placeholders(word: &str, tls: bool) -> Result<(), String> {
-    let mut rest = word;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            return Ok(());
-        };
-        let name = &after[..close];
-        let known = PLACEHOLDERS.contains(&name) || tls && TLS_PLACEHOLDERS.contains(&name);
-        if !known {
-            return Err(name.to_string());
-        }
-        rest = &after[close + 1..];
+    let known =
+        |name: &str| PLACEHOLDERS.contains(&name) || tls && TLS_PLACEHOLDERS.contains(&name);
+    match placeholders(word).into_iter().find(|name| !known(name)) {
+        Some(bad) => Err(bad.to_string()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn parse_pool(s: &str) -> Result<PoolKind, String> {
