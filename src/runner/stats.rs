@@ -149,23 +149,6 @@ impl RunStats {
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, path)
     }
-
-    pub fn read(path: &Path) -> anyhow::Result<RunStats> {
-        use anyhow::Context as _;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let doc: RunStats = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a {FORMAT} document (corrupt?)", path.display()))?;
-        if doc.format != FORMAT || doc.version != VERSION {
-            anyhow::bail!(
-                "{} is {} version {}; this threadcenter reads {FORMAT} version {VERSION}",
-                path.display(),
-                doc.format,
-                doc.version
-            );
-        }
-        Ok(doc)
-    }
 }
 
 impl Default for RunStats {
