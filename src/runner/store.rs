@@ -57,7 +57,7 @@ pub struct Manifest {
     /// Cell × repetition runs finished (ok or failed) and failed.
     pub runs_done: usize,
     pub runs_failed: usize,
-    /// The machine's limits, measured before the first cell (schema 2; absent in 1).
+    /// The machine's limits, measured before the first cell (schema 3; absent before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
 }
@@ -98,7 +98,7 @@ pub struct ExperimentInfo {
     #[serde(default)]
     pub slo_p99_us: Option<f64>,
     pub targets: BTreeMap<String, TargetInfo>,
-    /// The file's `[compare]` thresholds (schema 2).
+    /// The file's `[compare]` thresholds (schema 3).
     #[serde(default, skip_serializing_if = "Thresholds::is_empty")]
     pub compare: Thresholds,
 }
@@ -111,7 +111,7 @@ pub struct TargetInfo {
     pub pool: Option<PoolKind>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    /// A built-in target run from another threadcenter executable (schema 2).
+    /// A built-in target run from another threadcenter executable (schema 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
