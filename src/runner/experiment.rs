@@ -355,6 +355,19 @@ impl Source<'_> {
         })
     }
 
+    /// A duration that must not be zero (how long something lasts or may take).
+    fn nonzero_duration(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+    ) -> Result<Duration, ExperimentError> {
+        let v = self.duration(value, key)?;
+        if v.is_zero() {
+            return Err(self.error(value.span(), key, "must be longer than 0s"));
+        }
+        Ok(v)
+    }
+
     fn positive(&self, value: &Spanned<i64>, key: &str) -> Result<u64, ExperimentError> {
         match u64::try_from(*value.get_ref()) {
             Ok(v) if v > 0 => Ok(v),
@@ -488,13 +501,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
                 "say how long each cell is measured: `duration = \"5s\"` or `requests = N` (per client thread)",
             ))
         }
-        (Some(d), None) => {
-            let v = src.duration(d, "duration")?;
-            if v.is_zero() {
-                return Err(src.error(d.span(), "duration", "must be longer than 0s"));
-            }
-            (Some(v), None)
-        }
+        (Some(d), None) => (Some(src.nonzero_duration(d, "duration")?), None),
         (None, Some(r)) => (None, Some(src.positive(r, "requests")?)),
     };
     let cooldown = match &raw.cooldown {
@@ -527,13 +534,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
     };
     let client_timeout = match raw.client.as_ref().and_then(|c| c.timeout.as_ref()) {
         None => Duration::from_secs(30),
-        Some(t) => {
-            let v = src.duration(t, "client.timeout")?;
-            if v.is_zero() {
-                return Err(src.error(t.span(), "client.timeout", "must be longer than 0s"));
-            }
-            v
-        }
+        Some(t) => src.nonzero_duration(t, "client.timeout")?,
     };
     let client_pipeline = match raw.client.as_ref().and_then(|c| c.pipeline.as_ref()) {
         None => 1,
@@ -551,24 +552,12 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
     };
     let slo_p99 = match &raw.slo {
         None => None,
-        Some(slo) => {
-            let v = src.duration(&slo.p99, "slo.p99")?;
-            if v.is_zero() {
-                return Err(src.error(slo.p99.span(), "slo.p99", "must be longer than 0s"));
-            }
-            Some(v)
-        }
+        Some(slo) => Some(src.nonzero_duration(&slo.p99, "slo.p99")?),
     };
     let cell_timeout = match &raw.cell_timeout {
         // Generous: the measured time, the warm-up, and half a minute for start and stop.
         None => warmup + duration.unwrap_or(Duration::from_secs(120)) + Duration::from_secs(30),
-        Some(t) => {
-            let v = src.duration(t, "cell_timeout")?;
-            if v.is_zero() {
-                return Err(src.error(t.span(), "cell_timeout", "must be longer than 0s"));
-            }
-            v
-        }
+        Some(t) => src.nonzero_duration(t, "cell_timeout")?,
     };
 
     // Targets: `[server]` alone, or named `[targets.NAME]` tables. `tls_at` keeps where
