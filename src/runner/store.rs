@@ -432,9 +432,13 @@ pub fn result_columns() -> Vec<&'static str> {
 }
 
 /// Columns a results.csv may lack: added after the first runs were written (the open
-/// loop's, and the stage timings' of schema 2).
+/// loop's, the stage timings' of schema 2, and a run's start-up and stop times).
 fn optional_column(name: &str) -> bool {
-    name == Axis::Rate.name() || OPEN_COLUMNS.contains(&name) || STAGE_COLUMNS.contains(&name)
+    name == Axis::Rate.name()
+        || name == "startup_s"
+        || name == "stop_s"
+        || OPEN_COLUMNS.contains(&name)
+        || STAGE_COLUMNS.contains(&name)
 }
 
 /// Fixed decimals: the same numbers always print the same text.
@@ -920,7 +924,7 @@ mod tests {
         );
 
         // A row written before the open loop (no `rate`, no open-loop columns) reads
-        // back as closed loop.
+        // back as closed loop; one written before startup_s and stop_s, with zeros.
         let rec = row.to_record();
         let get: HashMap<&str, &str> = cols
             .iter()
@@ -928,7 +932,12 @@ mod tests {
             .zip(rec.iter().map(|s| s.as_str()))
             .filter(|(c, _)| !optional_column(c))
             .collect();
-        assert_eq!(ResultRow::from_record(&get, 2).unwrap(), row);
+        let old = ResultRow {
+            startup_s: 0.0,
+            stop_s: 0.0,
+            ..row.clone()
+        };
+        assert_eq!(ResultRow::from_record(&get, 2).unwrap(), old);
     }
 
     #[test]
