@@ -192,10 +192,18 @@ impl Conn {
         Conn { stream }
     }
 
-    /// True if the server closed the connection (no more bytes, ever).
+    /// True if the server closed the connection (no more bytes, ever): an end of stream
+    /// or a reset. A read that times out (the server still holds the connection open)
+    /// is not an end.
     pub fn at_eof(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+        match self.stream.read(&mut b) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
     }
 }
 
