@@ -175,22 +175,28 @@ fn bad_certificate_files_are_clear_errors() {
         (&cert, &cert, "no PEM private key"),
         (&cert, &other_key, "does not fit"),
     ] {
-        let out = std::process::Command::new(sut::BIN)
-            .args(["server", "--port", "0", "--workers", "1", "--tls-cert"])
-            .arg(c)
-            .arg("--tls-key")
-            .arg(k)
-            .output()
-            .unwrap();
+        let out = common::threadcenter(&[
+            "server",
+            "--port",
+            "0",
+            "--workers",
+            "1",
+            "--tls-cert",
+            c.to_str().unwrap(),
+            "--tls-key",
+            k.to_str().unwrap(),
+        ]);
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{needle}: {err}");
     }
-    let out = std::process::Command::new(sut::BIN)
-        .args(["server", "--port", "0", "--tls-cert"])
-        .arg(&cert)
-        .output()
-        .unwrap();
+    let out = common::threadcenter(&[
+        "server",
+        "--port",
+        "0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "--tls-cert without --tls-key");
 }
 
@@ -205,12 +211,10 @@ fn tls_beyond_loopback_does_not_warn() {
     );
 }
 
+/// `threadcenter client ARGS...`, bounded in time (unlike `common::client`, the
+/// host is the test's to choose).
 fn client(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(sut::BIN)
-        .arg("client")
-        .args(args)
-        .output()
-        .unwrap()
+    common::threadcenter(&[&["client"], args].concat())
 }
 
 #[test]
