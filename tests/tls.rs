@@ -65,15 +65,7 @@ fn pipelined_requests_over_tls_are_each_answered_once() {
     const N: u64 = 3000;
     let t = start(&["--workers", "2"]);
     let mut c = TlsConn::connect(t.server.addr, &t.client);
-    let mut batch = Vec::new();
-    for i in 0..N {
-        sut::frame(
-            &mut batch,
-            json!({"id": i, "cmd": "compute", "n": i % 500})
-                .to_string()
-                .as_bytes(),
-        );
-    }
+    let batch = sut::frames((0..N).map(|i| json!({"id": i, "cmd": "compute", "n": i % 500})));
     // Responses flow back while requests still go out: the server must not deadlock
     // on a client that writes a lot before it reads.
     for chunk in batch.chunks(16 * 1024) {

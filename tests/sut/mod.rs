@@ -136,6 +136,15 @@ pub fn frame(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// The frames of `requests` back to back, as a pipelining client writes them.
+pub fn frames(requests: impl IntoIterator<Item = Value>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in requests {
+        frame(&mut out, r.to_string().as_bytes());
+    }
+    out
+}
+
 /// A raw framed connection over any byte stream, as any client written to protocol.md
 /// would have: [`Conn`] over TCP, [`TlsConn`] over TLS.
 pub struct Framed<S> {
