@@ -81,12 +81,7 @@ fn check_recovered(server: &Server, (rss_before, threads_before): (u64, u64), wh
         stats(&mut c)["connections"]["open"] == 1
     });
     // No process left behind: the server's children are its workers, all alive.
-    let mut workers: Vec<i32> = stats(&mut c)["worker_stats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["pid"].as_i64().unwrap() as i32)
-        .collect();
+    let mut workers = server.worker_pids();
     workers.sort();
     sut::wait_until(Duration::from_secs(5), || {
         let mut kids = sut::children(server.pid());
