@@ -81,12 +81,7 @@ fn check_recovered(server: &Server, (rss_before, threads_before): (u64, u64), wh
         stats(&mut c)["connections"]["open"] == 1
     });
     // No process left behind: the server's children are its workers, all alive.
-    let mut workers: Vec<i32> = stats(&mut c)["worker_stats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["pid"].as_i64().unwrap() as i32)
-        .collect();
+    let mut workers = server.worker_pids();
     workers.sort();
     sut::wait_until(Duration::from_secs(5), || {
         let mut kids = sut::children(server.pid());
@@ -261,15 +256,13 @@ fn clients_that_close_mid_response_leave_nothing_behind() {
     let base = baseline(&server);
     for round in 0..40u64 {
         let mut c = server.connect();
-        let mut batch = Vec::new();
-        for i in 0..100u64 {
-            let req = if i % 2 == 0 {
+        let batch = sut::frames((0..100u64).map(|i| {
+            if i % 2 == 0 {
                 json!({"id": i, "cmd": "stats"})
             } else {
                 json!({"id": i, "cmd": "compute", "n": 20_000 + i})
-            };
-            sut::frame(&mut batch, req.to_string().as_bytes());
-        }
+            }
+        }));
         c.stream.write_all(&batch).unwrap();
         // Read part of the first response, then vanish: half with a reset, half with FIN.
         let mut some = [0u8; 7];
@@ -377,15 +370,7 @@ fn ten_thousand_pipelined_requests_on_one_connection() {
     let mut c = server.connect();
     let mut writer = c.stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
-        let mut batch = Vec::new();
-        for i in 0..N {
-            sut::frame(
-                &mut batch,
-                json!({"id": i, "cmd": "compute", "n": i % 3000})
-                    .to_string()
-                    .as_bytes(),
-            );
-        }
+        let batch = sut::frames((0..N).map(|i| json!({"id": i, "cmd": "compute", "n": i % 3000})));
         writer.write_all(&batch).unwrap();
     });
     let pid = server.pid();
@@ -421,15 +406,7 @@ fn a_client_that_never_reads_cannot_grow_the_server() {
         .unwrap();
     let mut w = &stream;
     // 10,000 compute requests, never reading an answer.
-    let mut batch = Vec::new();
-    for i in 0..10_000u64 {
-        sut::frame(
-            &mut batch,
-            json!({"id": i, "cmd": "compute", "n": 1000})
-                .to_string()
-                .as_bytes(),
-        );
-    }
+    let batch = sut::frames((0..10_000u64).map(|i| json!({"id": i, "cmd": "compute", "n": 1000})));
     w.write_all(&batch).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let after_10k = sut::rss_kib(pid);

@@ -63,14 +63,9 @@ fn when_full_reject_answers_overloaded_at_once() {
         let mut c = server.connect();
         let mut batch = Vec::new();
         sut::frame(&mut batch, br#"{"id":"slow","cmd":"compute","n":50000000}"#);
-        for i in 0..7 {
-            sut::frame(
-                &mut batch,
-                json!({"id": i, "cmd": "compute", "n": 10})
-                    .to_string()
-                    .as_bytes(),
-            );
-        }
+        batch.extend(sut::frames(
+            (0..7).map(|i| json!({"id": i, "cmd": "compute", "n": 10})),
+        ));
         let sent = Instant::now();
         c.stream.write_all(&batch).unwrap();
         let mut at = Vec::new();

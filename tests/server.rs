@@ -130,21 +130,10 @@ fn pipelined_fast_requests_overtake_a_slow_one() {
     for pool in ["process", "thread"] {
         let server = Server::start(&["--workers", "2", "--pool", pool]);
         let mut c = server.connect();
-        let mut batch = Vec::new();
-        sut::frame(
-            &mut batch,
-            json!({"id": "slow", "cmd": "compute", "n": 50_000_000})
-                .to_string()
-                .as_bytes(),
+        let mut batch = sut::frames(
+            std::iter::once(json!({"id": "slow", "cmd": "compute", "n": 50_000_000}))
+                .chain((0..20).map(|i| json!({"id": i, "cmd": "compute", "n": 100}))),
         );
-        for i in 0..20 {
-            sut::frame(
-                &mut batch,
-                json!({"id": i, "cmd": "compute", "n": 100})
-                    .to_string()
-                    .as_bytes(),
-            );
-        }
         sut::frame(&mut batch, br#"{"id":"p","cmd":"ping"}"#);
         c.stream.write_all(&batch).unwrap();
         let answers: Vec<Value> = (0..22).map(|_| c.recv()).collect();

@@ -13,8 +13,28 @@ pub const ACC_MOD: u64 = 1_000_000_007;
 /// ```
 #[inline(never)]
 pub fn compute(n: u64) -> u64 {
-    let (mut a, mut b, mut acc) = (0u64, 1u64, 0u64);
-    for _ in 0..n.max(1) {
+    steps(START, n.max(1)).acc
+}
+
+/// The loop's variables between two steps.
+#[derive(Clone, Copy)]
+struct Loop {
+    a: u64,
+    b: u64,
+    acc: u64,
+}
+
+const START: Loop = Loop { a: 0, b: 1, acc: 0 };
+
+/// `count` steps of the loop from `s`: the one body [`compute`] and [`compute_until`] share.
+#[inline(always)]
+fn steps(s: Loop, count: u64) -> Loop {
+    let Loop {
+        mut a,
+        mut b,
+        mut acc,
+    } = s;
+    for _ in 0..count {
         // a, b < FIB_MOD, so a + b < 2 * FIB_MOD: one conditional subtraction is the
         // exact `% FIB_MOD`. Likewise acc < ACC_MOD and 31a + 17b < 48 * FIB_MOD
         // < ACC_MOD, so the sum is below 2 * ACC_MOD. Same results as the spec's `%`,
@@ -24,7 +44,7 @@ pub fn compute(n: u64) -> u64 {
         b = next;
         acc = reduce(acc + 31 * a + 17 * b, ACC_MOD);
     }
-    acc
+    Loop { a, b, acc }
 }
 
 /// Steps [`compute_until`] runs between two calls of its `keep_going`.
@@ -35,22 +55,17 @@ pub const CHECK_EVERY: u64 = 1 << 20;
 /// be killed from outside).
 #[inline(never)]
 pub fn compute_until(n: u64, mut keep_going: impl FnMut() -> bool) -> Option<u64> {
-    let (mut a, mut b, mut acc) = (0u64, 1u64, 0u64);
+    let mut s = START;
     let mut left = n.max(1);
     while left > 0 {
         let chunk = left.min(CHECK_EVERY);
-        for _ in 0..chunk {
-            let next = reduce(a + b, FIB_MOD);
-            a = b;
-            b = next;
-            acc = reduce(acc + 31 * a + 17 * b, ACC_MOD);
-        }
+        s = steps(s, chunk);
         left -= chunk;
         if left > 0 && !keep_going() {
             return None;
         }
     }
-    Some(acc)
+    Some(s.acc)
 }
 
 /// `x % m` for `x < 2 * m`.

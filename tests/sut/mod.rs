@@ -136,6 +136,15 @@ pub fn frame(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// The frames of `requests` back to back, as a pipelining client writes them.
+pub fn frames(requests: impl IntoIterator<Item = Value>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in requests {
+        frame(&mut out, r.to_string().as_bytes());
+    }
+    out
+}
+
 /// A raw framed connection over any byte stream, as any client written to protocol.md
 /// would have: [`Conn`] over TCP, [`TlsConn`] over TLS.
 pub struct Framed<S> {
@@ -192,10 +201,18 @@ impl Conn {
         Conn { stream }
     }
 
-    /// True if the server closed the connection (no more bytes, ever).
+    /// True if the server closed the connection (no more bytes, ever): an end of stream
+    /// or a reset. A read that times out (the server still holds the connection open)
+    /// is not an end.
     pub fn at_eof(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+        match self.stream.read(&mut b) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
     }
 }
 
