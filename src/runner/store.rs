@@ -523,8 +523,12 @@ impl ResultRow {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("line {line}: `{name}` is not a number: {s:?}"))
         }
+        // Empty means "not measured"; a column that older files lack reads the same.
         let opt_f = |name: &str| -> anyhow::Result<Option<f64>> {
-            let s = field(name)?;
+            let s = match get.get(name) {
+                None if optional_column(name) => "",
+                _ => field(name)?,
+            };
             if s.is_empty() {
                 Ok(None)
             } else {
