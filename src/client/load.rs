@@ -458,12 +458,6 @@ impl ThreadState {
         }
     }
 
-    fn note_first(&mut self, kind: &str, message: impl FnOnce() -> String) {
-        if !self.first_errors.contains_key(kind) {
-            self.first_errors.insert(kind.to_string(), message());
-        }
-    }
-
     fn run(mut self, shared: &Shared) -> ThreadState {
         let cfg = &shared.config;
         // A failed first connect is retried, and counted, by the loop.
@@ -516,7 +510,9 @@ impl ThreadState {
                         connects_failed_in_row += 1;
                         if now >= measure_from {
                             self.failures.connect += 1;
-                            self.note_first("connect", || format!("{}: {e}", shared.addr));
+                            note_first(&mut self.first_errors, "connect", || {
+                                format!("{}: {e}", shared.addr)
+                            });
                             self.last_done = Some(Instant::now());
                             if let Some(r) = remaining.as_mut() {
                                 *r -= 1;
@@ -527,7 +523,9 @@ impl ThreadState {
                             if let Some(r) = remaining.take() {
                                 self.failures.connect += r;
                                 if r > 0 {
-                                    self.note_first("connect", || format!("{}: {e}", shared.addr));
+                                    note_first(&mut self.first_errors, "connect", || {
+                                        format!("{}: {e}", shared.addr)
+                                    });
                                 }
                             }
                             break;
@@ -612,51 +610,53 @@ pub(super) fn count_failure(
     outcome: Outcome<'_>,
     cfg: &LoadConfig,
 ) {
-    let (kind, message): (Cow<'static, str>, Box<dyn FnOnce() -> String + '_>) = match outcome {
-        Outcome::Ok => return,
+    match outcome {
+        Outcome::Ok => {}
         Outcome::WrongResult(got) => {
             failures.wrong_result += 1;
-            (
-                "wrong_result".into(),
-                Box::new(move || {
-                    format!(
-                        "compute({}) answered {got}, expected {}",
-                        cfg.size,
-                        compute(cfg.size)
-                    )
-                }),
-            )
+            note_first(first_errors, "wrong_result", || {
+                format!(
+                    "compute({}) answered {got}, expected {}",
+                    cfg.size,
+                    compute(cfg.size)
+                )
+            });
         }
         Outcome::ServerError { code, message, .. } => {
             failures.add_server_error(&code, 1);
-            (
-                format!("server error {code}").into(),
-                Box::new(move || message.into_owned()),
-            )
+            note_first(first_errors, &format!("server error {code}"), || {
+                message.into_owned()
+            });
         }
         Outcome::Malformed(m) => {
             failures.malformed += 1;
-            ("malformed".into(), Box::new(move || m))
+            note_first(first_errors, "malformed", || m);
         }
         Outcome::Io(m) => {
             failures.io += 1;
-            ("io".into(), Box::new(move || m))
+            note_first(first_errors, "io", || m);
         }
         Outcome::Timeout => {
             failures.timeout += 1;
-            (
-                "timeout".into(),
-                Box::new(move || {
-                    format!(
-                        "no response within {}",
-                        humantime::format_duration(cfg.timeout)
-                    )
-                }),
-            )
+            note_first(first_errors, "timeout", || {
+                format!(
+                    "no response within {}",
+                    humantime::format_duration(cfg.timeout)
+                )
+            });
         }
-    };
-    if !first_errors.contains_key(kind.as_ref()) {
-        first_errors.insert(kind.into_owned(), message());
+    }
+}
+
+/// Keeps `message()` as the first message of failure `kind` if none is kept yet; builds
+/// it only then.
+pub(super) fn note_first(
+    first_errors: &mut BTreeMap<String, String>,
+    kind: &str,
+    message: impl FnOnce() -> String,
+) {
+    if !first_errors.contains_key(kind) {
+        first_errors.insert(kind.to_string(), message());
     }
 }
 

@@ -32,8 +32,8 @@ use hdrhistogram::Histogram;
 
 use super::intervals::{self, IntervalRecorder};
 use super::load::{
-    backoff, classify_body, count_failure, duration_ns, record_ns, spawn_threads, Outcome, Shared,
-    MAX_CONNECT_ATTEMPTS, MAX_RESPONSE_FRAME,
+    backoff, classify_body, count_failure, duration_ns, note_first, record_ns, spawn_threads,
+    Outcome, Shared, MAX_CONNECT_ATTEMPTS, MAX_RESPONSE_FRAME,
 };
 use super::report::{ClientCpu, Failures, OpenReport, Report, LATE_THRESHOLD};
 use super::{LoadConfig, Mode};
@@ -665,14 +665,14 @@ impl Connection {
                 // The request due now cannot be sent.
                 if self.next < self.total && self.due(self.next) <= now {
                     if self.next >= self.first_measured {
-                        self.count_connect_failures(1, now, message());
+                        self.count_connect_failures(1, now, message);
                     }
                     self.next += 1;
                 }
                 if self.connects_failed >= MAX_CONNECT_ATTEMPTS {
                     let left = self.total - self.next.max(self.first_measured).min(self.total);
                     if left > 0 {
-                        self.count_connect_failures(left, now, message());
+                        self.count_connect_failures(left, now, message);
                     }
                     self.next = self.total;
                     return false;
@@ -682,12 +682,10 @@ impl Connection {
         }
     }
 
-    fn count_connect_failures(&mut self, n: u64, now: Instant, message: String) {
+    fn count_connect_failures(&mut self, n: u64, now: Instant, message: impl FnOnce() -> String) {
         let t = &mut self.book.tally;
         t.failures.connect += n;
-        t.first_errors
-            .entry("connect".to_string())
-            .or_insert(message);
+        note_first(&mut t.first_errors, "connect", message);
         t.last_done = t.last_done.max(Some(now));
     }
 
