@@ -13,29 +13,26 @@ SECS=${SECS:-3}
 RATES=${RATES:-"50000 100000 150000 200000 250000"}
 CONNS=${CONNS:-2}
 PIPELINE=${PIPELINE:-64}
-dir=$(mktemp -d)
-"$BIN" server --port 0 --workers 1 >"$dir/ready" 2>"$dir/server.err" &
-server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do grep -q addr= "$dir/ready" 2>/dev/null && break; sleep 0.05; done
-port=$(sed -n 's/.* addr=[^ ]*:\([0-9]*\) .*/\1/p' "$dir/ready")
+# shellcheck source=scripts/lib/ab.sh
+. "$(dirname "$0")/lib/ab.sh"
+start server --workers 1
 
 n=0
 for rep in $(seq "$REPS"); do
   for c in 1 2 4; do
     n=$((n + 1))
-    "$BIN" client --port "$port" -c "$c" --cmd ping -d "${SECS}s" -q --json "$dir/$n.json" || true
-    echo "closed c=$c $dir/$n.json" >>"$dir/runs"
+    "$BIN" client --port "$port" -c "$c" --cmd ping -d "${SECS}s" -q --json "$tmp/$n.json" || true
+    echo "closed c=$c $tmp/$n.json" >>"$tmp/runs"
   done
   for r in $RATES; do
     n=$((n + 1))
     "$BIN" client --port "$port" -c "$CONNS" --pipeline "$PIPELINE" --rate "$r" --cmd ping \
-      -d "${SECS}s" -q --json "$dir/$n.json" 2>/dev/null || true
-    echo "open rate=$r $dir/$n.json" >>"$dir/runs"
+      -d "${SECS}s" -q --json "$tmp/$n.json" 2>/dev/null || true
+    echo "open rate=$r $tmp/$n.json" >>"$tmp/runs"
   done
 done
 
-python3 - "$dir/runs" <<'PY'
+python3 - "$tmp/runs" <<'PY'
 import json, statistics, sys
 from collections import defaultdict
 rows = defaultdict(list)

@@ -246,6 +246,6 @@ impl ClientDocument {
 
     /// Decodes the embedded histogram (nanoseconds).
     pub fn decode_histogram(&self) -> Result<Histogram<u64>, DecodeError> {
-        hdr::decode_base64_v2(&self.histogram.data)
+        self.histogram.decode()
     }
 }

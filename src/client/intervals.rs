@@ -26,6 +26,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 
+use super::load::record_ns;
+
 /// The length of one interval.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 /// The first line of every interval log.
@@ -71,9 +73,9 @@ impl IntervalRecorder {
             self.close();
             self.index = index;
         }
-        record(&mut self.main, ns);
+        record_ns(&mut self.main, ns);
         if let (Some(h), Some(v)) = (self.uncorrected.as_mut(), uncorrected_ns) {
-            record(h, v);
+            record_ns(h, v);
         }
     }
 
@@ -107,12 +109,6 @@ impl IntervalRecorder {
 
 fn interval_index(since_base: Duration) -> u64 {
     (since_base.as_nanos() / INTERVAL.as_nanos()) as u64
-}
-
-fn record(h: &mut Histogram<u64>, ns: u64) {
-    if h.record(ns).is_err() {
-        h.saturating_record(ns);
-    }
 }
 
 /// The histograms of one second of the measured phase, every thread merged.

@@ -1,7 +1,7 @@
 //! The closed-loop load engine: one thread and one connection per concurrency slot, each
 //! thread owning its histogram and counters, merged once at the end. Also what the
-//! open-loop engine (`open.rs`) shares with it: target resolution, the start gate, how a
-//! response is classified and how a failure is counted.
+//! open-loop engine (`open.rs`) shares with it: target resolution, running the threads from
+//! the start gate to their join, how a response is classified and how a failure is counted.
 //!
 //! Hot path per request: encode into a reused buffer, one `write_all`, read one frame
 //! through a reused [`FrameReader`] buffer, parse it in place, record the latency in the
@@ -36,7 +36,7 @@ const BACKOFF_START: Duration = Duration::from_millis(5);
 /// Longest pause between reconnects.
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Client threads need little stack; a small one keeps high concurrency cheap.
-pub(super) const THREAD_STACK: usize = 256 * 1024;
+const THREAD_STACK: usize = 256 * 1024;
 
 /// `host:port` as a person types it (IPv6 literals in brackets).
 pub fn target_name(host: &str, port: u16) -> String {
@@ -62,23 +62,15 @@ pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
         return super::open::run(shared, rate, pipeline);
     }
     let cpu_before = ClientCpu::now();
-    let handles = spawn_threads(&shared, |_, s| ThreadState::new().run(&s))?;
-    let start = shared.gate.open_when_all_arrived();
-    let measure_from = start + config.warmup;
-    let measure_start = SystemTime::now() + config.warmup;
+    let run = run_threads(&shared, |_, s| ThreadState::new().run(&s))?;
 
     let mut ok = 0;
     let mut failures = Failures::default();
     let mut histogram = crate::hdr::new_latency_histogram();
     let mut first_errors = BTreeMap::new();
     let mut last_done: Option<Instant> = None;
-    let mut panicked = 0;
     let mut thread_intervals = Vec::new();
-    for handle in handles {
-        let Ok(t) = handle.join() else {
-            panicked += 1;
-            continue;
-        };
+    for t in run.threads {
         thread_intervals.extend(t.intervals.map(IntervalRecorder::finish));
         ok += t.ok;
         failures.merge(&t.failures);
@@ -90,12 +82,9 @@ pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
         }
         last_done = last_done.max(t.last_done);
     }
-    if panicked > 0 {
-        bail!("{panicked} client thread(s) panicked; the results would be incomplete");
-    }
     let cpu = cpu_before.until_now();
     let elapsed = last_done.map_or(Duration::ZERO, |t| {
-        t.saturating_duration_since(measure_from)
+        t.saturating_duration_since(run.measure_from)
     });
     let intervals = if config.intervals {
         Some(intervals::merge(thread_intervals, elapsed, false)?)
@@ -110,7 +99,7 @@ pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
         elapsed,
         histogram,
         first_errors,
-        measure_start,
+        measure_start: run.measure_start,
         intervals,
         open: None,
         cpu,
@@ -118,12 +107,49 @@ pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
     })
 }
 
+/// The threads of a finished run, and when its measured phase began.
+pub(super) struct Finished<T> {
+    /// Each thread's result, in thread order.
+    pub threads: Vec<T>,
+    /// The end of the warm-up, the start of the measured window.
+    pub measure_from: Instant,
+    /// The same moment by the wall clock (the interval log's StartTime).
+    pub measure_start: SystemTime,
+}
+
+/// Runs `body(index, shared)` on one thread per connection, all released at once by the
+/// gate, and waits for every one. `Err` if a thread could not start or panicked (the
+/// results would be incomplete).
+pub(super) fn run_threads<T, F>(shared: &Arc<Shared>, body: F) -> anyhow::Result<Finished<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize, Arc<Shared>) -> T + Send + Sync + Clone + 'static,
+{
+    let handles = spawn_threads(shared, body)?;
+    let warmup = shared.config.warmup;
+    let start = shared.gate.open_when_all_arrived();
+    let measure_start = SystemTime::now() + warmup;
+    let mut threads = Vec::with_capacity(handles.len());
+    let mut panicked = 0;
+    for handle in handles {
+        match handle.join() {
+            Ok(t) => threads.push(t),
+            Err(_) => panicked += 1,
+        }
+    }
+    if panicked > 0 {
+        bail!("{panicked} client thread(s) panicked; the results would be incomplete");
+    }
+    Ok(Finished {
+        threads,
+        measure_from: start + warmup,
+        measure_start,
+    })
+}
+
 /// Starts one thread per connection, each running `body(index, shared)` once the gate
 /// opens; on failure releases and joins the threads already started.
-pub(super) fn spawn_threads<T, F>(
-    shared: &Arc<Shared>,
-    body: F,
-) -> anyhow::Result<Vec<JoinHandle<T>>>
+fn spawn_threads<T, F>(shared: &Arc<Shared>, body: F) -> anyhow::Result<Vec<JoinHandle<T>>>
 where
     T: Send + 'static,
     F: Fn(usize, Arc<Shared>) -> T + Send + Sync + Clone + 'static,
@@ -259,7 +285,7 @@ impl Gate {
     }
 
     /// Waits for every thread (each one's connect is bounded by --timeout), then starts them.
-    pub(super) fn open_when_all_arrived(&self) -> Instant {
+    fn open_when_all_arrived(&self) -> Instant {
         let mut s = self.lock();
         while s.arrived < self.threads {
             s = self.all_arrived.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -458,12 +484,6 @@ impl ThreadState {
         }
     }
 
-    fn note_first(&mut self, kind: &str, message: impl FnOnce() -> String) {
-        if !self.first_errors.contains_key(kind) {
-            self.first_errors.insert(kind.to_string(), message());
-        }
-    }
-
     fn run(mut self, shared: &Shared) -> ThreadState {
         let cfg = &shared.config;
         // A failed first connect is retried, and counted, by the loop.
@@ -516,7 +536,9 @@ impl ThreadState {
                         connects_failed_in_row += 1;
                         if now >= measure_from {
                             self.failures.connect += 1;
-                            self.note_first("connect", || format!("{}: {e}", shared.addr));
+                            note_first(&mut self.first_errors, "connect", || {
+                                format!("{}: {e}", shared.addr)
+                            });
                             self.last_done = Some(Instant::now());
                             if let Some(r) = remaining.as_mut() {
                                 *r -= 1;
@@ -527,7 +549,9 @@ impl ThreadState {
                             if let Some(r) = remaining.take() {
                                 self.failures.connect += r;
                                 if r > 0 {
-                                    self.note_first("connect", || format!("{}: {e}", shared.addr));
+                                    note_first(&mut self.first_errors, "connect", || {
+                                        format!("{}: {e}", shared.addr)
+                                    });
                                 }
                             }
                             break;
@@ -612,51 +636,53 @@ pub(super) fn count_failure(
     outcome: Outcome<'_>,
     cfg: &LoadConfig,
 ) {
-    let (kind, message): (Cow<'static, str>, Box<dyn FnOnce() -> String + '_>) = match outcome {
-        Outcome::Ok => return,
+    match outcome {
+        Outcome::Ok => {}
         Outcome::WrongResult(got) => {
             failures.wrong_result += 1;
-            (
-                "wrong_result".into(),
-                Box::new(move || {
-                    format!(
-                        "compute({}) answered {got}, expected {}",
-                        cfg.size,
-                        compute(cfg.size)
-                    )
-                }),
-            )
+            note_first(first_errors, "wrong_result", || {
+                format!(
+                    "compute({}) answered {got}, expected {}",
+                    cfg.size,
+                    compute(cfg.size)
+                )
+            });
         }
         Outcome::ServerError { code, message, .. } => {
             failures.add_server_error(&code, 1);
-            (
-                format!("server error {code}").into(),
-                Box::new(move || message.into_owned()),
-            )
+            note_first(first_errors, &format!("server error {code}"), || {
+                message.into_owned()
+            });
         }
         Outcome::Malformed(m) => {
             failures.malformed += 1;
-            ("malformed".into(), Box::new(move || m))
+            note_first(first_errors, "malformed", || m);
         }
         Outcome::Io(m) => {
             failures.io += 1;
-            ("io".into(), Box::new(move || m))
+            note_first(first_errors, "io", || m);
         }
         Outcome::Timeout => {
             failures.timeout += 1;
-            (
-                "timeout".into(),
-                Box::new(move || {
-                    format!(
-                        "no response within {}",
-                        humantime::format_duration(cfg.timeout)
-                    )
-                }),
-            )
+            note_first(first_errors, "timeout", || {
+                format!(
+                    "no response within {}",
+                    humantime::format_duration(cfg.timeout)
+                )
+            });
         }
-    };
-    if !first_errors.contains_key(kind.as_ref()) {
-        first_errors.insert(kind.into_owned(), message());
+    }
+}
+
+/// Keeps `message()` as the first message of failure `kind` if none is kept yet; builds
+/// it only then.
+pub(super) fn note_first(
+    first_errors: &mut BTreeMap<String, String>,
+    kind: &str,
+    message: impl FnOnce() -> String,
+) {
+    if !first_errors.contains_key(kind) {
+        first_errors.insert(kind.to_string(), message());
     }
 }
 

@@ -25,15 +25,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use hdrhistogram::Histogram;
 
 use super::intervals::{self, IntervalRecorder};
 use super::load::{
-    backoff, classify_body, count_failure, duration_ns, record_ns, spawn_threads, Outcome, Shared,
-    MAX_CONNECT_ATTEMPTS, MAX_RESPONSE_FRAME,
+    backoff, classify_body, count_failure, duration_ns, note_first, record_ns, run_threads,
+    Outcome, Shared, MAX_CONNECT_ATTEMPTS, MAX_RESPONSE_FRAME,
 };
 use super::report::{ClientCpu, Failures, OpenReport, Report, LATE_THRESHOLD};
 use super::{LoadConfig, Mode};
@@ -57,25 +57,14 @@ const OWN_LATE_MIN: u64 = 10;
 pub(super) fn run(shared: Arc<Shared>, rate: f64, pipeline: usize) -> anyhow::Result<Report> {
     let config = shared.config.clone();
     let cpu_before = ClientCpu::now();
-    let handles = spawn_threads(&shared, move |index, s| {
+    let run = run_threads(&shared, move |index, s| {
         Connection::new(&s, index, rate, pipeline).run(&s)
     })?;
-    let start = shared.gate.open_when_all_arrived();
-    let measure_from = start + config.warmup;
-    let measure_start = SystemTime::now() + config.warmup;
 
     let mut total = Tally::new();
     let mut thread_intervals = Vec::new();
     let mut busy = Vec::new();
-    let mut panicked = 0;
-    for handle in handles {
-        let Ok(t) = handle.join() else {
-            panicked += 1;
-            continue;
-        };
-        if panicked > 0 {
-            continue;
-        }
+    for t in run.threads {
         busy.push(t.busy());
         thread_intervals.extend(t.intervals.map(IntervalRecorder::finish));
         total.ok += t.ok;
@@ -101,12 +90,9 @@ pub(super) fn run(shared: Arc<Shared>, rate: f64, pipeline: usize) -> anyhow::Re
             (a, b) => a.or(b),
         };
     }
-    if panicked > 0 {
-        bail!("{panicked} client thread(s) panicked; the results would be incomplete");
-    }
     let cpu = cpu_before.until_now();
     let elapsed = total.last_done.map_or(Duration::ZERO, |t| {
-        t.saturating_duration_since(measure_from)
+        t.saturating_duration_since(run.measure_from)
     });
     let intervals = if config.intervals {
         Some(intervals::merge(thread_intervals, elapsed, true)?)
@@ -146,7 +132,7 @@ pub(super) fn run(shared: Arc<Shared>, rate: f64, pipeline: usize) -> anyhow::Re
         elapsed,
         histogram: total.corrected,
         first_errors: total.first_errors,
-        measure_start,
+        measure_start: run.measure_start,
         intervals,
         open: Some(open),
         cpu,
@@ -665,14 +651,14 @@ impl Connection {
                 // The request due now cannot be sent.
                 if self.next < self.total && self.due(self.next) <= now {
                     if self.next >= self.first_measured {
-                        self.count_connect_failures(1, now, message());
+                        self.count_connect_failures(1, now, message);
                     }
                     self.next += 1;
                 }
                 if self.connects_failed >= MAX_CONNECT_ATTEMPTS {
                     let left = self.total - self.next.max(self.first_measured).min(self.total);
                     if left > 0 {
-                        self.count_connect_failures(left, now, message());
+                        self.count_connect_failures(left, now, message);
                     }
                     self.next = self.total;
                     return false;
@@ -682,12 +668,10 @@ impl Connection {
         }
     }
 
-    fn count_connect_failures(&mut self, n: u64, now: Instant, message: String) {
+    fn count_connect_failures(&mut self, n: u64, now: Instant, message: impl FnOnce() -> String) {
         let t = &mut self.book.tally;
         t.failures.connect += n;
-        t.first_errors
-            .entry("connect".to_string())
-            .or_insert(message);
+        note_first(&mut t.first_errors, "connect", message);
         t.last_done = t.last_done.max(Some(now));
     }
 

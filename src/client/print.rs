@@ -12,31 +12,22 @@ pub fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
         crate::cli::ClientCmd::Compute => format!("compute n={}", cfg.size),
         crate::cli::ClientCmd::Ping => "ping".to_string(),
     };
-    let load = match (cfg.mode, &report.open) {
-        (Mode::Requests(n), None) => format!("{} threads x {n} requests", cfg.concurrency),
-        (Mode::Duration(d), None) => format!(
-            "{} threads for {}",
-            cfg.concurrency,
-            humantime::format_duration(d)
+    let span = match cfg.mode {
+        Mode::Requests(n) => format!("x {n} requests"),
+        Mode::Duration(d) => format!("for {}", humantime::format_duration(d)),
+    };
+    let load = match &report.open {
+        None => format!(
+            "{} threads {span}, one request at a time per thread",
+            cfg.concurrency
         ),
-        (Mode::Requests(n), Some(o)) => format!(
-            "open loop, {} req/s over {} connections x {n} requests, up to {} in flight each",
+        Some(o) => format!(
+            "open loop, {} req/s over {} connections {span}, up to {} in flight each",
             o.rate, cfg.concurrency, o.pipeline
-        ),
-        (Mode::Duration(d), Some(o)) => format!(
-            "open loop, {} req/s over {} connections for {}, up to {} in flight each",
-            o.rate,
-            cfg.concurrency,
-            humantime::format_duration(d),
-            o.pipeline
         ),
     };
     writeln!(w, "target      {} ({what})", report.addr)?;
-    if report.open.is_some() {
-        write!(w, "load        {load}")?;
-    } else {
-        write!(w, "load        {load}, one request at a time per thread")?;
-    }
+    write!(w, "load        {load}")?;
     if !cfg.warmup.is_zero() {
         write!(
             w,
@@ -93,13 +84,10 @@ pub fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
         writeln!(w, "latency     no successful request to measure")?;
         return Ok(());
     }
+    latency_header(w)?;
     match &report.open {
-        None => {
-            latency_header(w)?;
-            latency_row(w, "", &report.latency_us())
-        }
+        None => latency_row(w, "", &report.latency_us()),
         Some(o) => {
-            latency_header(w)?;
             latency_row(w, "corrected", &report.latency_us())?;
             latency_row(w, "uncorrected", &LatencyUs::from_histogram(&o.uncorrected))?;
             writeln!(
