@@ -243,7 +243,7 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("pace.hlog");
-    // 5000/s on one connection for 3 s; the rerun below repeats these.
+    // 5000/s on one connection for 3 s after a warm-up; the rerun below repeats these.
     let pace = [
         "--rate",
         "5000",
@@ -255,14 +255,12 @@ fn pacing_keeps_the_offered_rate_and_reports_lateness() {
         "ping",
         "-d",
         "3s",
+        "--warmup",
+        "200ms",
     ];
     let (out, doc) = run_ok(
         &[],
-        &[
-            &pace[..],
-            &["--warmup", "200ms", "--interval-log", log.to_str().unwrap()],
-        ]
-        .concat(),
+        &[&pace[..], &["--interval-log", log.to_str().unwrap()]].concat(),
         dir.path(),
         "pace",
     );
