@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use super::analysis::axes_label;
 use super::stats;
 use crate::runner::matrix::{Axis, AxisValue, Cell};
 use crate::runner::store::{self, num, Manifest, ResultRow, Status};
@@ -641,15 +642,7 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
     if label_axes.is_empty() {
         label_axes = axes.clone();
     }
-    let label = |c: &Cell| -> String {
-        label_axes
-            .iter()
-            .map(|a| (a, c.get(*a).to_string()))
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(a, v)| format!("{}={v}", a.name()))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let label = |c: &Cell| axes_label(label_axes.iter().map(|&a| (a, c.get(a))));
 
     // Two targets of one run are paired by repetition; two runs are independent.
     let same_run = std::fs::canonicalize(&base.dir).ok() == std::fs::canonicalize(&new.dir).ok();

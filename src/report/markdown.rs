@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::analysis::{Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
+use super::analysis::{axes_label, Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
 use super::load::RunData;
 use super::plots::{self, FIXED_PLOTS};
 use crate::runner::matrix::Axis;
@@ -35,14 +35,13 @@ fn cell_name(a: &Analysis, c: &CellSummary) -> String {
     if !axes.contains(&Axis::Concurrency) {
         axes.push(Axis::Concurrency);
     }
-    let parts: Vec<String> = Axis::ALL
-        .iter()
-        .filter(|ax| axes.contains(ax))
-        .map(|ax| (ax, c.cell.get(*ax).to_string()))
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(ax, v)| format!("{}={v}", ax.name()))
-        .collect();
-    format!("`{}` ({})", c.id, parts.join(" "))
+    let parts = axes_label(
+        Axis::ALL
+            .into_iter()
+            .filter(|ax| axes.contains(ax))
+            .map(|ax| (ax, c.cell.get(ax))),
+    );
+    format!("`{}` ({parts})", c.id)
 }
 
 /// `closed loop`, or `open loop, 2000 req/s` (with the pipeline when it is not 1).
