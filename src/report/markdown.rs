@@ -487,13 +487,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
     let over_time: Vec<&CellSummary> = a
         .cells
         .iter()
-        .filter(|c| {
-            data.rows.iter().any(|r| {
-                r.cell_id == c.id
-                    && r.status == Status::Ok
-                    && data.intervals.contains_key(&r.run_name())
-            })
-        })
+        .filter(|c| !plots::over_time_runs(data, &c.id).is_empty())
         .collect();
     if !over_time.is_empty() {
         let _ = writeln!(

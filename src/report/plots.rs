@@ -806,15 +806,20 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Throughput (answers per second) and p99 in each second of the measured phase of
-/// every successful run of `cell` that has an interval log, one line per repetition.
-fn write_over_time(dir: &Path, data: &RunData, cell: &str) -> anyhow::Result<()> {
-    let runs: Vec<(u32, &Vec<store::Interval>)> = data
-        .rows
+/// (repetition, interval log) of every successful run of `cell` that has one: what
+/// [`over_time_file`] plots; none, and the cell gets no such plot.
+pub fn over_time_runs<'a>(data: &'a RunData, cell: &str) -> Vec<(u32, &'a Vec<store::Interval>)> {
+    data.rows
         .iter()
         .filter(|r| r.cell_id == cell && r.status == store::Status::Ok)
         .filter_map(|r| Some((r.rep, data.intervals.get(&r.run_name())?)))
-        .collect();
+        .collect()
+}
+
+/// Throughput (answers per second) and p99 in each second of the measured phase of
+/// every successful run of `cell` that has an interval log, one line per repetition.
+fn write_over_time(dir: &Path, data: &RunData, cell: &str) -> anyhow::Result<()> {
+    let runs = over_time_runs(data, cell);
     if runs.is_empty() {
         return Ok(());
     }
