@@ -832,16 +832,29 @@ fn fmt_value(m: CMetric, v: f64) -> String {
         return "–".into();
     }
     match m {
-        CMetric::Throughput => format!("{v:.1} req/s"),
+        CMetric::Throughput => super::markdown::fmt_rps(v),
         _ => super::markdown::fmt_us(v),
     }
 }
 
-fn fmt_ci(ci: Option<(f64, f64)>) -> String {
+/// `[0.812, 0.934]`, or `–` without an interval.
+pub(super) fn fmt_ci(ci: Option<(f64, f64)>) -> String {
     match ci {
         Some((lo, hi)) => format!("[{}, {}]", num(lo, 3), num(hi, 3)),
         None => "–".into(),
     }
+}
+
+/// `1 regressed, 8 improved, 0 unchanged, 6 inconclusive`.
+fn counts(c: &Comparison) -> String {
+    [
+        Verdict::Regressed,
+        Verdict::Improved,
+        Verdict::Unchanged,
+        Verdict::Inconclusive,
+    ]
+    .map(|v| format!("{} {}", c.count(v), v.as_str()))
+    .join(", ")
 }
 
 fn method(c: &Comparison) -> String {
@@ -919,12 +932,9 @@ pub fn text(c: &Comparison) -> String {
     }
     let _ = writeln!(
         w,
-        "\nverdict: {} ({} regressed, {} improved, {} unchanged, {} inconclusive) → exit {}",
+        "\nverdict: {} ({}) → exit {}",
         c.overall(),
-        c.count(Verdict::Regressed),
-        c.count(Verdict::Improved),
-        c.count(Verdict::Unchanged),
-        c.count(Verdict::Inconclusive),
+        counts(c),
         c.exit_code()
     );
     out
@@ -938,14 +948,7 @@ pub fn markdown(c: &Comparison) -> String {
     let _ = writeln!(w, "| | |\n|---|---|");
     let _ = writeln!(w, "| new | `{}` |", c.new_name);
     let _ = writeln!(w, "| baseline | `{}` |", c.base_name);
-    let _ = writeln!(
-        w,
-        "| verdicts | {} regressed, {} improved, {} unchanged, {} inconclusive |",
-        c.count(Verdict::Regressed),
-        c.count(Verdict::Improved),
-        c.count(Verdict::Unchanged),
-        c.count(Verdict::Inconclusive)
-    );
+    let _ = writeln!(w, "| verdicts | {} |", counts(c));
     let _ = writeln!(
         w,
         "| exit status | {} (0 no regression, 1 regression, 2 inconclusive or too noisy, 3 error) |\n",

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::compare::{Comparison, Verdict};
+use super::compare::{fmt_ci, Comparison, Verdict};
 use crate::runner::store::num;
 
 const WIDTH: i32 = 1100;
@@ -146,9 +146,7 @@ pub fn write(path: &Path, c: &Comparison) -> anyhow::Result<()> {
                     .color(&BLACK)
                     .pos(Pos::new(HPos::Left, VPos::Center)),
             ))?;
-            let ci = j.ci.map_or("–".to_string(), |(a, b)| {
-                format!("[{}, {}]", num(a, 3), num(b, 3))
-            });
+            let ci = fmt_ci(j.ci);
             root.draw(&Text::new(
                 format!("{} {ci} {}", num(j.ratio, 3), j.verdict.as_str()),
                 (x1 + 14, y),

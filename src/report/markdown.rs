@@ -21,7 +21,7 @@ pub fn fmt_us(v: f64) -> String {
     }
 }
 
-fn fmt_rps(v: f64) -> String {
+pub fn fmt_rps(v: f64) -> String {
     format!("{v:.1} req/s")
 }
 
