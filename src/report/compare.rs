@@ -27,6 +27,7 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::analysis::axes_label;
+use super::noise::{busy, client_saturated};
 use super::stats;
 use crate::runner::matrix::{Axis, AxisValue, Cell};
 use crate::runner::store::{self, num, Manifest, ResultRow, Status};
@@ -592,19 +593,6 @@ impl Comparison {
     }
 }
 
-/// A client using this share of the CPU it could use (min(concurrency, cores) cores) or
-/// more was itself the bottleneck.
-pub const CLIENT_SATURATED: f64 = 0.9;
-
-/// True when the client of this repetition was CPU-saturated.
-pub fn client_saturated(row: &ResultRow, cores: usize) -> bool {
-    let Some(cpu) = row.cpu.as_ref() else {
-        return false;
-    };
-    let usable = row.cell.concurrency.min(cores.max(1) as u64) as f64 * 100.0;
-    cpu.client_pct >= CLIENT_SATURATED * usable
-}
-
 /// Matches and judges. `cli` thresholds override the new run's experiment file's.
 pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comparison> {
     let by_target = base.target.is_some() || new.target.is_some();
@@ -802,11 +790,11 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
         runs.push(("new", &new.manifest));
     }
     for (side, m) in runs {
-        let load = m.machine.load_before[0];
-        let cores = m.machine.logical_cores.max(1) as f64;
-        if load >= super::noise::BUSY_LOAD_SHARE * cores {
+        if busy(&m.machine) {
+            let load = m.machine.load_before[0];
+            let cores = m.machine.logical_cores.max(1);
             notes.push(format!(
-                "the {side} run started on a busy machine (load {load:.2} on {cores:.0} cores): \
+                "the {side} run started on a busy machine (load {load:.2} on {cores} cores): \
                  expect noise"
             ));
         }
