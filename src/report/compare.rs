@@ -639,8 +639,6 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
     } else {
         Design::Independent
     };
-    let base_cores = base.manifest.machine.logical_cores;
-    let new_cores = new.manifest.machine.logical_cores;
     let mut pairs = Vec::new();
     let mut only_new = Vec::new();
     for (nid, ncell) in &new_cells {
@@ -676,25 +674,20 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
             })
             .collect();
         let mut notes = Vec::new();
-        for (side, rows, cores, id) in [
-            ("baseline", &brows, base_cores, *bid),
-            ("new", &nrows, new_cores, *nid),
-        ] {
+        for (name, side, rows, id) in [("baseline", base, &brows, *bid), ("new", new, &nrows, *nid)]
+        {
+            let cores = side.manifest.machine.logical_cores;
             let saturated = rows.iter().filter(|r| client_saturated(r, cores)).count();
             if saturated > 0 {
                 notes.push(format!(
-                    "{side}: the client was CPU-saturated in {saturated} of {} repetitions: its figures are \
+                    "{name}: the client was CPU-saturated in {saturated} of {} repetitions: its figures are \
                      a limit of the client, not of the server",
                     rows.len()
                 ));
             }
-            let failed = if side == "baseline" {
-                base.failed_reps(id)
-            } else {
-                new.failed_reps(id)
-            };
+            let failed = side.failed_reps(id);
             if failed > 0 {
-                notes.push(format!("{side}: {failed} failed repetition(s) left out"));
+                notes.push(format!("{name}: {failed} failed repetition(s) left out"));
             }
         }
         for j in &metrics {
