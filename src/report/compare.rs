@@ -458,6 +458,18 @@ fn p_is(p: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Two runs, matched
 
+/// The targets of a run's cells, sorted, each once.
+pub fn target_names(manifest: &Manifest) -> Vec<&str> {
+    let mut names: Vec<&str> = manifest
+        .cells
+        .iter()
+        .map(|c| c.cell.target.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// One side of a comparison: a run directory, optionally restricted to one target.
 pub struct Side {
     pub dir: PathBuf,
@@ -474,14 +486,8 @@ impl Side {
         let manifest = Manifest::read(dir)?;
         let rows = store::read_results(dir)?;
         if let Some(t) = target {
-            if !manifest.cells.iter().any(|c| c.cell.target == t) {
-                let mut names: Vec<&str> = manifest
-                    .cells
-                    .iter()
-                    .map(|c| c.cell.target.as_str())
-                    .collect();
-                names.sort_unstable();
-                names.dedup();
+            let names = target_names(&manifest);
+            if !names.contains(&t) {
                 bail!(
                     "{} has no target {t:?}; its targets: {}",
                     dir.display(),
