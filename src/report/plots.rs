@@ -262,31 +262,34 @@ fn latency_unit(max_us: f64) -> (&'static str, f64) {
     }
 }
 
-/// A latency axis: log-scaled when the values span more than 10×.
-fn latency_dim(what: &str, values: &[f64]) -> (Dim, f64) {
+/// An axis for `values` shown divided by `div`, described as `what (unit)`: log-scaled
+/// when the positive values span more than 10× (so small ones are not flattened against
+/// the axis), else linear from 0.
+fn spanning_dim(what: &str, unit: &str, values: &[f64], div: f64) -> Dim {
     let max = values.iter().copied().fold(0.0, f64::max);
     let min = values
         .iter()
         .copied()
         .filter(|v| *v > 0.0)
         .fold(f64::INFINITY, f64::min);
-    let (unit, div) = latency_unit(max);
     if min.is_finite() && max / min > 10.0 {
-        (
-            log_dim(
-                format!("{what} ({unit}, log scale)"),
-                min / div,
-                max / div,
-                fmt_num,
-            ),
-            div,
+        log_dim(
+            format!("{what} ({unit}, log scale)"),
+            min / div,
+            max / div,
+            fmt_num,
         )
     } else {
-        (
-            linear_dim(format!("{what} ({unit})"), 0.0, max / div, fmt_num),
-            div,
-        )
+        linear_dim(format!("{what} ({unit})"), 0.0, max / div, fmt_num)
     }
+}
+
+/// A latency axis (values in µs) in µs or ms: log-scaled when the values span more
+/// than 10×. Also the divisor that puts values in its unit.
+fn latency_dim(what: &str, values: &[f64]) -> (Dim, f64) {
+    let max = values.iter().copied().fold(0.0, f64::max);
+    let (unit, div) = latency_unit(max);
+    (spanning_dim(what, unit, values, div), div)
 }
 
 fn draw(
@@ -569,28 +572,14 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
     // Throughput vs concurrency.
     let throughputs = values(Metric::Throughput);
     let tmax = throughputs.iter().copied().fold(0.0, f64::max);
-    let tmin = throughputs
-        .iter()
-        .copied()
-        .filter(|v| *v > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    // Series that differ by more than 10× (light and heavy requests) would flatten the
-    // slow ones against the axis: a log scale keeps every plateau visible.
-    let yt = if tmin.is_finite() && tmax / tmin > 10.0 {
-        log_dim(
-            "throughput (requests/s, median over repetitions, log scale)".into(),
-            tmin,
-            tmax,
-            fmt_num,
-        )
-    } else {
-        linear_dim(
-            "throughput (requests/s, median over repetitions)".into(),
-            0.0,
-            tmax,
-            fmt_num,
-        )
-    };
+    // Series that differ by more than 10× (light and heavy requests) get a log scale,
+    // which keeps every plateau visible.
+    let yt = spanning_dim(
+        "throughput",
+        "requests/s, median over repetitions",
+        &throughputs,
+        1.0,
+    );
     draw(
         &dir.join(FIXED_PLOTS[0].0),
         FIXED_PLOTS[0].1,
