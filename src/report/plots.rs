@@ -147,16 +147,19 @@ fn linear_dim(desc: String, lo: f64, hi: f64, label: fn(f64) -> String) -> Dim {
     }
 }
 
-/// Round ticks (1, 2 or 5 × 10^k apart) covering [lo, hi].
-fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let span = hi - lo;
-    let raw = span / 6.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
+/// A round distance between ticks (1, 2 or 5 × 10^k) giving about 6 over `span`.
+pub(super) fn tick_step(span: f64) -> f64 {
+    let mag = 10f64.powf((span / 6.0).log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
         .iter()
         .map(|m| m * mag)
         .find(|s| span / s <= 7.0)
-        .unwrap_or(10.0 * mag);
+        .unwrap_or(10.0 * mag)
+}
+
+/// Round ticks ([`tick_step`] apart) covering [lo, hi].
+fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let step = tick_step(hi - lo);
     let start = (lo / step).ceil() as i64;
     let end = (hi / step).ceil() as i64;
     (start..=end).map(|k| k as f64 * step).collect()
