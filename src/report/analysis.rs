@@ -108,16 +108,10 @@ impl Stat {
             return None;
         }
         values.sort_by(f64::total_cmp);
-        let n = values.len();
-        let median = if n % 2 == 1 {
-            values[n / 2]
-        } else {
-            (values[n / 2 - 1] + values[n / 2]) / 2.0
-        };
         Some(Stat {
-            median,
+            median: super::stats::median_of_sorted(&values),
             min: values[0],
-            max: values[n - 1],
+            max: values[values.len() - 1],
         })
     }
 }
