@@ -53,6 +53,11 @@ const BASE: Fig = Fig {
     server_cpu: 100.0,
 };
 
+/// Every repetition of every cell measures [`BASE`], with its jitter.
+fn steady(_: usize, _: &str, rep: u32) -> Option<Fig> {
+    Some(BASE.scaled(jitter(rep)))
+}
+
 /// Writes a run directory for `toml` whose repetition `rep` of cell `i` (target `t`)
 /// measured `fig(i, t, rep)`, or failed when it gives `None`.
 fn write_run(dir: &Path, toml: &str, fig: &dyn Fn(usize, &str, u32) -> Option<Fig>) -> PathBuf {
@@ -161,7 +166,9 @@ fn text(out: &Output) -> String {
 }
 
 /// compare.csv as (new cell, metric) → row.
-fn verdicts(dir: &Path) -> HashMap<(String, String), HashMap<String, String>> {
+type Verdicts = HashMap<(String, String), HashMap<String, String>>;
+
+fn verdicts(dir: &Path) -> Verdicts {
     let mut r = csv::Reader::from_path(dir.join("compare.csv")).unwrap();
     let headers: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
     r.records()
@@ -176,17 +183,20 @@ fn verdicts(dir: &Path) -> HashMap<(String, String), HashMap<String, String>> {
         .collect()
 }
 
-fn verdict(v: &HashMap<(String, String), HashMap<String, String>>, cell: &str, m: &str) -> String {
-    v[&(cell.to_string(), m.to_string())]["verdict"].clone()
+/// The compare.csv row of `cell` (new side) and metric `m`.
+fn row<'a>(v: &'a Verdicts, cell: &str, m: &str) -> &'a HashMap<String, String> {
+    &v[&(cell.to_string(), m.to_string())]
+}
+
+fn verdict(v: &Verdicts, cell: &str, m: &str) -> String {
+    row(v, cell, m)["verdict"].clone()
 }
 
 #[test]
 fn a_clear_regression_exits_1_and_writes_its_files() {
     let tmp = tempfile::tempdir().unwrap();
     let t = toml(6, "");
-    let base = write_run(&tmp.path().join("base"), &t, &|_, _, r| {
-        Some(BASE.scaled(jitter(r)))
-    });
+    let base = write_run(&tmp.path().join("base"), &t, &steady);
     // Cell c002 (concurrency 8) is 20% slower; c001 is the same.
     let new = write_run(&tmp.path().join("new"), &t, &|i, _, r| {
         let speed = if i == 1 { 0.8 } else { 1.0 };
@@ -200,7 +210,7 @@ fn a_clear_regression_exits_1_and_writes_its_files() {
     assert_eq!(verdict(&v, "c002", "p99_9"), "regressed");
     assert_eq!(verdict(&v, "c002", "cpu_per_request"), "unchanged");
     assert_eq!(verdict(&v, "c001", "throughput"), "unchanged");
-    let row = &v[&("c002".to_string(), "throughput".to_string())];
+    let row = row(&v, "c002", "throughput");
     let ratio: f64 = row["ratio"].parse().unwrap();
     let (lo, hi): (f64, f64) = (
         row["ci_low"].parse().unwrap(),
@@ -250,9 +260,7 @@ fn a_clear_regression_exits_1_and_writes_its_files() {
 fn a_clear_improvement_exits_0() {
     let tmp = tempfile::tempdir().unwrap();
     let t = toml(6, "");
-    let base = write_run(&tmp.path().join("base"), &t, &|_, _, r| {
-        Some(BASE.scaled(jitter(r)))
-    });
+    let base = write_run(&tmp.path().join("base"), &t, &steady);
     let new = write_run(&tmp.path().join("new"), &t, &|_, _, r| {
         Some(BASE.scaled(1.25 * jitter(r + 5)))
     });
@@ -281,7 +289,7 @@ fn pure_noise_is_inconclusive_and_exits_2() {
     let out = report(&[&new, &base], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let v = verdicts(&new);
-    let tp = &v[&("c001".to_string(), "throughput".to_string())];
+    let tp = row(&v, "c001", "throughput");
     assert_eq!(tp["verdict"], "inconclusive");
     assert!(tp["reason"].contains("too noisy"), "{tp:?}");
     assert!(v.values().all(|r| r["verdict"] != "regressed"));
@@ -297,9 +305,7 @@ fn pure_noise_is_inconclusive_and_exits_2() {
 fn too_few_repetitions_are_inconclusive_and_say_how_many_are_needed() {
     let tmp = tempfile::tempdir().unwrap();
     let t = toml(3, "");
-    let base = write_run(&tmp.path().join("base"), &t, &|_, _, r| {
-        Some(BASE.scaled(jitter(r)))
-    });
+    let base = write_run(&tmp.path().join("base"), &t, &steady);
     // Even a halving cannot be told apart with 3 against 3.
     let new = write_run(&tmp.path().join("new"), &t, &|_, _, r| {
         Some(BASE.scaled(0.5 * jitter(r)))
@@ -334,7 +340,7 @@ fn two_targets_of_one_run_are_paired_and_drift_cancels() {
     let out = report(&[&dir], &["--baseline-target", "base"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v = verdicts(&dir);
-    let row = &v[&("c002".to_string(), "throughput".to_string())];
+    let row = row(&v, "c002", "throughput");
     assert_eq!(row["verdict"], "regressed", "{row:?}");
     assert_eq!(row["design"], "paired");
     assert_eq!(row["base_cell"], "c001");
@@ -353,9 +359,8 @@ fn two_targets_of_one_run_are_paired_and_drift_cancels() {
 fn thresholds_come_from_the_experiment_file_and_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
     let slower = |_: usize, _: &str, r: u32| Some(BASE.scaled(0.92 * jitter(r + 1)));
-    let same = |_: usize, _: &str, r: u32| Some(BASE.scaled(jitter(r)));
     // 8% slower: a regression at the default 5%.
-    let base = write_run(&tmp.path().join("base"), &toml(6, ""), &same);
+    let base = write_run(&tmp.path().join("base"), &toml(6, ""), &steady);
     let new = write_run(&tmp.path().join("new"), &toml(6, ""), &slower);
     let out = report(&[&new, &base], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -384,9 +389,8 @@ fn thresholds_come_from_the_experiment_file_and_the_command_line() {
 fn errors_exit_3_and_name_what_is_wrong() {
     let tmp = tempfile::tempdir().unwrap();
     let t = toml(6, "");
-    let fine = |_: usize, _: &str, r: u32| Some(BASE.scaled(jitter(r)));
-    let base = write_run(&tmp.path().join("base"), &t, &fine);
-    let new = write_run(&tmp.path().join("new"), &t, &fine);
+    let base = write_run(&tmp.path().join("base"), &t, &steady);
+    let new = write_run(&tmp.path().join("new"), &t, &steady);
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
 
     let missing = tmp.path().join("nowhere");
@@ -399,13 +403,13 @@ fn errors_exit_3_and_name_what_is_wrong() {
     let out = report(&[&new, &base], &["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(3), "unknown flag: {}", text(&out));
 
-    let corrupt = write_run(&tmp.path().join("corrupt"), &t, &fine);
+    let corrupt = write_run(&tmp.path().join("corrupt"), &t, &steady);
     fs::write(corrupt.join("results.csv"), "cell,rep\nc001,x\n").unwrap();
     let out = report(&[&new, &corrupt], &[]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(stderr(&out).contains("results.csv"), "{}", stderr(&out));
 
-    let future = write_run(&tmp.path().join("future"), &t, &fine);
+    let future = write_run(&tmp.path().join("future"), &t, &steady);
     let m = fs::read_to_string(future.join("manifest.json")).unwrap();
     fs::write(
         future.join("manifest.json"),
@@ -424,7 +428,7 @@ fn errors_exit_3_and_name_what_is_wrong() {
     let other = write_run(
         &tmp.path().join("other"),
         &t.replace("concurrency = [2, 8]", "concurrency = [16]"),
-        &fine,
+        &steady,
     );
     let out = report(&[&new, &other], &[]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
@@ -448,9 +452,7 @@ fn errors_exit_3_and_name_what_is_wrong() {
 fn failed_repetitions_are_left_out_and_said() {
     let tmp = tempfile::tempdir().unwrap();
     let t = toml(8, "");
-    let base = write_run(&tmp.path().join("base"), &t, &|_, _, r| {
-        Some(BASE.scaled(jitter(r)))
-    });
+    let base = write_run(&tmp.path().join("base"), &t, &steady);
     // Two of c001's repetitions failed: 6 are left, still enough for the test.
     let new = write_run(&tmp.path().join("new"), &t, &|i, _, r| {
         (i != 0 || r > 2).then(|| BASE.scaled(0.7 * jitter(r)))
@@ -458,7 +460,7 @@ fn failed_repetitions_are_left_out_and_said() {
     let out = report(&[&new, &base], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v = verdicts(&new);
-    let row = &v[&("c001".to_string(), "throughput".to_string())];
+    let row = row(&v, "c001", "throughput");
     assert_eq!((row["n_base"].as_str(), row["n_new"].as_str()), ("8", "6"));
     assert_eq!(row["verdict"], "regressed");
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 failed repetition(s) left out"));

@@ -108,16 +108,10 @@ impl Stat {
             return None;
         }
         values.sort_by(f64::total_cmp);
-        let n = values.len();
-        let median = if n % 2 == 1 {
-            values[n / 2]
-        } else {
-            (values[n / 2 - 1] + values[n / 2]) / 2.0
-        };
         Some(Stat {
-            median,
+            median: super::stats::median_of_sorted(&values),
             min: values[0],
-            max: values[n - 1],
+            max: values[values.len() - 1],
         })
     }
 }
@@ -319,13 +313,7 @@ pub fn analyse(data: &RunData) -> Analysis {
             let label = if series_axes.is_empty() {
                 all.first().map_or(String::new(), |c| c.target.clone())
             } else {
-                series_axes
-                    .iter()
-                    .zip(&key)
-                    .filter(|(_, v)| **v != AxisValue::Str(String::new()))
-                    .map(|(a, v)| format!("{}={v}", a.name()))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                axes_label(series_axes.iter().copied().zip(key))
             };
             let saturation = saturation(&cells, &points);
             Series {
@@ -372,6 +360,17 @@ pub fn analyse(data: &RunData) -> Analysis {
     }
 }
 
+/// `workers=2 concurrency=8`: the given axes with their values, leaving out empty ones
+/// (the pool of an external target: not applicable rather than a value).
+pub fn axes_label(parts: impl IntoIterator<Item = (Axis, AxisValue)>) -> String {
+    parts
+        .into_iter()
+        .filter(|(_, v)| *v != AxisValue::Str(String::new()))
+        .map(|(a, v)| format!("{}={v}", a.name()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Groups the open-loop cells by every varying axis but the rate, and finds in each
 /// group the highest rate within the SLO (see [`RateSeries`]).
 pub fn rate_series(
@@ -395,13 +394,7 @@ pub fn rate_series(
         .into_iter()
         .map(|(key, mut points)| {
             points.sort_by_key(|&i| cells[i].cell.rate);
-            let label = axes
-                .iter()
-                .zip(&key)
-                .filter(|(_, v)| **v != AxisValue::Str(String::new()))
-                .map(|(a, v)| format!("{}={v}", a.name()))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let label = axes_label(axes.iter().copied().zip(key));
             let (mut sustainable, mut first_over) = (None, None);
             if let Some(slo) = slo_p99_us {
                 for &i in &points {

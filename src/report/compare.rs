@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use super::analysis::axes_label;
+use super::noise::{busy, client_saturated};
 use super::stats;
 use crate::runner::matrix::{Axis, AxisValue, Cell};
 use crate::runner::store::{self, num, Manifest, ResultRow, Status};
@@ -456,6 +458,18 @@ fn p_is(p: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Two runs, matched
 
+/// The targets of a run's cells, sorted, each once.
+pub fn target_names(manifest: &Manifest) -> Vec<&str> {
+    let mut names: Vec<&str> = manifest
+        .cells
+        .iter()
+        .map(|c| c.cell.target.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// One side of a comparison: a run directory, optionally restricted to one target.
 pub struct Side {
     pub dir: PathBuf,
@@ -472,14 +486,8 @@ impl Side {
         let manifest = Manifest::read(dir)?;
         let rows = store::read_results(dir)?;
         if let Some(t) = target {
-            if !manifest.cells.iter().any(|c| c.cell.target == t) {
-                let mut names: Vec<&str> = manifest
-                    .cells
-                    .iter()
-                    .map(|c| c.cell.target.as_str())
-                    .collect();
-                names.sort_unstable();
-                names.dedup();
+            let names = target_names(&manifest);
+            if !names.contains(&t) {
                 bail!(
                     "{} has no target {t:?}; its targets: {}",
                     dir.display(),
@@ -591,19 +599,6 @@ impl Comparison {
     }
 }
 
-/// A client using this share of the CPU it could use (min(concurrency, cores) cores) or
-/// more was itself the bottleneck.
-pub const CLIENT_SATURATED: f64 = 0.9;
-
-/// True when the client of this repetition was CPU-saturated.
-pub fn client_saturated(row: &ResultRow, cores: usize) -> bool {
-    let Some(cpu) = row.cpu.as_ref() else {
-        return false;
-    };
-    let usable = row.cell.concurrency.min(cores.max(1) as u64) as f64 * 100.0;
-    cpu.client_pct >= CLIENT_SATURATED * usable
-}
-
 /// Matches and judges. `cli` thresholds override the new run's experiment file's.
 pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comparison> {
     let by_target = base.target.is_some() || new.target.is_some();
@@ -641,15 +636,7 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
     if label_axes.is_empty() {
         label_axes = axes.clone();
     }
-    let label = |c: &Cell| -> String {
-        label_axes
-            .iter()
-            .map(|a| (a, c.get(*a).to_string()))
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(a, v)| format!("{}={v}", a.name()))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let label = |c: &Cell| axes_label(label_axes.iter().map(|&a| (a, c.get(a))));
 
     // Two targets of one run are paired by repetition; two runs are independent.
     let same_run = std::fs::canonicalize(&base.dir).ok() == std::fs::canonicalize(&new.dir).ok();
@@ -658,8 +645,6 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
     } else {
         Design::Independent
     };
-    let base_cores = base.manifest.machine.logical_cores;
-    let new_cores = new.manifest.machine.logical_cores;
     let mut pairs = Vec::new();
     let mut only_new = Vec::new();
     for (nid, ncell) in &new_cells {
@@ -695,25 +680,20 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
             })
             .collect();
         let mut notes = Vec::new();
-        for (side, rows, cores, id) in [
-            ("baseline", &brows, base_cores, *bid),
-            ("new", &nrows, new_cores, *nid),
-        ] {
+        for (name, side, rows, id) in [("baseline", base, &brows, *bid), ("new", new, &nrows, *nid)]
+        {
+            let cores = side.manifest.machine.logical_cores;
             let saturated = rows.iter().filter(|r| client_saturated(r, cores)).count();
             if saturated > 0 {
                 notes.push(format!(
-                    "{side}: the client was CPU-saturated in {saturated} of {} repetitions: its figures are \
+                    "{name}: the client was CPU-saturated in {saturated} of {} repetitions: its figures are \
                      a limit of the client, not of the server",
                     rows.len()
                 ));
             }
-            let failed = if side == "baseline" {
-                base.failed_reps(id)
-            } else {
-                new.failed_reps(id)
-            };
+            let failed = side.failed_reps(id);
             if failed > 0 {
-                notes.push(format!("{side}: {failed} failed repetition(s) left out"));
+                notes.push(format!("{name}: {failed} failed repetition(s) left out"));
             }
         }
         for j in &metrics {
@@ -809,11 +789,11 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
         runs.push(("new", &new.manifest));
     }
     for (side, m) in runs {
-        let load = m.machine.load_before[0];
-        let cores = m.machine.logical_cores.max(1) as f64;
-        if load >= super::noise::BUSY_LOAD_SHARE * cores {
+        if busy(&m.machine) {
+            let load = m.machine.load_before[0];
+            let cores = m.machine.logical_cores.max(1);
             notes.push(format!(
-                "the {side} run started on a busy machine (load {load:.2} on {cores:.0} cores): \
+                "the {side} run started on a busy machine (load {load:.2} on {cores} cores): \
                  expect noise"
             ));
         }
@@ -839,16 +819,29 @@ fn fmt_value(m: CMetric, v: f64) -> String {
         return "–".into();
     }
     match m {
-        CMetric::Throughput => format!("{v:.1} req/s"),
+        CMetric::Throughput => super::markdown::fmt_rps(v),
         _ => super::markdown::fmt_us(v),
     }
 }
 
-fn fmt_ci(ci: Option<(f64, f64)>) -> String {
+/// `[0.812, 0.934]`, or `–` without an interval.
+pub(super) fn fmt_ci(ci: Option<(f64, f64)>) -> String {
     match ci {
         Some((lo, hi)) => format!("[{}, {}]", num(lo, 3), num(hi, 3)),
         None => "–".into(),
     }
+}
+
+/// `1 regressed, 8 improved, 0 unchanged, 6 inconclusive`.
+fn counts(c: &Comparison) -> String {
+    [
+        Verdict::Regressed,
+        Verdict::Improved,
+        Verdict::Unchanged,
+        Verdict::Inconclusive,
+    ]
+    .map(|v| format!("{} {}", c.count(v), v.as_str()))
+    .join(", ")
 }
 
 fn method(c: &Comparison) -> String {
@@ -926,12 +919,9 @@ pub fn text(c: &Comparison) -> String {
     }
     let _ = writeln!(
         w,
-        "\nverdict: {} ({} regressed, {} improved, {} unchanged, {} inconclusive) → exit {}",
+        "\nverdict: {} ({}) → exit {}",
         c.overall(),
-        c.count(Verdict::Regressed),
-        c.count(Verdict::Improved),
-        c.count(Verdict::Unchanged),
-        c.count(Verdict::Inconclusive),
+        counts(c),
         c.exit_code()
     );
     out
@@ -945,14 +935,7 @@ pub fn markdown(c: &Comparison) -> String {
     let _ = writeln!(w, "| | |\n|---|---|");
     let _ = writeln!(w, "| new | `{}` |", c.new_name);
     let _ = writeln!(w, "| baseline | `{}` |", c.base_name);
-    let _ = writeln!(
-        w,
-        "| verdicts | {} regressed, {} improved, {} unchanged, {} inconclusive |",
-        c.count(Verdict::Regressed),
-        c.count(Verdict::Improved),
-        c.count(Verdict::Unchanged),
-        c.count(Verdict::Inconclusive)
-    );
+    let _ = writeln!(w, "| verdicts | {} |", counts(c));
     let _ = writeln!(
         w,
         "| exit status | {} (0 no regression, 1 regression, 2 inconclusive or too noisy, 3 error) |\n",

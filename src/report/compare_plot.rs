@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::compare::{Comparison, Verdict};
+use super::compare::{fmt_ci, Comparison, Verdict};
+use super::plots::tick_step;
 use crate::runner::store::num;
 
 const WIDTH: i32 = 1100;
@@ -27,15 +28,9 @@ fn colour(v: Verdict) -> RGBColor {
     }
 }
 
-/// Round ticks (1, 2 or 5 × 10^k apart) covering [lo, hi].
+/// Round ticks (the report plots' [`tick_step`] apart) within [lo, hi].
 fn ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let span = (hi - lo).max(1e-9);
-    let mag = 10f64.powf((span / 6.0).log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| span / s <= 7.0)
-        .unwrap_or(10.0 * mag);
+    let step = tick_step((hi - lo).max(1e-9));
     let (a, b) = ((lo / step).ceil() as i64, (hi / step).floor() as i64);
     (a..=b).map(|k| k as f64 * step).collect()
 }
@@ -146,9 +141,7 @@ pub fn write(path: &Path, c: &Comparison) -> anyhow::Result<()> {
                     .color(&BLACK)
                     .pos(Pos::new(HPos::Left, VPos::Center)),
             ))?;
-            let ci = j.ci.map_or("–".to_string(), |(a, b)| {
-                format!("[{}, {}]", num(a, 3), num(b, 3))
-            });
+            let ci = fmt_ci(j.ci);
             root.draw(&Text::new(
                 format!("{} {ci} {}", num(j.ratio, 3), j.verdict.as_str()),
                 (x1 + 14, y),

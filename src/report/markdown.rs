@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::analysis::{Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
+use super::analysis::{axes_label, Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
 use super::load::RunData;
 use super::plots::{self, FIXED_PLOTS};
 use crate::runner::matrix::Axis;
@@ -21,7 +21,7 @@ pub fn fmt_us(v: f64) -> String {
     }
 }
 
-fn fmt_rps(v: f64) -> String {
+pub fn fmt_rps(v: f64) -> String {
     format!("{v:.1} req/s")
 }
 
@@ -35,14 +35,13 @@ fn cell_name(a: &Analysis, c: &CellSummary) -> String {
     if !axes.contains(&Axis::Concurrency) {
         axes.push(Axis::Concurrency);
     }
-    let parts: Vec<String> = Axis::ALL
-        .iter()
-        .filter(|ax| axes.contains(ax))
-        .map(|ax| (ax, c.cell.get(*ax).to_string()))
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(ax, v)| format!("{}={v}", ax.name()))
-        .collect();
-    format!("`{}` ({})", c.id, parts.join(" "))
+    let parts = axes_label(
+        Axis::ALL
+            .into_iter()
+            .filter(|ax| axes.contains(ax))
+            .map(|ax| (ax, c.cell.get(ax))),
+    );
+    format!("`{}` ({parts})", c.id)
 }
 
 /// `closed loop`, or `open loop, 2000 req/s` (with the pipeline when it is not 1).
@@ -488,13 +487,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
     let over_time: Vec<&CellSummary> = a
         .cells
         .iter()
-        .filter(|c| {
-            data.rows.iter().any(|r| {
-                r.cell_id == c.id
-                    && r.status == Status::Ok
-                    && data.intervals.contains_key(&r.run_name())
-            })
-        })
+        .filter(|c| !plots::over_time_runs(data, &c.id).is_empty())
         .collect();
     if !over_time.is_empty() {
         let _ = writeln!(

@@ -49,15 +49,8 @@ fn run_compare(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         (Some(t), _) => Some(t.clone()),
         // One run holding two targets: the other one.
         (None, Some(bt)) if same => {
-            let mut others: Vec<&str> = base
-                .manifest
-                .cells
-                .iter()
-                .map(|c| c.cell.target.as_str())
-                .filter(|t| t != bt)
-                .collect();
-            others.sort_unstable();
-            others.dedup();
+            let mut others = compare::target_names(&base.manifest);
+            others.retain(|t| t != bt);
             match others.as_slice() {
                 [one] => Some(one.to_string()),
                 [] => anyhow::bail!(

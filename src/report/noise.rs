@@ -6,13 +6,36 @@
 use std::fmt::Write as _;
 
 use super::analysis::{Analysis, CellSummary, Metric};
-use super::compare::{client_saturated, DEFAULT_THRESHOLD_PCT, NOISY_SPREAD_FACTOR};
+use super::compare::{DEFAULT_THRESHOLD_PCT, NOISY_SPREAD_FACTOR};
 use super::load::RunData;
-use crate::runner::store::{num, Status};
+use crate::runner::store::{num, MachineInfo, ResultRow, Status};
 
 /// A 1-minute load average at or above this share of the logical cores before the run
 /// means the machine was busy with something else.
 pub const BUSY_LOAD_SHARE: f64 = 0.5;
+
+/// True when the machine was busy before the run (see [`BUSY_LOAD_SHARE`]).
+pub fn busy(machine: &MachineInfo) -> bool {
+    machine.load_before[0] >= BUSY_LOAD_SHARE * machine.logical_cores.max(1) as f64
+}
+
+/// A client using this share of the CPU it could use (min(concurrency, cores) cores) or
+/// more was itself the bottleneck.
+pub const CLIENT_SATURATED: f64 = 0.9;
+
+/// The CPU a client at `concurrency` could use, in percent of one core: one core per
+/// connection, up to the machine's cores.
+fn client_usable_pct(concurrency: u64, cores: usize) -> f64 {
+    concurrency.min(cores.max(1) as u64) as f64 * 100.0
+}
+
+/// True when the client of this repetition was CPU-saturated.
+pub fn client_saturated(row: &ResultRow, cores: usize) -> bool {
+    let Some(cpu) = row.cpu.as_ref() else {
+        return false;
+    };
+    cpu.client_pct >= CLIENT_SATURATED * client_usable_pct(row.cell.concurrency, cores)
+}
 
 /// A spread (range / median across repetitions) above this is flagged: twice the default
 /// comparison threshold, so a comparison against the cell cannot resolve that threshold.
@@ -40,7 +63,7 @@ impl CellNoise {
             let s = c.stats.get(&m)?;
             (c.reps_ok >= 2 && s.median > 0.0).then(|| (s.max - s.min) / s.median * 100.0)
         };
-        let usable = c.cell.concurrency.min(cores.max(1) as u64) as f64 * 100.0;
+        let usable = client_usable_pct(c.cell.concurrency, cores);
         CellNoise {
             throughput_spread_pct: spread(Metric::Throughput),
             p99_spread_pct: spread(Metric::LatencyP99),
@@ -66,7 +89,6 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
     let cores = m.machine.logical_cores.max(1);
     let _ = writeln!(w, "## Noise\n");
     let load = m.machine.load_before;
-    let busy = load[0] >= BUSY_LOAD_SHARE * cores as f64;
     let _ = writeln!(
         w,
         "- **Machine before the run:** load average {:.2} {:.2} {:.2} (1, 5, 15 min) on {cores} cores{}; \
@@ -74,7 +96,7 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
         load[0],
         load[1],
         load[2],
-        if busy {
+        if busy(&m.machine) {
             " — **busy**: something else was using the CPU, expect noise"
         } else {
             ""
@@ -145,7 +167,7 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
         let _ = writeln!(
             w,
             "- **Client:** never CPU-saturated (below {:.0}% of min(concurrency, cores) in every run).",
-            super::compare::CLIENT_SATURATED * 100.0
+            CLIENT_SATURATED * 100.0
         );
     } else {
         let _ = writeln!(
@@ -153,7 +175,7 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
             "- **Warning: the client was CPU-saturated** (at least {:.0}% of min(concurrency, {cores} \
              cores)) in {} run(s): {}. Their throughput and latency are a limit of the client, not of \
              the server.",
-            super::compare::CLIENT_SATURATED * 100.0,
+            CLIENT_SATURATED * 100.0,
             saturated.len(),
             saturated.join(", ")
         );

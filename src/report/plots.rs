@@ -147,16 +147,19 @@ fn linear_dim(desc: String, lo: f64, hi: f64, label: fn(f64) -> String) -> Dim {
     }
 }
 
-/// Round ticks (1, 2 or 5 × 10^k apart) covering [lo, hi].
-fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let span = hi - lo;
-    let raw = span / 6.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
+/// A round distance between ticks (1, 2 or 5 × 10^k) giving about 6 over `span`.
+pub(super) fn tick_step(span: f64) -> f64 {
+    let mag = 10f64.powf((span / 6.0).log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
         .iter()
         .map(|m| m * mag)
         .find(|s| span / s <= 7.0)
-        .unwrap_or(10.0 * mag);
+        .unwrap_or(10.0 * mag)
+}
+
+/// Round ticks ([`tick_step`] apart) covering [lo, hi].
+fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let step = tick_step(hi - lo);
     let start = (lo / step).ceil() as i64;
     let end = (hi / step).ceil() as i64;
     (start..=end).map(|k| k as f64 * step).collect()
@@ -262,31 +265,34 @@ fn latency_unit(max_us: f64) -> (&'static str, f64) {
     }
 }
 
-/// A latency axis: log-scaled when the values span more than 10×.
-fn latency_dim(what: &str, values: &[f64]) -> (Dim, f64) {
+/// An axis for `values` shown divided by `div`, described as `what (unit)`: log-scaled
+/// when the positive values span more than 10× (so small ones are not flattened against
+/// the axis), else linear from 0.
+fn spanning_dim(what: &str, unit: &str, values: &[f64], div: f64) -> Dim {
     let max = values.iter().copied().fold(0.0, f64::max);
     let min = values
         .iter()
         .copied()
         .filter(|v| *v > 0.0)
         .fold(f64::INFINITY, f64::min);
-    let (unit, div) = latency_unit(max);
     if min.is_finite() && max / min > 10.0 {
-        (
-            log_dim(
-                format!("{what} ({unit}, log scale)"),
-                min / div,
-                max / div,
-                fmt_num,
-            ),
-            div,
+        log_dim(
+            format!("{what} ({unit}, log scale)"),
+            min / div,
+            max / div,
+            fmt_num,
         )
     } else {
-        (
-            linear_dim(format!("{what} ({unit})"), 0.0, max / div, fmt_num),
-            div,
-        )
+        linear_dim(format!("{what} ({unit})"), 0.0, max / div, fmt_num)
     }
+}
+
+/// A latency axis (values in µs) in µs or ms: log-scaled when the values span more
+/// than 10×. Also the divisor that puts values in its unit.
+fn latency_dim(what: &str, values: &[f64]) -> (Dim, f64) {
+    let max = values.iter().copied().fold(0.0, f64::max);
+    let (unit, div) = latency_unit(max);
+    (spanning_dim(what, unit, values, div), div)
 }
 
 fn draw(
@@ -569,28 +575,14 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
     // Throughput vs concurrency.
     let throughputs = values(Metric::Throughput);
     let tmax = throughputs.iter().copied().fold(0.0, f64::max);
-    let tmin = throughputs
-        .iter()
-        .copied()
-        .filter(|v| *v > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    // Series that differ by more than 10× (light and heavy requests) would flatten the
-    // slow ones against the axis: a log scale keeps every plateau visible.
-    let yt = if tmin.is_finite() && tmax / tmin > 10.0 {
-        log_dim(
-            "throughput (requests/s, median over repetitions, log scale)".into(),
-            tmin,
-            tmax,
-            fmt_num,
-        )
-    } else {
-        linear_dim(
-            "throughput (requests/s, median over repetitions)".into(),
-            0.0,
-            tmax,
-            fmt_num,
-        )
-    };
+    // Series that differ by more than 10× (light and heavy requests) get a log scale,
+    // which keeps every plateau visible.
+    let yt = spanning_dim(
+        "throughput",
+        "requests/s, median over repetitions",
+        &throughputs,
+        1.0,
+    );
     draw(
         &dir.join(FIXED_PLOTS[0].0),
         FIXED_PLOTS[0].1,
@@ -806,15 +798,20 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Throughput (answers per second) and p99 in each second of the measured phase of
-/// every successful run of `cell` that has an interval log, one line per repetition.
-fn write_over_time(dir: &Path, data: &RunData, cell: &str) -> anyhow::Result<()> {
-    let runs: Vec<(u32, &Vec<store::Interval>)> = data
-        .rows
+/// (repetition, interval log) of every successful run of `cell` that has one: what
+/// [`over_time_file`] plots; none, and the cell gets no such plot.
+pub fn over_time_runs<'a>(data: &'a RunData, cell: &str) -> Vec<(u32, &'a Vec<store::Interval>)> {
+    data.rows
         .iter()
         .filter(|r| r.cell_id == cell && r.status == store::Status::Ok)
         .filter_map(|r| Some((r.rep, data.intervals.get(&r.run_name())?)))
-        .collect();
+        .collect()
+}
+
+/// Throughput (answers per second) and p99 in each second of the measured phase of
+/// every successful run of `cell` that has an interval log, one line per repetition.
+fn write_over_time(dir: &Path, data: &RunData, cell: &str) -> anyhow::Result<()> {
+    let runs = over_time_runs(data, cell);
     if runs.is_empty() {
         return Ok(());
     }

@@ -16,11 +16,16 @@ pub fn median(values: &[f64]) -> f64 {
     }
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let n = v.len();
+    median_of_sorted(&v)
+}
+
+/// The median of `sorted` (ascending, not empty).
+pub fn median_of_sorted(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
     if n % 2 == 1 {
-        v[n / 2]
+        sorted[n / 2]
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
 }
 
