@@ -131,7 +131,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             "{} r{} {}",
             ids[slot.cell],
             slot.rep,
-            short_label(cell, &varying)
+            crate::report::analysis::axes_label(varying.iter().map(|&a| (a, cell.get(a))))
         );
         progress.start(seq, &what);
         let row = cell::run(&env, &mut sys, &ids[slot.cell], cell, slot.rep, seq);
@@ -244,16 +244,6 @@ pub fn varying_axes(cells: &[Cell]) -> Vec<Axis> {
             values.len() > 1
         })
         .collect()
-}
-
-fn short_label(cell: &Cell, varying: &[Axis]) -> String {
-    let parts: Vec<String> = varying
-        .iter()
-        .map(|&a| (a, cell.get(a).to_string()))
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(a, v)| format!("{}={v}", a.name()))
-        .collect();
-    parts.join(" ")
 }
 
 fn describe(row: &ResultRow) -> String {
