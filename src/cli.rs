@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
+pub use crate::domain::{ClientCmd, PoolKind, WhenFull};
 use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_N};
 
 /// Study the throughput, latency and scalability of a client-server system.
@@ -71,25 +72,6 @@ pub enum Command {
     Worker(WorkerArgs),
 }
 
-/// Where the CPU-bound work runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PoolKind {
-    /// Real OS worker processes (the same binary re-executed), over pipes.
-    Process,
-    /// Threads inside the server process: no isolation, no IPC.
-    Thread,
-}
-
-impl PoolKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PoolKind::Process => "process",
-            PoolKind::Thread => "thread",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// Address to bind. Loopback by default.
@@ -153,38 +135,6 @@ pub struct ServerArgs {
     /// and /metrics then show them empty. For measuring what the timing costs.
     #[arg(long)]
     pub no_stage_timing: bool,
-}
-
-/// What a compute request meets when the task queue is full.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum WhenFull {
-    /// The connection's reader waits: backpressure reaches the client through TCP.
-    #[default]
-    Wait,
-    /// The request is answered OVERLOADED at once.
-    Reject,
-}
-
-/// The command the client sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClientCmd {
-    /// CPU-bound work of --size steps, run on the server's pool.
-    Compute,
-    /// Answered by the server's I/O threads: measures the round trip alone.
-    Ping,
-}
-
-impl ClientCmd {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClientCmd::Compute => "compute",
-            ClientCmd::Ping => "ping",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -296,8 +246,8 @@ pub struct ReportArgs {
     /// A comparison threshold: `5%` for every metric, or METRIC=PCT (metrics: throughput,
     /// p50, p99, p99_9, cpu_per_request). Repeatable; overrides the experiment file's
     /// `[compare]`. Default 5%.
-    #[arg(long = "threshold", value_name = "[METRIC=]PCT", value_parser = crate::report::compare::parse_threshold_arg)]
-    pub thresholds: Vec<(Option<crate::report::compare::CMetric>, f64)>,
+    #[arg(long = "threshold", value_name = "[METRIC=]PCT", value_parser = crate::domain::parse_threshold_arg)]
+    pub thresholds: Vec<(Option<crate::domain::CMetric>, f64)>,
 }
 
 /// The largest --pipeline: requests in flight on one connection.

@@ -2,9 +2,11 @@
 
 pub mod cli;
 pub mod client;
+pub mod domain;
 pub mod hdr;
 pub mod protocol;
 pub mod report;
+pub mod rundir;
 pub mod runner;
 pub mod server;
 
@@ -30,7 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Server(args) => server::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Client(args) => client::run(&args),
-        Command::Run(args) => runner::run(&args),
+        Command::Run(args) => runner::run(&args, &report::render),
         Command::Report(args) => report::run(&args),
         Command::Worker(args) => server::worker::run(&args).map(|()| ExitCode::SUCCESS),
     }

@@ -14,12 +14,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use threadcenter::runner::cpu::CpuMeans;
-use threadcenter::runner::experiment;
-use threadcenter::runner::matrix::cell_id;
-use threadcenter::runner::store::{
-    run_name, MachineInfo, Manifest, Measured, ResultRow, ResultsWriter, RunStatus, Status,
+use threadcenter::rundir::{
+    cell_id, run_name, CpuMeans, MachineInfo, Measured, ResultRow, ResultsWriter, RunStatus, Status,
 };
+use threadcenter::runner::{experiment, store::new_manifest};
 
 /// What one repetition measured.
 #[derive(Clone, Copy)]
@@ -80,7 +78,7 @@ fn write_run(dir: &Path, toml: &str, fig: &dyn Fn(usize, &str, u32) -> Option<Fi
     let runs: Vec<String> = (1..=reps)
         .flat_map(|r| ids.iter().map(move |id| run_name(id, r)))
         .collect();
-    let mut manifest = Manifest::new(&exp, machine, &ids, None, runs);
+    let mut manifest = new_manifest(&exp, machine, &ids, None, runs);
     let mut results = ResultsWriter::create(dir).unwrap();
     let mut seq = 0;
     for rep in 1..=reps {

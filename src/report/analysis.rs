@@ -13,8 +13,8 @@ use std::io::Write;
 use std::path::Path;
 
 use super::load::RunData;
-use crate::runner::matrix::{Axis, AxisValue, Cell};
-use crate::runner::store::{num, Status};
+use crate::rundir::{axes_label, Axis, AxisValue, Cell};
+use crate::rundir::{num, Status};
 
 /// Throughput gain below which more concurrency "stops raising throughput".
 pub const GAIN: f64 = 0.10;
@@ -206,19 +206,19 @@ pub fn analyse(data: &RunData) -> Analysis {
         .map(|entry| {
             let rows: Vec<_> = data.rows.iter().filter(|r| r.cell_id == entry.id).collect();
             let ok_rows: Vec<_> = rows.iter().filter(|r| r.status == Status::Ok).collect();
-            let measured = |f: &dyn Fn(&crate::runner::store::Measured) -> f64| -> Vec<f64> {
+            let measured = |f: &dyn Fn(&crate::rundir::Measured) -> f64| -> Vec<f64> {
                 ok_rows
                     .iter()
                     .filter_map(|r| r.measured.as_ref().map(f))
                     .collect()
             };
-            let cpu = |f: &dyn Fn(&crate::runner::cpu::CpuMeans) -> f64| -> Vec<f64> {
+            let cpu = |f: &dyn Fn(&crate::rundir::CpuMeans) -> f64| -> Vec<f64> {
                 ok_rows
                     .iter()
                     .filter_map(|r| r.cpu.as_ref().map(f))
                     .collect()
             };
-            let stage = |f: &dyn Fn(&crate::runner::stats::StageFigures) -> f64| -> Vec<f64> {
+            let stage = |f: &dyn Fn(&crate::rundir::StageFigures) -> f64| -> Vec<f64> {
                 ok_rows
                     .iter()
                     .filter_map(|r| r.stages.as_ref().map(f))
@@ -291,7 +291,7 @@ pub fn analyse(data: &RunData) -> Analysis {
     }
 
     let all: Vec<Cell> = cells.iter().map(|c| c.cell.clone()).collect();
-    let varying = crate::runner::varying_axes(&all);
+    let varying = crate::rundir::varying_axes(&all);
     let series_axes: Vec<Axis> = varying
         .iter()
         .copied()
@@ -360,17 +360,6 @@ pub fn analyse(data: &RunData) -> Analysis {
     }
 }
 
-/// `workers=2 concurrency=8`: the given axes with their values, leaving out empty ones
-/// (the pool of an external target: not applicable rather than a value).
-pub fn axes_label(parts: impl IntoIterator<Item = (Axis, AxisValue)>) -> String {
-    parts
-        .into_iter()
-        .filter(|(_, v)| *v != AxisValue::Str(String::new()))
-        .map(|(a, v)| format!("{}={v}", a.name()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Groups the open-loop cells by every varying axis but the rate, and finds in each
 /// group the highest rate within the SLO (see [`RateSeries`]).
 pub fn rate_series(
@@ -425,7 +414,7 @@ pub fn rate_series(
 
 /// The longest time between consecutive CPU samples (or from the client's start to the
 /// first) that overlaps the window `[from_s, to_s]`.
-pub fn longest_gap(samples: &[crate::runner::cpu::Sample], from_s: f64, to_s: f64) -> f64 {
+pub fn longest_gap(samples: &[crate::rundir::Sample], from_s: f64, to_s: f64) -> f64 {
     let mut prev = 0.0;
     let mut longest: f64 = 0.0;
     for s in samples {
@@ -578,7 +567,7 @@ pub fn write_summary_csv(path: &Path, a: &Analysis) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{ClientCmd, PoolKind};
+    use crate::domain::{ClientCmd, PoolKind};
 
     #[test]
     fn a_breakdown_names_its_largest_part_and_clamps_a_negative_rest() {
@@ -720,7 +709,7 @@ mod tests {
 
     #[test]
     fn gaps_between_samples_are_found_inside_the_window() {
-        let at = |t: f64| crate::runner::cpu::Sample {
+        let at = |t: f64| crate::rundir::Sample {
             t_s: t,
             server_cpu_s: 0.0,
             client_cpu_s: 0.0,

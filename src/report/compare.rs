@@ -24,13 +24,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use serde::{Deserialize, Serialize};
 
-use super::analysis::axes_label;
 use super::noise::{busy, client_saturated};
 use super::stats;
-use crate::runner::matrix::{Axis, AxisValue, Cell};
-use crate::runner::store::{self, num, Manifest, ResultRow, Status};
+use crate::domain::{CMetric, Thresholds};
+use crate::rundir::axes_label;
+use crate::rundir::{self, num, Manifest, ResultRow, Status};
+use crate::rundir::{Axis, AxisValue, Cell};
 
 /// Significance level of the Mann–Whitney test.
 pub const ALPHA: f64 = 0.05;
@@ -38,8 +38,6 @@ pub const ALPHA: f64 = 0.05;
 pub const CONFIDENCE: f64 = 0.95;
 /// Bootstrap resamples per (cell, metric).
 pub const RESAMPLES: usize = 10_000;
-/// The threshold of a metric nobody set, percent.
-pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
 /// A cell's relative spread (range / median) across repetitions above this many times
 /// the metric's threshold is flagged: that comparison cannot resolve the threshold.
 pub const NOISY_SPREAD_FACTOR: f64 = 2.0;
@@ -51,156 +49,6 @@ pub const COMPARE_SVG: &str = "compare.svg";
 pub const EXIT_NO_REGRESSION: u8 = 0;
 pub const EXIT_REGRESSION: u8 = 1;
 pub const EXIT_INCONCLUSIVE: u8 = 2;
-
-/// A compared metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum CMetric {
-    Throughput,
-    P50,
-    P99,
-    P999,
-    CpuPerRequest,
-}
-
-impl CMetric {
-    pub const ALL: [CMetric; 5] = [
-        CMetric::Throughput,
-        CMetric::P50,
-        CMetric::P99,
-        CMetric::P999,
-        CMetric::CpuPerRequest,
-    ];
-
-    /// The name in experiment files, on the command line and in compare.csv.
-    pub fn key(self) -> &'static str {
-        match self {
-            CMetric::Throughput => "throughput",
-            CMetric::P50 => "p50",
-            CMetric::P99 => "p99",
-            CMetric::P999 => "p99_9",
-            CMetric::CpuPerRequest => "cpu_per_request",
-        }
-    }
-
-    pub fn from_key(key: &str) -> Option<CMetric> {
-        CMetric::ALL.into_iter().find(|m| m.key() == key)
-    }
-
-    /// For people.
-    pub fn label(self) -> &'static str {
-        match self {
-            CMetric::Throughput => "throughput",
-            CMetric::P50 => "p50",
-            CMetric::P99 => "p99",
-            CMetric::P999 => "p99.9",
-            CMetric::CpuPerRequest => "CPU/request",
-        }
-    }
-
-    pub fn unit(self) -> &'static str {
-        match self {
-            CMetric::Throughput => "req/s",
-            _ => "us",
-        }
-    }
-
-    pub fn higher_is_better(self) -> bool {
-        self == CMetric::Throughput
-    }
-
-    /// This metric's value in one repetition, when it was measured.
-    pub fn of(self, row: &ResultRow) -> Option<f64> {
-        let m = row.measured.as_ref()?;
-        let v = match self {
-            CMetric::Throughput => m.throughput_rps,
-            CMetric::P50 => m.latency_p50_us,
-            CMetric::P99 => m.latency_p99_us,
-            CMetric::P999 => m.latency_p99_9_us,
-            CMetric::CpuPerRequest => {
-                // Server CPU (% of one core) over the window / requests per second:
-                // microseconds of CPU per request.
-                let cpu = row.cpu.as_ref()?;
-                if m.throughput_rps <= 0.0 {
-                    return None;
-                }
-                cpu.server_pct / 100.0 * 1e6 / m.throughput_rps
-            }
-        };
-        v.is_finite().then_some(v)
-    }
-}
-
-/// Thresholds in percent: one for every metric, and per-metric ones.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Thresholds {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub all_pct: Option<f64>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metric_pct: BTreeMap<String, f64>,
-}
-
-impl Thresholds {
-    pub fn is_empty(&self) -> bool {
-        self.all_pct.is_none() && self.metric_pct.is_empty()
-    }
-
-    fn own(&self, m: CMetric) -> Option<f64> {
-        self.metric_pct.get(m.key()).copied().or(self.all_pct)
-    }
-
-    /// The threshold of `m`: the command line's (metric, then general), then the
-    /// experiment file's (metric, then general), then [`DEFAULT_THRESHOLD_PCT`].
-    pub fn resolve(cli: &Thresholds, file: &Thresholds, m: CMetric) -> f64 {
-        cli.own(m)
-            .or_else(|| file.own(m))
-            .unwrap_or(DEFAULT_THRESHOLD_PCT)
-    }
-}
-
-/// `5%`, `2.5%`: a threshold. Must be more than 0 and less than 100.
-pub fn parse_pct(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let Some(v) = t.strip_suffix('%') else {
-        return Err(format!("{s:?} is not a percentage: write it like \"5%\""));
-    };
-    match v.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v < 100.0 => Ok(v),
-        _ => Err(format!(
-            "{s:?}: a threshold is a percentage above 0% and below 100%, like \"5%\""
-        )),
-    }
-}
-
-/// `--threshold 5%` (every metric) or `--threshold p99=10%`.
-pub fn parse_threshold_arg(s: &str) -> Result<(Option<CMetric>, f64), String> {
-    match s.split_once('=') {
-        None => parse_pct(s).map(|v| (None, v)),
-        Some((k, v)) => {
-            let m = CMetric::from_key(k.trim()).ok_or_else(|| {
-                format!(
-                    "unknown metric {k:?}: the metrics are {}",
-                    CMetric::ALL.map(|m| m.key()).join(", ")
-                )
-            })?;
-            parse_pct(v).map(|v| (Some(m), v))
-        }
-    }
-}
-
-impl Thresholds {
-    pub fn from_args(args: &[(Option<CMetric>, f64)]) -> Thresholds {
-        let mut t = Thresholds::default();
-        for (m, v) in args {
-            match m {
-                None => t.all_pct = Some(*v),
-                Some(m) => {
-                    t.metric_pct.insert(m.key().to_string(), *v);
-                }
-            }
-        }
-        t
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Verdicts
@@ -484,7 +332,7 @@ impl Side {
             bail!("{} is not a run directory", dir.display());
         }
         let manifest = Manifest::read(dir)?;
-        let rows = store::read_results(dir)?;
+        let rows = rundir::read_results(dir)?;
         if let Some(t) = target {
             let names = target_names(&manifest);
             if !names.contains(&t) {
@@ -629,7 +477,7 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
     }
     // The axes that differ among the compared cells name them; all of them if none do.
     let matched_cells: Vec<Cell> = new_cells.iter().map(|(_, c)| (*c).clone()).collect();
-    let mut label_axes: Vec<Axis> = crate::runner::varying_axes(&matched_cells)
+    let mut label_axes: Vec<Axis> = crate::rundir::varying_axes(&matched_cells)
         .into_iter()
         .filter(|a| axes.contains(a))
         .collect();
@@ -660,15 +508,15 @@ pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comp
             .filter_map(|m| {
                 let (b, n): (Vec<f64>, Vec<f64>) = match design {
                     Design::Independent => (
-                        brows.iter().filter_map(|r| m.of(r)).collect(),
-                        nrows.iter().filter_map(|r| m.of(r)).collect(),
+                        brows.iter().filter_map(|r| r.metric(m)).collect(),
+                        nrows.iter().filter_map(|r| r.metric(m)).collect(),
                     ),
                     // Repetition i of one side with repetition i of the other.
                     Design::Paired => brows
                         .iter()
                         .filter_map(|b| {
                             let n = nrows.iter().find(|n| n.rep == b.rep)?;
-                            Some((m.of(b)?, m.of(n)?))
+                            Some((b.metric(m)?, n.metric(m)?))
                         })
                         .unzip(),
                 };
@@ -1087,25 +935,6 @@ pub fn write_files(dir: &Path, c: &Comparison) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thresholds_resolve_command_line_first() {
-        let file = Thresholds {
-            all_pct: Some(8.0),
-            metric_pct: [("p99".to_string(), 20.0)].into(),
-        };
-        let cli = Thresholds::from_args(&[parse_threshold_arg("p50=2%").unwrap()]);
-        assert_eq!(Thresholds::resolve(&cli, &file, CMetric::P50), 2.0);
-        assert_eq!(Thresholds::resolve(&cli, &file, CMetric::P99), 20.0);
-        assert_eq!(Thresholds::resolve(&cli, &file, CMetric::Throughput), 8.0);
-        let none = Thresholds::default();
-        assert_eq!(Thresholds::resolve(&none, &none, CMetric::P999), 5.0);
-        let cli = Thresholds::from_args(&[parse_threshold_arg("3%").unwrap()]);
-        assert_eq!(Thresholds::resolve(&cli, &file, CMetric::P99), 3.0);
-        assert!(parse_threshold_arg("p98=5%").is_err());
-        assert!(parse_threshold_arg("5").is_err());
-        assert!(parse_threshold_arg("0%").is_err());
-    }
 
     fn around(center: f64, spread: f64, n: usize) -> Vec<f64> {
         (0..n)

@@ -10,7 +10,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::compare::{fmt_ci, Comparison, Verdict};
 use super::plots::tick_step;
-use crate::runner::store::num;
+use crate::rundir::num;
 
 const WIDTH: i32 = 1100;
 const LEFT: i32 = 330;

@@ -26,9 +26,9 @@ use std::fmt::Write as _;
 
 use super::analysis::{Analysis, CellSummary, Metric};
 use super::load::RunData;
-use crate::cli::ClientCmd;
-use crate::runner::ceilings::Limits;
-use crate::runner::store::num;
+use crate::domain::ClientCmd;
+use crate::rundir::num;
+use crate::rundir::Limits;
 
 /// How far above 100% an efficiency may read before it is flagged: the ceilings and the
 /// cells are measured at different moments on a machine that is never perfectly quiet.

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 
-use crate::runner::cpu::{Sample, CSV_COLUMNS};
-use crate::runner::store::{self, Manifest, ResultRow, Status};
+use crate::rundir::Sample;
+use crate::rundir::{self, Manifest, ResultRow, Status};
 
 /// Everything a report is made of.
 pub struct RunData {
@@ -23,7 +23,7 @@ pub struct RunData {
     pub cpu: BTreeMap<String, Vec<Sample>>,
     /// The client's one-second interval logs of the successful runs that have one
     /// (`hdr/<run>.intervals.hlog`), by run name.
-    pub intervals: BTreeMap<String, Vec<store::Interval>>,
+    pub intervals: BTreeMap<String, Vec<rundir::Interval>>,
 }
 
 impl RunData {
@@ -32,7 +32,7 @@ impl RunData {
             bail!("{} is not a run directory", dir.display());
         }
         let manifest = Manifest::read(dir)?;
-        let mut rows = store::read_results(dir)?;
+        let mut rows = rundir::read_results(dir)?;
         rows.sort_by_key(|r| r.seq);
         let mut histograms: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
         let mut cpu = BTreeMap::new();
@@ -49,14 +49,14 @@ impl RunData {
                 continue;
             }
             let name = row.run_name();
-            let hlog = dir.join(store::HDR_DIR).join(format!("{name}.hlog"));
+            let hlog = dir.join(rundir::HDR_DIR).join(format!("{name}.hlog"));
             if !hlog.exists() {
                 bail!(
                     "{} is missing: results.csv says run {name} succeeded, and its histogram lives there",
                     hlog.display()
                 );
             }
-            for data in store::read_hlog(&hlog)? {
+            for data in rundir::read_hlog(&hlog)? {
                 let h = decode(&data)
                     .with_context(|| format!("{} holds a corrupt histogram", hlog.display()))?;
                 // A fresh auto-resizing histogram takes any range the runs recorded.
@@ -70,13 +70,15 @@ impl RunData {
                     .add(&h)
                     .with_context(|| format!("cannot merge the histogram of {}", hlog.display()))?;
             }
-            let log = dir.join(store::HDR_DIR).join(store::intervals_file(&name));
+            let log = dir
+                .join(rundir::HDR_DIR)
+                .join(rundir::intervals_file(&name));
             if log.exists() {
-                intervals.insert(name.clone(), store::read_interval_log(&log)?);
+                intervals.insert(name.clone(), rundir::read_interval_log(&log)?);
             }
             if row.cpu.is_some() {
-                let path = dir.join(store::CPU_DIR).join(format!("{name}.csv"));
-                cpu.insert(name, read_cpu(&path)?);
+                let path = dir.join(rundir::CPU_DIR).join(format!("{name}.csv"));
+                cpu.insert(name, rundir::cpu::read_csv(&path)?);
             }
         }
         Ok(RunData {
@@ -92,52 +94,4 @@ impl RunData {
 
 fn decode(text: &str) -> anyhow::Result<Histogram<u64>> {
     Ok(crate::hdr::decode_base64_v2(text)?)
-}
-
-/// Reads `cpu/<run>.csv` (columns in [`CSV_COLUMNS`]).
-pub fn read_cpu(path: &Path) -> anyhow::Result<Vec<Sample>> {
-    if !path.exists() {
-        bail!(
-            "{} is missing: results.csv has CPU figures for that run",
-            path.display()
-        );
-    }
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let headers = reader.headers()?.clone();
-    let idx = |name: &str| -> anyhow::Result<usize> {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .with_context(|| format!("{}: missing column `{name}` (corrupt?)", path.display()))
-    };
-    let cols: Vec<usize> = CSV_COLUMNS
-        .iter()
-        .filter(|c| **c != "phase")
-        .map(|c| idx(c))
-        .collect::<anyhow::Result<_>>()?;
-    let mut samples = Vec::new();
-    for record in reader.records() {
-        let record = record.with_context(|| format!("{}: corrupt record", path.display()))?;
-        let line = record.position().map_or(0, |p| p.line());
-        let f = |i: usize| -> anyhow::Result<f64> {
-            let s = record.get(cols[i]).unwrap_or("");
-            s.parse().with_context(|| {
-                format!(
-                    "{} line {line}: {s:?} is not a number (corrupt?)",
-                    path.display()
-                )
-            })
-        };
-        samples.push(Sample {
-            t_s: f(0)?,
-            server_cpu_s: f(1)?,
-            client_cpu_s: f(2)?,
-            machine_cpu_s: f(3)?,
-            server_pct: f(4)?,
-            client_pct: f(5)?,
-            machine_pct: f(6)?,
-        });
-    }
-    Ok(samples)
 }

@@ -4,11 +4,12 @@
 
 use std::fmt::Write as _;
 
-use super::analysis::{axes_label, Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
+use super::analysis::{Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
 use super::load::RunData;
 use super::plots::{self, FIXED_PLOTS};
-use crate::runner::matrix::Axis;
-use crate::runner::store::{self, RunStatus, Status};
+use crate::rundir::axes_label;
+use crate::rundir::Axis;
+use crate::rundir::{self, RunStatus, Status};
 
 /// `850 µs`, `12.34 ms`.
 pub fn fmt_us(v: f64) -> String {
@@ -473,7 +474,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         let _ = writeln!(
             w,
             "### {title}\n\n![{title}]({}/{file})\n",
-            store::PLOTS_DIR
+            rundir::PLOTS_DIR
         );
     }
     if !a.rate_series.is_empty() {
@@ -481,7 +482,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         let _ = writeln!(
             w,
             "### {title}\n\n![{title}]({}/{file})\n",
-            store::PLOTS_DIR
+            rundir::PLOTS_DIR
         );
     }
     let over_time: Vec<&CellSummary> = a
@@ -502,7 +503,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
                 w,
                 "![Over time: {}]({}/{})\n",
                 cell_name(a, c).replace('`', ""),
-                store::PLOTS_DIR,
+                rundir::PLOTS_DIR,
                 plots::over_time_file(&c.id)
             );
         }
@@ -514,7 +515,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
             "### Latency by percentile: {}\n\n![Latency by percentile: {}]({}/{file})\n",
             s.label,
             s.label,
-            store::PLOTS_DIR
+            rundir::PLOTS_DIR
         );
     }
 
@@ -653,7 +654,7 @@ fn where_the_time_goes(w: &mut String, a: &Analysis) {
     let _ = writeln!(
         w,
         "\n![Where the time goes]({}/{})\n",
-        store::PLOTS_DIR,
+        rundir::PLOTS_DIR,
         plots::BREAKDOWN_PLOT
     );
 }

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod load;
 pub mod markdown;
 pub mod noise;
+pub mod output;
 pub mod plots;
 pub mod stats;
 
@@ -24,7 +25,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::ReportArgs;
-use crate::runner::store;
+use crate::rundir;
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if args.baseline.is_some() || args.baseline_target.is_some() {
@@ -34,7 +35,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--target and --threshold apply to a comparison: give --baseline OTHER");
     }
     render(&args.dir)?;
-    println!("{}", args.dir.join(store::REPORT_FILE).display());
+    println!("{}", args.dir.join(rundir::REPORT_FILE).display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -71,7 +72,7 @@ fn run_compare(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     }
     let new = compare::Side::load(&args.dir, target.as_deref())
         .with_context(|| format!("cannot read {}", args.dir.display()))?;
-    let cli = compare::Thresholds::from_args(&args.thresholds);
+    let cli = crate::domain::Thresholds::from_args(&args.thresholds);
     let c = compare::compare(&base, &new, &cli)?;
     compare::write_files(&args.dir, &c)?;
     print!("{}", compare::text(&c));
@@ -93,10 +94,10 @@ pub fn render(dir: &Path) -> anyhow::Result<()> {
     let data = load::RunData::load(dir)
         .with_context(|| format!("cannot render the report of {}", dir.display()))?;
     let a = analysis::analyse(&data);
-    analysis::write_summary_csv(&dir.join(store::SUMMARY_FILE), &a)
+    analysis::write_summary_csv(&dir.join(rundir::SUMMARY_FILE), &a)
         .context("cannot write summary.csv")?;
-    plots::write_all(&dir.join(store::PLOTS_DIR), &data, &a)?;
+    plots::write_all(&dir.join(rundir::PLOTS_DIR), &data, &a)?;
     let text = markdown::render(&data, &a);
-    std::fs::write(dir.join(store::REPORT_FILE), text).context("cannot write report.md")?;
+    std::fs::write(dir.join(rundir::REPORT_FILE), text).context("cannot write report.md")?;
     Ok(())
 }

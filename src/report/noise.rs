@@ -6,9 +6,10 @@
 use std::fmt::Write as _;
 
 use super::analysis::{Analysis, CellSummary, Metric};
-use super::compare::{DEFAULT_THRESHOLD_PCT, NOISY_SPREAD_FACTOR};
+use super::compare::NOISY_SPREAD_FACTOR;
 use super::load::RunData;
-use crate::runner::store::{num, MachineInfo, ResultRow, Status};
+use crate::domain::DEFAULT_THRESHOLD_PCT;
+use crate::rundir::{num, MachineInfo, ResultRow, Status};
 
 /// A 1-minute load average at or above this share of the logical cores before the run
 /// means the machine was busy with something else.

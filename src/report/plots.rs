@@ -15,7 +15,7 @@ use plotters::prelude::*;
 
 use super::analysis::{Analysis, Breakdown, CellSummary, Metric};
 use super::load::RunData;
-use crate::runner::store;
+use crate::rundir;
 
 /// The open-loop hockey stick, written when the run has open-loop (`rate`) cells.
 pub const OPEN_LOOP_PLOT: (&str, &str) = (
@@ -726,7 +726,7 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
     let run = a.peak.and_then(|p| {
         data.rows
             .iter()
-            .filter(|r| r.cell_id == a.cells[p].id && r.status == store::Status::Ok)
+            .filter(|r| r.cell_id == a.cells[p].id && r.status == rundir::Status::Ok)
             .map(|r| r.run_name())
             .find(|name| data.cpu.contains_key(name))
     });
@@ -800,10 +800,10 @@ pub fn write_all(dir: &Path, data: &RunData, a: &Analysis) -> anyhow::Result<()>
 
 /// (repetition, interval log) of every successful run of `cell` that has one: what
 /// [`over_time_file`] plots; none, and the cell gets no such plot.
-pub fn over_time_runs<'a>(data: &'a RunData, cell: &str) -> Vec<(u32, &'a Vec<store::Interval>)> {
+pub fn over_time_runs<'a>(data: &'a RunData, cell: &str) -> Vec<(u32, &'a Vec<rundir::Interval>)> {
     data.rows
         .iter()
-        .filter(|r| r.cell_id == cell && r.status == store::Status::Ok)
+        .filter(|r| r.cell_id == cell && r.status == rundir::Status::Ok)
         .filter_map(|r| Some((r.rep, data.intervals.get(&r.run_name())?)))
         .collect()
 }
@@ -820,7 +820,7 @@ fn write_over_time(dir: &Path, data: &RunData, cell: &str) -> anyhow::Result<()>
     for (k, (rep, intervals)) in runs.iter().enumerate() {
         let color = PALETTE[k % PALETTE.len()];
         let dashed = k >= PALETTE.len();
-        let end = |i: &store::Interval| i.start_s + i.length_s;
+        let end = |i: &rundir::Interval| i.start_s + i.length_s;
         tput.push(Line {
             label: format!("repetition {rep}"),
             points: intervals
@@ -880,7 +880,7 @@ fn write_breakdown(path: &Path, a: &Analysis) -> anyhow::Result<()> {
         .filter_map(|c| {
             let b = Breakdown::of(c)?;
             let mut label = format!("{} c={}", c.id, c.cell.concurrency);
-            if a.varying.contains(&crate::runner::matrix::Axis::Workers) {
+            if a.varying.contains(&crate::rundir::Axis::Workers) {
                 label.push_str(&format!(" w={}", c.cell.workers));
             }
             Some((label, b))

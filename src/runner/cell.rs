@@ -22,10 +22,9 @@ use sysinfo::System;
 use super::cpu::{self, Sampler};
 use super::experiment::{Experiment, Target, TargetKind};
 use super::launch::{self, Group};
-use super::matrix::Cell;
 use super::stats::{self as server_stats, RunStats};
-use super::store::{self, Measured, OpenMeasured, ResultRow, Status};
 use super::tls::RunCert;
+use crate::rundir::{self, Cell, Measured, OpenMeasured, ResultRow, Status};
 
 /// Everything a run of one cell needs from the run as a whole.
 pub struct Env<'a> {
@@ -99,7 +98,7 @@ pub fn run(
     seq: usize,
 ) -> ResultRow {
     let started = Instant::now();
-    let name = store::run_name(cell_id, rep);
+    let name = rundir::run_name(cell_id, rep);
     let mut row = ResultRow {
         cell_id: cell_id.to_string(),
         rep,
@@ -123,7 +122,7 @@ pub fn run(
     });
     let server_log = env
         .dir
-        .join(store::LOGS_DIR)
+        .join(rundir::LOGS_DIR)
         .join(format!("{name}.server.log"));
     let (server, addr) = match start_server(env, target, cell, tls, &server_log) {
         Ok(x) => x,
@@ -295,9 +294,9 @@ fn fill(word: &str, port: u16, workers: u64, dir: &Path, tls: Option<&RunCert>) 
 
 struct Outcome {
     measured: Option<Measured>,
-    cpu: Option<cpu::CpuMeans>,
+    cpu: Option<rundir::CpuMeans>,
     /// The server's stage timings over the measured window.
-    stages: Option<server_stats::StageFigures>,
+    stages: Option<rundir::StageFigures>,
     /// Why the measurement is not to be trusted (client error, timeout, interrupt).
     problem: Option<String>,
     /// "io=2 timeout=1" when requests failed.
@@ -315,15 +314,18 @@ fn measure(
     tls: Option<&RunCert>,
 ) -> Outcome {
     let s = &env.exp.settings;
-    let json = env.dir.join(store::CLIENT_DIR).join(format!("{name}.json"));
-    let hgrm = env.dir.join(store::HDR_DIR).join(format!("{name}.hgrm"));
+    let json = env
+        .dir
+        .join(rundir::CLIENT_DIR)
+        .join(format!("{name}.json"));
+    let hgrm = env.dir.join(rundir::HDR_DIR).join(format!("{name}.hgrm"));
     let intervals = env
         .dir
-        .join(store::HDR_DIR)
-        .join(store::intervals_file(name));
+        .join(rundir::HDR_DIR)
+        .join(rundir::intervals_file(name));
     let log = env
         .dir
-        .join(store::LOGS_DIR)
+        .join(rundir::LOGS_DIR)
         .join(format!("{name}.client.log"));
     let mut out = Outcome {
         measured: None,
@@ -460,7 +462,7 @@ fn measure(
             Ok(v) => run_stats.at_end = Some(v),
             Err(e) => run_stats.fail(e),
         }
-        let path = env.dir.join(store::STATS_DIR).join(format!("{name}.json"));
+        let path = env.dir.join(rundir::STATS_DIR).join(format!("{name}.json"));
         match run_stats.write(&path) {
             Ok(()) => out.stages = run_stats.stages(),
             Err(e) => out.problem = Some(format!("cannot write {}: {e}", path.display())),
@@ -480,9 +482,9 @@ fn measure(
         None => Vec::new(),
     };
     let warmup_s = s.warmup.as_secs_f64();
-    let cpu_path = env.dir.join(store::CPU_DIR).join(format!("{name}.csv"));
+    let cpu_path = env.dir.join(rundir::CPU_DIR).join(format!("{name}.csv"));
     if !samples.is_empty() {
-        if let Err(e) = cpu::write_csv(&cpu_path, &samples, warmup_s) {
+        if let Err(e) = rundir::cpu::write_csv(&cpu_path, &samples, warmup_s) {
             out.problem = Some(format!("cannot write {}: {e}", cpu_path.display()));
         }
     }
@@ -555,8 +557,8 @@ fn measure(
         ));
     }
     out.cpu = cpu::window_means(&samples, warmup_s, warmup_s + doc.elapsed_s);
-    let hlog = env.dir.join(store::HDR_DIR).join(format!("{name}.hlog"));
-    if let Err(e) = store::write_hlog(
+    let hlog = env.dir.join(rundir::HDR_DIR).join(format!("{name}.hlog"));
+    if let Err(e) = rundir::write_hlog(
         &hlog,
         &format!(
             "threadcenter {}: {name} {}, the measured window as one interval",

@@ -7,38 +7,15 @@
 //! that exits or appears between samples does not make the total jump backwards.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::time::Instant;
 
 use anyhow::Context as _;
+
+use crate::rundir::{CpuMeans, Sample};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 /// The sampling period.
 pub const PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// One sample: cumulative CPU seconds since the cell's baseline, and the interval's use
-/// in percent of one core (100 = one core busy).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    /// Seconds since the client was started.
-    pub t_s: f64,
-    pub server_cpu_s: f64,
-    pub client_cpu_s: f64,
-    pub machine_cpu_s: f64,
-    pub server_pct: f64,
-    pub client_pct: f64,
-    pub machine_pct: f64,
-}
-
-/// Mean CPU over a window, in percent of one core.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct CpuMeans {
-    pub server_pct: f64,
-    pub client_pct: f64,
-    pub machine_pct: f64,
-    /// The highest single-interval server reading within the window.
-    pub server_peak_pct: f64,
-}
 
 /// Accumulated CPU time per pid, summed over a process tree.
 #[derive(Default)]
@@ -219,43 +196,6 @@ pub fn window_means(samples: &[Sample], from_s: f64, to_s: f64) -> Option<CpuMea
         machine_pct: pct(first.machine_cpu_s, last.machine_cpu_s),
         server_peak_pct,
     })
-}
-
-/// The columns of `cpu/<cell>-r<rep>.csv` (docs/results.md).
-pub const CSV_COLUMNS: [&str; 8] = [
-    "t_s",
-    "phase",
-    "server_cpu_s",
-    "client_cpu_s",
-    "machine_cpu_s",
-    "server_pct",
-    "client_pct",
-    "machine_pct",
-];
-
-/// Writes the samples; `phase` is `warmup` before `warmup_s`, then `measure`.
-pub fn write_csv(path: &std::path::Path, samples: &[Sample], warmup_s: f64) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(out, "{}", CSV_COLUMNS.join(","))?;
-    for s in samples {
-        writeln!(
-            out,
-            "{:.3},{},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1}",
-            s.t_s,
-            if s.t_s < warmup_s {
-                "warmup"
-            } else {
-                "measure"
-            },
-            s.server_cpu_s,
-            s.client_cpu_s,
-            s.machine_cpu_s,
-            s.server_pct,
-            s.client_pct,
-            s.machine_pct
-        )?;
-    }
-    out.flush()
 }
 
 #[cfg(test)]

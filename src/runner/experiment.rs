@@ -11,9 +11,10 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::matrix::{self, Axis, AxisValue, Cell, Filter};
-use crate::cli::PoolKind;
-use crate::report::compare::{parse_pct, CMetric, Thresholds};
+use super::matrix::{self, Filter};
+use crate::domain::PoolKind;
+use crate::domain::{parse_pct, CMetric, Thresholds};
+use crate::rundir::{Axis, AxisValue, Cell};
 
 /// What the runner gives a placeholder in an external target's `command`.
 pub const PLACEHOLDERS: [&str; 4] = ["host", "port", "workers", "dir"];
@@ -874,7 +875,7 @@ fn default_axis(axis: Axis, targets: &BTreeMap<String, Target>) -> Vec<AxisValue
         Axis::Size => vec![AxisValue::Int(500_000)],
         // Required: checked by the caller.
         Axis::Concurrency => vec![AxisValue::Int(1)],
-        Axis::Rate => vec![AxisValue::Str(matrix::CLOSED.into())],
+        Axis::Rate => vec![AxisValue::Str(crate::rundir::CLOSED.into())],
     }
 }
 
@@ -904,8 +905,8 @@ fn axis_value(
         }
         Axis::Rate => match value {
             toml::Value::Integer(v) if *v >= 1 => Ok(AxisValue::Int(*v as u64)),
-            toml::Value::String(s) if s == matrix::CLOSED => {
-                Ok(AxisValue::Str(matrix::CLOSED.into()))
+            toml::Value::String(s) if s == crate::rundir::CLOSED => {
+                Ok(AxisValue::Str(crate::rundir::CLOSED.into()))
             }
             other => Err(format!(
                 "expected a rate in requests per second (an integer, at least 1) or \"closed\", found {other}"
@@ -1045,7 +1046,9 @@ fn axis_values(
                 })
                 .collect::<Result<_, _>>()?
         }
-        AxisInput::One(toml::Value::String(s)) if axis == Axis::Rate && s != matrix::CLOSED => {
+        AxisInput::One(toml::Value::String(s))
+            if axis == Axis::Rate && s != crate::rundir::CLOSED =>
+        {
             rate_sweep(s)
                 .map_err(|m| src.error(input.span(), key, m))?
                 .into_iter()

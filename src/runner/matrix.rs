@@ -7,166 +7,22 @@
 //! turns into in `cell.rs`.
 
 use std::collections::BTreeMap;
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 
 use super::experiment::{Target, TargetKind};
-use crate::cli::{ClientCmd, PoolKind};
+use crate::domain::ClientCmd;
+pub use crate::rundir::cell_id;
+use crate::rundir::{Axis, AxisValue, Cell};
 
-/// A matrix axis. `ALL` is the product's order: the last axis varies fastest, so a
-/// sequential run sweeps concurrency within each combination of the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Axis {
-    Target,
-    Pool,
-    Workers,
-    Cmd,
-    Size,
-    Concurrency,
-    /// The open-loop rate (`--rate`, requests per second), or `closed` for the closed
-    /// loop. Last, so a sequential run sweeps the rate within each combination.
-    Rate,
-}
-
-impl Axis {
-    pub const ALL: [Axis; 7] = [
-        Axis::Target,
-        Axis::Pool,
-        Axis::Workers,
-        Axis::Cmd,
-        Axis::Size,
-        Axis::Concurrency,
-        Axis::Rate,
-    ];
-
-    /// The key in `[matrix]` and the column name in the CSV files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Axis::Target => "target",
-            Axis::Pool => "pool",
-            Axis::Workers => "workers",
-            Axis::Cmd => "cmd",
-            Axis::Size => "size",
-            Axis::Concurrency => "concurrency",
-            Axis::Rate => "rate",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Axis> {
-        Axis::ALL.into_iter().find(|a| a.name() == name)
-    }
-}
-
-/// One value of an axis.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AxisValue {
-    Int(u64),
-    Str(String),
-}
-
-impl fmt::Display for AxisValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AxisValue::Int(v) => write!(f, "{v}"),
-            AxisValue::Str(s) => write!(f, "{s}"),
-        }
-    }
-}
-
-/// One point of the matrix: everything that tells one measurement from another.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cell {
-    pub target: String,
-    /// The built-in server's pool; `None` for an external target, which chooses its own.
-    pub pool: Option<PoolKind>,
-    pub workers: u64,
-    pub cmd: ClientCmd,
-    pub size: u64,
-    pub concurrency: u64,
-    /// Open loop at this many requests per second (`--rate`); `None`: closed loop.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<u64>,
-}
-
-/// The value of the `rate` axis that means the closed loop.
-pub const CLOSED: &str = "closed";
-
-impl Cell {
-    pub fn get(&self, axis: Axis) -> AxisValue {
-        match axis {
-            Axis::Target => AxisValue::Str(self.target.clone()),
-            Axis::Pool => AxisValue::Str(self.pool.map_or("", |p| p.as_str()).to_string()),
-            Axis::Workers => AxisValue::Int(self.workers),
-            Axis::Cmd => AxisValue::Str(self.cmd.as_str().to_string()),
-            Axis::Size => AxisValue::Int(self.size),
-            Axis::Concurrency => AxisValue::Int(self.concurrency),
-            Axis::Rate => match self.rate {
-                Some(r) => AxisValue::Int(r),
-                None => AxisValue::Str(CLOSED.to_string()),
-            },
-        }
-    }
-
-    /// `"closed"` or `"open"`: the client's load model for this cell.
-    pub fn load_model(&self) -> &'static str {
-        if self.rate.is_some() {
-            "open"
-        } else {
-            "closed"
-        }
-    }
-
-    fn set(&mut self, axis: Axis, value: &AxisValue) {
-        match (axis, value) {
-            (Axis::Target, AxisValue::Str(s)) => self.target = s.clone(),
-            (Axis::Pool, AxisValue::Str(s)) => {
-                self.pool = match s.as_str() {
-                    "process" => Some(PoolKind::Process),
-                    "thread" => Some(PoolKind::Thread),
-                    _ => None,
-                }
+/// Gives the pool its meaning for the cell's target: the target's own pool when the
+/// matrix leaves it open, none at all for an external command.
+fn settle_pool(cell: &mut Cell, targets: &BTreeMap<String, Target>) {
+    match targets.get(&cell.target).map(|t| &t.kind) {
+        Some(TargetKind::Builtin { pool, .. }) => {
+            if cell.pool.is_none() {
+                cell.pool = Some(*pool);
             }
-            (Axis::Workers, AxisValue::Int(v)) => self.workers = *v,
-            (Axis::Cmd, AxisValue::Str(s)) => {
-                self.cmd = if s == "ping" {
-                    ClientCmd::Ping
-                } else {
-                    ClientCmd::Compute
-                }
-            }
-            (Axis::Size, AxisValue::Int(v)) => self.size = *v,
-            (Axis::Concurrency, AxisValue::Int(v)) => self.concurrency = *v,
-            (Axis::Rate, AxisValue::Int(v)) => self.rate = Some(*v),
-            (Axis::Rate, AxisValue::Str(_)) => self.rate = None,
-            (axis, value) => unreachable!("{value:?} is not a value of {axis:?}"),
         }
-    }
-
-    /// `workers=2 concurrency=8 …`: every axis, for logs and error messages.
-    pub fn label(&self) -> String {
-        Axis::ALL
-            .iter()
-            .filter(|&&a| {
-                !(a == Axis::Pool && self.pool.is_none() || a == Axis::Rate && self.rate.is_none())
-            })
-            .map(|&a| format!("{}={}", a.name(), self.get(a)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// Gives the pool its meaning for the cell's target: the target's own pool when the
-    /// matrix leaves it open, none at all for an external command.
-    fn settle_pool(&mut self, targets: &BTreeMap<String, Target>) {
-        match targets.get(&self.target).map(|t| &t.kind) {
-            Some(TargetKind::Builtin { pool, .. }) => {
-                if self.pool.is_none() {
-                    self.pool = Some(*pool);
-                }
-            }
-            _ => self.pool = None,
-        }
+        _ => cell.pool = None,
     }
 }
 
@@ -200,7 +56,7 @@ pub fn expand(
         }
     };
     for mut cell in product(axes) {
-        cell.settle_pool(targets);
+        settle_pool(&mut cell, targets);
         if !exclude.iter().any(|f| f.matches(&cell)) {
             push(cell, &mut cells);
         }
@@ -214,7 +70,7 @@ pub fn expand(
             own.insert(Axis::Pool, vec![AxisValue::Str(String::new())]);
         }
         for mut cell in product(&own) {
-            cell.settle_pool(targets);
+            settle_pool(&mut cell, targets);
             push(cell, &mut cells);
         }
     }
@@ -247,12 +103,6 @@ fn product(axes: &BTreeMap<Axis, Vec<AxisValue>>) -> Vec<Cell> {
             .collect();
     }
     cells
-}
-
-/// The id of cell `index` (0-based) among `count`: `c001`, `c002`, …
-pub fn cell_id(index: usize, count: usize) -> String {
-    let width = count.to_string().len().max(3);
-    format!("c{:0width$}", index + 1)
 }
 
 /// One measurement to make: a cell (by index) and its repetition (1-based).

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 
 use crate::cli::RunArgs;
+use crate::rundir::{self, varying_axes, ResultRow, RunStatus, Status};
 use experiment::{Experiment, Order, TargetKind};
-use matrix::{Axis, Cell, Slot};
-use store::{Manifest, ResultRow, RunStatus, Status};
+use matrix::Slot;
 
 /// Exit status of a run whose cells all succeeded, of one with failed cells, and of one
 /// stopped by Ctrl-C (the shell's 128 + SIGINT).
@@ -48,7 +48,12 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
-pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+/// Runs the experiment `args` names; `render` writes the run's report from its directory
+/// once the cells are done (the report is the caller's, so the runner does not know it).
+pub fn run(
+    args: &RunArgs,
+    render: &dyn Fn(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
     let exp = experiment::load(&args.file)?;
     let seed = match exp.settings.order {
         Order::Shuffled => Some(args.seed.or(exp.settings.seed).unwrap_or_else(rand::random)),
@@ -72,14 +77,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let interrupted = install_interrupt_handler()?;
     let sys = cpu::Sampler::system()?;
     let machine = store::machine_info(&sys);
-    let dir = store::create_run_dir(&args.out, &exp.name)?;
-    std::fs::write(dir.join(store::EXPERIMENT_FILE), &exp.source)
+    let dir = rundir::create_run_dir(&args.out, &exp.name)?;
+    std::fs::write(dir.join(rundir::EXPERIMENT_FILE), &exp.source)
         .with_context(|| format!("cannot write {}", dir.display()))?;
     let runs: Vec<String> = slots
         .iter()
-        .map(|s| store::run_name(&ids[s.cell], s.rep))
+        .map(|s| rundir::run_name(&ids[s.cell], s.rep))
         .collect();
-    let mut manifest = Manifest::new(&exp, machine, &ids, seed, runs);
+    let mut manifest = store::new_manifest(&exp, machine, &ids, seed, runs);
     manifest.write(&dir).context("cannot write manifest.json")?;
     // After `machine_info` read the load average: this measurement loads the machine.
     eprintln!(
@@ -88,7 +93,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     );
     manifest.limits = Some(ceilings::measure(&exp.cells, &interrupted));
     manifest.write(&dir).context("cannot write manifest.json")?;
-    let mut results = store::ResultsWriter::create(&dir)?;
+    let mut results = rundir::ResultsWriter::create(&dir)?;
     let run_cert = if exp.targets.values().any(|t| t.tls) {
         Some(tls::RunCert::generate(&dir)?)
     } else {
@@ -131,7 +136,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             "{} r{} {}",
             ids[slot.cell],
             slot.rep,
-            crate::report::analysis::axes_label(varying.iter().map(|&a| (a, cell.get(a))))
+            crate::rundir::axes_label(varying.iter().map(|&a| (a, cell.get(a))))
         );
         progress.start(seq, &what);
         let row = cell::run(&env, &mut sys, &ids[slot.cell], cell, slot.rep, seq);
@@ -156,10 +161,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         RunStatus::Complete
     };
-    manifest.finished_at = Some(store::rfc3339(SystemTime::now()));
+    manifest.finished_at = Some(rundir::rfc3339(SystemTime::now()));
     manifest.write(&dir).context("cannot write manifest.json")?;
-    let rendered = crate::report::render(&dir);
-    store::update_latest(&args.out, &dir)
+    let rendered = render(&dir);
+    rundir::update_latest(&args.out, &dir)
         .with_context(|| format!("cannot point {}/latest at the run", args.out.display()))?;
     rendered.with_context(|| {
         format!(
@@ -179,7 +184,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         slots.len(),
         run_started.elapsed().as_secs_f64(),
         manifest.runs_failed,
-        dir.join(store::REPORT_FILE).display()
+        dir.join(rundir::REPORT_FILE).display()
     );
     println!("{}", dir.display());
     Ok(if was_interrupted {
@@ -226,24 +231,6 @@ fn sleep_unless(d: Duration, flag: &AtomicBool) {
         }
         std::thread::sleep(left.min(Duration::from_millis(50)));
     }
-}
-
-/// The axes with more than one value among `cells`, in axis order. Empty values (the
-/// pool of an external target) do not count: they are "not applicable", not a value.
-pub fn varying_axes(cells: &[Cell]) -> Vec<Axis> {
-    Axis::ALL
-        .into_iter()
-        .filter(|&a| {
-            let mut values: Vec<matrix::AxisValue> = cells
-                .iter()
-                .map(|c| c.get(a))
-                .filter(|v| *v != matrix::AxisValue::Str(String::new()))
-                .collect();
-            values.sort();
-            values.dedup();
-            values.len() > 1
-        })
-        .collect()
 }
 
 fn describe(row: &ResultRow) -> String {
@@ -330,7 +317,7 @@ fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64
     }
     let order: Vec<String> = slots
         .iter()
-        .map(|s| store::run_name(&ids[s.cell], s.rep))
+        .map(|s| rundir::run_name(&ids[s.cell], s.rep))
         .collect();
     println!("  {}", order.join(" "));
     // `threadcenter run --dry-run x.toml | head` must not panic on a closed pipe.

@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::client::tls::TlsTarget;
 use crate::protocol::message::{encode_request, parse_response, Body};
 use crate::protocol::{Command, FrameReader, DEFAULT_MAX_FRAME};
+use crate::rundir::{StageFigure, StageFigures};
 
 /// `format` of `stats/<run>.json`.
 pub const FORMAT: &str = "threadcenter-run-stats";
@@ -157,128 +158,9 @@ impl Default for RunStats {
     }
 }
 
-/// One stage over a run's measured window, microseconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StageFigure {
-    pub mean_us: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-}
-
-/// The four stages over a run's measured window, and how many requests they cover.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StageFigures {
-    pub count: u64,
-    pub queue: StageFigure,
-    pub service: StageFigure,
-    pub return_: StageFigure,
-    pub total: StageFigure,
-}
-
-/// results.csv's stage columns, in order (after the others).
-pub const STAGE_COLUMNS: [&str; 13] = [
-    "server_timed",
-    "server_queue_mean_us",
-    "server_queue_p50_us",
-    "server_queue_p99_us",
-    "server_service_mean_us",
-    "server_service_p50_us",
-    "server_service_p99_us",
-    "server_return_mean_us",
-    "server_return_p50_us",
-    "server_return_p99_us",
-    "server_total_mean_us",
-    "server_total_p50_us",
-    "server_total_p99_us",
-];
-
-impl StageFigures {
-    /// The values of [`STAGE_COLUMNS`].
-    pub fn to_record(&self) -> Vec<String> {
-        let mut rec = vec![self.count.to_string()];
-        for s in [self.queue, self.service, self.return_, self.total] {
-            for v in [s.mean_us, s.p50_us, s.p99_us] {
-                rec.push(super::store::num(v, 1));
-            }
-        }
-        rec
-    }
-
-    /// Reads [`STAGE_COLUMNS`] back: `None` when absent (an older run) or empty.
-    pub fn from_fields(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<Self>> {
-        let Some(count) = get(STAGE_COLUMNS[0]).filter(|s| !s.is_empty()) else {
-            return Ok(None);
-        };
-        let count: u64 = count
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("`server_timed` is not a count: {count:?}"))?;
-        let mut v = Vec::with_capacity(12);
-        for col in &STAGE_COLUMNS[1..] {
-            let s = get(col).unwrap_or_default();
-            v.push(
-                s.trim()
-                    .parse::<f64>()
-                    .map_err(|_| anyhow::anyhow!("`{col}` is not a number: {s:?}"))?,
-            );
-        }
-        let st = |i: usize| StageFigure {
-            mean_us: v[i],
-            p50_us: v[i + 1],
-            p99_us: v[i + 2],
-        };
-        Ok(Some(StageFigures {
-            count,
-            queue: st(0),
-            service: st(3),
-            return_: st(6),
-            total: st(9),
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stage_columns_round_trip() {
-        let f = StageFigures {
-            count: 80,
-            queue: StageFigure {
-                mean_us: 1500.26,
-                p50_us: 1400.0,
-                p99_us: 3000.0,
-            },
-            service: StageFigure {
-                mean_us: 200.0,
-                p50_us: 199.9,
-                p99_us: 250.0,
-            },
-            return_: StageFigure {
-                mean_us: 30.0,
-                p50_us: 20.0,
-                p99_us: 90.0,
-            },
-            total: StageFigure {
-                mean_us: 1730.3,
-                p50_us: 1620.0,
-                p99_us: 3300.0,
-            },
-        };
-        let rec = f.to_record();
-        let get = |c: &str| {
-            STAGE_COLUMNS
-                .iter()
-                .position(|x| *x == c)
-                .map(|i| rec[i].clone())
-        };
-        let back = StageFigures::from_fields(get).unwrap().unwrap();
-        assert_eq!(back.count, 80);
-        assert_eq!(back.queue.mean_us, 1500.3); // one decimal in the file
-        assert_eq!(back.total.p99_us, 3300.0);
-        assert_eq!(StageFigures::from_fields(|_| None).unwrap(), None);
-    }
 
     #[test]
     fn stages_need_a_reset_and_timing() {

@@ -1,0 +1,58 @@
+//! The machine limits a run measured before its first cell (manifest.json's `limits`,
+//! schema 3): the loopback round-trip floor per concurrency and compute(n)'s time per size.
+
+use serde::{Deserialize, Serialize};
+
+/// What manifest.json's `limits` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub loopback: Loopback,
+    /// One entry per compute size of the run, by increasing size.
+    pub compute: Vec<ComputeTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Loopback {
+    /// The echoed payload's size: a compute request as the client sends it.
+    pub payload_bytes: usize,
+    pub trials: u32,
+    pub trial_s: f64,
+    /// One entry per concurrency level of the run, by increasing concurrency.
+    pub levels: Vec<LoopbackLevel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopbackLevel {
+    pub concurrency: u64,
+    /// Round trips per second of the best trial; `None` when not measured (`note` says why).
+    pub round_trips_per_s: Option<f64>,
+    /// The lowest median round trip of any trial, microseconds.
+    pub p50_us: Option<f64>,
+    /// The lowest 99th percentile of any trial, microseconds.
+    pub p99_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComputeTime {
+    pub size: u64,
+    pub samples: u32,
+    /// The fastest timing of one compute(size), seconds: the ceiling's basis.
+    pub min_s: f64,
+    /// The median timing, seconds: how steady the machine was.
+    pub median_s: f64,
+}
+
+impl Limits {
+    pub fn loopback_at(&self, concurrency: u64) -> Option<&LoopbackLevel> {
+        self.loopback
+            .levels
+            .iter()
+            .find(|l| l.concurrency == concurrency)
+    }
+
+    pub fn compute_of(&self, size: u64) -> Option<&ComputeTime> {
+        self.compute.iter().find(|c| c.size == size)
+    }
+}
