@@ -7,6 +7,7 @@ pub mod protocol;
 pub mod report;
 pub mod runner;
 pub mod server;
+pub(crate) mod sync;
 
 use std::process::ExitCode;
 

@@ -32,6 +32,7 @@ use super::{Done, Pool, Refused, Task, WhenFull};
 use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
 use crate::server::worker::{decode_result, encode_task, RESULT_LEN};
+use crate::sync;
 
 /// The largest batch of tasks written to one worker at once.
 pub const BATCH_MAX: usize = 16;
@@ -145,7 +146,7 @@ impl State {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     /// How long slot `i`'s supervisor may wait for a result: until the head task's
@@ -231,10 +232,7 @@ impl ProcessPool {
             let handle = std::thread::Builder::new()
                 .name(format!("pool-worker-{i}"))
                 .spawn(move || supervise(&sh, i, child))?;
-            pool.supervisors
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(handle);
+            sync::lock(&pool.supervisors).push(handle);
         }
         Ok(pool)
     }
@@ -271,7 +269,7 @@ impl Pool for ProcessPool {
                 WhenFull::Reject => return Err((task, Refused::Full)),
                 WhenFull::Wait => {
                     st.waiting_producers += 1;
-                    st = sh.not_full.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st = sync::wait(&sh.not_full, st);
                     st.waiting_producers -= 1;
                 }
             }
@@ -311,8 +309,7 @@ impl Pool for ProcessPool {
     fn join(&self, grace: Duration) -> bool {
         self.close();
         let deadline = Instant::now() + grace;
-        let handles =
-            std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|e| e.into_inner()));
+        let handles = std::mem::take(&mut *sync::lock(&self.supervisors));
         let mut clean = true;
         while handles.iter().any(|h| !h.is_finished()) {
             if Instant::now() >= deadline {

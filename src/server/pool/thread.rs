@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::{mono_ns, run_compute_until, Done, Pool, Refused, Task, WhenFull};
 use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
+use crate::sync;
 
 pub struct ThreadPool {
     shared: Arc<Shared>,
@@ -48,7 +49,7 @@ struct Queue {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.queue)
     }
 
     /// The next task, or `None` once the pool is closed and the queue empty.
@@ -65,7 +66,7 @@ impl Shared {
                 return None;
             }
             q.idle_workers += 1;
-            q = self.not_empty.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = sync::wait(&self.not_empty, q);
             q.idle_workers -= 1;
         }
     }
@@ -153,7 +154,7 @@ impl Pool for ThreadPool {
                 WhenFull::Reject => return Err((task, Refused::Full)),
                 WhenFull::Wait => {
                     q.waiting_producers += 1;
-                    q = sh.not_full.wait(q).unwrap_or_else(|e| e.into_inner());
+                    q = sync::wait(&sh.not_full, q);
                     q.waiting_producers -= 1;
                 }
             }
@@ -187,7 +188,7 @@ impl Pool for ThreadPool {
     fn join(&self, grace: Duration) -> bool {
         self.close();
         let deadline = Instant::now() + grace;
-        let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
+        let handles = std::mem::take(&mut *sync::lock(&self.handles));
         for h in &handles {
             while !h.is_finished() {
                 if Instant::now() > deadline {
