@@ -28,7 +28,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Done, Pool, Refused, Task, WhenFull};
+use super::{Admission, Done, Pool, Refused, Task, WhenFull};
 use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
 use crate::server::worker::{decode_result, encode_task, RESULT_LEN};
@@ -144,6 +144,15 @@ impl State {
     }
 }
 
+impl Admission for State {
+    fn closed(&self) -> bool {
+        self.closing
+    }
+    fn waiting_producers(&mut self) -> &mut usize {
+        &mut self.waiting_producers
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         sync::lock(&self.state)
@@ -252,28 +261,16 @@ impl ProcessPool {
 impl Pool for ProcessPool {
     fn submit(&self, task: Task) -> Result<(), (Task, Refused)> {
         let sh = &self.shared;
-        let mut st = sh.lock();
-        loop {
-            if st.closing {
-                return Err((task, Refused::Closed));
-            }
+        super::submit(sh.lock(), &sh.not_full, sh.when_full, task, |st, task| {
             if let Some(i) = st.idle_slot() {
                 st.assign(i, [task]);
-                return Ok(());
-            }
-            if st.backlog.len() < sh.capacity {
+            } else if st.backlog.len() < sh.capacity {
                 st.backlog.push_back(task);
-                return Ok(());
+            } else {
+                return Err(task);
             }
-            match sh.when_full {
-                WhenFull::Reject => return Err((task, Refused::Full)),
-                WhenFull::Wait => {
-                    st.waiting_producers += 1;
-                    st = sync::wait(&sh.not_full, st);
-                    st.waiting_producers -= 1;
-                }
-            }
-        }
+            Ok(())
+        })
     }
 
     fn queue_depth(&self) -> usize {

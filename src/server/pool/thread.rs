@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{mono_ns, run_compute_until, Done, Pool, Refused, Task, WhenFull};
+use super::{mono_ns, run_compute_until, Admission, Done, Pool, Refused, Task, WhenFull};
 use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
 use crate::sync;
@@ -45,6 +45,15 @@ struct Queue {
     closed: bool,
     idle_workers: usize,
     waiting_producers: usize,
+}
+
+impl Admission for Queue {
+    fn closed(&self) -> bool {
+        self.closed
+    }
+    fn waiting_producers(&mut self) -> &mut usize {
+        &mut self.waiting_producers
+    }
 }
 
 impl Shared {
@@ -138,27 +147,16 @@ impl ThreadPool {
 impl Pool for ThreadPool {
     fn submit(&self, task: Task) -> Result<(), (Task, Refused)> {
         let sh = &self.shared;
-        let mut q = sh.lock();
-        loop {
-            if q.closed {
-                return Err((task, Refused::Closed));
+        super::submit(sh.lock(), &sh.not_full, sh.when_full, task, |q, task| {
+            if q.tasks.len() >= sh.capacity {
+                return Err(task);
             }
-            if q.tasks.len() < sh.capacity {
-                q.tasks.push_back(task);
-                if q.idle_workers > 0 {
-                    sh.not_empty.notify_one();
-                }
-                return Ok(());
+            q.tasks.push_back(task);
+            if q.idle_workers > 0 {
+                sh.not_empty.notify_one();
             }
-            match sh.when_full {
-                WhenFull::Reject => return Err((task, Refused::Full)),
-                WhenFull::Wait => {
-                    q.waiting_producers += 1;
-                    q = sync::wait(&sh.not_full, q);
-                    q.waiting_producers -= 1;
-                }
-            }
-        }
+            Ok(())
+        })
     }
 
     fn queue_depth(&self) -> usize {
