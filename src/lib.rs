@@ -9,6 +9,7 @@ pub mod report;
 pub mod rundir;
 pub mod runner;
 pub mod server;
+pub(crate) mod sync;
 
 use std::process::ExitCode;
 

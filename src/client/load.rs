@@ -26,6 +26,7 @@ use crate::cli::ClientCmd;
 use crate::protocol::frame::FrameError;
 use crate::protocol::message::{bounded, encode_request};
 use crate::protocol::{compute, parse_response, Body, Command, FrameReader};
+use crate::sync;
 
 /// Largest response frame accepted; larger ones count as malformed.
 pub(super) const MAX_RESPONSE_FRAME: u32 = crate::protocol::DEFAULT_MAX_FRAME;
@@ -268,7 +269,7 @@ impl Gate {
     }
 
     fn lock(&self) -> MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     /// A thread is ready; returns the common start time, or `None` if the run was aborted.
@@ -279,7 +280,7 @@ impl Gate {
             self.all_arrived.notify_one();
         }
         while s.start.is_none() && !s.aborted {
-            s = self.opened.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = sync::wait(&self.opened, s);
         }
         s.start
     }
@@ -288,7 +289,7 @@ impl Gate {
     fn open_when_all_arrived(&self) -> Instant {
         let mut s = self.lock();
         while s.arrived < self.threads {
-            s = self.all_arrived.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = sync::wait(&self.all_arrived, s);
         }
         let start = Instant::now();
         s.start = Some(start);

@@ -179,12 +179,7 @@ impl OpenReport {
     /// Measured requests sent per second: equals the offered rate when the client kept
     /// its schedule, and falls short when sends slipped.
     pub fn achieved_rps(&self) -> f64 {
-        let secs = self.send_window.as_secs_f64();
-        if secs > 0.0 {
-            self.sent as f64 / secs
-        } else {
-            0.0
-        }
+        per_second(self.sent as f64, self.send_window.as_secs_f64())
     }
 
     /// Lateness percentiles, in microseconds.
@@ -217,11 +212,7 @@ impl ClientCpu {
 
     /// CPU seconds per wall-clock second: 1.0 is one core fully busy.
     pub fn cores_used(&self) -> f64 {
-        if self.wall_s > 0.0 {
-            self.cpu_s / self.wall_s
-        } else {
-            0.0
-        }
+        per_second(self.cpu_s, self.wall_s)
     }
 }
 
@@ -231,6 +222,15 @@ impl CpuMark {
             cpu_s: (process_cpu_s() - self.cpu_s).max(0.0),
             wall_s: self.at.elapsed().as_secs_f64(),
         }
+    }
+}
+
+/// `amount / secs`, or 0 for an empty window: a report never shows NaN or infinity.
+fn per_second(amount: f64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        amount / secs
+    } else {
+        0.0
     }
 }
 
@@ -257,12 +257,7 @@ impl Report {
 
     /// Successful requests per second of the measured window (0 for an empty window).
     pub fn throughput_rps(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 {
-            self.ok as f64 / secs
-        } else {
-            0.0
-        }
+        per_second(self.ok as f64, self.elapsed.as_secs_f64())
     }
 
     pub fn latency_us(&self) -> LatencyUs {
@@ -306,6 +301,16 @@ mod tests {
                 ("server error TEAPOT".to_string(), 1),
             ]
         );
+    }
+
+    #[test]
+    fn rates_over_an_empty_window_are_zero_not_nan() {
+        let busy = |cpu_s, wall_s| ClientCpu { cpu_s, wall_s }.cores_used();
+        assert_eq!(busy(1.5, 3.0), 0.5);
+        assert_eq!(busy(1.5, 0.0), 0.0);
+        assert_eq!(busy(0.0, 0.0), 0.0);
+        assert_eq!(per_second(10.0, 0.5), 20.0);
+        assert_eq!(per_second(10.0, -1.0), 0.0);
     }
 
     #[test]

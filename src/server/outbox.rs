@@ -20,6 +20,7 @@ use std::time::Duration;
 use socket2::SockRef;
 
 use crate::server::tls::{self, Session};
+use crate::sync;
 
 /// What [`Outbox::wait_for_room`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +93,7 @@ impl Outbox {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere must not take every connection down with it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     /// Counts a request handed to the pool; its answer comes through [`Outbox::complete`].
@@ -181,10 +182,7 @@ impl Outbox {
             return Room::Free;
         }
         st.reader_waiting = true;
-        let (mut st, _) = self
-            .room_cv
-            .wait_timeout_while(st, timeout, |st| full(st))
-            .unwrap_or_else(|e| e.into_inner());
+        let mut st = sync::wait_timeout_while(&self.room_cv, st, timeout, |st| full(st));
         st.reader_waiting = false;
         if full(&st) {
             Room::Full
@@ -202,7 +200,7 @@ impl Outbox {
             let mut st = self.lock();
             while !st.writer_has_work() {
                 st.writer_waiting = true;
-                st = self.writer_cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                st = sync::wait(&self.writer_cv, st);
                 st.writer_waiting = false;
             }
             if st.broken || st.finished() {

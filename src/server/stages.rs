@@ -24,12 +24,13 @@
 //! one since the last `stats` reset and one since the start (for Prometheus, whose
 //! histograms must only grow), so each sample is counted exactly once in each.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::hdr::new_latency_histogram;
+use crate::sync::lock;
 
 pub use crate::server::pool::mono_ns;
 
@@ -195,10 +196,6 @@ pub struct StageRead<'a> {
     pub since_start: &'a StageSet,
     /// Seconds since the last reset (or the start).
     pub window_s: f64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl StageTimings {

@@ -22,13 +22,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConnection;
 
 use crate::server::outbox::Outbox;
+use crate::sync;
 
 /// One connection's TLS state, shared by its reader and its writer.
 pub type Session = Arc<Mutex<ServerConnection>>;
 
 /// Locks a session; a panic elsewhere must not take the connection's other side down.
 pub fn lock(session: &Session) -> MutexGuard<'_, ServerConnection> {
-    session.lock().unwrap_or_else(|e| e.into_inner())
+    sync::lock(session)
 }
 
 /// Reads a PEM certificate chain and private key into a rustls server configuration.

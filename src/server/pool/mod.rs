@@ -3,13 +3,14 @@
 pub mod process;
 pub mod thread;
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, MutexGuard};
 
 use crate::protocol::message::{encode_error, encode_result};
 use crate::protocol::{ErrorCode, OwnedId};
 use crate::server::metrics::{CmdKind, Metrics, WorkerStats};
 use crate::server::outbox::Outbox;
 use crate::server::stages::Recorder;
+use crate::sync;
 
 /// One compute request on its way through the pool.
 pub struct Task {
@@ -78,6 +79,47 @@ pub enum Refused {
 /// What the queue does when it is full (`--when-full`).
 pub use crate::cli::WhenFull;
 
+/// A pool's locked state as [`submit`] sees it.
+trait Admission {
+    /// The pool takes no more tasks.
+    fn closed(&self) -> bool;
+    /// Producers blocked on a full queue; whoever makes room notifies them only when
+    /// this is above 0 (a notify costs a syscall).
+    fn waiting_producers(&mut self) -> &mut usize;
+}
+
+/// Submit-when-full, for both pools: under the pool's lock `st`, `place` either takes
+/// the task (to a worker or the queue) or gives it back because the queue is full.
+/// Then `when_full` decides: [`WhenFull::Reject`] gives it back as
+/// [`Refused::Full`], [`WhenFull::Wait`] waits on `not_full` and tries again. A closed
+/// pool refuses with [`Refused::Closed`], also after a wait.
+/// (Generic over the task only so that its tests need no connection.)
+fn submit<S: Admission, T>(
+    mut st: MutexGuard<'_, S>,
+    not_full: &Condvar,
+    when_full: WhenFull,
+    mut task: T,
+    mut place: impl FnMut(&mut S, T) -> Result<(), T>,
+) -> Result<(), (T, Refused)> {
+    loop {
+        if st.closed() {
+            return Err((task, Refused::Closed));
+        }
+        task = match place(&mut st, task) {
+            Ok(()) => return Ok(()),
+            Err(task) => task,
+        };
+        match when_full {
+            WhenFull::Reject => return Err((task, Refused::Full)),
+            WhenFull::Wait => {
+                *st.waiting_producers() += 1;
+                st = sync::wait(not_full, st);
+                *st.waiting_producers() -= 1;
+            }
+        }
+    }
+}
+
 pub trait Pool: Send + Sync {
     /// Hands a task to the pool, or gives it back with the reason.
     fn submit(&self, task: Task) -> Result<(), (Task, Refused)>;
@@ -111,6 +153,110 @@ pub fn run_compute_until(n: u64, deadline: std::time::Instant) -> Option<u64> {
         )?);
     }
     crate::protocol::compute_until(n, keep_going)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// A queue of capacity 1.
+    #[derive(Default)]
+    struct Q {
+        items: Vec<u32>,
+        closed: bool,
+        waiting: usize,
+    }
+
+    impl Admission for Q {
+        fn closed(&self) -> bool {
+            self.closed
+        }
+        fn waiting_producers(&mut self) -> &mut usize {
+            &mut self.waiting
+        }
+    }
+
+    struct Shared {
+        q: Mutex<Q>,
+        not_full: Condvar,
+    }
+
+    fn put(sh: &Shared, when_full: WhenFull, item: u32) -> Result<(), (u32, Refused)> {
+        submit(
+            sync::lock(&sh.q),
+            &sh.not_full,
+            when_full,
+            item,
+            |q, item| {
+                if q.items.is_empty() {
+                    q.items.push(item);
+                    Ok(())
+                } else {
+                    Err(item)
+                }
+            },
+        )
+    }
+
+    fn full() -> Arc<Shared> {
+        let sh = Arc::new(Shared {
+            q: Mutex::new(Q::default()),
+            not_full: Condvar::new(),
+        });
+        put(&sh, WhenFull::Reject, 1).unwrap();
+        sh
+    }
+
+    /// Starts a producer that submits 2 with `Wait`, and returns once it is blocked.
+    fn blocked_producer(sh: &Arc<Shared>) -> std::thread::JoinHandle<Result<(), (u32, Refused)>> {
+        let sh2 = Arc::clone(sh);
+        let producer = std::thread::spawn(move || put(&sh2, WhenFull::Wait, 2));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sync::lock(&sh.q).waiting == 0 {
+            assert!(Instant::now() < deadline, "the producer never waited");
+            std::thread::yield_now();
+        }
+        producer
+    }
+
+    #[test]
+    fn reject_gives_the_task_back_when_full_and_closed_refuses_first() {
+        let sh = full();
+        assert_eq!(put(&sh, WhenFull::Reject, 2), Err((2, Refused::Full)));
+        sync::lock(&sh.q).closed = true;
+        sync::lock(&sh.q).items.clear();
+        assert_eq!(put(&sh, WhenFull::Reject, 3), Err((3, Refused::Closed)));
+        assert_eq!(put(&sh, WhenFull::Wait, 4), Err((4, Refused::Closed)));
+        assert!(sync::lock(&sh.q).items.is_empty());
+    }
+
+    #[test]
+    fn wait_blocks_until_room_is_made_then_places_the_task() {
+        let sh = full();
+        let producer = blocked_producer(&sh);
+        {
+            let mut q = sync::lock(&sh.q);
+            assert_eq!(q.items, [1], "nothing placed while full");
+            q.items.clear();
+            sh.not_full.notify_all();
+        }
+        assert_eq!(producer.join().unwrap(), Ok(()));
+        let q = sync::lock(&sh.q);
+        assert_eq!(q.items, [2]);
+        assert_eq!(q.waiting, 0, "the producer counted itself out");
+    }
+
+    #[test]
+    fn a_waiting_producer_is_refused_when_the_pool_closes() {
+        let sh = full();
+        let producer = blocked_producer(&sh);
+        sync::lock(&sh.q).closed = true;
+        sh.not_full.notify_all();
+        assert_eq!(producer.join().unwrap(), Err((2, Refused::Closed)));
+        assert_eq!(sync::lock(&sh.q).waiting, 0);
+    }
 }
 
 /// Test-only behaviour switched on by environment variables; never set in production.

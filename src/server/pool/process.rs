@@ -28,10 +28,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Done, Pool, Refused, Task, WhenFull};
+use super::{Admission, Done, Pool, Refused, Task, WhenFull};
 use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
 use crate::server::worker::{decode_result, encode_task, RESULT_LEN};
+use crate::sync;
 
 /// The largest batch of tasks written to one worker at once.
 pub const BATCH_MAX: usize = 16;
@@ -143,9 +144,18 @@ impl State {
     }
 }
 
+impl Admission for State {
+    fn closed(&self) -> bool {
+        self.closing
+    }
+    fn waiting_producers(&mut self) -> &mut usize {
+        &mut self.waiting_producers
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     /// How long slot `i`'s supervisor may wait for a result: until the head task's
@@ -231,10 +241,7 @@ impl ProcessPool {
             let handle = std::thread::Builder::new()
                 .name(format!("pool-worker-{i}"))
                 .spawn(move || supervise(&sh, i, child))?;
-            pool.supervisors
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(handle);
+            sync::lock(&pool.supervisors).push(handle);
         }
         Ok(pool)
     }
@@ -254,28 +261,16 @@ impl ProcessPool {
 impl Pool for ProcessPool {
     fn submit(&self, task: Task) -> Result<(), (Task, Refused)> {
         let sh = &self.shared;
-        let mut st = sh.lock();
-        loop {
-            if st.closing {
-                return Err((task, Refused::Closed));
-            }
+        super::submit(sh.lock(), &sh.not_full, sh.when_full, task, |st, task| {
             if let Some(i) = st.idle_slot() {
                 st.assign(i, [task]);
-                return Ok(());
-            }
-            if st.backlog.len() < sh.capacity {
+            } else if st.backlog.len() < sh.capacity {
                 st.backlog.push_back(task);
-                return Ok(());
+            } else {
+                return Err(task);
             }
-            match sh.when_full {
-                WhenFull::Reject => return Err((task, Refused::Full)),
-                WhenFull::Wait => {
-                    st.waiting_producers += 1;
-                    st = sh.not_full.wait(st).unwrap_or_else(|e| e.into_inner());
-                    st.waiting_producers -= 1;
-                }
-            }
-        }
+            Ok(())
+        })
     }
 
     fn queue_depth(&self) -> usize {
@@ -311,8 +306,7 @@ impl Pool for ProcessPool {
     fn join(&self, grace: Duration) -> bool {
         self.close();
         let deadline = Instant::now() + grace;
-        let handles =
-            std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|e| e.into_inner()));
+        let handles = std::mem::take(&mut *sync::lock(&self.supervisors));
         let mut clean = true;
         while handles.iter().any(|h| !h.is_finished()) {
             if Instant::now() >= deadline {

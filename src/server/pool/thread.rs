@@ -17,9 +17,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{mono_ns, run_compute_until, Done, Pool, Refused, Task, WhenFull};
+use super::{mono_ns, run_compute_until, Admission, Done, Pool, Refused, Task, WhenFull};
 use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
+use crate::sync;
 
 pub struct ThreadPool {
     shared: Arc<Shared>,
@@ -46,9 +47,18 @@ struct Queue {
     waiting_producers: usize,
 }
 
+impl Admission for Queue {
+    fn closed(&self) -> bool {
+        self.closed
+    }
+    fn waiting_producers(&mut self) -> &mut usize {
+        &mut self.waiting_producers
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.queue)
     }
 
     /// The next task, or `None` once the pool is closed and the queue empty.
@@ -65,7 +75,7 @@ impl Shared {
                 return None;
             }
             q.idle_workers += 1;
-            q = self.not_empty.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = sync::wait(&self.not_empty, q);
             q.idle_workers -= 1;
         }
     }
@@ -137,27 +147,16 @@ impl ThreadPool {
 impl Pool for ThreadPool {
     fn submit(&self, task: Task) -> Result<(), (Task, Refused)> {
         let sh = &self.shared;
-        let mut q = sh.lock();
-        loop {
-            if q.closed {
-                return Err((task, Refused::Closed));
+        super::submit(sh.lock(), &sh.not_full, sh.when_full, task, |q, task| {
+            if q.tasks.len() >= sh.capacity {
+                return Err(task);
             }
-            if q.tasks.len() < sh.capacity {
-                q.tasks.push_back(task);
-                if q.idle_workers > 0 {
-                    sh.not_empty.notify_one();
-                }
-                return Ok(());
+            q.tasks.push_back(task);
+            if q.idle_workers > 0 {
+                sh.not_empty.notify_one();
             }
-            match sh.when_full {
-                WhenFull::Reject => return Err((task, Refused::Full)),
-                WhenFull::Wait => {
-                    q.waiting_producers += 1;
-                    q = sh.not_full.wait(q).unwrap_or_else(|e| e.into_inner());
-                    q.waiting_producers -= 1;
-                }
-            }
-        }
+            Ok(())
+        })
     }
 
     fn queue_depth(&self) -> usize {
@@ -187,7 +186,7 @@ impl Pool for ThreadPool {
     fn join(&self, grace: Duration) -> bool {
         self.close();
         let deadline = Instant::now() + grace;
-        let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
+        let handles = std::mem::take(&mut *sync::lock(&self.handles));
         for h in &handles {
             while !h.is_finished() {
                 if Instant::now() > deadline {
