@@ -63,7 +63,7 @@ impl Group {
     pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
         cmd.stdin(Stdio::null()).process_group(0);
         // Register before any signal can arrive for it: hold the lock across spawn.
-        let mut live = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = crate::sync::lock(&LIVE_GROUPS);
         let child = cmd.spawn()?;
         let pgid = child.id() as i32;
         live.push(pgid);
