@@ -307,81 +307,101 @@ impl From<&ResultRow> for ResultRecord {
     }
 }
 
+fn need<T>(name: &str, v: Option<T>) -> anyhow::Result<T> {
+    v.with_context(|| format!("`{name}` is empty"))
+}
+
+impl ResultRecord {
+    /// The client's figures: absent when `sent` is empty, whole otherwise.
+    fn measured(&self) -> anyhow::Result<Option<Measured>> {
+        let Some(sent) = self.sent else {
+            return Ok(None);
+        };
+        Ok(Some(Measured {
+            sent,
+            ok: need("ok", self.ok)?,
+            failed: need("failed", self.failed)?,
+            duration_s: need("duration_s", self.duration_s)?,
+            throughput_rps: need("throughput_rps", self.throughput_rps)?,
+            latency_mean_us: need("latency_mean_us", self.latency_mean_us)?,
+            latency_p50_us: need("latency_p50_us", self.latency_p50_us)?,
+            latency_p90_us: need("latency_p90_us", self.latency_p90_us)?,
+            latency_p99_us: need("latency_p99_us", self.latency_p99_us)?,
+            latency_p99_9_us: need("latency_p99_9_us", self.latency_p99_9_us)?,
+            latency_max_us: need("latency_max_us", self.latency_max_us)?,
+            open: self.offered_rps.map(|offered_rps| OpenMeasured {
+                offered_rps,
+                sent_rps: self.sent_rps.unwrap_or(f64::NAN),
+                latency_p99_uncorrected_us: self.latency_p99_uncorrected_us.unwrap_or(f64::NAN),
+                lateness_p99_us: self.lateness_p99_us.unwrap_or(f64::NAN),
+            }),
+        }))
+    }
+
+    /// The stage timings: absent when `server_timed` is empty, whole otherwise.
+    fn stages(&self) -> anyhow::Result<Option<StageFigures>> {
+        let Some(count) = self.server_timed else {
+            return Ok(None);
+        };
+        let fig = |name: &str, [mean, p50, p99]: [Option<f64>; 3]| -> anyhow::Result<StageFigure> {
+            Ok(StageFigure {
+                mean_us: need(&format!("server_{name}_mean_us"), mean)?,
+                p50_us: need(&format!("server_{name}_p50_us"), p50)?,
+                p99_us: need(&format!("server_{name}_p99_us"), p99)?,
+            })
+        };
+        let r = self;
+        Ok(Some(StageFigures {
+            count,
+            queue: fig(
+                "queue",
+                [
+                    r.server_queue_mean_us,
+                    r.server_queue_p50_us,
+                    r.server_queue_p99_us,
+                ],
+            )?,
+            service: fig(
+                "service",
+                [
+                    r.server_service_mean_us,
+                    r.server_service_p50_us,
+                    r.server_service_p99_us,
+                ],
+            )?,
+            return_: fig(
+                "return",
+                [
+                    r.server_return_mean_us,
+                    r.server_return_p50_us,
+                    r.server_return_p99_us,
+                ],
+            )?,
+            total: fig(
+                "total",
+                [
+                    r.server_total_mean_us,
+                    r.server_total_p50_us,
+                    r.server_total_p99_us,
+                ],
+            )?,
+        }))
+    }
+}
+
 impl TryFrom<ResultRecord> for ResultRow {
     type Error = anyhow::Error;
 
     /// Checks what serde cannot: a measured row has every figure, stage timings are whole.
     fn try_from(r: ResultRecord) -> anyhow::Result<ResultRow> {
-        fn need<T>(name: &str, v: Option<T>) -> anyhow::Result<T> {
-            v.with_context(|| format!("`{name}` is empty"))
-        }
-        let measured = match r.sent {
-            None => None,
-            Some(sent) => Some(Measured {
-                sent,
-                ok: need("ok", r.ok)?,
-                failed: need("failed", r.failed)?,
-                duration_s: need("duration_s", r.duration_s)?,
-                throughput_rps: need("throughput_rps", r.throughput_rps)?,
-                latency_mean_us: need("latency_mean_us", r.latency_mean_us)?,
-                latency_p50_us: need("latency_p50_us", r.latency_p50_us)?,
-                latency_p90_us: need("latency_p90_us", r.latency_p90_us)?,
-                latency_p99_us: need("latency_p99_us", r.latency_p99_us)?,
-                latency_p99_9_us: need("latency_p99_9_us", r.latency_p99_9_us)?,
-                latency_max_us: need("latency_max_us", r.latency_max_us)?,
-                open: r.offered_rps.map(|offered_rps| OpenMeasured {
-                    offered_rps,
-                    sent_rps: r.sent_rps.unwrap_or(f64::NAN),
-                    latency_p99_uncorrected_us: r.latency_p99_uncorrected_us.unwrap_or(f64::NAN),
-                    lateness_p99_us: r.lateness_p99_us.unwrap_or(f64::NAN),
-                }),
-            }),
-        };
+        let measured = r.measured()?;
+        let stages = r.stages()?;
         let cpu = r.server_cpu_pct.map(|server_pct| CpuMeans {
             server_pct,
             client_pct: r.client_cpu_pct.unwrap_or(0.0),
             machine_pct: r.machine_cpu_pct.unwrap_or(0.0),
             server_peak_pct: r.server_cpu_peak_pct.unwrap_or(0.0),
         });
-        let stages = match r.server_timed {
-            None => None,
-            Some(count) => {
-                let fig = |name: &str, mean, p50, p99| -> anyhow::Result<StageFigure> {
-                    Ok(StageFigure {
-                        mean_us: need(&format!("server_{name}_mean_us"), mean)?,
-                        p50_us: need(&format!("server_{name}_p50_us"), p50)?,
-                        p99_us: need(&format!("server_{name}_p99_us"), p99)?,
-                    })
-                };
-                Some(StageFigures {
-                    count,
-                    queue: fig(
-                        "queue",
-                        r.server_queue_mean_us,
-                        r.server_queue_p50_us,
-                        r.server_queue_p99_us,
-                    )?,
-                    service: fig(
-                        "service",
-                        r.server_service_mean_us,
-                        r.server_service_p50_us,
-                        r.server_service_p99_us,
-                    )?,
-                    return_: fig(
-                        "return",
-                        r.server_return_mean_us,
-                        r.server_return_p50_us,
-                        r.server_return_p99_us,
-                    )?,
-                    total: fig(
-                        "total",
-                        r.server_total_mean_us,
-                        r.server_total_p50_us,
-                        r.server_total_p99_us,
-                    )?,
-                })
-            }
-        };
         Ok(ResultRow {
             cell_id: r.cell,
             rep: r.rep,

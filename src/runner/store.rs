@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::SystemTime;
 
-use super::experiment::{Experiment, Order, TargetKind};
+use super::experiment::{Experiment, Order, Target, TargetKind};
 use crate::rundir::{
     rfc3339, Axis, CellEntry, ExperimentInfo, MachineInfo, Manifest, OrderInfo, RunStatus,
     TargetInfo, ToolInfo, SCHEMA_VERSION,
@@ -44,31 +44,7 @@ pub fn new_manifest(
             targets: exp
                 .targets
                 .iter()
-                .map(|(name, t)| {
-                    let info = match &t.kind {
-                        TargetKind::Builtin { pool, args, binary } => TargetInfo {
-                            kind: "builtin".into(),
-                            pool: Some(*pool),
-                            args: args.clone(),
-                            binary: binary.clone(),
-                            command: Vec::new(),
-                            ready_timeout_s: t.ready_timeout.as_secs_f64(),
-                            stop_grace_s: t.stop_grace.as_secs_f64(),
-                            tls: t.tls,
-                        },
-                        TargetKind::External { command } => TargetInfo {
-                            kind: "external".into(),
-                            pool: None,
-                            args: Vec::new(),
-                            binary: None,
-                            command: command.clone(),
-                            ready_timeout_s: t.ready_timeout.as_secs_f64(),
-                            stop_grace_s: t.stop_grace.as_secs_f64(),
-                            tls: t.tls,
-                        },
-                    };
-                    (name.clone(), info)
-                })
+                .map(|(name, t)| (name.clone(), target_info(t)))
                 .collect(),
         },
         machine,
@@ -96,6 +72,34 @@ pub fn new_manifest(
         runs_done: 0,
         runs_failed: 0,
         limits: None,
+    }
+}
+
+/// A target as the manifest records it.
+fn target_info(t: &Target) -> TargetInfo {
+    let base = TargetInfo {
+        kind: String::new(),
+        pool: None,
+        args: Vec::new(),
+        binary: None,
+        command: Vec::new(),
+        ready_timeout_s: t.ready_timeout.as_secs_f64(),
+        stop_grace_s: t.stop_grace.as_secs_f64(),
+        tls: t.tls,
+    };
+    match &t.kind {
+        TargetKind::Builtin { pool, args, binary } => TargetInfo {
+            kind: "builtin".into(),
+            pool: Some(*pool),
+            args: args.clone(),
+            binary: binary.clone(),
+            ..base
+        },
+        TargetKind::External { command } => TargetInfo {
+            kind: "external".into(),
+            command: command.clone(),
+            ..base
+        },
     }
 }
 
