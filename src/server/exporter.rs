@@ -249,25 +249,11 @@ fn buckets(stage: &StageHist) -> Vec<(f64, u64)> {
     out
 }
 
-impl Collector for ServerCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Fmt {
+impl ServerCollector {
+    /// Requests received and answered, by cmd and outcome.
+    fn encode_requests(&self, enc: &mut DescriptorEncoder) -> Fmt {
         let ctx = &self.0;
         let m = &ctx.metrics;
-        let seconds = Unit::Seconds;
-
-        gauge(
-            &mut enc,
-            "threadcenter_uptime_seconds",
-            "Seconds since the server started.",
-            m.uptime_s() as i64,
-        )?;
-        gauge(
-            &mut enc,
-            "threadcenter_workers",
-            "Pool workers configured (--workers).",
-            ctx.config.workers as i64,
-        )?;
-
         {
             let requests = m.requests();
             let mut fam = enc.encode_descriptor(
@@ -299,46 +285,60 @@ impl Collector for ServerCollector {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// In flight, queued, and the connections' counters.
+    fn encode_load(&self, enc: &mut DescriptorEncoder) -> Fmt {
+        let ctx = &self.0;
+        let m = &ctx.metrics;
         gauge(
-            &mut enc,
+            enc,
             "threadcenter_requests_in_flight",
             "Compute requests received and not answered yet.",
             m.in_flight() as i64,
         )?;
         gauge(
-            &mut enc,
+            enc,
             "threadcenter_queue_depth",
             "Compute requests waiting for a worker.",
             ctx.pool.queue_depth() as i64,
         )?;
         gauge(
-            &mut enc,
+            enc,
             "threadcenter_connections_open",
             "Client connections open now.",
             m.connections_open.load(Relaxed) as i64,
         )?;
         counter(
-            &mut enc,
+            enc,
             "threadcenter_connections_accepted",
             "Client connections accepted.",
             None,
             m.connections_total.load(Relaxed),
         )?;
         counter(
-            &mut enc,
+            enc,
             "threadcenter_connections_refused",
             "Connections refused because --max-connections were open.",
             None,
             m.connections_refused.load(Relaxed),
         )?;
         counter(
-            &mut enc,
+            enc,
             "threadcenter_connections_timed_out",
             "Connections closed because a frame or TLS handshake exceeded --frame-timeout.",
             None,
             m.frames_timed_out.load(Relaxed),
         )?;
+        Ok(())
+    }
 
+    /// The stage-duration histograms since the server started.
+    fn encode_stages(&self, enc: &mut DescriptorEncoder) -> Fmt {
+        let ctx = &self.0;
+        let m = &ctx.metrics;
+        let seconds = Unit::Seconds;
         {
             let mut fam = enc.encode_descriptor(
                 "threadcenter_stage_duration",
@@ -361,10 +361,16 @@ impl Collector for ServerCollector {
                     .encode_histogram::<NoLabelSet>(*sum, *count, b, None)?;
             }
         }
+        Ok(())
+    }
 
+    /// Per worker slot: tasks, busy seconds, restarts.
+    fn encode_workers(&self, enc: &mut DescriptorEncoder) -> Fmt {
+        let ctx = &self.0;
+        let seconds = Unit::Seconds;
         let workers = ctx.pool.workers();
         per_worker(
-            &mut enc,
+            enc,
             "threadcenter_worker_tasks",
             "Tasks a worker slot completed.",
             None,
@@ -372,7 +378,7 @@ impl Collector for ServerCollector {
             |w| w.tasks,
         )?;
         per_worker(
-            &mut enc,
+            enc,
             "threadcenter_worker_busy",
             "Seconds a worker slot spent computing.",
             Some(&seconds),
@@ -380,7 +386,7 @@ impl Collector for ServerCollector {
             |w| w.busy_s,
         )?;
         per_worker(
-            &mut enc,
+            enc,
             "threadcenter_worker_restarts",
             "Times a worker slot's process was replaced (it died or exceeded --task-timeout).",
             None,
@@ -388,5 +394,28 @@ impl Collector for ServerCollector {
             |w| w.restarts,
         )?;
         Ok(())
+    }
+}
+
+impl Collector for ServerCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Fmt {
+        let ctx = &self.0;
+        let m = &ctx.metrics;
+        gauge(
+            &mut enc,
+            "threadcenter_uptime_seconds",
+            "Seconds since the server started.",
+            m.uptime_s() as i64,
+        )?;
+        gauge(
+            &mut enc,
+            "threadcenter_workers",
+            "Pool workers configured (--workers).",
+            ctx.config.workers as i64,
+        )?;
+        self.encode_requests(&mut enc)?;
+        self.encode_load(&mut enc)?;
+        self.encode_stages(&mut enc)?;
+        self.encode_workers(&mut enc)
     }
 }
