@@ -10,7 +10,6 @@
 
 pub mod analysis;
 pub mod compare;
-pub mod compare_plot;
 pub mod limits;
 pub mod load;
 pub mod markdown;

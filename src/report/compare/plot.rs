@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::compare::{fmt_ci, Comparison, Verdict};
-use super::plots::tick_step;
+use super::{fmt_ci, Comparison, Verdict};
+use crate::report::plots::tick_step;
 use crate::rundir::num;
 
 const WIDTH: i32 = 1100;

@@ -25,12 +25,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
-use super::noise::{busy, client_saturated};
-use super::stats;
 use crate::domain::{CMetric, Thresholds};
+use crate::report::noise::{busy, client_saturated};
+use crate::report::stats;
 use crate::rundir::axes_label;
 use crate::rundir::{self, num, Manifest, ResultRow, Status};
 use crate::rundir::{Axis, AxisValue, Cell};
+
+mod plot;
 
 /// Significance level of the Mann–Whitney test.
 pub const ALPHA: f64 = 0.05;
@@ -667,8 +669,8 @@ fn fmt_value(m: CMetric, v: f64) -> String {
         return "–".into();
     }
     match m {
-        CMetric::Throughput => super::markdown::fmt_rps(v),
-        _ => super::markdown::fmt_us(v),
+        CMetric::Throughput => crate::report::markdown::fmt_rps(v),
+        _ => crate::report::markdown::fmt_us(v),
     }
 }
 
@@ -929,7 +931,7 @@ pub fn write_files(dir: &Path, c: &Comparison) -> anyhow::Result<()> {
     let path = dir.join(COMPARE_MD);
     std::fs::write(&path, markdown(c))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    super::compare_plot::write(&dir.join(COMPARE_SVG), c)
+    plot::write(&dir.join(COMPARE_SVG), c)
 }
 
 #[cfg(test)]
