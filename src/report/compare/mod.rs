@@ -21,22 +21,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
-use crate::domain::{CMetric, Thresholds};
-use crate::report::noise::{busy, client_saturated};
-use crate::report::stats;
-use crate::rundir::axes_label;
-use crate::rundir::{self, num, Manifest, ResultRow, Status};
-use crate::rundir::{Axis, AxisValue, Cell};
+use crate::domain::CMetric;
+use crate::rundir::{num, Axis, Cell};
 
 pub mod judge;
+pub mod matching;
 mod plot;
 
 use judge::fmt_p;
-pub use judge::{decide, holm, judge, Design, Judged, Verdict};
+pub use judge::{Design, Judged, Verdict};
+pub use matching::{compare, target_names, Side};
 
 /// Significance level of the Mann–Whitney test.
 pub const ALPHA: f64 = 0.05;
@@ -56,90 +54,6 @@ pub const EXIT_NO_REGRESSION: u8 = 0;
 pub const EXIT_REGRESSION: u8 = 1;
 pub const EXIT_INCONCLUSIVE: u8 = 2;
 
-// ---------------------------------------------------------------------------------------------
-// Two runs, matched
-
-/// The targets of a run's cells, sorted, each once.
-pub fn target_names(manifest: &Manifest) -> Vec<&str> {
-    let mut names: Vec<&str> = manifest
-        .cells
-        .iter()
-        .map(|c| c.cell.target.as_str())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-}
-
-/// One side of a comparison: a run directory, optionally restricted to one target.
-pub struct Side {
-    pub dir: PathBuf,
-    pub manifest: Manifest,
-    pub rows: Vec<ResultRow>,
-    pub target: Option<String>,
-}
-
-impl Side {
-    pub fn load(dir: &Path, target: Option<&str>) -> anyhow::Result<Side> {
-        if !dir.is_dir() {
-            bail!("{} is not a run directory", dir.display());
-        }
-        let manifest = Manifest::read(dir)?;
-        let rows = rundir::read_results(dir)?;
-        if let Some(t) = target {
-            let names = target_names(&manifest);
-            if !names.contains(&t) {
-                bail!(
-                    "{} has no target {t:?}; its targets: {}",
-                    dir.display(),
-                    names.join(", ")
-                );
-            }
-        }
-        Ok(Side {
-            dir: dir.to_path_buf(),
-            manifest,
-            rows,
-            target: target.map(str::to_string),
-        })
-    }
-
-    /// (cell id, cell) of the cells on this side, in manifest order.
-    fn cells(&self) -> Vec<(&str, &Cell)> {
-        self.manifest
-            .cells
-            .iter()
-            .filter(|c| self.target.as_ref().is_none_or(|t| &c.cell.target == t))
-            .map(|c| (c.id.as_str(), &c.cell))
-            .collect()
-    }
-
-    /// The cell's successful repetitions.
-    fn ok_rows(&self, id: &str) -> Vec<&ResultRow> {
-        let mut rows: Vec<&ResultRow> = self
-            .rows
-            .iter()
-            .filter(|r| r.cell_id == id && r.status == Status::Ok && r.measured.is_some())
-            .collect();
-        rows.sort_by_key(|r| r.rep);
-        rows
-    }
-
-    fn failed_reps(&self, id: &str) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| r.cell_id == id && r.status != Status::Ok)
-            .count()
-    }
-
-    fn name(&self) -> String {
-        match &self.target {
-            Some(t) => format!("{} (target {t})", self.dir.display()),
-            None => self.dir.display().to_string(),
-        }
-    }
-}
-
 /// A matched pair of cells and its metrics.
 #[derive(Debug, Clone)]
 pub struct Pair {
@@ -152,12 +66,7 @@ pub struct Pair {
     pub notes: Vec<String>,
 }
 
-impl Pair {
-    pub fn worst(&self) -> Option<Verdict> {
-        self.metrics.iter().map(|j| j.verdict).min()
-    }
-}
-
+/// Two runs (or two targets of one) matched and judged: what every output renders.
 pub struct Comparison {
     pub design: Design,
     pub base_name: String,
@@ -198,218 +107,6 @@ impl Comparison {
             _ => "NO REGRESSION",
         }
     }
-}
-
-/// Matches and judges. `cli` thresholds override the new run's experiment file's.
-pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comparison> {
-    let by_target = base.target.is_some() || new.target.is_some();
-    let axes: Vec<Axis> = Axis::ALL
-        .into_iter()
-        .filter(|a| !(by_target && *a == Axis::Target))
-        .collect();
-    let key = |c: &Cell| -> Vec<AxisValue> { axes.iter().map(|a| c.get(*a)).collect() };
-    let file = &new.manifest.experiment.compare;
-    let thresholds: BTreeMap<CMetric, f64> = CMetric::ALL
-        .into_iter()
-        .map(|m| (m, Thresholds::resolve(cli, file, m)))
-        .collect();
-
-    let base_cells = base.cells();
-    let new_cells = new.cells();
-    let mut seen_keys: Vec<Vec<AxisValue>> = Vec::new();
-    for (id, c) in &new_cells {
-        let k = key(c);
-        if seen_keys.contains(&k) {
-            bail!(
-                "{}: cell {id} is not the only one with {}: name one target with --target",
-                new.dir.display(),
-                c.label()
-            );
-        }
-        seen_keys.push(k);
-    }
-    // The axes that differ among the compared cells name them; all of them if none do.
-    let matched_cells: Vec<Cell> = new_cells.iter().map(|(_, c)| (*c).clone()).collect();
-    let mut label_axes: Vec<Axis> = crate::rundir::varying_axes(&matched_cells)
-        .into_iter()
-        .filter(|a| axes.contains(a))
-        .collect();
-    if label_axes.is_empty() {
-        label_axes = axes.clone();
-    }
-    let label = |c: &Cell| axes_label(label_axes.iter().map(|&a| (a, c.get(a))));
-
-    // Two targets of one run are paired by repetition; two runs are independent.
-    let same_run = std::fs::canonicalize(&base.dir).ok() == std::fs::canonicalize(&new.dir).ok();
-    let design = if same_run {
-        Design::Paired
-    } else {
-        Design::Independent
-    };
-    let mut pairs = Vec::new();
-    let mut only_new = Vec::new();
-    for (nid, ncell) in &new_cells {
-        let Some((bid, _)) = base_cells.iter().find(|(_, b)| key(b) == key(ncell)) else {
-            only_new.push(format!("`{nid}` ({})", label(ncell)));
-            continue;
-        };
-        let brows = base.ok_rows(bid);
-        let nrows = new.ok_rows(nid);
-        let lab = label(ncell);
-        let metrics: Vec<Judged> = CMetric::ALL
-            .into_iter()
-            .filter_map(|m| {
-                let (b, n): (Vec<f64>, Vec<f64>) = match design {
-                    Design::Independent => (
-                        brows.iter().filter_map(|r| r.metric(m)).collect(),
-                        nrows.iter().filter_map(|r| r.metric(m)).collect(),
-                    ),
-                    // Repetition i of one side with repetition i of the other.
-                    Design::Paired => brows
-                        .iter()
-                        .filter_map(|b| {
-                            let n = nrows.iter().find(|n| n.rep == b.rep)?;
-                            Some((b.metric(m)?, n.metric(m)?))
-                        })
-                        .unzip(),
-                };
-                if b.is_empty() && n.is_empty() {
-                    return None;
-                }
-                let seed = stats::seed_of(&format!("{lab}|{}", m.key()));
-                Some(judge(m, &b, &n, design, thresholds[&m], seed))
-            })
-            .collect();
-        let mut notes = Vec::new();
-        for (name, side, rows, id) in [("baseline", base, &brows, *bid), ("new", new, &nrows, *nid)]
-        {
-            let cores = side.manifest.machine.logical_cores;
-            let saturated = rows.iter().filter(|r| client_saturated(r, cores)).count();
-            if saturated > 0 {
-                notes.push(format!(
-                    "{name}: the client was CPU-saturated in {saturated} of {} repetitions: its figures are \
-                     a limit of the client, not of the server",
-                    rows.len()
-                ));
-            }
-            let failed = side.failed_reps(id);
-            if failed > 0 {
-                notes.push(format!("{name}: {failed} failed repetition(s) left out"));
-            }
-        }
-        for j in &metrics {
-            let limit = NOISY_SPREAD_FACTOR * j.threshold_pct;
-            if let Some(spread) = j.ratio_spread_pct {
-                if spread > limit {
-                    notes.push(format!(
-                        "{}: the pair ratios spread {spread:.0}% across repetitions, more than {limit:.0}% \
-                         ({NOISY_SPREAD_FACTOR}× its threshold): too wide to trust a comparison at ±{}%",
-                        j.metric.label(),
-                        j.threshold_pct
-                    ));
-                }
-                continue;
-            }
-            let spread = j.base_spread_pct.max(j.new_spread_pct);
-            if spread > limit {
-                notes.push(format!(
-                    "{} spreads {:.0}% (baseline) and {:.0}% (new) across repetitions, more than {limit:.0}% \
-                     ({NOISY_SPREAD_FACTOR}× its threshold): too wide to trust a comparison at ±{}%",
-                    j.metric.label(),
-                    j.base_spread_pct,
-                    j.new_spread_pct,
-                    j.threshold_pct
-                ));
-            }
-        }
-        pairs.push(Pair {
-            label: lab,
-            base_cell: bid.to_string(),
-            new_cell: nid.to_string(),
-            cell: (*ncell).clone(),
-            metrics,
-            notes,
-        });
-    }
-    // One family: every test of the comparison, so that the chance of calling anything
-    // significant in an A/A comparison stays below ALPHA however many cells it has.
-    let ps: Vec<f64> = pairs
-        .iter()
-        .flat_map(|p: &Pair| p.metrics.iter().map(|j| j.p))
-        .collect();
-    let adjusted = holm(&ps);
-    let family = ps.len();
-    for (j, adj) in pairs
-        .iter_mut()
-        .flat_map(|p| p.metrics.iter_mut())
-        .zip(adjusted)
-    {
-        j.p_adjusted = adj;
-        j.family = family;
-        decide(j);
-    }
-    let only_base: Vec<String> = base_cells
-        .iter()
-        .filter(|(_, b)| !new_cells.iter().any(|(_, n)| key(n) == key(b)))
-        .map(|(id, c)| format!("`{id}` ({})", c.label()))
-        .collect();
-    if pairs.is_empty() {
-        bail!(
-            "no cell of {} matches a cell of {} by its parameters ({}): nothing to compare",
-            new.name(),
-            base.name(),
-            axes.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
-        );
-    }
-
-    let mut notes = Vec::new();
-    let (bm, nm) = (&base.manifest.machine, &new.manifest.machine);
-    if base.dir != new.dir && (bm.cpu_model != nm.cpu_model || bm.logical_cores != nm.logical_cores)
-    {
-        notes.push(format!(
-            "the runs come from different machines ({}, {} cores / {}, {} cores): the ratios mix \
-             hardware and code",
-            bm.cpu_model, bm.logical_cores, nm.cpu_model, nm.logical_cores
-        ));
-    }
-    let (be, ne) = (&base.manifest.experiment, &new.manifest.experiment);
-    if base.dir != new.dir
-        && (be.warmup_s != ne.warmup_s
-            || be.duration_s != ne.duration_s
-            || be.requests != ne.requests
-            || be.client_timeout_s != ne.client_timeout_s)
-    {
-        notes.push(
-            "the runs were measured with different settings (warm-up, duration or requests): \
-             the ratios mix settings and code"
-                .into(),
-        );
-    }
-    let mut runs = vec![("baseline", &base.manifest)];
-    if base.dir != new.dir {
-        runs.push(("new", &new.manifest));
-    }
-    for (side, m) in runs {
-        if busy(&m.machine) {
-            let load = m.machine.load_before[0];
-            let cores = m.machine.logical_cores.max(1);
-            notes.push(format!(
-                "the {side} run started on a busy machine (load {load:.2} on {cores} cores): \
-                 expect noise"
-            ));
-        }
-    }
-
-    Ok(Comparison {
-        design,
-        base_name: base.name(),
-        new_name: new.name(),
-        thresholds,
-        pairs,
-        only_new,
-        only_base,
-        notes,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
