@@ -20,7 +20,6 @@
 //! inconclusive; errors are 3 (see `crate::EXIT_REPORT_ERROR`).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -28,13 +27,17 @@ use anyhow::Context as _;
 use crate::domain::CMetric;
 use crate::rundir::{num, Axis, Cell};
 
+mod fmt;
 pub mod judge;
 pub mod matching;
+mod md;
 mod plot;
+mod text;
 
-use judge::fmt_p;
+use fmt::fmt_ci;
 pub use judge::{Design, Judged, Verdict};
 pub use matching::{compare, target_names, Side};
+pub use text::text;
 
 /// Significance level of the Mann–Whitney test.
 pub const ALPHA: f64 = 0.05;
@@ -107,193 +110,6 @@ impl Comparison {
             _ => "NO REGRESSION",
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Output
-
-fn fmt_value(m: CMetric, v: f64) -> String {
-    if !v.is_finite() {
-        return "–".into();
-    }
-    match m {
-        CMetric::Throughput => crate::report::markdown::fmt_rps(v),
-        _ => crate::report::markdown::fmt_us(v),
-    }
-}
-
-/// `[0.812, 0.934]`, or `–` without an interval.
-pub(super) fn fmt_ci(ci: Option<(f64, f64)>) -> String {
-    match ci {
-        Some((lo, hi)) => format!("[{}, {}]", num(lo, 3), num(hi, 3)),
-        None => "–".into(),
-    }
-}
-
-/// `1 regressed, 8 improved, 0 unchanged, 6 inconclusive`.
-fn counts(c: &Comparison) -> String {
-    [
-        Verdict::Regressed,
-        Verdict::Improved,
-        Verdict::Unchanged,
-        Verdict::Inconclusive,
-    ]
-    .map(|v| format!("{} {}", c.count(v), v.as_str()))
-    .join(", ")
-}
-
-fn method(c: &Comparison) -> String {
-    let (how, test, interval) = match c.design {
-        Design::Independent => (
-            "two runs, independent repetitions",
-            "two-sided Mann–Whitney U",
-            "ratio of medians",
-        ),
-        Design::Paired => (
-            "two targets of one run, repetition i of each side paired",
-            "two-sided Wilcoxon signed-rank on the log pair ratios",
-            "median of the pair ratios",
-        ),
-    };
-    format!(
-        "Design: {how}. Thresholds: {}. Verdicts need both p ≤ {ALPHA} ({test}, Holm–Bonferroni \
-         adjusted over the comparison's {} tests) and a ratio beyond the threshold; \"unchanged\" \
-         needs the {:.0}% bootstrap interval of the {interval} ({RESAMPLES} seeded resamples) \
-         within ±threshold.",
-        c.thresholds
-            .iter()
-            .map(|(m, t)| format!("{} ±{t}%", m.label()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        c.pairs.iter().map(|p| p.metrics.len()).sum::<usize>(),
-        CONFIDENCE * 100.0
-    )
-}
-
-/// The table printed on stdout.
-pub fn text(c: &Comparison) -> String {
-    let mut out = String::new();
-    let w = &mut out;
-    let _ = writeln!(w, "threadcenter compare: {}", c.new_name);
-    let _ = writeln!(w, "             against {}", c.base_name);
-    let _ = writeln!(w, "{}", method(c));
-    for p in &c.pairs {
-        let _ = writeln!(
-            w,
-            "\n{}  (baseline {}, new {})",
-            p.label, p.base_cell, p.new_cell
-        );
-        let _ = writeln!(
-            w,
-            "  {:<12} {:>15} {:>15} {:>7} {:>16} {:>7}  {:<12} why",
-            "metric", "baseline", "new", "ratio", "95% interval", "p (Holm)", "verdict"
-        );
-        for j in &p.metrics {
-            let _ = writeln!(
-                w,
-                "  {:<12} {:>15} {:>15} {:>7} {:>16} {:>7}  {:<12} {}",
-                j.metric.label(),
-                fmt_value(j.metric, j.base_median),
-                fmt_value(j.metric, j.new_median),
-                num(j.ratio, 3),
-                fmt_ci(j.ci),
-                fmt_p(j.p_adjusted),
-                j.verdict.as_str().to_uppercase(),
-                j.reason
-            );
-        }
-        for n in &p.notes {
-            let _ = writeln!(w, "  warning: {n}");
-        }
-    }
-    for n in &c.notes {
-        let _ = writeln!(w, "\nwarning: {n}");
-    }
-    if !c.only_new.is_empty() {
-        let _ = writeln!(w, "\nnot in the baseline: {}", c.only_new.join(", "));
-    }
-    if !c.only_base.is_empty() {
-        let _ = writeln!(w, "only in the baseline: {}", c.only_base.join(", "));
-    }
-    let _ = writeln!(
-        w,
-        "\nverdict: {} ({}) → exit {}",
-        c.overall(),
-        counts(c),
-        c.exit_code()
-    );
-    out
-}
-
-/// compare.md.
-pub fn markdown(c: &Comparison) -> String {
-    let mut out = String::new();
-    let w = &mut out;
-    let _ = writeln!(w, "# Comparison: {}\n", c.overall());
-    let _ = writeln!(w, "| | |\n|---|---|");
-    let _ = writeln!(w, "| new | `{}` |", c.new_name);
-    let _ = writeln!(w, "| baseline | `{}` |", c.base_name);
-    let _ = writeln!(w, "| verdicts | {} |", counts(c));
-    let _ = writeln!(
-        w,
-        "| exit status | {} (0 no regression, 1 regression, 2 inconclusive or too noisy, 3 error) |\n",
-        c.exit_code()
-    );
-    let _ = writeln!(w, "{}\n", method(c));
-    let _ = writeln!(
-        w,
-        "Ratios are new / baseline: above 1 is more throughput, or more latency and CPU. The \
-         baseline and new columns are each side's median over its repetitions.\n"
-    );
-    let _ = writeln!(w, "![ratios with their intervals]({COMPARE_SVG})\n");
-    for p in &c.pairs {
-        let _ = writeln!(
-            w,
-            "## {} (baseline `{}`, new `{}`)\n",
-            p.label, p.base_cell, p.new_cell
-        );
-        let _ = writeln!(
-            w,
-            "| metric | reps | baseline | new | ratio | 95% interval | p (Holm) | verdict | why |"
-        );
-        let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
-        for j in &p.metrics {
-            let _ = writeln!(
-                w,
-                "| {} | {} / {} | {} | {} | {} | {} | {} | **{}** | {} |",
-                j.metric.label(),
-                j.n_base,
-                j.n_new,
-                fmt_value(j.metric, j.base_median),
-                fmt_value(j.metric, j.new_median),
-                num(j.ratio, 3),
-                fmt_ci(j.ci),
-                fmt_p(j.p_adjusted),
-                j.verdict.as_str(),
-                j.reason.replace('|', "\\|")
-            );
-        }
-        let _ = writeln!(w);
-        for n in &p.notes {
-            let _ = writeln!(w, "- **Warning:** {n}");
-        }
-        if !p.notes.is_empty() {
-            let _ = writeln!(w);
-        }
-    }
-    if !c.notes.is_empty() || !c.only_new.is_empty() || !c.only_base.is_empty() {
-        let _ = writeln!(w, "## Notes\n");
-        for n in &c.notes {
-            let _ = writeln!(w, "- **Warning:** {n}");
-        }
-        if !c.only_new.is_empty() {
-            let _ = writeln!(w, "- Not in the baseline: {}.", c.only_new.join(", "));
-        }
-        if !c.only_base.is_empty() {
-            let _ = writeln!(w, "- Only in the baseline: {}.", c.only_base.join(", "));
-        }
-    }
-    out
 }
 
 pub fn csv_columns() -> Vec<String> {
@@ -376,8 +192,6 @@ pub fn csv(c: &Comparison) -> anyhow::Result<Vec<u8>> {
 pub fn write_files(dir: &Path, c: &Comparison) -> anyhow::Result<()> {
     let path = dir.join(COMPARE_CSV);
     std::fs::write(&path, csv(c)?).with_context(|| format!("cannot write {}", path.display()))?;
-    let path = dir.join(COMPARE_MD);
-    std::fs::write(&path, markdown(c))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    crate::report::output::write(dir, &[&md::CompareMd], c)?;
     plot::write(&dir.join(COMPARE_SVG), c)
 }
