@@ -22,11 +22,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context as _;
-
 use crate::domain::CMetric;
-use crate::rundir::{num, Axis, Cell};
+use crate::rundir::Cell;
 
+mod csv_rows;
 mod fmt;
 pub mod judge;
 pub mod matching;
@@ -112,86 +111,8 @@ impl Comparison {
     }
 }
 
-pub fn csv_columns() -> Vec<String> {
-    let mut cols: Vec<String> = vec!["new_cell".into(), "base_cell".into()];
-    cols.extend(Axis::ALL.iter().map(|a| a.name().to_string()));
-    for c in [
-        "metric",
-        "unit",
-        "better",
-        "n_base",
-        "n_new",
-        "base_median",
-        "new_median",
-        "ratio",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "p_adjusted",
-        "threshold_pct",
-        "base_spread_pct",
-        "new_spread_pct",
-        "design",
-        "verdict",
-        "reason",
-    ] {
-        cols.push(c.into());
-    }
-    cols
-}
-
-/// compare.csv: one row per pair × metric.
-pub fn csv(c: &Comparison) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    {
-        let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record(csv_columns())?;
-        for p in &c.pairs {
-            for j in &p.metrics {
-                let mut rec = vec![p.new_cell.clone(), p.base_cell.clone()];
-                rec.extend(Axis::ALL.iter().map(|a| p.cell.get(*a).to_string()));
-                let (lo, hi) = j.ci.unwrap_or((f64::NAN, f64::NAN));
-                rec.extend([
-                    j.metric.key().to_string(),
-                    j.metric.unit().to_string(),
-                    if j.metric.higher_is_better() {
-                        "higher"
-                    } else {
-                        "lower"
-                    }
-                    .to_string(),
-                    j.n_base.to_string(),
-                    j.n_new.to_string(),
-                    num(j.base_median, 3),
-                    num(j.new_median, 3),
-                    num(j.ratio, 4),
-                    num(lo, 4),
-                    num(hi, 4),
-                    num(j.p, 4),
-                    num(j.p_adjusted, 4),
-                    num(j.threshold_pct, 2),
-                    num(j.base_spread_pct, 1),
-                    num(j.new_spread_pct, 1),
-                    match j.design {
-                        Design::Independent => "independent",
-                        Design::Paired => "paired",
-                    }
-                    .to_string(),
-                    j.verdict.as_str().to_string(),
-                    j.reason.clone(),
-                ]);
-                w.write_record(rec)?;
-            }
-        }
-        w.flush()?;
-    }
-    Ok(out)
-}
-
 /// Writes compare.md, compare.csv and compare.svg into `dir`.
 pub fn write_files(dir: &Path, c: &Comparison) -> anyhow::Result<()> {
-    let path = dir.join(COMPARE_CSV);
-    std::fs::write(&path, csv(c)?).with_context(|| format!("cannot write {}", path.display()))?;
-    crate::report::output::write(dir, &[&md::CompareMd], c)?;
+    crate::report::output::write(dir, &[&md::CompareMd, &csv_rows::CompareCsv], c)?;
     plot::write(&dir.join(COMPARE_SVG), c)
 }
