@@ -33,7 +33,6 @@ mod md;
 mod plot;
 mod text;
 
-use fmt::fmt_ci;
 pub use judge::{Design, Judged, Verdict};
 pub use matching::{compare, target_names, Side};
 pub use text::text;
@@ -113,6 +112,10 @@ impl Comparison {
 
 /// Writes compare.md, compare.csv and compare.svg into `dir`.
 pub fn write_files(dir: &Path, c: &Comparison) -> anyhow::Result<()> {
-    crate::report::output::write(dir, &[&md::CompareMd, &csv_rows::CompareCsv], c)?;
-    plot::write(&dir.join(COMPARE_SVG), c)
+    crate::report::output::write(
+        dir,
+        &[&md::CompareMd, &csv_rows::CompareCsv, &plot::CompareSvg],
+        c,
+    )?;
+    Ok(())
 }

@@ -2,13 +2,13 @@
 //! metric, over a grey band of ±threshold and a dashed line at 1, coloured by verdict.
 //! Drawn in pixel coordinates computed here, so the same comparison gives the same bytes.
 
-use std::path::Path;
-
-use anyhow::Context as _;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{fmt_ci, Comparison, Verdict};
+use super::fmt::fmt_ci;
+use super::{Comparison, Judged, Pair, Verdict, COMPARE_SVG};
+use crate::report::output::{Artefact, Output};
 use crate::report::plots::tick_step;
 use crate::rundir::num;
 
@@ -19,6 +19,22 @@ const TOP: i32 = 70;
 const ROW: i32 = 24;
 const BOTTOM: i32 = 60;
 
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Drawn = Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
+/// compare.svg, an [`Output`] of a comparison.
+pub(super) struct CompareSvg;
+
+impl Output<Comparison> for CompareSvg {
+    fn name(&self) -> &'static str {
+        COMPARE_SVG
+    }
+
+    fn render(&self, c: &Comparison) -> anyhow::Result<Vec<Artefact>> {
+        Ok(vec![Artefact::new(COMPARE_SVG, svg(c)?)])
+    }
+}
+
 fn colour(v: Verdict) -> RGBColor {
     match v {
         Verdict::Regressed => RGBColor(214, 39, 40),
@@ -28,6 +44,10 @@ fn colour(v: Verdict) -> RGBColor {
     }
 }
 
+fn font(size: u32) -> FontDesc<'static> {
+    ("sans-serif", size).into_font()
+}
+
 /// Round ticks (the report plots' [`tick_step`] apart) within [lo, hi].
 fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     let step = tick_step((hi - lo).max(1e-9));
@@ -35,53 +55,86 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     (a..=b).map(|k| k as f64 * step).collect()
 }
 
-pub fn write(path: &Path, c: &Comparison) -> anyhow::Result<()> {
-    let rows: usize = c.pairs.iter().map(|p| 1 + p.metrics.len()).sum();
-    let height = TOP + ROW * rows as i32 + BOTTOM;
-    // The x range: every finite ratio and interval end, and every threshold band.
-    let mut lo: f64 = 1.0;
-    let mut hi: f64 = 1.0;
-    for j in c.pairs.iter().flat_map(|p| &p.metrics) {
-        let t = j.threshold_pct / 100.0;
-        for v in [j.ratio, 1.0 - t, 1.0 + t]
-            .into_iter()
-            .chain(j.ci.map(|c| c.0))
-            .chain(j.ci.map(|c| c.1))
-        {
-            if v.is_finite() {
-                lo = lo.min(v);
-                hi = hi.max(v);
+/// The ratio axis: from `lo` to `hi` over the pixels from LEFT to WIDTH - RIGHT.
+struct Scale {
+    lo: f64,
+    hi: f64,
+}
+
+impl Scale {
+    const X0: i32 = LEFT;
+    const X1: i32 = WIDTH - RIGHT;
+
+    /// Every finite ratio and interval end, and every threshold band, padded by 5%.
+    fn of(c: &Comparison) -> Scale {
+        let mut lo: f64 = 1.0;
+        let mut hi: f64 = 1.0;
+        for j in c.pairs.iter().flat_map(|p| &p.metrics) {
+            let t = j.threshold_pct / 100.0;
+            for v in [j.ratio, 1.0 - t, 1.0 + t]
+                .into_iter()
+                .chain(j.ci.map(|c| c.0))
+                .chain(j.ci.map(|c| c.1))
+            {
+                if v.is_finite() {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
             }
         }
+        // Keep absurd ratios (a broken run) from squashing everything else.
+        lo = lo.max(0.0);
+        hi = hi.min(5.0);
+        let pad = (hi - lo) * 0.05;
+        Scale {
+            lo: lo - pad,
+            hi: hi + pad,
+        }
     }
-    // Keep absurd ratios (a broken run) from squashing everything else.
-    lo = lo.max(0.0);
-    hi = hi.min(5.0);
-    let pad = (hi - lo) * 0.05;
-    let (lo, hi) = (lo - pad, hi + pad);
-    let x0 = LEFT;
-    let x1 = WIDTH - RIGHT;
-    let x = |v: f64| -> i32 {
-        let v = v.clamp(lo, hi);
-        x0 + ((v - lo) / (hi - lo) * f64::from(x1 - x0)).round() as i32
-    };
 
-    let root = SVGBackend::new(path, (WIDTH as u32, height as u32)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let font = |size: u32| ("sans-serif", size).into_font();
-    let grey = RGBColor(120, 120, 120);
+    /// The pixel column of ratio `v` (clamped to the axis).
+    fn x(&self, v: f64) -> i32 {
+        let v = v.clamp(self.lo, self.hi);
+        Self::X0
+            + ((v - self.lo) / (self.hi - self.lo) * f64::from(Self::X1 - Self::X0)).round() as i32
+    }
+}
+
+/// compare.svg's text.
+fn svg(c: &Comparison) -> anyhow::Result<String> {
+    let rows: usize = c.pairs.iter().map(|p| 1 + p.metrics.len()).sum();
+    let plot_bottom = TOP + ROW * rows as i32;
+    let height = plot_bottom + BOTTOM;
+    let scale = Scale::of(c);
+    let mut out = String::new();
+    {
+        let root =
+            SVGBackend::with_string(&mut out, (WIDTH as u32, height as u32)).into_drawing_area();
+        root.fill(&WHITE)?;
+        title_and_legend(&root)?;
+        let mut row = 0;
+        for p in &c.pairs {
+            pair_row(&root, p, row)?;
+            row += 1;
+            for j in &p.metrics {
+                metric_row(&root, &scale, j, row)?;
+                row += 1;
+            }
+        }
+        axis(&root, &scale, plot_bottom)?;
+        root.present()?;
+    }
+    Ok(out)
+}
+
+fn title_and_legend(root: &Area) -> Drawn {
     root.draw(&Text::new(
         "Ratio new / baseline with its 95% interval (grey band: ±threshold)".to_string(),
         (16, 14),
         font(20),
     ))?;
     let mut lx = 16;
-    for v in [
-        Verdict::Regressed,
-        Verdict::Improved,
-        Verdict::Unchanged,
-        Verdict::Inconclusive,
-    ] {
+    for v in Verdict::ALL {
         root.draw(&Circle::new((lx + 5, 50), 5, colour(v).filled()))?;
         root.draw(&Text::new(
             v.as_str().to_string(),
@@ -92,66 +145,71 @@ pub fn write(path: &Path, c: &Comparison) -> anyhow::Result<()> {
         ))?;
         lx += 120;
     }
+    Ok(())
+}
 
-    let plot_bottom = TOP + ROW * rows as i32;
-    let mut row = 0;
-    for p in &c.pairs {
-        let y = TOP + ROW * row + ROW / 2;
-        root.draw(&PathElement::new(
-            vec![(8, TOP + ROW * row), (WIDTH - 8, TOP + ROW * row)],
-            RGBColor(200, 200, 200).stroke_width(1),
-        ))?;
-        root.draw(&Text::new(
-            format!("{} (baseline {}, new {})", p.label, p.base_cell, p.new_cell),
-            (16, y),
-            font(14)
-                .color(&BLACK)
-                .pos(Pos::new(HPos::Left, VPos::Center)),
-        ))?;
-        row += 1;
-        for j in &p.metrics {
-            let y = TOP + ROW * row + ROW / 2;
-            let t = j.threshold_pct / 100.0;
-            root.draw(&Rectangle::new(
-                [(x(1.0 - t), y - ROW / 2 + 3), (x(1.0 + t), y + ROW / 2 - 3)],
-                RGBColor(232, 232, 232).filled(),
+/// A pair's heading on row `row`, under a rule.
+fn pair_row(root: &Area, p: &Pair, row: i32) -> Drawn {
+    let y = TOP + ROW * row + ROW / 2;
+    root.draw(&PathElement::new(
+        vec![(8, TOP + ROW * row), (WIDTH - 8, TOP + ROW * row)],
+        RGBColor(200, 200, 200).stroke_width(1),
+    ))?;
+    root.draw(&Text::new(
+        format!("{} (baseline {}, new {})", p.label, p.base_cell, p.new_cell),
+        (16, y),
+        font(14)
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center)),
+    ))
+}
+
+/// One metric on row `row`: its threshold band, interval, ratio and figures.
+fn metric_row(root: &Area, scale: &Scale, j: &Judged, row: i32) -> Drawn {
+    let x = |v: f64| scale.x(v);
+    let y = TOP + ROW * row + ROW / 2;
+    let t = j.threshold_pct / 100.0;
+    root.draw(&Rectangle::new(
+        [(x(1.0 - t), y - ROW / 2 + 3), (x(1.0 + t), y + ROW / 2 - 3)],
+        RGBColor(232, 232, 232).filled(),
+    ))?;
+    let col = colour(j.verdict);
+    if let Some((a, b)) = j.ci {
+        if a.is_finite() && b.is_finite() {
+            root.draw(&PathElement::new(
+                vec![(x(a), y), (x(b), y)],
+                col.stroke_width(2),
             ))?;
-            let col = colour(j.verdict);
-            if let Some((a, b)) = j.ci {
-                if a.is_finite() && b.is_finite() {
-                    root.draw(&PathElement::new(
-                        vec![(x(a), y), (x(b), y)],
-                        col.stroke_width(2),
-                    ))?;
-                    for end in [a, b] {
-                        root.draw(&PathElement::new(
-                            vec![(x(end), y - 5), (x(end), y + 5)],
-                            col.stroke_width(2),
-                        ))?;
-                    }
-                }
+            for end in [a, b] {
+                root.draw(&PathElement::new(
+                    vec![(x(end), y - 5), (x(end), y + 5)],
+                    col.stroke_width(2),
+                ))?;
             }
-            if j.ratio.is_finite() {
-                root.draw(&Circle::new((x(j.ratio), y), 4, col.filled()))?;
-            }
-            root.draw(&Text::new(
-                format!("    {}", j.metric.label()),
-                (16, y),
-                font(13)
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Left, VPos::Center)),
-            ))?;
-            let ci = fmt_ci(j.ci);
-            root.draw(&Text::new(
-                format!("{} {ci} {}", num(j.ratio, 3), j.verdict.as_str()),
-                (x1 + 14, y),
-                font(13).color(&col).pos(Pos::new(HPos::Left, VPos::Center)),
-            ))?;
-            row += 1;
         }
     }
-    // The line at 1 and the axis.
-    let one = x(1.0);
+    if j.ratio.is_finite() {
+        root.draw(&Circle::new((x(j.ratio), y), 4, col.filled()))?;
+    }
+    root.draw(&Text::new(
+        format!("    {}", j.metric.label()),
+        (16, y),
+        font(13)
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center)),
+    ))?;
+    let ci = fmt_ci(j.ci);
+    root.draw(&Text::new(
+        format!("{} {ci} {}", num(j.ratio, 3), j.verdict.as_str()),
+        (Scale::X1 + 14, y),
+        font(13).color(&col).pos(Pos::new(HPos::Left, VPos::Center)),
+    ))
+}
+
+/// The dashed line at 1 down the rows, and the ratio axis with its ticks under them.
+fn axis(root: &Area, scale: &Scale, plot_bottom: i32) -> Drawn {
+    let grey = RGBColor(120, 120, 120);
+    let one = scale.x(1.0);
     let mut yy = TOP;
     while yy < plot_bottom {
         root.draw(&PathElement::new(
@@ -160,12 +218,13 @@ pub fn write(path: &Path, c: &Comparison) -> anyhow::Result<()> {
         ))?;
         yy += 10;
     }
+    let (x0, x1) = (Scale::X0, Scale::X1);
     root.draw(&PathElement::new(
         vec![(x0, plot_bottom), (x1, plot_bottom)],
         BLACK.stroke_width(1),
     ))?;
-    for tick in ticks(lo, hi) {
-        let tx = x(tick);
+    for tick in ticks(scale.lo, scale.hi) {
+        let tx = scale.x(tick);
         root.draw(&PathElement::new(
             vec![(tx, plot_bottom), (tx, plot_bottom + 5)],
             BLACK.stroke_width(1),
@@ -184,8 +243,5 @@ pub fn write(path: &Path, c: &Comparison) -> anyhow::Result<()> {
         font(13)
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Top)),
-    ))?;
-    root.present()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    ))
 }
