@@ -20,9 +20,9 @@
 //! inconclusive; errors are 3 (see `crate::EXIT_REPORT_ERROR`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use crate::domain::CMetric;
+use crate::report::output::Output;
 use crate::rundir::Cell;
 
 mod csv_rows;
@@ -50,6 +50,11 @@ pub const NOISY_SPREAD_FACTOR: f64 = 2.0;
 pub const COMPARE_MD: &str = "compare.md";
 pub const COMPARE_CSV: &str = "compare.csv";
 pub const COMPARE_SVG: &str = "compare.svg";
+
+/// Every file a comparison writes into the new side's run directory, in the order they
+/// are listed after the table. Another artefact is one more `Output` and one more entry.
+pub(crate) const COMPARE_OUTPUTS: &[&dyn Output<Comparison>] =
+    &[&md::CompareMd, &csv_rows::CompareCsv, &plot::CompareSvg];
 
 pub const EXIT_NO_REGRESSION: u8 = 0;
 pub const EXIT_REGRESSION: u8 = 1;
@@ -108,14 +113,4 @@ impl Comparison {
             _ => "NO REGRESSION",
         }
     }
-}
-
-/// Writes compare.md, compare.csv and compare.svg into `dir`.
-pub fn write_files(dir: &Path, c: &Comparison) -> anyhow::Result<()> {
-    crate::report::output::write(
-        dir,
-        &[&md::CompareMd, &csv_rows::CompareCsv, &plot::CompareSvg],
-        c,
-    )?;
-    Ok(())
 }
