@@ -16,8 +16,18 @@
 //!   are needed), or too noisy: the interval reaches past the threshold (it estimates how
 //!   many repetitions would settle it).
 //!
+//! Two targets of one run are paired repetition by repetition instead: the median of the
+//! pair ratios and the Wilcoxon signed-rank test. Holm–Bonferroni adjusts every p over
+//! the whole comparison.
+//!
 //! Exit status: 0 no regression, 1 some regression, 2 nothing regressed but something was
 //! inconclusive; errors are 3 (see `crate::EXIT_REPORT_ERROR`).
+//!
+//! Here: the constants, [`Comparison`] (what every output renders) and the registry of
+//! outputs. `matching` loads the two sides and pairs their cells; `judge` decides each
+//! metric (tests, Holm, bootstrap, verdicts). The renderers: `text` (the table on stdout),
+//! `md` (compare.md), `csv_rows` (compare.csv), `plot` (compare.svg), and `fmt`, what
+//! they share.
 
 use std::collections::BTreeMap;
 
