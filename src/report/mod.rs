@@ -10,7 +10,6 @@
 
 pub mod analysis;
 pub mod compare;
-pub mod compare_plot;
 pub mod limits;
 pub mod load;
 pub mod markdown;
@@ -74,17 +73,15 @@ fn run_compare(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read {}", args.dir.display()))?;
     let cli = crate::domain::Thresholds::from_args(&args.thresholds);
     let c = compare::compare(&base, &new, &cli)?;
-    compare::write_files(&args.dir, &c)?;
+    let written = output::write(&args.dir, compare::COMPARE_OUTPUTS, &c)?;
     print!("{}", compare::text(&c));
     println!(
         "written: {}",
-        [
-            compare::COMPARE_MD,
-            compare::COMPARE_CSV,
-            compare::COMPARE_SVG
-        ]
-        .map(|f| args.dir.join(f).display().to_string())
-        .join(", ")
+        written
+            .iter()
+            .map(|f| args.dir.join(f).display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(ExitCode::from(c.exit_code()))
 }

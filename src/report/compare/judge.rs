@@ -1,0 +1,435 @@
+//! Judging one metric of one matched pair of cells: the ratio new / baseline, its seeded
+//! bootstrap interval, the Mann–Whitney U (two runs) or signed-rank (paired) p-value,
+//! Holm–Bonferroni over the comparison's family of tests, and the verdict with the reason
+//! a reader is given.
+
+use crate::domain::CMetric;
+use crate::report::stats;
+use crate::rundir::num;
+
+use super::{ALPHA, CONFIDENCE, RESAMPLES};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Regressed,
+    Inconclusive,
+    Improved,
+    Unchanged,
+}
+
+impl Verdict {
+    /// Every verdict, in the order the summaries count them.
+    pub const ALL: [Verdict; 4] = [
+        Verdict::Regressed,
+        Verdict::Improved,
+        Verdict::Unchanged,
+        Verdict::Inconclusive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Regressed => "regressed",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Improved => "improved",
+            Verdict::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// How the two sides' repetitions relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Design {
+    /// Two runs: independent samples. Ratio of medians; Mann–Whitney U.
+    Independent,
+    /// Two targets of one run: repetition i of each side is a pair measured under the
+    /// same conditions (back to back when the order is interleaved). Median of the pair
+    /// ratios; Wilcoxon signed-rank test on their logarithms. Drift in the machine that
+    /// hits both members of a pair cancels out of their ratio.
+    Paired,
+}
+
+impl Design {
+    /// The name in compare.csv's `design` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Design::Independent => "independent",
+            Design::Paired => "paired",
+        }
+    }
+}
+
+/// One metric of one matched pair of cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub metric: CMetric,
+    pub design: Design,
+    pub n_base: usize,
+    pub n_new: usize,
+    pub base_median: f64,
+    pub new_median: f64,
+    /// new / baseline: the ratio of medians, or (paired) the median of the pair ratios;
+    /// NaN when there is none.
+    pub ratio: f64,
+    pub ci: Option<(f64, f64)>,
+    /// The raw p-value of the test.
+    pub p: f64,
+    /// `p` adjusted by Holm–Bonferroni over the comparison's `family` of tests.
+    pub p_adjusted: f64,
+    pub family: usize,
+    /// The smallest p the test could give with these counts.
+    pub min_p: f64,
+    pub threshold_pct: f64,
+    pub base_spread_pct: f64,
+    pub new_spread_pct: f64,
+    /// Paired: the spread of the pair ratios, percent.
+    pub ratio_spread_pct: Option<f64>,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// Decides one metric from its baseline and new repetitions (paired: `base[i]` and
+/// `new[i]` are one pair).
+pub fn judge(
+    metric: CMetric,
+    base: &[f64],
+    new: &[f64],
+    design: Design,
+    threshold_pct: f64,
+    seed: u64,
+) -> Judged {
+    let (nb, nn) = (base.len(), new.len());
+    let (mb, mn) = (stats::median(base), stats::median(new));
+    let (ratio, ci, p, min_p, ratio_spread) = match design {
+        Design::Independent => (
+            if mb != 0.0 && mb.is_finite() && mn.is_finite() {
+                mn / mb
+            } else {
+                f64::NAN
+            },
+            stats::bootstrap_ratio_ci(base, new, RESAMPLES, CONFIDENCE, seed),
+            stats::mann_whitney_p(base, new),
+            stats::min_p_value(nb, nn),
+            None,
+        ),
+        Design::Paired => {
+            let ratios: Vec<f64> = base
+                .iter()
+                .zip(new)
+                .filter(|(b, n)| **b > 0.0 && **n > 0.0)
+                .map(|(b, n)| n / b)
+                .collect();
+            let logs: Vec<f64> = ratios.iter().map(|r| r.ln()).collect();
+            (
+                stats::median(&ratios),
+                stats::bootstrap_median_ci(&ratios, RESAMPLES, CONFIDENCE, seed),
+                stats::signed_rank_p(&logs),
+                stats::min_p_value_paired(ratios.len()),
+                Some(stats::spread_pct(&ratios)),
+            )
+        }
+    };
+    let mut out = Judged {
+        metric,
+        design,
+        n_base: nb,
+        n_new: nn,
+        base_median: mb,
+        new_median: mn,
+        ratio,
+        ci,
+        p,
+        p_adjusted: p,
+        family: 1,
+        min_p,
+        threshold_pct,
+        base_spread_pct: stats::spread_pct(base),
+        new_spread_pct: stats::spread_pct(new),
+        ratio_spread_pct: ratio_spread,
+        verdict: Verdict::Inconclusive,
+        reason: String::new(),
+    };
+    decide(&mut out);
+    out
+}
+
+/// Sets the verdict and its reason from the figures, `p_adjusted` and `family`.
+pub fn decide(j: &mut Judged) {
+    // Holm's first step compares the smallest p with alpha / m: a test that cannot get
+    // there even with the most extreme data can never be significant.
+    let alpha_best = ALPHA / j.family.max(1) as f64;
+    j.verdict = Verdict::Inconclusive;
+    if j.min_p > alpha_best {
+        j.reason = too_few(j, alpha_best);
+        return;
+    }
+    if !j.ratio.is_finite() {
+        j.reason = "the baseline median is 0: no ratio".into();
+        return;
+    }
+    let threshold_pct = j.threshold_pct;
+    let t = threshold_pct / 100.0;
+    let change = (j.ratio - 1.0) * 100.0;
+    let beyond = (j.ratio - 1.0).abs() > t;
+    let worse = if j.metric.higher_is_better() {
+        j.ratio < 1.0
+    } else {
+        j.ratio > 1.0
+    };
+    let inside = j.ci.is_some_and(|(lo, hi)| lo >= 1.0 - t && hi <= 1.0 + t);
+    if j.p_adjusted <= ALPHA && beyond {
+        j.verdict = if worse {
+            Verdict::Regressed
+        } else {
+            Verdict::Improved
+        };
+        j.reason = format!("{change:+.1}%, beyond ±{threshold_pct}% ({})", p_text(j));
+    } else if inside {
+        j.verdict = Verdict::Unchanged;
+        j.reason = format!(
+            "{change:+.1}%; the {:.0}% interval lies within ±{threshold_pct}%",
+            CONFIDENCE * 100.0
+        );
+    } else {
+        j.reason = too_noisy(j);
+    }
+}
+
+/// Why a test with these counts can never be significant at `alpha_best`, and how many
+/// repetitions it needs.
+fn too_few(j: &Judged, alpha_best: f64) -> String {
+    let (nb, nn) = (j.n_base, j.n_new);
+    let m = j.family.max(1);
+    let family = if m > 1 {
+        format!(" when judging {m} figures at once (Holm)")
+    } else {
+        String::new()
+    };
+    match j.design {
+        Design::Independent => format!(
+            "too few repetitions: {nb} baseline and {nn} new; the test needs at least {} on each \
+             side to reach p ≤ {ALPHA}{family}",
+            stats::min_reps(alpha_best)
+        ),
+        Design::Paired => format!(
+            "too few repetitions: {} pairs; the signed-rank test needs at least {} to reach p ≤ {ALPHA}{family}",
+            nb.min(nn),
+            stats::min_pairs(alpha_best)
+        ),
+    }
+}
+
+/// `p = 0.012`, or with a family `p = 0.012, 0.048 after Holm over 4`.
+fn p_text(j: &Judged) -> String {
+    let m = j.family.max(1);
+    if m > 1 {
+        format!(
+            "p {}, {} after Holm over {m}",
+            p_is(j.p),
+            fmt_p(j.p_adjusted)
+        )
+    } else {
+        format!("p {}", p_is(j.p))
+    }
+}
+
+/// Neither a change nor unchanged: the interval reaches past the threshold. Says how
+/// many repetitions might settle it.
+fn too_noisy(j: &Judged) -> String {
+    let (ratio, threshold_pct) = (j.ratio, j.threshold_pct);
+    let t = threshold_pct / 100.0;
+    let change = (ratio - 1.0) * 100.0;
+    let (lo, hi) = j.ci.unwrap_or((f64::NAN, f64::NAN));
+    let n = j.n_base.min(j.n_new);
+    let half = (hi - lo) / 2.0;
+    let off = (ratio - 1.0).abs();
+    // To call it unchanged the interval must shrink inside the band; to call it a
+    // change it must shrink off 1. Intervals narrow about as 1/sqrt(repetitions).
+    let target = if off < t { t - off } else { off };
+    let needed = if target > 0.0 && half.is_finite() {
+        (n as f64 * (half / target).powi(2)).ceil()
+    } else {
+        f64::INFINITY
+    };
+    let hint = if needed <= 100.0 {
+        format!(
+            "about {} repetitions per side could settle it",
+            (needed as usize).max(n + 1)
+        )
+    } else {
+        "more than 100 repetitions per side would be needed: reduce the noise instead".into()
+    };
+    format!(
+        "too noisy to tell: {change:+.1}%, {}, and the {:.0}% interval [{}, {}] reaches past ±{threshold_pct}%; {hint}",
+        p_text(j),
+        CONFIDENCE * 100.0,
+        num(lo, 3),
+        num(hi, 3),
+    )
+}
+
+/// Holm–Bonferroni over every test of a comparison: adjusted p-values (in the order
+/// given) that keep the chance of any false "significant" below alpha for the family.
+pub fn holm(ps: &[f64]) -> Vec<f64> {
+    let m = ps.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]).then(a.cmp(&b)));
+    let mut adjusted = vec![1.0; m];
+    let mut running: f64 = 0.0;
+    for (k, &i) in order.iter().enumerate() {
+        running = running.max(((m - k) as f64 * ps[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
+}
+
+/// `0.012` or `<0.001`, for a table's p column.
+pub(super) fn fmt_p(p: f64) -> String {
+    if p < 0.001 {
+        "<0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+/// `= 0.012` or `< 0.001`, to follow a "p".
+fn p_is(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".into()
+    } else {
+        format!("= {p:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn around(center: f64, spread: f64, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| center * (1.0 + spread * ((i as f64 / (n - 1).max(1) as f64) - 0.5)))
+            .collect()
+    }
+
+    #[test]
+    fn verdicts() {
+        let base = around(1000.0, 0.02, 5);
+        let noisy = [600.0, 1400.0, 900.0, 1200.0, 700.0];
+        // (what, metric, baseline, new, verdict, a phrase the reason must hold)
+        let cases = [
+            (
+                "20% less throughput, cleanly separated",
+                CMetric::Throughput,
+                base.clone(),
+                around(800.0, 0.02, 5),
+                Verdict::Regressed,
+                "",
+            ),
+            (
+                "20% less latency",
+                CMetric::P99,
+                base.clone(),
+                around(800.0, 0.02, 5),
+                Verdict::Improved,
+                "",
+            ),
+            (
+                "the same, within 1%",
+                CMetric::P50,
+                base.clone(),
+                around(1005.0, 0.02, 5),
+                Verdict::Unchanged,
+                "",
+            ),
+            (
+                "significant but small (2% with a 5% threshold)",
+                CMetric::P50,
+                base.clone(),
+                around(1020.0, 0.005, 5),
+                Verdict::Unchanged,
+                "",
+            ),
+            (
+                "wild noise: inconclusive, with a hint",
+                CMetric::Throughput,
+                base.clone(),
+                noisy.to_vec(),
+                Verdict::Inconclusive,
+                "too noisy",
+            ),
+            (
+                "three repetitions can never be significant",
+                CMetric::Throughput,
+                around(1000.0, 0.01, 3),
+                around(500.0, 0.01, 3),
+                Verdict::Inconclusive,
+                "at least 4",
+            ),
+        ];
+        for (what, metric, base, new, verdict, reason) in cases {
+            let j = judge(metric, &base, &new, Design::Independent, 5.0, 1);
+            assert_eq!(j.verdict, verdict, "{what}: {j:?}");
+            assert!(j.reason.contains(reason), "{what}: {j:?}");
+        }
+    }
+
+    #[test]
+    fn holm_adjusts_in_steps_and_keeps_order() {
+        let adj = holm(&[0.01, 0.04, 0.002, 0.5]);
+        // Sorted: 0.002×4 = 0.008, 0.01×3 = 0.03, 0.04×2 = 0.08, 0.5×1 = 0.5.
+        let want = [0.03, 0.08, 0.008, 0.5];
+        for (a, w) in adj.iter().zip(want) {
+            assert!((a - w).abs() < 1e-12, "{adj:?}");
+        }
+        // Monotone: a larger p never gets a smaller adjusted p.
+        let adj = holm(&[0.02, 0.021]);
+        assert!(adj[0] <= adj[1], "{adj:?}");
+    }
+
+    #[test]
+    fn a_larger_family_needs_more_pairs() {
+        let base: Vec<f64> = (0..8).map(|i| 1000.0 + f64::from(i)).collect();
+        let new: Vec<f64> = base.iter().map(|b| b * 0.7).collect();
+        let mut j = judge(CMetric::Throughput, &base, &new, Design::Paired, 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
+        // 8 pairs reach p = 2/256 = 0.0078: not below 0.05/15 = 0.0033.
+        j.family = 15;
+        j.p_adjusted = (j.p * 15.0).min(1.0);
+        decide(&mut j);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(
+            j.reason.contains("at least 10") && j.reason.contains("Holm"),
+            "{j:?}"
+        );
+    }
+
+    #[test]
+    fn pairing_cancels_drift_that_hits_both_sides() {
+        // The machine slows down over the run by up to 60%; the new side is 20% slower
+        // than the baseline in every pair. Independent samples drown that in the drift;
+        // pairs see it.
+        let drift = [1.0, 1.3, 0.8, 1.6, 1.1, 0.9, 1.4, 1.2];
+        let base: Vec<f64> = drift.iter().map(|d| 1000.0 * d).collect();
+        let new: Vec<f64> = drift.iter().map(|d| 800.0 * d).collect();
+        let j = judge(
+            CMetric::Throughput,
+            &base,
+            &new,
+            Design::Independent,
+            5.0,
+            1,
+        );
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        let j = judge(CMetric::Throughput, &base, &new, Design::Paired, 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
+        assert!((j.ratio - 0.8).abs() < 1e-9);
+        // The same build on both sides, with a little noise of its own: unchanged.
+        let jitter = [1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99];
+        let same: Vec<f64> = base.iter().zip(jitter).map(|(b, j)| b * j).collect();
+        let j = judge(CMetric::Throughput, &base, &same, Design::Paired, 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Unchanged, "{j:?}");
+        // Five pairs can never reach p ≤ 0.05.
+        let j = judge(CMetric::P50, &base[..5], &new[..5], Design::Paired, 5.0, 1);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(j.reason.contains("at least 6"), "{j:?}");
+    }
+}
