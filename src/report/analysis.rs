@@ -9,19 +9,17 @@
 //! (10%) above C's. Past C, added concurrency no longer buys throughput, only latency.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
 
 use super::load::RunData;
+use crate::rundir::Status;
 use crate::rundir::{axes_label, Axis, AxisValue, Cell};
-use crate::rundir::{num, Status};
 
 /// Throughput gain below which more concurrency "stops raising throughput".
 pub const GAIN: f64 = 0.10;
 /// p99 rise above which more concurrency "only raises latency".
 pub const RISE: f64 = 0.10;
 
-/// A figure summarised over repetitions, with the name and unit of its summary column.
+/// A figure summarised over repetitions (its columns in summary.csv: `rundir::summary`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Metric {
     Throughput,
@@ -67,30 +65,6 @@ impl Metric {
         Metric::StageTotal,
         Metric::StageRest,
     ];
-
-    /// (column stem, unit, decimals): the median is `stem_unit`, the spread
-    /// `stem_min_unit` and `stem_max_unit`.
-    pub fn column(self) -> (&'static str, &'static str, usize) {
-        match self {
-            Metric::Throughput => ("throughput", "rps", 3),
-            Metric::LatencyMean => ("latency_mean", "us", 1),
-            Metric::LatencyP50 => ("latency_p50", "us", 1),
-            Metric::LatencyP90 => ("latency_p90", "us", 1),
-            Metric::LatencyP99 => ("latency_p99", "us", 1),
-            Metric::LatencyP999 => ("latency_p99_9", "us", 1),
-            Metric::LatencyMax => ("latency_max", "us", 1),
-            Metric::ServerCpu => ("server_cpu", "pct", 1),
-            Metric::ClientCpu => ("client_cpu", "pct", 1),
-            Metric::MachineCpu => ("machine_cpu", "pct", 1),
-            Metric::LatencyP99Uncorrected => ("latency_p99_uncorrected", "us", 1),
-            Metric::SentRps => ("sent", "rps", 3),
-            Metric::StageQueue => ("server_queue_mean", "us", 1),
-            Metric::StageService => ("server_service_mean", "us", 1),
-            Metric::StageReturn => ("server_return_mean", "us", 1),
-            Metric::StageTotal => ("server_total_mean", "us", 1),
-            Metric::StageRest => ("rest_mean", "us", 1),
-        }
-    }
 }
 
 /// Median and range over the successful repetitions of a cell.
@@ -509,59 +483,6 @@ pub fn saturation(cells: &[CellSummary], points: &[usize]) -> Option<Saturation>
         }
     }
     None
-}
-
-/// summary.csv's columns: the cell, its axes, counts, then per metric its median, min, max.
-pub fn summary_columns() -> Vec<String> {
-    let mut cols: Vec<String> = vec!["cell".into()];
-    cols.extend(Axis::ALL.iter().map(|a| a.name().to_string()));
-    for c in ["reps_ok", "reps_failed", "sent", "ok", "failed"] {
-        cols.push(c.into());
-    }
-    for m in Metric::ALL {
-        let (stem, unit, _) = m.column();
-        cols.push(format!("{stem}_{unit}"));
-        cols.push(format!("{stem}_min_{unit}"));
-        cols.push(format!("{stem}_max_{unit}"));
-    }
-    cols.push("server_cpu_peak_pct".into());
-    cols.extend(super::limits::COLUMNS.map(String::from));
-    cols.extend(super::noise::COLUMNS.map(String::from));
-    cols
-}
-
-pub fn write_summary_csv(path: &Path, a: &Analysis) -> anyhow::Result<()> {
-    let mut out = Vec::new();
-    {
-        let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record(summary_columns())?;
-        for c in &a.cells {
-            let mut rec: Vec<String> = vec![c.id.clone()];
-            rec.extend(Axis::ALL.iter().map(|ax| c.cell.get(*ax).to_string()));
-            rec.extend([
-                c.reps_ok.to_string(),
-                c.reps_failed.to_string(),
-                c.sent.to_string(),
-                c.ok.to_string(),
-                c.failed.to_string(),
-            ]);
-            for m in Metric::ALL {
-                let (_, _, d) = m.column();
-                match c.stats.get(&m) {
-                    Some(s) => rec.extend([num(s.median, d), num(s.min, d), num(s.max, d)]),
-                    None => rec.extend([String::new(), String::new(), String::new()]),
-                }
-            }
-            rec.push(c.server_cpu_peak_pct.map_or(String::new(), |v| num(v, 1)));
-            rec.extend(c.limits.record());
-            rec.extend(c.noise.record());
-            w.write_record(rec)?;
-        }
-        w.flush()?;
-    }
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(&out)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -27,7 +27,6 @@ use std::fmt::Write as _;
 use super::analysis::{Analysis, CellSummary, Metric};
 use super::load::RunData;
 use crate::domain::ClientCmd;
-use crate::rundir::num;
 use crate::rundir::Limits;
 
 /// How far above 100% an efficiency may read before it is flagged: the ceilings and the
@@ -45,7 +44,7 @@ pub struct CellLimits {
     pub latency_efficiency_pct: Option<f64>,
 }
 
-/// summary.csv's columns for them, in [`CellLimits::record`]'s order.
+/// summary.csv's columns for them (`rundir::summary`), as report.md names them.
 pub const COLUMNS: [&str; 6] = [
     "loopback_ceiling_rps",
     "compute_ceiling_rps",
@@ -121,18 +120,6 @@ impl CellLimits {
             latency_floor_us,
             latency_efficiency_pct,
         }
-    }
-
-    pub fn record(&self) -> Vec<String> {
-        let f = |v: Option<f64>, d: usize| v.map_or(String::new(), |v| num(v, d));
-        vec![
-            f(self.loopback_rps, 1),
-            f(self.compute_rps, 1),
-            f(self.ceiling_rps, 1),
-            f(self.efficiency_pct, 1),
-            f(self.latency_floor_us, 1),
-            f(self.latency_efficiency_pct, 1),
-        ]
     }
 
     /// The larger efficiency when it is above 100% + [`TOLERANCE_PCT`].
@@ -265,4 +252,17 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rundir::summary::SummaryRow;
+
+    #[test]
+    fn the_columns_the_section_names_are_summary_columns_in_order() {
+        let all = SummaryRow::columns();
+        let at = all.iter().position(|c| c == COLUMNS[0]).unwrap();
+        assert_eq!(all[at..at + COLUMNS.len()], COLUMNS.map(String::from));
+    }
 }

@@ -18,6 +18,7 @@ pub mod noise;
 pub mod output;
 pub mod plots;
 pub mod stats;
+pub mod summary;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -89,15 +90,26 @@ fn run_compare(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(c.exit_code()))
 }
 
+/// What every output of a run's report renders from: its raw files as read, and what
+/// the analysis found in them.
+pub struct Analysed {
+    pub data: load::RunData,
+    pub analysis: analysis::Analysis,
+}
+
+/// Every artefact of a run's report, in the order they render.
+const REGISTRY: &[&dyn output::Output<Analysed>] = &[&summary::SummaryCsv];
+
 /// Renders summary.csv, plots/ and report.md from the raw files in `dir`.
 pub fn render(dir: &Path) -> anyhow::Result<()> {
     let data = load::RunData::load(dir)
         .with_context(|| format!("cannot render the report of {}", dir.display()))?;
-    let a = analysis::analyse(&data);
-    analysis::write_summary_csv(&dir.join(rundir::SUMMARY_FILE), &a)
-        .context("cannot write summary.csv")?;
-    plots::write_all(&dir.join(rundir::PLOTS_DIR), &data, &a)?;
-    let text = markdown::render(&data, &a);
+    let analysis = analysis::analyse(&data);
+    let run = Analysed { data, analysis };
+    output::write(dir, REGISTRY, &run)?;
+    let (data, a) = (&run.data, &run.analysis);
+    plots::write_all(&dir.join(rundir::PLOTS_DIR), data, a)?;
+    let text = markdown::render(data, a);
     std::fs::write(dir.join(rundir::REPORT_FILE), text).context("cannot write report.md")?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use super::analysis::{Analysis, CellSummary, Metric};
 use super::compare::NOISY_SPREAD_FACTOR;
 use super::load::RunData;
 use crate::domain::DEFAULT_THRESHOLD_PCT;
-use crate::rundir::{num, MachineInfo, ResultRow, Status};
+use crate::rundir::{MachineInfo, ResultRow, Status};
 
 /// A 1-minute load average at or above this share of the logical cores before the run
 /// means the machine was busy with something else.
@@ -52,12 +52,6 @@ pub struct CellNoise {
     pub client_saturation_pct: Option<f64>,
 }
 
-pub const COLUMNS: [&str; 3] = [
-    "throughput_spread_pct",
-    "latency_p99_spread_pct",
-    "client_cpu_saturation_pct",
-];
-
 impl CellNoise {
     pub fn of(c: &CellSummary, cores: usize) -> CellNoise {
         let spread = |m: Metric| {
@@ -70,15 +64,6 @@ impl CellNoise {
             p99_spread_pct: spread(Metric::LatencyP99),
             client_saturation_pct: c.median(Metric::ClientCpu).map(|v| v / usable * 100.0),
         }
-    }
-
-    pub fn record(&self) -> Vec<String> {
-        let f = |v: Option<f64>| v.map_or(String::new(), |v| num(v, 1));
-        vec![
-            f(self.throughput_spread_pct),
-            f(self.p99_spread_pct),
-            f(self.client_saturation_pct),
-        ]
     }
 }
 
