@@ -334,6 +334,24 @@ pub fn analyse(data: &RunData) -> Analysis {
     }
 }
 
+impl Analysis {
+    /// `` `c007` (workers=2 concurrency=8) ``: the id and the axes that vary in this run
+    /// (concurrency always).
+    pub fn cell_name(&self, c: &CellSummary) -> String {
+        let mut axes: Vec<Axis> = self.varying.clone();
+        if !axes.contains(&Axis::Concurrency) {
+            axes.push(Axis::Concurrency);
+        }
+        let parts = axes_label(
+            Axis::ALL
+                .into_iter()
+                .filter(|ax| axes.contains(ax))
+                .map(|ax| (ax, c.cell.get(ax))),
+        );
+        format!("`{}` ({parts})", c.id)
+    }
+}
+
 /// Groups the open-loop cells by every varying axis but the rate, and finds in each
 /// group the highest rate within the SLO (see [`RateSeries`]).
 pub fn rate_series(

@@ -5,10 +5,9 @@
 use std::fmt::Write as _;
 
 use super::analysis::{Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
-use super::load::RunData;
-use super::plots::{self, FIXED_PLOTS};
-use crate::rundir::axes_label;
-use crate::rundir::Axis;
+use super::output::{Artefact, Output};
+use super::plots::{self, Chart};
+use super::Analysed;
 use crate::rundir::{self, RunStatus, Status};
 
 /// `850 µs`, `12.34 ms`.
@@ -28,21 +27,6 @@ pub fn fmt_rps(v: f64) -> String {
 
 fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
-}
-
-/// `c007` (workers=2 concurrency=8): the id and the axes that vary in this run.
-fn cell_name(a: &Analysis, c: &CellSummary) -> String {
-    let mut axes: Vec<Axis> = a.varying.clone();
-    if !axes.contains(&Axis::Concurrency) {
-        axes.push(Axis::Concurrency);
-    }
-    let parts = axes_label(
-        Axis::ALL
-            .into_iter()
-            .filter(|ax| axes.contains(ax))
-            .map(|ax| (ax, c.cell.get(ax))),
-    );
-    format!("`{}` ({parts})", c.id)
 }
 
 /// `closed loop`, or `open loop, 2000 req/s` (with the pipeline when it is not 1).
@@ -162,7 +146,40 @@ fn open_loop_findings(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
     }
 }
 
-pub fn render(data: &RunData, a: &Analysis) -> String {
+/// report.md, showing `charts` in its Plots section.
+pub struct ReportMd {
+    pub charts: &'static [&'static dyn Chart],
+}
+
+impl Output<Analysed> for ReportMd {
+    fn name(&self) -> &'static str {
+        rundir::REPORT_FILE
+    }
+
+    fn render(&self, run: &Analysed) -> anyhow::Result<Vec<Artefact>> {
+        Ok(vec![Artefact::new(
+            rundir::REPORT_FILE,
+            render(run, self.charts),
+        )])
+    }
+}
+
+/// The figures of every chart, in the order given.
+fn plots_section(w: &mut String, run: &Analysed, charts: &[&dyn Chart]) {
+    let _ = writeln!(w, "## Plots\n");
+    for figure in charts.iter().flat_map(|c| c.figures(run)) {
+        let _ = writeln!(w, "### {}\n", figure.heading);
+        if let Some(intro) = figure.intro {
+            let _ = writeln!(w, "{intro}\n");
+        }
+        for (alt, file) in &figure.images {
+            let _ = writeln!(w, "![{alt}]({}/{file})\n", rundir::PLOTS_DIR);
+        }
+    }
+}
+
+pub fn render(run: &Analysed, charts: &[&dyn Chart]) -> String {
+    let (data, a) = (&run.data, &run.analysis);
     let m = &data.manifest;
     let e = &m.experiment;
     let mut out = String::new();
@@ -287,7 +304,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
                 w,
                 "- **Peak throughput: {} at {}**, p50 {}, p99 {} (medians of {} repetition(s)).",
                 fmt_rps(t),
-                cell_name(a, c),
+                a.cell_name(c),
                 fmt_us(c.median(Metric::LatencyP50).unwrap_or(f64::NAN)),
                 fmt_us(c.median(Metric::LatencyP99).unwrap_or(f64::NAN)),
                 c.reps_ok
@@ -446,7 +463,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         let _ = writeln!(
             w,
             "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            cell_name(a, c),
+            a.cell_name(c),
             load_model(c, e.client_pipeline),
             c.reps_ok,
             c.reps_ok + c.reps_failed,
@@ -468,56 +485,7 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
          (corrected for coordinated omission; docs/open-loop.md).\n"
     );
 
-    // Plots.
-    let _ = writeln!(w, "## Plots\n");
-    for (file, title) in FIXED_PLOTS {
-        let _ = writeln!(
-            w,
-            "### {title}\n\n![{title}]({}/{file})\n",
-            rundir::PLOTS_DIR
-        );
-    }
-    if !a.rate_series.is_empty() {
-        let (file, title) = plots::OPEN_LOOP_PLOT;
-        let _ = writeln!(
-            w,
-            "### {title}\n\n![{title}]({}/{file})\n",
-            rundir::PLOTS_DIR
-        );
-    }
-    let over_time: Vec<&CellSummary> = a
-        .cells
-        .iter()
-        .filter(|c| !plots::over_time_runs(data, &c.id).is_empty())
-        .collect();
-    if !over_time.is_empty() {
-        let _ = writeln!(
-            w,
-            "### Over time\n\nThroughput and p99 in each second of the measured phase, from the \
-             client's interval logs (`hdr/<run>.intervals.hlog`), one line per repetition: a \
-             warm-up still under way shows as a slope, a stall as a dip in throughput with a \
-             spike in p99.\n"
-        );
-        for c in over_time {
-            let _ = writeln!(
-                w,
-                "![Over time: {}]({}/{})\n",
-                cell_name(a, c).replace('`', ""),
-                rundir::PLOTS_DIR,
-                plots::over_time_file(&c.id)
-            );
-        }
-    }
-    for s in a.series.iter().filter(|s| s.points.len() > 1) {
-        let file = plots::spectrum_file(&s.label);
-        let _ = writeln!(
-            w,
-            "### Latency by percentile: {}\n\n![Latency by percentile: {}]({}/{file})\n",
-            s.label,
-            s.label,
-            rundir::PLOTS_DIR
-        );
-    }
+    plots_section(w, run, charts);
 
     // Failures.
     let failed: Vec<_> = data
@@ -540,14 +508,14 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
                     w,
                     "| `{}` | {} | {} |",
                     r.run_name(),
-                    c.map_or(r.cell_id.clone(), |c| cell_name(a, c)),
+                    c.map_or(r.cell_id.clone(), |c| a.cell_name(c)),
                     md_escape(&r.reason)
                 );
             }
             let _ = writeln!(w);
         }
         if !unrun.is_empty() {
-            let names: Vec<String> = unrun.iter().map(|c| cell_name(a, c)).collect();
+            let names: Vec<String> = unrun.iter().map(|c| a.cell_name(c)).collect();
             let _ = writeln!(w, "Never measured: {}.\n", names.join(", "));
         }
     }
@@ -641,7 +609,7 @@ fn where_the_time_goes(w: &mut String, a: &Analysis) {
         let _ = writeln!(
             w,
             "| {} | {} | {} | {} | {} | {} | {} {:.0}% |",
-            cell_name(a, c),
+            a.cell_name(c),
             c.median(Metric::LatencyMean).map_or("–".into(), fmt_us),
             cell(b.queue_us),
             cell(b.service_us),
@@ -655,6 +623,6 @@ fn where_the_time_goes(w: &mut String, a: &Analysis) {
         w,
         "\n![Where the time goes]({}/{})\n",
         rundir::PLOTS_DIR,
-        plots::BREAKDOWN_PLOT
+        plots::breakdown::FILE
     );
 }

@@ -27,6 +27,7 @@ use anyhow::Context as _;
 
 use crate::cli::ReportArgs;
 use crate::rundir;
+use output::Output;
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if args.baseline.is_some() || args.baseline_target.is_some() {
@@ -97,8 +98,28 @@ pub struct Analysed {
     pub analysis: analysis::Analysis,
 }
 
-/// Every artefact of a run's report, in the order they render.
-const REGISTRY: &[&dyn output::Output<Analysed>] = &[&summary::SummaryCsv];
+/// The charts, in the order report.md's Plots section shows them.
+const CHARTS: &[&dyn plots::Chart] = &[
+    &plots::throughput_vs_concurrency::ThroughputVsConcurrency,
+    &plots::p99_vs_concurrency::P99VsConcurrency,
+    &plots::latency_vs_throughput::LatencyVsThroughput,
+    &plots::cpu_vs_concurrency::CpuVsConcurrency,
+    &plots::spectrum::PeakSpectra,
+    &plots::cpu_timeline::CpuTimeline,
+    &plots::open_loop::OpenLoop,
+    &plots::over_time::OverTime,
+    &plots::spectrum::SeriesSpectra,
+    &plots::breakdown::Breakdown,
+];
+
+/// Every artefact of a run's report, in the order they render: summary.csv, each chart,
+/// report.md (which shows the charts). Adding one is adding a line here.
+fn registry() -> Vec<&'static dyn Output<Analysed>> {
+    let mut all: Vec<&'static dyn Output<Analysed>> = vec![&summary::SummaryCsv];
+    all.extend(CHARTS.iter().map(|&c| c as &dyn Output<Analysed>));
+    all.push(&markdown::ReportMd { charts: CHARTS });
+    all
+}
 
 /// Renders summary.csv, plots/ and report.md from the raw files in `dir`.
 pub fn render(dir: &Path) -> anyhow::Result<()> {
@@ -106,10 +127,6 @@ pub fn render(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot render the report of {}", dir.display()))?;
     let analysis = analysis::analyse(&data);
     let run = Analysed { data, analysis };
-    output::write(dir, REGISTRY, &run)?;
-    let (data, a) = (&run.data, &run.analysis);
-    plots::write_all(&dir.join(rundir::PLOTS_DIR), data, a)?;
-    let text = markdown::render(data, a);
-    std::fs::write(dir.join(rundir::REPORT_FILE), text).context("cannot write report.md")?;
+    output::write(dir, &registry(), &run)?;
     Ok(())
 }
