@@ -67,7 +67,8 @@ impl CellNoise {
     }
 }
 
-/// report.md's section.
+/// report.md's section: the machine before the run, the spread across repetitions, and
+/// whether the client was the bottleneck.
 pub fn markdown(data: &RunData, a: &Analysis) -> String {
     let mut out = String::new();
     let w = &mut out;
@@ -93,6 +94,15 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
             None => "not exposed (a VM or container, or no cpufreq)".to_string(),
         }
     );
+    spread(w, a);
+    client(w, data, cores);
+    let _ = writeln!(w);
+    out
+}
+
+/// The spread across repetitions over the cells that have two or more, and the cells
+/// too noisy to compare.
+fn spread(w: &mut String, a: &Analysis) {
     let multi: Vec<&CellSummary> = a.cells.iter().filter(|c| c.reps_ok >= 2).collect();
     if multi.is_empty() {
         let _ = writeln!(
@@ -101,48 +111,52 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
              Comparing runs needs at least {} per cell (`repetitions`).",
             super::stats::min_reps(super::compare::ALPHA)
         );
-    } else {
-        let spreads: Vec<f64> = multi
-            .iter()
-            .filter_map(|c| c.noise.throughput_spread_pct)
-            .collect();
-        let p99s: Vec<f64> = multi
-            .iter()
-            .filter_map(|c| c.noise.p99_spread_pct)
-            .collect();
+        return;
+    }
+    let spreads: Vec<f64> = multi
+        .iter()
+        .filter_map(|c| c.noise.throughput_spread_pct)
+        .collect();
+    let p99s: Vec<f64> = multi
+        .iter()
+        .filter_map(|c| c.noise.p99_spread_pct)
+        .collect();
+    let _ = writeln!(
+        w,
+        "- **Spread across repetitions** (max − min over the median): throughput {:.1}% in the \
+         median cell, {:.1}% at most; p99 {:.1}% in the median cell, {:.1}% at most. Per cell: \
+         `throughput_spread_pct`, `latency_p99_spread_pct` in summary.csv.",
+        super::stats::median(&spreads),
+        spreads.iter().copied().fold(0.0, f64::max),
+        super::stats::median(&p99s),
+        p99s.iter().copied().fold(0.0, f64::max),
+    );
+    let wide: Vec<String> = multi
+        .iter()
+        .filter_map(|c| {
+            let t = c.noise.throughput_spread_pct.unwrap_or(0.0);
+            let p = c.noise.p99_spread_pct.unwrap_or(0.0);
+            (t > NOISY_SPREAD_PCT || p > NOISY_SPREAD_PCT)
+                .then(|| format!("`{}` (throughput {t:.0}%, p99 {p:.0}%)", c.id))
+        })
+        .collect();
+    if !wide.is_empty() {
         let _ = writeln!(
             w,
-            "- **Spread across repetitions** (max − min over the median): throughput {:.1}% in the \
-             median cell, {:.1}% at most; p99 {:.1}% in the median cell, {:.1}% at most. Per cell: \
-             `throughput_spread_pct`, `latency_p99_spread_pct` in summary.csv.",
-            super::stats::median(&spreads),
-            spreads.iter().copied().fold(0.0, f64::max),
-            super::stats::median(&p99s),
-            p99s.iter().copied().fold(0.0, f64::max),
+            "- **Warning: spread too wide to trust a comparison** in {} cell(s): {}. Above {:.0}% \
+             (twice the default {:.0}% comparison threshold) a comparison against these cells \
+             cannot resolve a {:.0}% change; add repetitions or quiet the machine.",
+            wide.len(),
+            wide.join(", "),
+            NOISY_SPREAD_PCT,
+            DEFAULT_THRESHOLD_PCT,
+            DEFAULT_THRESHOLD_PCT
         );
-        let wide: Vec<String> = multi
-            .iter()
-            .filter_map(|c| {
-                let t = c.noise.throughput_spread_pct.unwrap_or(0.0);
-                let p = c.noise.p99_spread_pct.unwrap_or(0.0);
-                (t > NOISY_SPREAD_PCT || p > NOISY_SPREAD_PCT)
-                    .then(|| format!("`{}` (throughput {t:.0}%, p99 {p:.0}%)", c.id))
-            })
-            .collect();
-        if !wide.is_empty() {
-            let _ = writeln!(
-                w,
-                "- **Warning: spread too wide to trust a comparison** in {} cell(s): {}. Above {:.0}% \
-                 (twice the default {:.0}% comparison threshold) a comparison against these cells \
-                 cannot resolve a {:.0}% change; add repetitions or quiet the machine.",
-                wide.len(),
-                wide.join(", "),
-                NOISY_SPREAD_PCT,
-                DEFAULT_THRESHOLD_PCT,
-                DEFAULT_THRESHOLD_PCT
-            );
-        }
     }
+}
+
+/// The runs whose client was CPU-saturated, or that none was.
+fn client(w: &mut String, data: &RunData, cores: usize) {
     let saturated: Vec<String> = data
         .rows
         .iter()
@@ -166,6 +180,4 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
             saturated.join(", ")
         );
     }
-    let _ = writeln!(w);
-    out
 }
