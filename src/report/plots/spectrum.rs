@@ -54,7 +54,7 @@ impl Chart for PeakSpectra {
 pub struct SeriesSpectra;
 
 impl SeriesSpectra {
-    /// (title, file) of each series' chart.
+    /// (title, file, cells) of each series' chart.
     fn charts(run: &Analysed) -> Vec<(String, String, &[usize])> {
         run.analysis
             .series
