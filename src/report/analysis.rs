@@ -9,19 +9,17 @@
 //! (10%) above C's. Past C, added concurrency no longer buys throughput, only latency.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
 
 use super::load::RunData;
-use crate::rundir::{axes_label, Axis, AxisValue, Cell};
-use crate::rundir::{num, Status};
+use crate::rundir::Status;
+use crate::rundir::{axes_label, Axis, AxisValue, Cell, CellEntry, Measured, ResultRow};
 
 /// Throughput gain below which more concurrency "stops raising throughput".
 pub const GAIN: f64 = 0.10;
 /// p99 rise above which more concurrency "only raises latency".
 pub const RISE: f64 = 0.10;
 
-/// A figure summarised over repetitions, with the name and unit of its summary column.
+/// A figure summarised over repetitions (its columns in summary.csv: `rundir::summary`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Metric {
     Throughput,
@@ -67,30 +65,6 @@ impl Metric {
         Metric::StageTotal,
         Metric::StageRest,
     ];
-
-    /// (column stem, unit, decimals): the median is `stem_unit`, the spread
-    /// `stem_min_unit` and `stem_max_unit`.
-    pub fn column(self) -> (&'static str, &'static str, usize) {
-        match self {
-            Metric::Throughput => ("throughput", "rps", 3),
-            Metric::LatencyMean => ("latency_mean", "us", 1),
-            Metric::LatencyP50 => ("latency_p50", "us", 1),
-            Metric::LatencyP90 => ("latency_p90", "us", 1),
-            Metric::LatencyP99 => ("latency_p99", "us", 1),
-            Metric::LatencyP999 => ("latency_p99_9", "us", 1),
-            Metric::LatencyMax => ("latency_max", "us", 1),
-            Metric::ServerCpu => ("server_cpu", "pct", 1),
-            Metric::ClientCpu => ("client_cpu", "pct", 1),
-            Metric::MachineCpu => ("machine_cpu", "pct", 1),
-            Metric::LatencyP99Uncorrected => ("latency_p99_uncorrected", "us", 1),
-            Metric::SentRps => ("sent", "rps", 3),
-            Metric::StageQueue => ("server_queue_mean", "us", 1),
-            Metric::StageService => ("server_service_mean", "us", 1),
-            Metric::StageReturn => ("server_return_mean", "us", 1),
-            Metric::StageTotal => ("server_total_mean", "us", 1),
-            Metric::StageRest => ("rest_mean", "us", 1),
-        }
-    }
 }
 
 /// Median and range over the successful repetitions of a cell.
@@ -198,133 +172,139 @@ pub struct Analysis {
     pub slo_p99_us: Option<f64>,
 }
 
+/// Everything the report states about a run, from its raw files.
 pub fn analyse(data: &RunData) -> Analysis {
-    let mut cells: Vec<CellSummary> = data
-        .manifest
+    let m = &data.manifest;
+    let mut cells: Vec<CellSummary> = m
         .cells
         .iter()
-        .map(|entry| {
-            let rows: Vec<_> = data.rows.iter().filter(|r| r.cell_id == entry.id).collect();
-            let ok_rows: Vec<_> = rows.iter().filter(|r| r.status == Status::Ok).collect();
-            let measured = |f: &dyn Fn(&crate::rundir::Measured) -> f64| -> Vec<f64> {
-                ok_rows
-                    .iter()
-                    .filter_map(|r| r.measured.as_ref().map(f))
-                    .collect()
-            };
-            let cpu = |f: &dyn Fn(&crate::rundir::CpuMeans) -> f64| -> Vec<f64> {
-                ok_rows
-                    .iter()
-                    .filter_map(|r| r.cpu.as_ref().map(f))
-                    .collect()
-            };
-            let stage = |f: &dyn Fn(&crate::rundir::StageFigures) -> f64| -> Vec<f64> {
-                ok_rows
-                    .iter()
-                    .filter_map(|r| r.stages.as_ref().map(f))
-                    .collect()
-            };
-            let rest: Vec<f64> = ok_rows
-                .iter()
-                .filter_map(|r| Some(r.measured?.latency_mean_us - r.stages?.total.mean_us))
-                .collect();
-            let mut stats = BTreeMap::new();
-            for m in Metric::ALL {
-                let values = match m {
-                    Metric::Throughput => measured(&|x| x.throughput_rps),
-                    Metric::LatencyMean => measured(&|x| x.latency_mean_us),
-                    Metric::LatencyP50 => measured(&|x| x.latency_p50_us),
-                    Metric::LatencyP90 => measured(&|x| x.latency_p90_us),
-                    Metric::LatencyP99 => measured(&|x| x.latency_p99_us),
-                    Metric::LatencyP999 => measured(&|x| x.latency_p99_9_us),
-                    Metric::LatencyMax => measured(&|x| x.latency_max_us),
-                    Metric::ServerCpu => cpu(&|c| c.server_pct),
-                    Metric::ClientCpu => cpu(&|c| c.client_pct),
-                    Metric::MachineCpu => cpu(&|c| c.machine_pct),
-                    Metric::LatencyP99Uncorrected => ok_rows
-                        .iter()
-                        .filter_map(|r| r.measured?.open.map(|o| o.latency_p99_uncorrected_us))
-                        .collect(),
-                    Metric::SentRps => ok_rows
-                        .iter()
-                        .filter_map(|r| r.measured?.open.map(|o| o.sent_rps))
-                        .collect(),
-                    Metric::StageQueue => stage(&|s| s.queue.mean_us),
-                    Metric::StageService => stage(&|s| s.service.mean_us),
-                    Metric::StageReturn => stage(&|s| s.return_.mean_us),
-                    Metric::StageTotal => stage(&|s| s.total.mean_us),
-                    Metric::StageRest => rest.clone(),
-                };
-                if let Some(s) = Stat::of(values) {
-                    stats.insert(m, s);
-                }
-            }
-            let peaks = cpu(&|c| c.server_peak_pct);
-            CellSummary {
-                id: entry.id.clone(),
-                cell: entry.cell.clone(),
-                reps_ok: ok_rows.len(),
-                reps_failed: rows.len() - ok_rows.len(),
-                sent: rows.iter().filter_map(|r| r.measured.map(|m| m.sent)).sum(),
-                ok: rows.iter().filter_map(|r| r.measured.map(|m| m.ok)).sum(),
-                failed: rows
-                    .iter()
-                    .filter_map(|r| r.measured.map(|m| m.failed))
-                    .sum(),
-                stats,
-                server_cpu_peak_pct: peaks.into_iter().reduce(f64::max),
-                limits: Default::default(),
-                noise: Default::default(),
-            }
-        })
+        .map(|entry| summarise(entry, &data.rows))
         .collect();
     cells.sort_by(|a, b| a.id.cmp(&b.id));
-    let cores = data.manifest.machine.logical_cores;
+    let cores = m.machine.logical_cores;
     for c in &mut cells {
         c.limits = super::limits::CellLimits::of(
-            data.manifest.limits.as_ref(),
+            m.limits.as_ref(),
             cores,
-            data.manifest.experiment.client_pipeline,
+            m.experiment.client_pipeline,
             c,
         );
         c.noise = super::noise::CellNoise::of(c, cores);
     }
-
     let all: Vec<Cell> = cells.iter().map(|c| c.cell.clone()).collect();
     let varying = crate::rundir::varying_axes(&all);
-    let series_axes: Vec<Axis> = varying
+    let slo_p99_us = m.experiment.slo_p99_us;
+    Analysis {
+        stalls: stalls(data),
+        series: series(&cells, &varying),
+        peak: peak(&cells),
+        rate_series: rate_series(&cells, &varying, slo_p99_us),
+        cells,
+        varying,
+        slo_p99_us,
+    }
+}
+
+/// One cell over its rows: counts, and each metric's median and range over the
+/// successful repetitions (its limits and noise are the caller's).
+fn summarise(entry: &CellEntry, rows: &[ResultRow]) -> CellSummary {
+    let rows: Vec<&ResultRow> = rows.iter().filter(|r| r.cell_id == entry.id).collect();
+    let ok_rows: Vec<&ResultRow> = rows
+        .iter()
+        .copied()
+        .filter(|r| r.status == Status::Ok)
+        .collect();
+    let stats = Metric::ALL
+        .into_iter()
+        .filter_map(|m| Some((m, Stat::of(values(m, &ok_rows))?)))
+        .collect();
+    let count = |f: fn(&Measured) -> u64| -> u64 {
+        rows.iter().filter_map(|r| r.measured.as_ref().map(f)).sum()
+    };
+    CellSummary {
+        id: entry.id.clone(),
+        cell: entry.cell.clone(),
+        reps_ok: ok_rows.len(),
+        reps_failed: rows.len() - ok_rows.len(),
+        sent: count(|m| m.sent),
+        ok: count(|m| m.ok),
+        failed: count(|m| m.failed),
+        stats,
+        server_cpu_peak_pct: ok_rows
+            .iter()
+            .filter_map(|r| r.cpu.as_ref().map(|c| c.server_peak_pct))
+            .reduce(f64::max),
+        limits: Default::default(),
+        noise: Default::default(),
+    }
+}
+
+/// The value of `m` in each of `rows` that measured it.
+fn values(m: Metric, rows: &[&ResultRow]) -> Vec<f64> {
+    let each = |f: &dyn Fn(&ResultRow) -> Option<f64>| rows.iter().filter_map(|r| f(r)).collect();
+    match m {
+        Metric::Throughput => each(&|r| Some(r.measured?.throughput_rps)),
+        Metric::LatencyMean => each(&|r| Some(r.measured?.latency_mean_us)),
+        Metric::LatencyP50 => each(&|r| Some(r.measured?.latency_p50_us)),
+        Metric::LatencyP90 => each(&|r| Some(r.measured?.latency_p90_us)),
+        Metric::LatencyP99 => each(&|r| Some(r.measured?.latency_p99_us)),
+        Metric::LatencyP999 => each(&|r| Some(r.measured?.latency_p99_9_us)),
+        Metric::LatencyMax => each(&|r| Some(r.measured?.latency_max_us)),
+        Metric::ServerCpu => each(&|r| Some(r.cpu.as_ref()?.server_pct)),
+        Metric::ClientCpu => each(&|r| Some(r.cpu.as_ref()?.client_pct)),
+        Metric::MachineCpu => each(&|r| Some(r.cpu.as_ref()?.machine_pct)),
+        Metric::LatencyP99Uncorrected => {
+            each(&|r| Some(r.measured?.open?.latency_p99_uncorrected_us))
+        }
+        Metric::SentRps => each(&|r| Some(r.measured?.open?.sent_rps)),
+        Metric::StageQueue => each(&|r| Some(r.stages?.queue.mean_us)),
+        Metric::StageService => each(&|r| Some(r.stages?.service.mean_us)),
+        Metric::StageReturn => each(&|r| Some(r.stages?.return_.mean_us)),
+        Metric::StageTotal => each(&|r| Some(r.stages?.total.mean_us)),
+        Metric::StageRest => each(&|r| Some(r.measured?.latency_mean_us - r.stages?.total.mean_us)),
+    }
+}
+
+/// Groups the cells that ran by every varying axis but concurrency (see [`Series`]),
+/// and finds each group's saturation point.
+fn series(cells: &[CellSummary], varying: &[Axis]) -> Vec<Series> {
+    let axes: Vec<Axis> = varying
         .iter()
         .copied()
         .filter(|a| *a != Axis::Concurrency)
         .collect();
-
     let mut groups: BTreeMap<Vec<AxisValue>, Vec<usize>> = BTreeMap::new();
     for (i, c) in cells.iter().enumerate() {
-        let key: Vec<AxisValue> = series_axes.iter().map(|a| c.cell.get(*a)).collect();
+        let key: Vec<AxisValue> = axes.iter().map(|a| c.cell.get(*a)).collect();
         let points = groups.entry(key).or_default();
         if c.reps_ok > 0 && c.median(Metric::Throughput).is_some() {
             points.push(i);
         }
     }
-    let series = groups
+    groups
         .into_iter()
         .map(|(key, mut points)| {
             points.sort_by_key(|&i| cells[i].cell.concurrency);
-            let label = if series_axes.is_empty() {
-                all.first().map_or(String::new(), |c| c.target.clone())
+            let label = if axes.is_empty() {
+                cells
+                    .first()
+                    .map_or(String::new(), |c| c.cell.target.clone())
             } else {
-                axes_label(series_axes.iter().copied().zip(key))
+                axes_label(axes.iter().copied().zip(key))
             };
-            let saturation = saturation(&cells, &points);
+            let saturation = saturation(cells, &points);
             Series {
                 label,
                 points,
                 saturation,
             }
         })
-        .collect();
+        .collect()
+}
 
-    let peak = cells
+/// The cell with the highest median throughput (the first of equals).
+fn peak(cells: &[CellSummary]) -> Option<usize> {
+    cells
         .iter()
         .enumerate()
         .filter_map(|(i, c)| c.median(Metric::Throughput).map(|t| (i, t)))
@@ -332,10 +312,13 @@ pub fn analyse(data: &RunData) -> Analysis {
             Some((_, bt)) if bt >= t => best,
             _ => Some((i, t)),
         })
-        .map(|(i, _)| i);
+        .map(|(i, _)| i)
+}
 
-    let stalls = data
-        .rows
+/// Successful runs whose CPU samples have a gap longer than [`STALL_S`] in the measured
+/// window: (run name, longest gap).
+fn stalls(data: &RunData) -> Vec<(String, f64)> {
+    data.rows
         .iter()
         .filter(|r| r.status == Status::Ok)
         .filter_map(|r| {
@@ -345,18 +328,24 @@ pub fn analyse(data: &RunData) -> Analysis {
             let gap = longest_gap(samples, from, from + m.duration_s);
             (gap > STALL_S).then(|| (r.run_name(), gap))
         })
-        .collect();
+        .collect()
+}
 
-    let slo_p99_us = data.manifest.experiment.slo_p99_us;
-    let rate_series = rate_series(&cells, &varying, slo_p99_us);
-    Analysis {
-        stalls,
-        cells,
-        series,
-        varying,
-        peak,
-        rate_series,
-        slo_p99_us,
+impl Analysis {
+    /// `` `c007` (workers=2 concurrency=8) ``: the id and the axes that vary in this run
+    /// (concurrency always).
+    pub fn cell_name(&self, c: &CellSummary) -> String {
+        let mut axes: Vec<Axis> = self.varying.clone();
+        if !axes.contains(&Axis::Concurrency) {
+            axes.push(Axis::Concurrency);
+        }
+        let parts = axes_label(
+            Axis::ALL
+                .into_iter()
+                .filter(|ax| axes.contains(ax))
+                .map(|ax| (ax, c.cell.get(ax))),
+        );
+        format!("`{}` ({parts})", c.id)
     }
 }
 
@@ -509,59 +498,6 @@ pub fn saturation(cells: &[CellSummary], points: &[usize]) -> Option<Saturation>
         }
     }
     None
-}
-
-/// summary.csv's columns: the cell, its axes, counts, then per metric its median, min, max.
-pub fn summary_columns() -> Vec<String> {
-    let mut cols: Vec<String> = vec!["cell".into()];
-    cols.extend(Axis::ALL.iter().map(|a| a.name().to_string()));
-    for c in ["reps_ok", "reps_failed", "sent", "ok", "failed"] {
-        cols.push(c.into());
-    }
-    for m in Metric::ALL {
-        let (stem, unit, _) = m.column();
-        cols.push(format!("{stem}_{unit}"));
-        cols.push(format!("{stem}_min_{unit}"));
-        cols.push(format!("{stem}_max_{unit}"));
-    }
-    cols.push("server_cpu_peak_pct".into());
-    cols.extend(super::limits::COLUMNS.map(String::from));
-    cols.extend(super::noise::COLUMNS.map(String::from));
-    cols
-}
-
-pub fn write_summary_csv(path: &Path, a: &Analysis) -> anyhow::Result<()> {
-    let mut out = Vec::new();
-    {
-        let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record(summary_columns())?;
-        for c in &a.cells {
-            let mut rec: Vec<String> = vec![c.id.clone()];
-            rec.extend(Axis::ALL.iter().map(|ax| c.cell.get(*ax).to_string()));
-            rec.extend([
-                c.reps_ok.to_string(),
-                c.reps_failed.to_string(),
-                c.sent.to_string(),
-                c.ok.to_string(),
-                c.failed.to_string(),
-            ]);
-            for m in Metric::ALL {
-                let (_, _, d) = m.column();
-                match c.stats.get(&m) {
-                    Some(s) => rec.extend([num(s.median, d), num(s.min, d), num(s.max, d)]),
-                    None => rec.extend([String::new(), String::new(), String::new()]),
-                }
-            }
-            rec.push(c.server_cpu_peak_pct.map_or(String::new(), |v| num(v, 1)));
-            rec.extend(c.limits.record());
-            rec.extend(c.noise.record());
-            w.write_record(rec)?;
-        }
-        w.flush()?;
-    }
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(&out)?;
-    Ok(())
 }
 
 #[cfg(test)]

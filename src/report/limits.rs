@@ -26,8 +26,8 @@ use std::fmt::Write as _;
 
 use super::analysis::{Analysis, CellSummary, Metric};
 use super::load::RunData;
+use super::markdown::fmt_us;
 use crate::domain::ClientCmd;
-use crate::rundir::num;
 use crate::rundir::Limits;
 
 /// How far above 100% an efficiency may read before it is flagged: the ceilings and the
@@ -45,7 +45,7 @@ pub struct CellLimits {
     pub latency_efficiency_pct: Option<f64>,
 }
 
-/// summary.csv's columns for them, in [`CellLimits::record`]'s order.
+/// summary.csv's columns for them (`rundir::summary`), as report.md names them.
 pub const COLUMNS: [&str; 6] = [
     "loopback_ceiling_rps",
     "compute_ceiling_rps",
@@ -123,18 +123,6 @@ impl CellLimits {
         }
     }
 
-    pub fn record(&self) -> Vec<String> {
-        let f = |v: Option<f64>, d: usize| v.map_or(String::new(), |v| num(v, d));
-        vec![
-            f(self.loopback_rps, 1),
-            f(self.compute_rps, 1),
-            f(self.ceiling_rps, 1),
-            f(self.efficiency_pct, 1),
-            f(self.latency_floor_us, 1),
-            f(self.latency_efficiency_pct, 1),
-        ]
-    }
-
     /// The larger efficiency when it is above 100% + [`TOLERANCE_PCT`].
     pub fn too_high(&self) -> Option<f64> {
         [self.efficiency_pct, self.latency_efficiency_pct]
@@ -149,7 +137,8 @@ fn pct(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.0}%"))
 }
 
-/// report.md's section.
+/// report.md's section: the loopback floor and compute ceilings as measured, then each
+/// cell against them.
 pub fn markdown(data: &RunData, a: &Analysis) -> String {
     let mut out = String::new();
     let w = &mut out;
@@ -162,7 +151,14 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
         );
         return out;
     };
-    let cores = data.manifest.machine.logical_cores;
+    loopback_table(w, limits);
+    compute_table(w, limits, data.manifest.machine.logical_cores);
+    efficiency_table(w, a);
+    out
+}
+
+/// The raw echo's round trips and latency at each concurrency.
+fn loopback_table(w: &mut String, limits: &Limits) {
     let lb = &limits.loopback;
     let _ = writeln!(
         w,
@@ -182,8 +178,8 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
                     w,
                     "| {} | {r:.0} | {} | {} |",
                     l.concurrency,
-                    super::markdown::fmt_us(p50),
-                    super::markdown::fmt_us(p99)
+                    fmt_us(p50),
+                    fmt_us(p99)
                 );
             }
             _ => {
@@ -196,28 +192,37 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
             }
         }
     }
-    if !limits.compute.is_empty() {
-        let _ = writeln!(
-            w,
-            "\n**Compute ceiling**: one compute(n) timed in one process (the fastest of several \
-             timings, and their median); a pool can do at most min(workers, {cores} cores, \
-             concurrency) of them at once.\n"
-        );
-        let _ = writeln!(
-            w,
-            "| size | one compute (fastest) | median | per worker |\n|---|---|---|---|"
-        );
-        for t in &limits.compute {
-            let _ = writeln!(
-                w,
-                "| {} | {} | {} | {:.1} req/s |",
-                t.size,
-                super::markdown::fmt_us(t.min_s * 1e6),
-                super::markdown::fmt_us(t.median_s * 1e6),
-                1.0 / t.min_s
-            );
-        }
+}
+
+/// One compute(n) per size, when the run has compute cells.
+fn compute_table(w: &mut String, limits: &Limits, cores: usize) {
+    if limits.compute.is_empty() {
+        return;
     }
+    let _ = writeln!(
+        w,
+        "\n**Compute ceiling**: one compute(n) timed in one process (the fastest of several \
+         timings, and their median); a pool can do at most min(workers, {cores} cores, \
+         concurrency) of them at once.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| size | one compute (fastest) | median | per worker |\n|---|---|---|---|"
+    );
+    for t in &limits.compute {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {:.1} req/s |",
+            t.size,
+            fmt_us(t.min_s * 1e6),
+            fmt_us(t.median_s * 1e6),
+            1.0 / t.min_s
+        );
+    }
+}
+
+/// Each cell's ceilings and efficiencies, and a warning for any above the tolerance.
+fn efficiency_table(w: &mut String, a: &Analysis) {
     let _ = writeln!(
         w,
         "\n**Efficiency** is the median throughput over the lower ceiling; **latency efficiency** \
@@ -232,10 +237,11 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
         "| cell | throughput | loopback ceiling | compute ceiling | efficiency | p50 | latency floor | latency efficiency |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
+    let r = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
+    let us = |v: Option<f64>| v.map_or("–".into(), fmt_us);
     let mut high = Vec::new();
     for c in &a.cells {
         let l = &c.limits;
-        let r = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
         let _ = writeln!(
             w,
             "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
@@ -244,10 +250,8 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
             r(l.loopback_rps),
             r(l.compute_rps),
             pct(l.efficiency_pct),
-            c.median(Metric::LatencyP50)
-                .map_or("–".into(), super::markdown::fmt_us),
-            l.latency_floor_us
-                .map_or("–".into(), super::markdown::fmt_us),
+            us(c.median(Metric::LatencyP50)),
+            us(l.latency_floor_us),
             pct(l.latency_efficiency_pct),
         );
         if let Some(e) = l.too_high() {
@@ -264,5 +268,17 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
             high.join(", ")
         );
     }
-    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rundir::summary::SummaryRow;
+
+    #[test]
+    fn the_columns_the_section_names_are_summary_columns_in_order() {
+        let all = SummaryRow::columns();
+        let at = all.iter().position(|c| c == COLUMNS[0]).unwrap();
+        assert_eq!(all[at..at + COLUMNS.len()], COLUMNS.map(String::from));
+    }
 }

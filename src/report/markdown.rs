@@ -1,15 +1,18 @@
 //! report.md: what ran and where, the findings (peak throughput, saturation point per
-//! series, efficiency against the machine's cores), the summary table, the plots, and
-//! every failed run with its reason. Deterministic: no clock, fixed number formats.
+//! series, where the time goes, the open loop's sustainable rate), the machine's limits
+//! and the noise, the summary table, the plots, and every failed run with its reason.
+//! Deterministic: no clock, fixed number formats. [`render`] is the list of sections;
+//! each section is a function that appends its markdown, and writes nothing when its
+//! data is absent (unless it says why).
 
 use std::fmt::Write as _;
 
-use super::analysis::{Analysis, Breakdown, CellSummary, Metric, GAIN, RISE};
+use super::analysis::{Analysis, Breakdown, CellSummary, Metric, RateSeries, Series, GAIN, RISE};
 use super::load::RunData;
-use super::plots::{self, FIXED_PLOTS};
-use crate::rundir::axes_label;
-use crate::rundir::Axis;
-use crate::rundir::{self, RunStatus, Status};
+use super::output::{Artefact, Output};
+use super::plots::{self, Chart};
+use super::Analysed;
+use crate::rundir::{self, Manifest, RunStatus, Status, TargetInfo};
 
 /// `850 µs`, `12.34 ms`.
 pub fn fmt_us(v: f64) -> String {
@@ -30,19 +33,9 @@ fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// `c007` (workers=2 concurrency=8): the id and the axes that vary in this run.
-fn cell_name(a: &Analysis, c: &CellSummary) -> String {
-    let mut axes: Vec<Axis> = a.varying.clone();
-    if !axes.contains(&Axis::Concurrency) {
-        axes.push(Axis::Concurrency);
-    }
-    let parts = axes_label(
-        Axis::ALL
-            .into_iter()
-            .filter(|ax| axes.contains(ax))
-            .map(|ax| (ax, c.cell.get(ax))),
-    );
-    format!("`{}` ({parts})", c.id)
+/// A cell's median of `m` through `f`, or `–` where it was not measured.
+fn median_or_dash(c: &CellSummary, m: Metric, f: &dyn Fn(f64) -> String) -> String {
+    c.median(m).map_or("–".into(), f)
 }
 
 /// `closed loop`, or `open loop, 2000 req/s` (with the pipeline when it is not 1).
@@ -56,119 +49,50 @@ fn load_model(c: &CellSummary, pipeline: Option<u64>) -> String {
     }
 }
 
-/// The open-loop section of the findings: each rate series' hockey stick against the SLO.
-fn open_loop_findings(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
-    if a.rate_series.is_empty() {
-        return;
+/// report.md, showing `charts` in its Plots section.
+pub struct ReportMd {
+    pub charts: &'static [&'static dyn Chart],
+}
+
+impl Output<Analysed> for ReportMd {
+    fn name(&self) -> &'static str {
+        rundir::REPORT_FILE
     }
-    let _ = writeln!(
-        w,
-        "### Open loop: sustainable throughput at the SLO
-"
-    );
-    let _ = writeln!(
-        w,
-        "Open-loop cells send at a fixed rate{} and time each request from when it was due, so \
-         a server that falls behind shows it in every request that waited (docs/open-loop.md). \
-         p99 is that corrected latency; the uncorrected p99 (from the actual send) is beside it.\n",
-        match pipeline {
-            Some(k) if k > 1 => format!(" with up to {k} requests in flight per connection"),
-            _ => String::new(),
-        }
-    );
-    let slo = a.slo_p99_us;
-    match slo {
-        Some(v) => {
-            let _ = writeln!(
-                w,
-                "SLO: **p99 ≤ {}** (the experiment's `[slo] p99`). The sustainable rate of a series \
-                 is the highest tested rate at which it, and every lower tested rate, ran and kept \
-                 the median p99 within it.\n",
-                fmt_us(v)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                w,
-                "The experiment sets no `[slo] p99`, so no sustainable rate is named.\n"
-            );
-        }
-    }
-    let _ = writeln!(
-        w,
-        "| series | rate (req/s) | answered | sent | p99 (corrected) | p99 (uncorrected) | within SLO |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
-    for s in &a.rate_series {
-        for &i in &s.points {
-            let c = &a.cells[i];
-            let one = |m: Metric, f: &dyn Fn(f64) -> String| c.median(m).map_or("–".into(), f);
-            let within = match (slo, c.reps_ok, c.median(Metric::LatencyP99)) {
-                (None, _, _) => "",
-                (Some(_), 0, _) => "failed",
-                (Some(v), _, Some(p)) if p <= v => "yes",
-                (Some(_), _, _) => "**no**",
-            };
-            let _ = writeln!(
-                w,
-                "| {} | {} (`{}`) | {} | {} | {} | {} | {} |",
-                s.label,
-                c.cell.rate.unwrap_or(0),
-                c.id,
-                one(Metric::Throughput, &|v| format!("{v:.1}")),
-                one(Metric::SentRps, &|v| format!("{v:.1}")),
-                one(Metric::LatencyP99, &fmt_us),
-                one(Metric::LatencyP99Uncorrected, &fmt_us),
-                within
-            );
-        }
-    }
-    let _ = writeln!(w);
-    if slo.is_some() {
-        for s in &a.rate_series {
-            let rate = |i: usize| a.cells[i].cell.rate.unwrap_or(0);
-            let line = match (s.sustainable, s.first_over) {
-                (Some(ok), Some(over)) => format!(
-                    "**{}: sustainable throughput {} req/s** at the SLO (`{}`, p99 {}); at {} req/s p99 \
-                     is {}.",
-                    s.label,
-                    rate(ok),
-                    a.cells[ok].id,
-                    fmt_us(a.cells[ok].median(Metric::LatencyP99).unwrap_or(f64::NAN)),
-                    rate(over),
-                    a.cells[over]
-                        .median(Metric::LatencyP99)
-                        .map_or("not measured (the run failed)".into(), fmt_us),
-                ),
-                (Some(ok), None) => format!(
-                    "**{}: every tested rate met the SLO, up to {} req/s**: sweep higher to find \
-                     where it breaks.",
-                    s.label,
-                    rate(ok)
-                ),
-                (None, Some(over)) => format!(
-                    "**{}: no tested rate met the SLO**: already at {} req/s p99 is {}; sweep lower.",
-                    s.label,
-                    rate(over),
-                    a.cells[over]
-                        .median(Metric::LatencyP99)
-                        .map_or("not measured (the run failed)".into(), fmt_us),
-                ),
-                (None, None) => format!("**{}**: no open-loop cell ran.", s.label),
-            };
-            let _ = writeln!(w, "- {line}");
-        }
-        let _ = writeln!(w);
+
+    fn render(&self, run: &Analysed) -> anyhow::Result<Vec<Artefact>> {
+        Ok(vec![Artefact::new(
+            rundir::REPORT_FILE,
+            render(run, self.charts),
+        )])
     }
 }
 
-pub fn render(data: &RunData, a: &Analysis) -> String {
+/// report.md's text: its sections, in order.
+pub fn render(run: &Analysed, charts: &[&dyn Chart]) -> String {
+    let (data, a) = (&run.data, &run.analysis);
     let m = &data.manifest;
-    let e = &m.experiment;
+    let pipeline = m.experiment.client_pipeline;
     let mut out = String::new();
     let w = &mut out;
-    let planned = m.order.runs.len();
+    title(w, m);
+    run_table(w, m);
+    findings(w, m, a);
+    saturation(w, a);
+    where_the_time_goes(w, a);
+    open_loop(w, a, pipeline);
+    w.push_str(&super::limits::markdown(data, a));
+    w.push_str(&super::noise::markdown(data, a));
+    results(w, a, pipeline);
+    plots_section(w, run, charts);
+    failures(w, data, a);
+    files(w);
+    out
+}
 
+/// The experiment's name, a warning when the run did not complete, its description.
+fn title(w: &mut String, m: &Manifest) {
+    let e = &m.experiment;
+    let planned = m.order.runs.len();
     let _ = writeln!(w, "# {}\n", e.name);
     match m.status {
         RunStatus::Complete => {}
@@ -193,8 +117,11 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
     if !e.description.is_empty() {
         let _ = writeln!(w, "{}\n", e.description);
     }
+}
 
-    // What, where, when.
+/// What ran, where and when: a two-column table, a row per target at its end.
+fn run_table(w: &mut String, m: &Manifest) {
+    let e = &m.experiment;
     let mach = &m.machine;
     let measured = match (e.duration_s, e.requests) {
         (Some(d), _) => format!("{d} s measured"),
@@ -244,70 +171,48 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
     );
     let _ = writeln!(
         w,
-        "| runs | {} of {planned} done, {} failed; {} cells |",
+        "| runs | {} of {} done, {} failed; {} cells |",
         m.runs_done,
+        m.order.runs.len(),
         m.runs_failed,
         m.cells.len()
     );
     for (name, t) in &e.targets {
-        let how = if t.kind == "builtin" {
-            format!(
-                "built-in server{}{}",
-                t.pool
-                    .map_or(String::new(), |p| format!(", pool {}", p.as_str())),
-                if t.args.is_empty() {
-                    String::new()
-                } else {
-                    format!(", args `{}`", t.args.join(" "))
-                }
-            )
-        } else {
-            format!("external: `{}`", md_escape(&t.command.join(" ")))
-        };
-        let tls = if t.tls {
-            "; TLS, with the run's certificate (`tls/`)"
-        } else {
-            ""
-        };
-        let _ = writeln!(w, "| target `{name}` | {how}{tls} |");
+        let _ = writeln!(w, "| target `{name}` | {} |", target(t));
     }
     let _ = writeln!(w);
+}
 
-    // Findings.
-    let _ = writeln!(w, "## Findings\n");
-    let cores = mach.logical_cores.max(1) as f64;
-    match a.peak {
-        None => {
-            let _ = writeln!(w, "- No run succeeded, so there is no peak to report.");
-        }
-        Some(p) => {
-            let c = &a.cells[p];
-            let t = c.median(Metric::Throughput).unwrap_or(f64::NAN);
-            let _ = writeln!(
-                w,
-                "- **Peak throughput: {} at {}**, p50 {}, p99 {} (medians of {} repetition(s)).",
-                fmt_rps(t),
-                cell_name(a, c),
-                fmt_us(c.median(Metric::LatencyP50).unwrap_or(f64::NAN)),
-                fmt_us(c.median(Metric::LatencyP99).unwrap_or(f64::NAN)),
-                c.reps_ok
-            );
-            if let Some(server) = c.median(Metric::ServerCpu) {
-                let client = c.median(Metric::ClientCpu).unwrap_or(f64::NAN);
-                let machine = c.median(Metric::MachineCpu).unwrap_or(f64::NAN);
-                let per_req_us = server / 100.0 * 1e6 / t;
-                let _ = writeln!(
-                    w,
-                    "- **Efficiency at the peak:** the server with its workers used {server:.0}% CPU \
-                     ({:.0}% of the machine's {cores:.0} cores), the client {client:.0}%, the whole machine \
-                     {machine:.0}% ({:.0}% of its capacity); {} of server CPU per request.",
-                    server / cores,
-                    machine / cores,
-                    fmt_us(per_req_us),
-                );
+/// `built-in server, pool process, args `…``, or `external: `…``; and TLS.
+fn target(t: &TargetInfo) -> String {
+    let how = if t.kind == "builtin" {
+        format!(
+            "built-in server{}{}",
+            t.pool
+                .map_or(String::new(), |p| format!(", pool {}", p.as_str())),
+            if t.args.is_empty() {
+                String::new()
+            } else {
+                format!(", args `{}`", t.args.join(" "))
             }
-        }
-    }
+        )
+    } else {
+        format!("external: `{}`", md_escape(&t.command.join(" ")))
+    };
+    let tls = if t.tls {
+        "; TLS, with the run's certificate (`tls/`)"
+    } else {
+        ""
+    };
+    format!("{how}{tls}")
+}
+
+/// The findings: the peak and what it cost, cells where the client crowded the server,
+/// runs during which the machine stalled.
+fn findings(w: &mut String, m: &Manifest, a: &Analysis) {
+    let _ = writeln!(w, "## Findings\n");
+    let cores = m.machine.logical_cores.max(1) as f64;
+    peak(w, a, cores);
     let crowded: Vec<String> = a
         .cells
         .iter()
@@ -350,6 +255,49 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         );
     }
     let _ = writeln!(w);
+}
+
+/// The peak-throughput cell, and the CPU it took (when it was sampled).
+fn peak(w: &mut String, a: &Analysis, cores: f64) {
+    let Some(p) = a.peak else {
+        let _ = writeln!(w, "- No run succeeded, so there is no peak to report.");
+        return;
+    };
+    let c = &a.cells[p];
+    let t = c.median(Metric::Throughput).unwrap_or(f64::NAN);
+    let _ = writeln!(
+        w,
+        "- **Peak throughput: {} at {}**, p50 {}, p99 {} (medians of {} repetition(s)).",
+        fmt_rps(t),
+        a.cell_name(c),
+        fmt_us(c.median(Metric::LatencyP50).unwrap_or(f64::NAN)),
+        fmt_us(c.median(Metric::LatencyP99).unwrap_or(f64::NAN)),
+        c.reps_ok
+    );
+    if let Some(server) = c.median(Metric::ServerCpu) {
+        let client = c.median(Metric::ClientCpu).unwrap_or(f64::NAN);
+        let machine = c.median(Metric::MachineCpu).unwrap_or(f64::NAN);
+        let per_req_us = server / 100.0 * 1e6 / t;
+        let _ = writeln!(
+            w,
+            "- **Efficiency at the peak:** the server with its workers used {server:.0}% CPU \
+             ({:.0}% of the machine's {cores:.0} cores), the client {client:.0}%, the whole machine \
+             {machine:.0}% ({:.0}% of its capacity); {} of server CPU per request.",
+            server / cores,
+            machine / cores,
+            fmt_us(per_req_us),
+        );
+    }
+}
+
+/// An open-loop cell alone at its rate has no concurrency to compare: the rate series
+/// judge those.
+fn by_rate_only(a: &Analysis, s: &Series) -> bool {
+    s.points.len() == 1 && a.cells[s.points[0]].cell.rate.is_some()
+}
+
+/// The rule, then a row per series: its saturation point, or why it has none.
+fn saturation(w: &mut String, a: &Analysis) {
     let _ = writeln!(w, "### Saturation point by series\n");
     let _ = writeln!(
         w,
@@ -360,219 +308,61 @@ pub fn render(data: &RunData, a: &Analysis) -> String {
         GAIN * 100.0,
         RISE * 100.0
     );
-    // An open-loop cell alone at its rate has no concurrency to compare: the rate
-    // series below judge those.
-    let by_rate_only = |s: &&super::analysis::Series| {
-        s.points.len() == 1 && a.cells[s.points[0]].cell.rate.is_some()
-    };
-    if a.series.iter().any(|s| !by_rate_only(&s)) {
+    if a.series.iter().any(|s| !by_rate_only(a, s)) {
         let _ = writeln!(
             w,
             "| series | saturation point | throughput there | p99 there | beyond it |"
         );
         let _ = writeln!(w, "|---|---|---|---|---|");
     }
-    for s in a.series.iter().filter(|s| !by_rate_only(s)) {
-        match s.saturation {
-            Some(sat) => {
-                let c = &a.cells[sat.cell];
-                let t = c.median(Metric::Throughput).unwrap_or(f64::NAN);
-                let p = c.median(Metric::LatencyP99).unwrap_or(f64::NAN);
-                let _ = writeln!(
-                    w,
-                    "| {} | concurrency {} (`{}`) | {} | {} | best throughput {:+.1}%, p99 ×{:.1} by concurrency {} |",
-                    s.label,
-                    c.cell.concurrency,
-                    c.id,
-                    fmt_rps(t),
-                    fmt_us(p),
-                    (sat.best_after_rps / t - 1.0) * 100.0,
-                    sat.p99_at_highest_us / p,
-                    sat.highest_concurrency
-                );
-            }
-            None => {
-                let why = match s.points.len() {
-                    0 => "no successful run".to_string(),
-                    1 => "one concurrency only: nothing to compare".to_string(),
-                    _ => {
-                        let last = &a.cells[*s.points.last().unwrap_or(&0)];
-                        format!(
-                            "not reached up to concurrency {}: throughput still rising, or p99 flat",
-                            last.cell.concurrency
-                        )
-                    }
-                };
-                let _ = writeln!(w, "| {} | – | | | {why} |", s.label);
-            }
-        }
+    for s in a.series.iter().filter(|s| !by_rate_only(a, s)) {
+        let _ = writeln!(w, "{}", saturation_row(a, s));
     }
-    if a.series.iter().any(|s| by_rate_only(&s)) {
+    if a.series.iter().any(|s| by_rate_only(a, s)) {
         let _ = writeln!(
             w,
             "\nOpen-loop cells, one concurrency per rate, are judged by rate in the next section."
         );
     }
     let _ = writeln!(w);
-    where_the_time_goes(w, a);
-    open_loop_findings(w, a, e.client_pipeline);
+}
 
-    out.push_str(&super::limits::markdown(data, a));
-    out.push_str(&super::noise::markdown(data, a));
-    let w = &mut out;
-
-    // The summary table.
-    let _ = writeln!(w, "## Results\n");
-    let _ = writeln!(
-        w,
-        "Medians over successful repetitions, with the range (min–max) where there are several. \
-         CPU in % of one core. All figures: `summary.csv`; every run: `results.csv`.\n"
-    );
-    let _ = writeln!(
-        w,
-        "| cell | load model | reps ok | throughput | p50 | p99 | p99.9 | max | server CPU | client CPU | machine CPU |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|");
-    for c in &a.cells {
-        let stat = |m: Metric, f: &dyn Fn(f64) -> String| -> String {
-            match c.stats.get(&m) {
-                None => "–".into(),
-                Some(s) if c.reps_ok > 1 => format!("{} ({}–{})", f(s.median), f(s.min), f(s.max)),
-                Some(s) => f(s.median),
+fn saturation_row(a: &Analysis, s: &Series) -> String {
+    let Some(sat) = s.saturation else {
+        let why = match s.points.len() {
+            0 => "no successful run".to_string(),
+            1 => "one concurrency only: nothing to compare".to_string(),
+            _ => {
+                let last = &a.cells[*s.points.last().unwrap_or(&0)];
+                format!(
+                    "not reached up to concurrency {}: throughput still rising, or p99 flat",
+                    last.cell.concurrency
+                )
             }
         };
-        let one = |m: Metric, f: &dyn Fn(f64) -> String| c.median(m).map_or("–".into(), f);
-        let pct = |v: f64| format!("{v:.0}%");
-        let _ = writeln!(
-            w,
-            "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            cell_name(a, c),
-            load_model(c, e.client_pipeline),
-            c.reps_ok,
-            c.reps_ok + c.reps_failed,
-            stat(Metric::Throughput, &|v| format!("{v:.1}")),
-            one(Metric::LatencyP50, &fmt_us),
-            stat(Metric::LatencyP99, &fmt_us),
-            one(Metric::LatencyP999, &fmt_us),
-            one(Metric::LatencyMax, &fmt_us),
-            one(Metric::ServerCpu, &pct),
-            one(Metric::ClientCpu, &pct),
-            one(Metric::MachineCpu, &pct),
-        );
-    }
-    let _ = writeln!(
-        w,
-        "\nThroughput in requests/s. Closed loop: each connection sends its next request when \
-         the last is answered (the seed's model). Open loop: requests are sent on a fixed \
-         schedule at the given rate, and latencies are measured from when each was due \
-         (corrected for coordinated omission; docs/open-loop.md).\n"
-    );
-
-    // Plots.
-    let _ = writeln!(w, "## Plots\n");
-    for (file, title) in FIXED_PLOTS {
-        let _ = writeln!(
-            w,
-            "### {title}\n\n![{title}]({}/{file})\n",
-            rundir::PLOTS_DIR
-        );
-    }
-    if !a.rate_series.is_empty() {
-        let (file, title) = plots::OPEN_LOOP_PLOT;
-        let _ = writeln!(
-            w,
-            "### {title}\n\n![{title}]({}/{file})\n",
-            rundir::PLOTS_DIR
-        );
-    }
-    let over_time: Vec<&CellSummary> = a
-        .cells
-        .iter()
-        .filter(|c| !plots::over_time_runs(data, &c.id).is_empty())
-        .collect();
-    if !over_time.is_empty() {
-        let _ = writeln!(
-            w,
-            "### Over time\n\nThroughput and p99 in each second of the measured phase, from the \
-             client's interval logs (`hdr/<run>.intervals.hlog`), one line per repetition: a \
-             warm-up still under way shows as a slope, a stall as a dip in throughput with a \
-             spike in p99.\n"
-        );
-        for c in over_time {
-            let _ = writeln!(
-                w,
-                "![Over time: {}]({}/{})\n",
-                cell_name(a, c).replace('`', ""),
-                rundir::PLOTS_DIR,
-                plots::over_time_file(&c.id)
-            );
-        }
-    }
-    for s in a.series.iter().filter(|s| s.points.len() > 1) {
-        let file = plots::spectrum_file(&s.label);
-        let _ = writeln!(
-            w,
-            "### Latency by percentile: {}\n\n![Latency by percentile: {}]({}/{file})\n",
-            s.label,
-            s.label,
-            rundir::PLOTS_DIR
-        );
-    }
-
-    // Failures.
-    let failed: Vec<_> = data
-        .rows
-        .iter()
-        .filter(|r| r.status == Status::Failed)
-        .collect();
-    let unrun: Vec<&CellSummary> = a
-        .cells
-        .iter()
-        .filter(|c| c.reps_ok + c.reps_failed == 0)
-        .collect();
-    if !failed.is_empty() || !unrun.is_empty() {
-        let _ = writeln!(w, "## Failed runs\n");
-        if !failed.is_empty() {
-            let _ = writeln!(w, "| run | cell | reason |\n|---|---|---|");
-            for r in &failed {
-                let c = a.cells.iter().find(|c| c.id == r.cell_id);
-                let _ = writeln!(
-                    w,
-                    "| `{}` | {} | {} |",
-                    r.run_name(),
-                    c.map_or(r.cell_id.clone(), |c| cell_name(a, c)),
-                    md_escape(&r.reason)
-                );
-            }
-            let _ = writeln!(w);
-        }
-        if !unrun.is_empty() {
-            let names: Vec<String> = unrun.iter().map(|c| cell_name(a, c)).collect();
-            let _ = writeln!(w, "Never measured: {}.\n", names.join(", "));
-        }
-    }
-
-    let _ = writeln!(w, "## Files\n");
-    let _ = writeln!(
-        w,
-        "`experiment.toml` (the file as run), `manifest.json`, `results.csv` (one row per run), \
-         `summary.csv` (one row per cell), `hdr/` (per run: `.hgrm` percentile distribution and \
-         `.hlog` histogram log), `cpu/` (CPU samples every 100 ms), `client/` (the client's JSON), \
-         `logs/` (server and client output), `plots/`. Columns are documented in docs/results.md; \
-         `threadcenter report <this directory>` renders this report again from the raw files."
-    );
-    out
+        return format!("| {} | – | | | {why} |", s.label);
+    };
+    let c = &a.cells[sat.cell];
+    let t = c.median(Metric::Throughput).unwrap_or(f64::NAN);
+    let p = c.median(Metric::LatencyP99).unwrap_or(f64::NAN);
+    format!(
+        "| {} | concurrency {} (`{}`) | {} | {} | best throughput {:+.1}%, p99 ×{:.1} by concurrency {} |",
+        s.label,
+        c.cell.concurrency,
+        c.id,
+        fmt_rps(t),
+        fmt_us(p),
+        (sat.best_after_rps / t - 1.0) * 100.0,
+        sat.p99_at_highest_us / p,
+        sat.highest_concurrency
+    )
 }
 
 /// The findings' stage breakdown: a sentence per series naming the dominant part of the
 /// mean latency at its saturation point (or, without one, at its highest concurrency),
-/// then the table of every cell and the stacked plot.
+/// then the table of every cell and the stacked plot; or why there is none.
 fn where_the_time_goes(w: &mut String, a: &Analysis) {
-    let _ = writeln!(
-        w,
-        "### Where the time goes
-"
-    );
+    let _ = writeln!(w, "### Where the time goes\n");
     if !a.cells.iter().any(|c| Breakdown::of(c).is_some()) {
         let _ = writeln!(
             w,
@@ -591,35 +381,51 @@ fn where_the_time_goes(w: &mut String, a: &Analysis) {
          the warm-up).\n"
     );
     for s in &a.series {
-        let (at, what) = match (s.saturation, s.points.last()) {
-            (Some(sat), _) => (sat.cell, "at its saturation point"),
-            (None, Some(&last)) => (last, "with no saturation point, at its highest concurrency"),
-            (None, None) => continue,
-        };
-        let c = &a.cells[at];
-        let Some(b) = Breakdown::of(c) else {
-            continue;
-        };
-        let (part, share) = b.dominant();
-        let name = if s.label.is_empty() {
-            "The run".to_string()
-        } else {
-            format!("`{}`", s.label)
-        };
-        let _ = writeln!(
-            w,
-            "- {name}, {what}: at concurrency {} with {} worker{}, {:.0}% of mean latency is {} \
-             ({} of {}).",
-            c.cell.concurrency,
-            c.cell.workers,
-            if c.cell.workers == 1 { "" } else { "s" },
-            share * 100.0,
-            Breakdown::describe(part),
-            fmt_us(b.parts()[part]),
-            fmt_us(b.sum_us()),
-        );
+        if let Some(line) = dominant_part(a, s) {
+            let _ = writeln!(w, "- {line}");
+        }
     }
     let _ = writeln!(w);
+    breakdown_table(w, a);
+    let _ = writeln!(
+        w,
+        "\n![Where the time goes]({}/{})\n",
+        rundir::PLOTS_DIR,
+        plots::breakdown::FILE
+    );
+}
+
+/// The sentence on a series' dominant part, at its saturation point or its highest
+/// concurrency; none without stage timings there.
+fn dominant_part(a: &Analysis, s: &Series) -> Option<String> {
+    let (at, what) = match (s.saturation, s.points.last()) {
+        (Some(sat), _) => (sat.cell, "at its saturation point"),
+        (None, Some(&last)) => (last, "with no saturation point, at its highest concurrency"),
+        (None, None) => return None,
+    };
+    let c = &a.cells[at];
+    let b = Breakdown::of(c)?;
+    let (part, share) = b.dominant();
+    let name = if s.label.is_empty() {
+        "The run".to_string()
+    } else {
+        format!("`{}`", s.label)
+    };
+    Some(format!(
+        "{name}, {what}: at concurrency {} with {} worker{}, {:.0}% of mean latency is {} \
+         ({} of {}).",
+        c.cell.concurrency,
+        c.cell.workers,
+        if c.cell.workers == 1 { "" } else { "s" },
+        share * 100.0,
+        Breakdown::describe(part),
+        fmt_us(b.parts()[part]),
+        fmt_us(b.sum_us()),
+    ))
+}
+
+/// Every cell with stage timings: its parts, each with its share.
+fn breakdown_table(w: &mut String, a: &Analysis) {
     let _ = writeln!(
         w,
         "| cell | client mean | queue | service | return | rest | dominant |"
@@ -641,8 +447,8 @@ fn where_the_time_goes(w: &mut String, a: &Analysis) {
         let _ = writeln!(
             w,
             "| {} | {} | {} | {} | {} | {} | {} {:.0}% |",
-            cell_name(a, c),
-            c.median(Metric::LatencyMean).map_or("–".into(), fmt_us),
+            a.cell_name(c),
+            median_or_dash(c, Metric::LatencyMean, &fmt_us),
             cell(b.queue_us),
             cell(b.service_us),
             cell(b.return_us),
@@ -651,10 +457,381 @@ fn where_the_time_goes(w: &mut String, a: &Analysis) {
             share * 100.0,
         );
     }
+}
+
+/// The open-loop section of the findings, when there are open-loop cells: each rate
+/// series' hockey stick against the SLO.
+fn open_loop(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
+    if a.rate_series.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "### Open loop: sustainable throughput at the SLO\n");
     let _ = writeln!(
         w,
-        "\n![Where the time goes]({}/{})\n",
-        rundir::PLOTS_DIR,
-        plots::BREAKDOWN_PLOT
+        "Open-loop cells send at a fixed rate{} and time each request from when it was due, so \
+         a server that falls behind shows it in every request that waited (docs/open-loop.md). \
+         p99 is that corrected latency; the uncorrected p99 (from the actual send) is beside it.\n",
+        match pipeline {
+            Some(k) if k > 1 => format!(" with up to {k} requests in flight per connection"),
+            _ => String::new(),
+        }
     );
+    match a.slo_p99_us {
+        Some(v) => {
+            let _ = writeln!(
+                w,
+                "SLO: **p99 ≤ {}** (the experiment's `[slo] p99`). The sustainable rate of a series \
+                 is the highest tested rate at which it, and every lower tested rate, ran and kept \
+                 the median p99 within it.\n",
+                fmt_us(v)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "The experiment sets no `[slo] p99`, so no sustainable rate is named.\n"
+            );
+        }
+    }
+    rate_table(w, a);
+    if a.slo_p99_us.is_some() {
+        for s in &a.rate_series {
+            let _ = writeln!(w, "- {}", sustainable(a, s));
+        }
+        let _ = writeln!(w);
+    }
+}
+
+/// A row per open-loop cell, by series and rate, and whether it kept the SLO.
+fn rate_table(w: &mut String, a: &Analysis) {
+    let _ = writeln!(
+        w,
+        "| series | rate (req/s) | answered | sent | p99 (corrected) | p99 (uncorrected) | within SLO |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    let rps = |v: f64| format!("{v:.1}");
+    for s in &a.rate_series {
+        for &i in &s.points {
+            let c = &a.cells[i];
+            let within = match (a.slo_p99_us, c.reps_ok, c.median(Metric::LatencyP99)) {
+                (None, _, _) => "",
+                (Some(_), 0, _) => "failed",
+                (Some(v), _, Some(p)) if p <= v => "yes",
+                (Some(_), _, _) => "**no**",
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} (`{}`) | {} | {} | {} | {} | {} |",
+                s.label,
+                c.cell.rate.unwrap_or(0),
+                c.id,
+                median_or_dash(c, Metric::Throughput, &rps),
+                median_or_dash(c, Metric::SentRps, &rps),
+                median_or_dash(c, Metric::LatencyP99, &fmt_us),
+                median_or_dash(c, Metric::LatencyP99Uncorrected, &fmt_us),
+                within
+            );
+        }
+    }
+    let _ = writeln!(w);
+}
+
+/// A rate series' verdict against the SLO: its sustainable throughput, and where it broke.
+fn sustainable(a: &Analysis, s: &RateSeries) -> String {
+    let rate = |i: usize| a.cells[i].cell.rate.unwrap_or(0);
+    let p99 = |i: usize| {
+        a.cells[i]
+            .median(Metric::LatencyP99)
+            .map_or("not measured (the run failed)".into(), fmt_us)
+    };
+    match (s.sustainable, s.first_over) {
+        (Some(ok), Some(over)) => format!(
+            "**{}: sustainable throughput {} req/s** at the SLO (`{}`, p99 {}); at {} req/s p99 \
+             is {}.",
+            s.label,
+            rate(ok),
+            a.cells[ok].id,
+            fmt_us(a.cells[ok].median(Metric::LatencyP99).unwrap_or(f64::NAN)),
+            rate(over),
+            p99(over),
+        ),
+        (Some(ok), None) => format!(
+            "**{}: every tested rate met the SLO, up to {} req/s**: sweep higher to find \
+             where it breaks.",
+            s.label,
+            rate(ok)
+        ),
+        (None, Some(over)) => format!(
+            "**{}: no tested rate met the SLO**: already at {} req/s p99 is {}; sweep lower.",
+            s.label,
+            rate(over),
+            p99(over),
+        ),
+        (None, None) => format!("**{}**: no open-loop cell ran.", s.label),
+    }
+}
+
+/// The summary table: a row per cell, medians with their range where there are several
+/// repetitions.
+fn results(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
+    let _ = writeln!(w, "## Results\n");
+    let _ = writeln!(
+        w,
+        "Medians over successful repetitions, with the range (min–max) where there are several. \
+         CPU in % of one core. All figures: `summary.csv`; every run: `results.csv`.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| cell | load model | reps ok | throughput | p50 | p99 | p99.9 | max | server CPU | client CPU | machine CPU |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let pct = |v: f64| format!("{v:.0}%");
+    for c in &a.cells {
+        let stat = |m: Metric, f: &dyn Fn(f64) -> String| -> String {
+            match c.stats.get(&m) {
+                None => "–".into(),
+                Some(s) if c.reps_ok > 1 => format!("{} ({}–{})", f(s.median), f(s.min), f(s.max)),
+                Some(s) => f(s.median),
+            }
+        };
+        let one = |m: Metric, f: &dyn Fn(f64) -> String| median_or_dash(c, m, f);
+        let _ = writeln!(
+            w,
+            "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            a.cell_name(c),
+            load_model(c, pipeline),
+            c.reps_ok,
+            c.reps_ok + c.reps_failed,
+            stat(Metric::Throughput, &|v| format!("{v:.1}")),
+            one(Metric::LatencyP50, &fmt_us),
+            stat(Metric::LatencyP99, &fmt_us),
+            one(Metric::LatencyP999, &fmt_us),
+            one(Metric::LatencyMax, &fmt_us),
+            one(Metric::ServerCpu, &pct),
+            one(Metric::ClientCpu, &pct),
+            one(Metric::MachineCpu, &pct),
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nThroughput in requests/s. Closed loop: each connection sends its next request when \
+         the last is answered (the seed's model). Open loop: requests are sent on a fixed \
+         schedule at the given rate, and latencies are measured from when each was due \
+         (corrected for coordinated omission; docs/open-loop.md).\n"
+    );
+}
+
+/// The figures of every chart, in the order given.
+fn plots_section(w: &mut String, run: &Analysed, charts: &[&dyn Chart]) {
+    let _ = writeln!(w, "## Plots\n");
+    for figure in charts.iter().flat_map(|c| c.figures(run)) {
+        let _ = writeln!(w, "### {}\n", figure.heading);
+        if let Some(intro) = figure.intro {
+            let _ = writeln!(w, "{intro}\n");
+        }
+        for (alt, file) in &figure.images {
+            let _ = writeln!(w, "![{alt}]({}/{file})\n", rundir::PLOTS_DIR);
+        }
+    }
+}
+
+/// Every failed run with its reason, and the cells never measured; nothing when every run
+/// succeeded.
+fn failures(w: &mut String, data: &RunData, a: &Analysis) {
+    let failed: Vec<_> = data
+        .rows
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .collect();
+    let unrun: Vec<&CellSummary> = a
+        .cells
+        .iter()
+        .filter(|c| c.reps_ok + c.reps_failed == 0)
+        .collect();
+    if failed.is_empty() && unrun.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "## Failed runs\n");
+    if !failed.is_empty() {
+        let _ = writeln!(w, "| run | cell | reason |\n|---|---|---|");
+        for r in &failed {
+            let c = a.cells.iter().find(|c| c.id == r.cell_id);
+            let _ = writeln!(
+                w,
+                "| `{}` | {} | {} |",
+                r.run_name(),
+                c.map_or(r.cell_id.clone(), |c| a.cell_name(c)),
+                md_escape(&r.reason)
+            );
+        }
+        let _ = writeln!(w);
+    }
+    if !unrun.is_empty() {
+        let names: Vec<String> = unrun.iter().map(|c| a.cell_name(c)).collect();
+        let _ = writeln!(w, "Never measured: {}.\n", names.join(", "));
+    }
+}
+
+/// What the run directory holds.
+fn files(w: &mut String) {
+    let _ = writeln!(w, "## Files\n");
+    let _ = writeln!(
+        w,
+        "`experiment.toml` (the file as run), `manifest.json`, `results.csv` (one row per run), \
+         `summary.csv` (one row per cell), `hdr/` (per run: `.hgrm` percentile distribution and \
+         `.hlog` histogram log), `cpu/` (CPU samples every 100 ms), `client/` (the client's JSON), \
+         `logs/` (server and client output), `plots/`. Columns are documented in docs/results.md; \
+         `threadcenter report <this directory>` renders this report again from the raw files."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::analysis::analyse;
+    use crate::report::fixture::{closed, open_loop};
+
+    fn headings(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn a_closed_run_has_its_sections_in_order_and_no_open_loop_one() {
+        let text = render(&closed(), &[]);
+        assert_eq!(
+            headings(&text),
+            [
+                "# synthetic",
+                "## Findings",
+                "### Saturation point by series",
+                "### Where the time goes",
+                "## Machine limits and efficiency",
+                "## Noise",
+                "## Results",
+                "## Plots",
+                "## Failed runs",
+                "## Files",
+            ]
+        );
+        assert!(text.contains("\nA made-up run.\n"));
+        assert!(
+            !text.contains("Partial run"),
+            "a complete run has no warning"
+        );
+        assert!(text.contains("No server stage timings in this run"));
+        assert!(text.contains("| runs | 6 of 6 done, 2 failed; 3 cells |"));
+    }
+
+    #[test]
+    fn the_peak_is_named_with_formatted_medians() {
+        let text = render(&closed(), &[]);
+        assert!(
+            text.contains(
+                "- **Peak throughput: 1237.5 req/s at `c002` (concurrency=4)**, p50 850 µs, \
+                 p99 12.34 ms (medians of 2 repetition(s))."
+            ),
+            "{text}"
+        );
+        // 150% of one core at 1237.5 req/s: 1212 µs of server CPU per request.
+        assert!(text.contains("; 1.21 ms of server CPU per request."));
+        // The summary table gives ranges over two repetitions and marks the failed cell.
+        assert!(text.contains(
+            "| `c002` (concurrency=4) | closed loop | 2/2 | 1237.5 (1234.0–1241.0) | 850 µs | \
+             12.34 ms (12.34 ms–12.34 ms) |"
+        ));
+        assert!(text.contains("| `c003` (concurrency=8) | closed loop | 0/2 | – | – | – |"));
+    }
+
+    #[test]
+    fn every_failed_run_is_listed_with_its_reason_escaped() {
+        let text = render(&closed(), &[]);
+        let failed = &text[text.find("## Failed runs").unwrap()..];
+        assert!(failed.contains("| run | cell | reason |"));
+        for rep in [1, 2] {
+            assert!(failed.contains(&format!(
+                "| `c003-r{rep}` | `c003` (concurrency=8) | server exited: code 1 \\| see logs/ |"
+            )));
+        }
+        // Without failures, no such section.
+        let mut ok = closed();
+        ok.data.rows.retain(|r| r.status == Status::Ok);
+        ok.data.manifest.cells.retain(|c| c.id != "c003");
+        ok.analysis = analyse(&ok.data);
+        assert!(!render(&ok, &[]).contains("## Failed runs"));
+    }
+
+    #[test]
+    fn an_interrupted_run_says_so_first() {
+        let mut run = closed();
+        run.data.manifest.status = RunStatus::Interrupted;
+        run.data.manifest.runs_done = 4;
+        let text = render(&run, &[]);
+        let after_title = text.lines().nth(2).unwrap();
+        assert!(
+            after_title
+                .starts_with("> **Partial run.** It was interrupted (Ctrl-C) after 4 of 6 runs"),
+            "{after_title}"
+        );
+    }
+
+    #[test]
+    fn an_open_loop_run_names_its_sustainable_rate() {
+        let run = open_loop();
+        let text = render(&run, &[]);
+        assert!(headings(&text).contains(&"### Open loop: sustainable throughput at the SLO"));
+        assert!(text.contains("SLO: **p99 ≤ 5.00 ms**"));
+        assert!(text.contains(
+            "| open loop | 4000 (`c003`) | 2500.0 | 4000.0 | 90.00 ms | 45.00 ms | **no** |"
+        ));
+        assert!(text.contains(
+            "- **open loop: sustainable throughput 2000 req/s** at the SLO (`c002`, p99 4.00 ms); \
+             at 4000 req/s p99 is 90.00 ms."
+        ));
+        assert!(text.contains("| `c001` (concurrency=2 rate=1000) | open loop, 1000 req/s | 1/1 |"));
+        assert!(text.contains("\nOpen-loop cells, one concurrency per rate, are judged by rate"));
+    }
+
+    struct Shown;
+    impl Output<Analysed> for Shown {
+        fn name(&self) -> &'static str {
+            "shown"
+        }
+        fn render(&self, _: &Analysed) -> anyhow::Result<Vec<Artefact>> {
+            Ok(Vec::new())
+        }
+    }
+    impl Chart for Shown {
+        fn figures(&self, _: &Analysed) -> Vec<plots::Figure> {
+            vec![
+                plots::Figure::one("A chart", "a.svg"),
+                plots::Figure {
+                    heading: "Several".into(),
+                    intro: Some("Two of them."),
+                    images: vec![
+                        ("one".into(), "1.svg".into()),
+                        ("two".into(), "2.svg".into()),
+                    ],
+                },
+            ]
+        }
+    }
+
+    #[test]
+    fn the_plots_section_shows_each_charts_figures_in_order() {
+        let text = render(&closed(), &[&Shown]);
+        let plots = &text[text.find("## Plots\n").unwrap()..text.find("## Failed runs").unwrap()];
+        assert_eq!(
+            plots,
+            "## Plots\n\n### A chart\n\n![A chart](plots/a.svg)\n\n### Several\n\nTwo of them.\n\n\
+             ![one](plots/1.svg)\n\n![two](plots/2.svg)\n\n"
+        );
+    }
+
+    #[test]
+    fn latencies_read_in_the_unit_that_fits() {
+        assert_eq!(fmt_us(850.4), "850 µs");
+        assert_eq!(fmt_us(12340.0), "12.34 ms");
+        assert_eq!(fmt_us(f64::NAN), "–");
+        assert_eq!(fmt_rps(1237.54), "1237.5 req/s");
+    }
 }

@@ -3,13 +3,18 @@
 //! that writes summary.csv, plots/*.svg and report.md. It reads no clock and iterates
 //! only sorted collections, so rendering the same directory twice gives the same bytes.
 //!
-//! Modules: `load` (raw files in), `analysis` (medians, series, peak, saturation),
-//! `limits` (efficiency against the machine's limits), `noise` (spread, load, a saturated
-//! client), `plots` (SVG), `markdown` (report.md); and for `--baseline`, `compare` (match,
-//! judge, write compare.md/csv), `compare_plot` (compare.svg) and `stats` (the tests).
+//! [`render`] loads (`load`), analyses (`analysis`, with `limits`: efficiency against the
+//! machine's limits, and `noise`: spread, load, a saturated client) into an [`Analysed`]
+//! run, and hands it to every output in `registry` through the seam of `output`:
+//! `summary` (summary.csv), each chart of `plots/` (one file per chart), and `markdown`
+//! (report.md, which shows the charts listed in `CHARTS`). For `--baseline`, `compare`
+//! (match, judge; compare.md, compare.csv and compare.svg behind the same seam) and
+//! `stats` (the tests).
 
 pub mod analysis;
 pub mod compare;
+#[cfg(test)]
+mod fixture;
 pub mod limits;
 pub mod load;
 pub mod markdown;
@@ -17,6 +22,7 @@ pub mod noise;
 pub mod output;
 pub mod plots;
 pub mod stats;
+pub mod summary;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -25,6 +31,7 @@ use anyhow::Context as _;
 
 use crate::cli::ReportArgs;
 use crate::rundir;
+use output::Output;
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if args.baseline.is_some() || args.baseline_target.is_some() {
@@ -86,15 +93,125 @@ fn run_compare(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(c.exit_code()))
 }
 
+/// What every output of a run's report renders from: its raw files as read, and what
+/// the analysis found in them.
+pub struct Analysed {
+    pub data: load::RunData,
+    pub analysis: analysis::Analysis,
+}
+
+/// The charts, in the order report.md's Plots section shows them.
+const CHARTS: &[&dyn plots::Chart] = &[
+    &plots::throughput_vs_concurrency::ThroughputVsConcurrency,
+    &plots::p99_vs_concurrency::P99VsConcurrency,
+    &plots::latency_vs_throughput::LatencyVsThroughput,
+    &plots::cpu_vs_concurrency::CpuVsConcurrency,
+    &plots::spectrum::PeakSpectra,
+    &plots::cpu_timeline::CpuTimeline,
+    &plots::open_loop::OpenLoop,
+    &plots::over_time::OverTime,
+    &plots::spectrum::SeriesSpectra,
+    &plots::breakdown::Breakdown,
+];
+
+/// Every artefact of a run's report, in the order they render: summary.csv, each chart,
+/// report.md (which shows the charts). Adding one is adding a line here.
+fn registry() -> Vec<&'static dyn Output<Analysed>> {
+    let mut all: Vec<&'static dyn Output<Analysed>> = vec![&summary::SummaryCsv];
+    all.extend(CHARTS.iter().map(|&c| c as &dyn Output<Analysed>));
+    all.push(&markdown::ReportMd { charts: CHARTS });
+    all
+}
+
 /// Renders summary.csv, plots/ and report.md from the raw files in `dir`.
 pub fn render(dir: &Path) -> anyhow::Result<()> {
     let data = load::RunData::load(dir)
         .with_context(|| format!("cannot render the report of {}", dir.display()))?;
-    let a = analysis::analyse(&data);
-    analysis::write_summary_csv(&dir.join(rundir::SUMMARY_FILE), &a)
-        .context("cannot write summary.csv")?;
-    plots::write_all(&dir.join(rundir::PLOTS_DIR), &data, &a)?;
-    let text = markdown::render(&data, &a);
-    std::fs::write(dir.join(rundir::REPORT_FILE), text).context("cannot write report.md")?;
+    let analysis = analysis::analyse(&data);
+    let run = Analysed { data, analysis };
+    output::write(dir, &registry(), &run)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// Every artefact of `run` by path, failing on a path written twice.
+    fn artefacts(run: &Analysed) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut all = BTreeMap::new();
+        for output in registry() {
+            for a in output.render(run).unwrap() {
+                let path = a.path.clone();
+                assert!(
+                    all.insert(a.path, a.bytes).is_none(),
+                    "{} is written twice",
+                    path.display()
+                );
+            }
+        }
+        all
+    }
+
+    /// The targets of report.md's image links: `![alt](plots/x.svg)`.
+    fn images(md: &str) -> BTreeSet<PathBuf> {
+        md.split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+            .filter(|target| target.ends_with(".svg"))
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    #[test]
+    fn report_md_shows_every_plot_written_and_only_those() {
+        for run in [fixture::closed_with_histograms(), fixture::open_loop()] {
+            let files = artefacts(&run);
+            let md = String::from_utf8(files[Path::new(rundir::REPORT_FILE)].clone()).unwrap();
+            let plots: BTreeSet<PathBuf> = files
+                .keys()
+                .filter(|p| p.starts_with(rundir::PLOTS_DIR))
+                .cloned()
+                .collect();
+            assert_eq!(images(&md), plots);
+            for (path, bytes) in &files {
+                if path.extension().is_some_and(|e| e == "svg") {
+                    assert!(bytes.starts_with(b"<svg"), "{}", path.display());
+                    assert!(bytes.ends_with(b"</svg>\n"), "{}", path.display());
+                }
+            }
+            assert!(files.contains_key(Path::new(rundir::SUMMARY_FILE)));
+        }
+    }
+
+    #[test]
+    fn the_charts_drawn_follow_the_data() {
+        let plot = |name: &str| PathBuf::from(rundir::PLOTS_DIR).join(name);
+        let closed = artefacts(&fixture::closed_with_histograms());
+        let open = artefacts(&fixture::open_loop());
+        // Interval logs: an over-time chart for that cell only.
+        assert!(closed.contains_key(&plot("over-time-c001.svg")));
+        assert!(!closed.contains_key(&plot("over-time-c002.svg")));
+        assert!(!open
+            .keys()
+            .any(|p| p.to_string_lossy().contains("over-time")));
+        // Stage timings: the breakdown; open-loop cells: the hockey stick.
+        assert!(open.contains_key(&plot(plots::breakdown::FILE)));
+        assert!(!closed.contains_key(&plot(plots::breakdown::FILE)));
+        assert!(open.contains_key(&plot(plots::open_loop::FILE)));
+        assert!(!closed.contains_key(&plot(plots::open_loop::FILE)));
+        // A series with two concurrencies gets its own spectrum, with a line per cell.
+        let spectrum = &closed[&plot("spectrum-builtin.svg")];
+        let text = String::from_utf8_lossy(spectrum);
+        assert!(text.contains("concurrency 1") && text.contains("concurrency 4"));
+    }
+
+    #[test]
+    fn rendering_twice_gives_the_same_bytes() {
+        let run = fixture::closed_with_histograms();
+        assert_eq!(artefacts(&run), artefacts(&run));
+    }
 }

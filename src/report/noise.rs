@@ -9,7 +9,7 @@ use super::analysis::{Analysis, CellSummary, Metric};
 use super::compare::NOISY_SPREAD_FACTOR;
 use super::load::RunData;
 use crate::domain::DEFAULT_THRESHOLD_PCT;
-use crate::rundir::{num, MachineInfo, ResultRow, Status};
+use crate::rundir::{MachineInfo, ResultRow, Status};
 
 /// A 1-minute load average at or above this share of the logical cores before the run
 /// means the machine was busy with something else.
@@ -52,12 +52,6 @@ pub struct CellNoise {
     pub client_saturation_pct: Option<f64>,
 }
 
-pub const COLUMNS: [&str; 3] = [
-    "throughput_spread_pct",
-    "latency_p99_spread_pct",
-    "client_cpu_saturation_pct",
-];
-
 impl CellNoise {
     pub fn of(c: &CellSummary, cores: usize) -> CellNoise {
         let spread = |m: Metric| {
@@ -71,18 +65,10 @@ impl CellNoise {
             client_saturation_pct: c.median(Metric::ClientCpu).map(|v| v / usable * 100.0),
         }
     }
-
-    pub fn record(&self) -> Vec<String> {
-        let f = |v: Option<f64>| v.map_or(String::new(), |v| num(v, 1));
-        vec![
-            f(self.throughput_spread_pct),
-            f(self.p99_spread_pct),
-            f(self.client_saturation_pct),
-        ]
-    }
 }
 
-/// report.md's section.
+/// report.md's section: the machine before the run, the spread across repetitions, and
+/// whether the client was the bottleneck.
 pub fn markdown(data: &RunData, a: &Analysis) -> String {
     let mut out = String::new();
     let w = &mut out;
@@ -108,6 +94,15 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
             None => "not exposed (a VM or container, or no cpufreq)".to_string(),
         }
     );
+    spread(w, a);
+    client(w, data, cores);
+    let _ = writeln!(w);
+    out
+}
+
+/// The spread across repetitions over the cells that have two or more, and the cells
+/// too noisy to compare.
+fn spread(w: &mut String, a: &Analysis) {
     let multi: Vec<&CellSummary> = a.cells.iter().filter(|c| c.reps_ok >= 2).collect();
     if multi.is_empty() {
         let _ = writeln!(
@@ -116,48 +111,52 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
              Comparing runs needs at least {} per cell (`repetitions`).",
             super::stats::min_reps(super::compare::ALPHA)
         );
-    } else {
-        let spreads: Vec<f64> = multi
-            .iter()
-            .filter_map(|c| c.noise.throughput_spread_pct)
-            .collect();
-        let p99s: Vec<f64> = multi
-            .iter()
-            .filter_map(|c| c.noise.p99_spread_pct)
-            .collect();
+        return;
+    }
+    let spreads: Vec<f64> = multi
+        .iter()
+        .filter_map(|c| c.noise.throughput_spread_pct)
+        .collect();
+    let p99s: Vec<f64> = multi
+        .iter()
+        .filter_map(|c| c.noise.p99_spread_pct)
+        .collect();
+    let _ = writeln!(
+        w,
+        "- **Spread across repetitions** (max − min over the median): throughput {:.1}% in the \
+         median cell, {:.1}% at most; p99 {:.1}% in the median cell, {:.1}% at most. Per cell: \
+         `throughput_spread_pct`, `latency_p99_spread_pct` in summary.csv.",
+        super::stats::median(&spreads),
+        spreads.iter().copied().fold(0.0, f64::max),
+        super::stats::median(&p99s),
+        p99s.iter().copied().fold(0.0, f64::max),
+    );
+    let wide: Vec<String> = multi
+        .iter()
+        .filter_map(|c| {
+            let t = c.noise.throughput_spread_pct.unwrap_or(0.0);
+            let p = c.noise.p99_spread_pct.unwrap_or(0.0);
+            (t > NOISY_SPREAD_PCT || p > NOISY_SPREAD_PCT)
+                .then(|| format!("`{}` (throughput {t:.0}%, p99 {p:.0}%)", c.id))
+        })
+        .collect();
+    if !wide.is_empty() {
         let _ = writeln!(
             w,
-            "- **Spread across repetitions** (max − min over the median): throughput {:.1}% in the \
-             median cell, {:.1}% at most; p99 {:.1}% in the median cell, {:.1}% at most. Per cell: \
-             `throughput_spread_pct`, `latency_p99_spread_pct` in summary.csv.",
-            super::stats::median(&spreads),
-            spreads.iter().copied().fold(0.0, f64::max),
-            super::stats::median(&p99s),
-            p99s.iter().copied().fold(0.0, f64::max),
+            "- **Warning: spread too wide to trust a comparison** in {} cell(s): {}. Above {:.0}% \
+             (twice the default {:.0}% comparison threshold) a comparison against these cells \
+             cannot resolve a {:.0}% change; add repetitions or quiet the machine.",
+            wide.len(),
+            wide.join(", "),
+            NOISY_SPREAD_PCT,
+            DEFAULT_THRESHOLD_PCT,
+            DEFAULT_THRESHOLD_PCT
         );
-        let wide: Vec<String> = multi
-            .iter()
-            .filter_map(|c| {
-                let t = c.noise.throughput_spread_pct.unwrap_or(0.0);
-                let p = c.noise.p99_spread_pct.unwrap_or(0.0);
-                (t > NOISY_SPREAD_PCT || p > NOISY_SPREAD_PCT)
-                    .then(|| format!("`{}` (throughput {t:.0}%, p99 {p:.0}%)", c.id))
-            })
-            .collect();
-        if !wide.is_empty() {
-            let _ = writeln!(
-                w,
-                "- **Warning: spread too wide to trust a comparison** in {} cell(s): {}. Above {:.0}% \
-                 (twice the default {:.0}% comparison threshold) a comparison against these cells \
-                 cannot resolve a {:.0}% change; add repetitions or quiet the machine.",
-                wide.len(),
-                wide.join(", "),
-                NOISY_SPREAD_PCT,
-                DEFAULT_THRESHOLD_PCT,
-                DEFAULT_THRESHOLD_PCT
-            );
-        }
     }
+}
+
+/// The runs whose client was CPU-saturated, or that none was.
+fn client(w: &mut String, data: &RunData, cores: usize) {
     let saturated: Vec<String> = data
         .rows
         .iter()
@@ -181,6 +180,4 @@ pub fn markdown(data: &RunData, a: &Analysis) -> String {
             saturated.join(", ")
         );
     }
-    let _ = writeln!(w);
-    out
 }

@@ -1,6 +1,6 @@
 //! The seam every artefact of a report goes through, as hyperfine's exporters and
 //! criterion's report hooks do: an [`Output`] takes what was analysed and returns the
-//! files it makes (path and bytes); [`write`] puts them in the run directory. Adding an
+//! files it makes (path and bytes); [`write()`] puts them in the run directory. Adding an
 //! artefact (an HTML page, say) means one more `Output` and one line in its registry.
 
 use std::path::{Path, PathBuf};

@@ -17,6 +17,7 @@ pub mod hlog;
 pub mod limits;
 pub mod manifest;
 pub mod results;
+pub mod summary;
 
 pub use cell::{axes_label, cell_id, varying_axes, Axis, AxisValue, Cell, CLOSED};
 pub use cpu::{CpuMeans, Sample};

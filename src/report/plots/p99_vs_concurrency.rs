@@ -1,0 +1,40 @@
+//! Median p99 against concurrency, one line per series: past saturation, added
+//! concurrency only queues.
+
+use super::draw::draw;
+use super::{artefact, by_concurrency, concurrency_axis, no_run_note, p99_axis, Chart, Figure};
+use crate::report::analysis::Metric;
+use crate::report::output::{Artefact, Output};
+use crate::report::Analysed;
+
+pub const FILE: &str = "p99_vs_concurrency.svg";
+pub const TITLE: &str = "p99 latency vs concurrency";
+
+pub struct P99VsConcurrency;
+
+impl Output<Analysed> for P99VsConcurrency {
+    fn name(&self) -> &'static str {
+        FILE
+    }
+
+    fn render(&self, run: &Analysed) -> anyhow::Result<Vec<Artefact>> {
+        let a = &run.analysis;
+        let (y, div) = p99_axis(a);
+        let lines = by_concurrency(a, Metric::LatencyP99, div);
+        let svg = draw(
+            TITLE,
+            &concurrency_axis(a),
+            &y,
+            &lines,
+            None,
+            no_run_note(a),
+        )?;
+        Ok(vec![artefact(FILE, svg)])
+    }
+}
+
+impl Chart for P99VsConcurrency {
+    fn figures(&self, _: &Analysed) -> Vec<Figure> {
+        vec![Figure::one(TITLE, FILE)]
+    }
+}
