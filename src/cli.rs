@@ -202,6 +202,11 @@ pub struct ClientArgs {
     /// The CA certificate(s), PEM, that --tls trusts instead of the system's roots.
     #[arg(long, value_name = "PEM", requires = "tls")]
     pub ca: Option<PathBuf>,
+    /// How request ids are spelled: `uuid` (a UUID-shaped string, as the seed's client
+    /// sends) or `integer`. Either way they are unique across the run's connections, as
+    /// the original ThreadCenter server needs, and answers are matched by the id's text.
+    #[arg(long, value_enum, default_value_t = crate::client::ids::IdStyle::Uuid)]
+    pub ids: crate::client::ids::IdStyle,
 }
 
 #[derive(Debug, Clone, Args)]

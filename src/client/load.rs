@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,14 +19,15 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{anyhow, bail};
 use hdrhistogram::Histogram;
 
+use super::ids::Ids;
 use super::intervals::{self, IntervalRecorder};
 use super::report::{ClientCpu, Failures, Report};
 use super::tls::{HandshakeFailed, TlsStream, TlsTarget};
 use super::{LoadConfig, LoadModel, Mode};
 use crate::cli::ClientCmd;
 use crate::protocol::frame::FrameError;
-use crate::protocol::message::{bounded, encode_request};
-use crate::protocol::{compute, parse_response, Body, Command, FrameReader};
+use crate::protocol::message::{bounded, encode_request_with_id};
+use crate::protocol::{compute, parse_response, Body, Command, ErrorCode, FrameReader};
 use crate::sync;
 
 /// Largest response frame accepted; larger ones count as malformed.
@@ -38,6 +40,9 @@ const BACKOFF_START: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Client threads need little stack; a small one keeps high concurrency cheap.
 const THREAD_STACK: usize = 256 * 1024;
+/// The key under which errors given as a plain string (no code) are counted among the
+/// server errors: the original ThreadCenter server's shape.
+pub const NO_CODE: &str = "(no code)";
 
 /// `host:port` as a person types it (IPv6 literals in brackets).
 pub fn target_name(host: &str, port: u16) -> String {
@@ -63,7 +68,7 @@ pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
         return super::open::run(shared, rate, pipeline);
     }
     let cpu_before = ClientCpu::now();
-    let run = run_threads(&shared, |_, s| ThreadState::new().run(&s))?;
+    let run = run_threads(&shared, |index, s| ThreadState::new().run(&s, index))?;
 
     let mut ok = 0;
     let mut failures = Failures::default();
@@ -218,6 +223,11 @@ pub(super) struct Shared {
     pub gate: Gate,
     /// `Some` with --tls (closed loop only).
     pub tls: Option<TlsTarget>,
+    /// This run's request ids.
+    pub ids: Ids,
+    /// Set once the server answered SHUTTING_DOWN on any connection: a connection lost
+    /// after that, or a connect refused, means the server is going away.
+    pub going_away: AtomicBool,
 }
 
 impl Shared {
@@ -236,7 +246,19 @@ impl Shared {
             expected,
             gate: Gate::new(config.concurrency),
             tls,
+            ids: Ids::new(config.ids),
+            going_away: AtomicBool::new(false),
         }
+    }
+
+    /// True once any connection was told SHUTTING_DOWN.
+    pub fn going_away(&self) -> bool {
+        self.going_away.load(Ordering::Relaxed)
+    }
+
+    /// Notes a SHUTTING_DOWN answer.
+    pub fn told_shutting_down(&self) {
+        self.going_away.store(true, Ordering::Relaxed);
     }
 }
 
@@ -386,6 +408,8 @@ pub(super) enum Outcome<'a> {
     Malformed(String),
     Io(String),
     Timeout,
+    /// The server is going away (see [`Failures::server_gone`]).
+    ServerGone(String),
 }
 
 impl Outcome<'_> {
@@ -394,7 +418,25 @@ impl Outcome<'_> {
         match self {
             Outcome::Ok | Outcome::WrongResult(_) => false,
             Outcome::ServerError { reconnect, .. } => *reconnect,
-            Outcome::Malformed(_) | Outcome::Io(_) | Outcome::Timeout => true,
+            Outcome::Malformed(_) | Outcome::Io(_) | Outcome::Timeout | Outcome::ServerGone(_) => {
+                true
+            }
+        }
+    }
+
+    /// An answer that says the server is draining: SHUTTING_DOWN.
+    pub(super) fn is_shutting_down(&self) -> bool {
+        matches!(self, Outcome::ServerError { code, .. } if code == ErrorCode::ShuttingDown.as_str())
+    }
+
+    /// This outcome once the server has said it is going away: a connection that broke
+    /// (or closed) is then the server leaving, not a fault of the network.
+    pub(super) fn after_shutting_down(self) -> Self {
+        match self {
+            Outcome::Io(m) => Outcome::ServerGone(format!(
+                "the server answered SHUTTING_DOWN, then the connection ended ({m})"
+            )),
+            other => other,
         }
     }
 
@@ -415,28 +457,40 @@ impl Outcome<'_> {
             Outcome::Malformed(m) => Outcome::Malformed(m),
             Outcome::Io(m) => Outcome::Io(m),
             Outcome::Timeout => Outcome::Timeout,
+            Outcome::ServerGone(m) => Outcome::ServerGone(m),
         }
     }
 }
 
-/// Classifies a response payload to request `id`.
-fn classify(payload: &[u8], id: u64, expected: Option<u64>) -> Outcome<'_> {
+/// Classifies a response payload to request `counter` of connection `index`: the
+/// answer is ours if its id's text is the one sent, whatever JSON type it came in.
+fn classify<'a>(
+    payload: &'a [u8],
+    ids: &Ids,
+    index: usize,
+    counter: u64,
+    expected: Option<u64>,
+) -> Outcome<'a> {
     let response = match parse_response(payload) {
         Ok(r) => r,
         Err(e) => return Outcome::Malformed(e.0),
     };
-    if response.int_id() != Some(id) {
-        if let (Body::Error { code, message }, "null") = (&response.body, response.id) {
+    if !ids.matches(response.id_text().as_ref(), index, counter) {
+        if response.is_connection_error() {
             // A server may refuse a connection-level problem without an id.
-            return Outcome::ServerError {
-                code: code.clone(),
-                message: message.clone(),
-                reconnect: true,
-            };
+            if let Outcome::ServerError { code, message, .. } = classify_body(response.body, None) {
+                return Outcome::ServerError {
+                    code,
+                    message,
+                    reconnect: true,
+                };
+            }
         }
+        let sent = ids.json(index, counter);
         return Outcome::Malformed(format!(
-            "response id {} does not match the request id {id}",
-            bounded(response.id)
+            "response id {} does not match the request id {}",
+            bounded(response.id),
+            String::from_utf8_lossy(sent.as_bytes())
         ));
     }
     classify_body(response.body, expected)
@@ -447,6 +501,12 @@ pub(super) fn classify_body(body: Body<'_>, expected: Option<u64>) -> Outcome<'_
     match (body, expected) {
         (Body::Error { code, message }, _) => Outcome::ServerError {
             code,
+            message,
+            reconnect: false,
+        },
+        // The original server's plain-string errors: a server error all the same.
+        (Body::ErrorText(message), _) => Outcome::ServerError {
+            code: Cow::Borrowed(NO_CODE),
             message,
             reconnect: false,
         },
@@ -485,7 +545,8 @@ impl ThreadState {
         }
     }
 
-    fn run(mut self, shared: &Shared) -> ThreadState {
+    /// Runs connection `index`'s closed loop.
+    fn run(mut self, shared: &Shared, index: usize) -> ThreadState {
         let cfg = &shared.config;
         // A failed first connect is retried, and counted, by the loop.
         let mut conn = connect(shared.addr, cfg.timeout, shared.tls.as_ref()).ok();
@@ -508,6 +569,9 @@ impl ThreadState {
         let mut lost_in_row = 0u32;
         let mut connects_failed_in_row = 0u32;
         let mut id = 0u64;
+        // SHUTTING_DOWN answers in a row, and whether this connection has had one.
+        let mut shutting_in_row = 0u32;
+        let mut told_here = false;
 
         loop {
             let mut now = Instant::now();
@@ -516,6 +580,15 @@ impl ThreadState {
             };
             if finished(now, remaining) {
                 break;
+            }
+            if shutting_in_row > 0 {
+                // The server refuses new work: no tight loop while it closes.
+                let pause = backoff(shutting_in_row + 1);
+                thread::sleep(end.map_or(pause, |e| pause.min(e.saturating_duration_since(now))));
+                now = Instant::now();
+                if finished(now, remaining) {
+                    break;
+                }
             }
             if conn.is_none() {
                 if lost_in_row >= 2 {
@@ -531,6 +604,22 @@ impl ThreadState {
                     Ok(c) => {
                         conn = Some(c);
                         connects_failed_in_row = 0;
+                    }
+                    Err(e) if shared.going_away() => {
+                        // Told SHUTTING_DOWN, and now refused: the server has gone.
+                        let why = || {
+                            format!("the server answered SHUTTING_DOWN, then refused a new connection ({}: {e})", shared.addr)
+                        };
+                        // This request and, with --requests, every one still planned.
+                        let measured = now >= measure_from;
+                        let n = remaining.take().unwrap_or(u64::from(measured));
+                        if n > 0 {
+                            self.server_gone(n, why);
+                        }
+                        if measured {
+                            self.last_done = Some(Instant::now());
+                        }
+                        break;
                     }
                     Err(e) => {
                         lost_in_row += 1;
@@ -565,7 +654,8 @@ impl ThreadState {
             let measured = now >= measure_from;
             id += 1;
             self.request.clear();
-            encode_request(&mut self.request, id, &shared.command);
+            let wire_id = shared.ids.json(index, id);
+            encode_request_with_id(&mut self.request, wire_id.as_bytes(), &shared.command);
 
             let sent_at = Instant::now();
             reader.get_mut().deadline = sent_at + cfg.timeout;
@@ -577,7 +667,7 @@ impl ThreadState {
                 Err(e) if is_timeout(&e) => Outcome::Timeout,
                 Err(e) => Outcome::Io(format!("sending: {e}")),
                 Ok(()) => match reader.next_frame() {
-                    Ok(Some(payload)) => classify(payload, id, shared.expected),
+                    Ok(Some(payload)) => classify(payload, &shared.ids, index, id, shared.expected),
                     Ok(None) => Outcome::Io("the server closed the connection".to_string()),
                     Err(e) if e.is_timeout() => Outcome::Timeout,
                     Err(e @ FrameError::TooLarge { .. }) => Outcome::Malformed(e.to_string()),
@@ -585,6 +675,19 @@ impl ThreadState {
                 },
             };
             let done_at = Instant::now();
+            if outcome.is_shutting_down() {
+                shared.told_shutting_down();
+                told_here = true;
+                shutting_in_row += 1;
+            } else {
+                shutting_in_row = 0;
+            }
+            let outcome = if told_here || shared.going_away() {
+                outcome.after_shutting_down()
+            } else {
+                outcome
+            };
+            let gone = matches!(outcome, Outcome::ServerGone(_));
             let lost = outcome.loses_connection();
             if measured {
                 let latency = done_at.saturating_duration_since(sent_at);
@@ -597,14 +700,30 @@ impl ThreadState {
                     *r -= 1;
                 }
             }
+            if gone {
+                // Reconnecting would only be refused: what is still planned is not sent.
+                if let Some(r) = remaining.take().filter(|&r| r > 0) {
+                    self.server_gone(r, || {
+                        "the server went away; these requests were never sent".to_string()
+                    });
+                }
+                break;
+            }
             if lost {
                 conn = None;
+                told_here = false;
                 lost_in_row += 1;
             } else {
                 lost_in_row = 0;
             }
         }
         self
+    }
+
+    /// Counts `n` requests the server's going away left unanswered or unsent.
+    fn server_gone(&mut self, n: u64, message: impl FnOnce() -> String) {
+        self.failures.server_gone += n;
+        note_first(&mut self.first_errors, "server_gone", message);
     }
 
     fn record(&mut self, outcome: Outcome<'_>, latency: Duration, cfg: &LoadConfig) {
@@ -662,6 +781,10 @@ pub(super) fn count_failure(
         Outcome::Io(m) => {
             failures.io += 1;
             note_first(first_errors, "io", || m);
+        }
+        Outcome::ServerGone(m) => {
+            failures.server_gone += 1;
+            note_first(first_errors, "server_gone", || m);
         }
         Outcome::Timeout => {
             failures.timeout += 1;
@@ -725,51 +848,95 @@ mod tests {
 
     #[test]
     fn classification() {
+        use crate::client::ids::IdStyle;
         let want = Some(8360);
+        let ints = Ids::with_nonce(IdStyle::Integer, 0);
+        let c = |payload: &'static [u8], want| classify(payload, &ints, 0, 7, want);
+        assert!(matches!(c(br#"{"id":7,"result":8360}"#, want), Outcome::Ok));
+        // The original server echoes every id as a string: matched by its text.
         assert!(matches!(
-            classify(br#"{"id":7,"result":8360}"#, 7, want),
+            c(br#"{"id":"7","result":8360}"#, want),
             Outcome::Ok
         ));
         assert!(matches!(
-            classify(br#"{"id":7,"result":8361}"#, 7, want),
+            c(br#"{"id":7,"result":8361}"#, want),
             Outcome::WrongResult(8361)
         ));
         assert!(matches!(
-            classify(br#"{"id":"7","result":8360}"#, 7, want),
+            c(br#"{"id":"07","result":8360}"#, want),
             Outcome::Malformed(_)
         ));
+        match c(br#"{"id":6,"result":8360}"#, want) {
+            Outcome::Malformed(m) => assert!(m.contains("request id 7"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
-            classify(br#"{"id":6,"result":8360}"#, 7, want),
+            c(br#"{"id":7,"ok":true}"#, want),
             Outcome::Malformed(_)
         ));
-        assert!(matches!(
-            classify(br#"{"id":7,"ok":true}"#, 7, want),
-            Outcome::Malformed(_)
-        ));
-        assert!(matches!(classify(b"nope", 7, want), Outcome::Malformed(_)));
-        match classify(
+        assert!(matches!(c(b"nope", want), Outcome::Malformed(_)));
+        match c(
             br#"{"id":7,"error":{"code":"OVERLOADED","message":"full"}}"#,
-            7,
             want,
         ) {
             Outcome::ServerError {
                 code, reconnect, ..
             } => assert_eq!((code.as_ref(), reconnect), ("OVERLOADED", false)),
-            _ => panic!("not a server error"),
+            other => panic!("not a server error: {other:?}"),
         }
-        match classify(
+        // A plain-string error is a server error with its text kept, not malformed.
+        match c(br#"{"id":"7","error":"unknown command"}"#, want) {
+            Outcome::ServerError {
+                code,
+                message,
+                reconnect,
+            } => assert_eq!(
+                (code.as_ref(), message.as_ref(), reconnect),
+                (NO_CODE, "unknown command", false)
+            ),
+            other => panic!("not a server error: {other:?}"),
+        }
+        match c(
             br#"{"id":null,"error":{"code":"OVERLOADED","message":"too many connections"}}"#,
-            7,
             want,
         ) {
             Outcome::ServerError { reconnect, .. } => assert!(reconnect),
-            _ => panic!("not a server error"),
+            other => panic!("not a server error: {other:?}"),
         }
         // ping: our id and no error.
         assert!(matches!(
-            classify(br#"{"id":7,"ok":true,"pong":true}"#, 7, None),
+            c(br#"{"id":7,"ok":true,"pong":true}"#, None),
             Outcome::Ok
         ));
-        assert!(matches!(classify(br#"{"id":7}"#, 7, None), Outcome::Ok));
+        assert!(matches!(c(br#"{"id":"7"}"#, None), Outcome::Ok));
+
+        // UUIDs: only the exact id sent matches.
+        let uuids = Ids::with_nonce(IdStyle::Uuid, 0xfeed);
+        let sent = String::from_utf8(uuids.json(2, 7).as_bytes().to_vec()).unwrap();
+        let answer = format!(r#"{{"id":{sent},"result":8360}}"#);
+        assert!(matches!(
+            classify(answer.as_bytes(), &uuids, 2, 7, want),
+            Outcome::Ok
+        ));
+        for (index, counter) in [(2, 8), (3, 7)] {
+            assert!(matches!(
+                classify(answer.as_bytes(), &uuids, index, counter, want),
+                Outcome::Malformed(_)
+            ));
+        }
+        let shutting = c(
+            br#"{"id":7,"error":{"code":"SHUTTING_DOWN","message":"bye"}}"#,
+            want,
+        );
+        assert!(shutting.is_shutting_down());
+        assert!(!Outcome::Timeout.is_shutting_down());
+        assert!(matches!(
+            Outcome::Io("closed".into()).after_shutting_down(),
+            Outcome::ServerGone(m) if m.contains("closed")
+        ));
+        assert!(matches!(
+            Outcome::Timeout.after_shutting_down(),
+            Outcome::Timeout
+        ));
     }
 }

@@ -7,6 +7,7 @@
 //! load, prints the summary and writes files.
 
 pub mod document;
+pub mod ids;
 pub mod intervals;
 pub mod load;
 mod open;
@@ -93,6 +94,8 @@ pub struct LoadConfig {
     pub tls: bool,
     /// The CA that `--tls` trusts instead of the system's roots (`--ca`).
     pub ca: Option<PathBuf>,
+    /// How request ids are spelled (`--ids`).
+    pub ids: ids::IdStyle,
 }
 
 impl LoadConfig {
@@ -131,6 +134,7 @@ impl LoadConfig {
             intervals: args.interval_log.is_some(),
             tls: args.tls,
             ca: args.ca.clone(),
+            ids: args.ids,
         };
         config.check_feasible()?;
         Ok(config)

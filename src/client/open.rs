@@ -18,6 +18,9 @@
 //! When a connection is abandoned (a timeout, a broken or confused connection) every
 //! request in flight on it counts under the failure that ended it, and the thread
 //! reconnects with the closed loop's backoff; what falls due meanwhile is sent late.
+//! Once the server has answered SHUTTING_DOWN, a connection that ends means the server
+//! is going away: the thread stops, and the rest of its schedule counts as
+//! `server_gone`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
@@ -30,6 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use hdrhistogram::Histogram;
 
+use super::ids::Ids;
 use super::intervals::{self, IntervalRecorder};
 use super::load::{
     backoff, classify_body, count_failure, duration_ns, note_first, record_ns, run_threads,
@@ -38,8 +42,8 @@ use super::load::{
 use super::report::{ClientCpu, Failures, OpenReport, Report, LATE_THRESHOLD};
 use super::{LoadConfig, Mode};
 use crate::protocol::frame::FrameError;
-use crate::protocol::message::{bounded, encode_request};
-use crate::protocol::{parse_response, Body, FrameReader};
+use crate::protocol::message::{bounded, encode_request_with_id};
+use crate::protocol::{parse_response, FrameReader};
 
 /// The last stretch before a due time is spun through rather than slept.
 pub const SPIN: Duration = Duration::from_micros(50);
@@ -250,12 +254,17 @@ struct Book {
     room_at: Instant,
     /// Connections lost or refused in a row.
     lost_in_row: u32,
+    /// The run's ids, and this connection's index among them.
+    ids: Ids,
+    index: usize,
+    /// The server answered SHUTTING_DOWN on the current connection.
+    told_shutting_down: bool,
     tally: Tally,
 }
 
 impl Book {
-    /// An empty table of `pipeline` slots, its connection given room at `now`.
-    fn new(pipeline: usize, now: Instant) -> Book {
+    /// An empty table of `pipeline` slots for connection `index`, given room at `now`.
+    fn new(pipeline: usize, now: Instant, ids: Ids, index: usize) -> Book {
         let empty = Slot {
             id: u64::MAX,
             live: false,
@@ -273,6 +282,9 @@ impl Book {
             check_at: None,
             room_at: now,
             lost_in_row: 0,
+            ids,
+            index,
+            told_shutting_down: false,
             tally: Tally::new(),
         }
     }
@@ -310,14 +322,24 @@ impl Book {
             Ok(r) => r,
             Err(e) => return Some(Outcome::Malformed(e.0)),
         };
-        let Some(slot) = response.int_id().and_then(|id| self.slot_of(id)) else {
-            if let (Body::Error { code, message }, "null") = (&response.body, response.id) {
+        // Matched by the id's text, whichever JSON type the server echoed it in.
+        let slot = response
+            .id_text()
+            .and_then(|text| self.ids.parse(&text))
+            .and_then(|(index, counter)| (index == self.index).then_some(counter))
+            .and_then(|counter| self.slot_of(counter));
+        let Some(slot) = slot else {
+            if response.is_connection_error() {
                 // A connection-level refusal: it concerns every request on the connection.
-                return Some(Outcome::ServerError {
-                    code: code.clone().into_owned().into(),
-                    message: message.clone().into_owned().into(),
-                    reconnect: true,
-                });
+                if let Outcome::ServerError { code, message, .. } =
+                    classify_body(response.body, None)
+                {
+                    return Some(Outcome::ServerError {
+                        code: code.into_owned().into(),
+                        message: message.into_owned().into(),
+                        reconnect: true,
+                    });
+                }
             }
             return Some(Outcome::Malformed(format!(
                 "response id {} matches no request in flight on this connection",
@@ -327,6 +349,9 @@ impl Book {
         let s = self.slots[slot];
         self.release(slot, now);
         let outcome = classify_body(response.body, expected);
+        if outcome.is_shutting_down() {
+            self.told_shutting_down = true;
+        }
         let lose = outcome
             .loses_connection()
             .then(|| outcome.clone().into_owned());
@@ -409,6 +434,8 @@ struct Connection {
     unsent: VecDeque<(usize, usize)>,
     book: Book,
     connects_failed: u32,
+    /// The server went away (SHUTTING_DOWN, then the connection ended): no reconnect.
+    gone: bool,
 }
 
 /// Nanoseconds from the start of the run to when request `j` of the run is due.
@@ -457,8 +484,9 @@ impl Connection {
             out: Vec::with_capacity(256),
             out_pos: 0,
             unsent: VecDeque::new(),
-            book: Book::new(pipeline, now),
+            book: Book::new(pipeline, now, shared.ids.clone(), index as usize),
             connects_failed: 0,
+            gone: false,
         }
     }
 
@@ -484,7 +512,7 @@ impl Connection {
         loop {
             let now = Instant::now();
             if self.book.check_at.is_some_and(|t| now >= t) {
-                self.check_timeouts(now, cfg);
+                self.check_timeouts(now, shared);
             }
             if self.link.is_none() {
                 if self.next >= self.total || !self.reconnect(shared) {
@@ -495,7 +523,7 @@ impl Connection {
             self.queue_due(shared, now);
             if self.out_pos < self.out.len() {
                 if let Err(e) = self.flush() {
-                    self.abandon(Outcome::Io(format!("sending: {e}")), cfg);
+                    self.abandon(Outcome::Io(format!("sending: {e}")), shared);
                     continue;
                 }
             }
@@ -532,7 +560,8 @@ impl Connection {
             let slot = b.take_slot();
             let id = b.seq * b.pipeline as u64 + slot as u64;
             b.seq += 1;
-            encode_request(&mut self.out, id, &shared.command);
+            let wire_id = b.ids.json(b.index, id);
+            encode_request_with_id(&mut self.out, wire_id.as_bytes(), &shared.command);
             self.unsent.push_back((self.out.len(), slot));
             b.slots[slot] = Slot {
                 id,
@@ -590,7 +619,11 @@ impl Connection {
             let lose = match reader.next_frame() {
                 Ok(Some(payload)) => {
                     let now = Instant::now();
-                    match self.book.settle(payload, now, shared.expected, cfg) {
+                    let settled = self.book.settle(payload, now, shared.expected, cfg);
+                    if self.book.told_shutting_down {
+                        shared.told_shutting_down();
+                    }
+                    match settled {
                         None => continue,
                         Some(outcome) => outcome,
                     }
@@ -600,26 +633,35 @@ impl Connection {
                 Err(e @ FrameError::TooLarge { .. }) => Outcome::Malformed(e.to_string()),
                 Err(e) => Outcome::Io(e.to_string()),
             };
-            self.abandon(lose, cfg);
+            self.abandon(lose, shared);
             return;
         }
     }
 
-    /// Gives the connection up: what is in flight on it fails with `outcome`.
-    fn abandon(&mut self, outcome: Outcome<'_>, cfg: &LoadConfig) {
-        self.book.abandon_all(&outcome, Instant::now(), cfg);
+    /// Gives the connection up: what is in flight on it fails with `outcome`, or as
+    /// `server_gone` if it ended after the server said SHUTTING_DOWN.
+    fn abandon(&mut self, outcome: Outcome<'_>, shared: &Shared) {
+        let outcome = if self.book.told_shutting_down || shared.going_away() {
+            outcome.after_shutting_down()
+        } else {
+            outcome
+        };
+        self.gone |= matches!(outcome, Outcome::ServerGone(_));
+        self.book.told_shutting_down = false;
+        self.book
+            .abandon_all(&outcome, Instant::now(), &shared.config);
         self.link = None;
         self.out.clear();
         self.out_pos = 0;
         self.unsent.clear();
     }
 
-    fn check_timeouts(&mut self, now: Instant, cfg: &LoadConfig) {
+    fn check_timeouts(&mut self, now: Instant, shared: &Shared) {
         let mut earliest: Option<Instant> = None;
         for s in self.book.slots.iter().filter(|s| s.live) {
-            let deadline = s.queued + cfg.timeout;
+            let deadline = s.queued + shared.config.timeout;
             if deadline <= now {
-                self.abandon(Outcome::Timeout, cfg);
+                self.abandon(Outcome::Timeout, shared);
                 return;
             }
             earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
@@ -628,9 +670,16 @@ impl Connection {
     }
 
     /// Connects again after a loss, with the closed loop's backoff. False once the
-    /// server is given up on: the rest of the schedule then counts as connect failures.
+    /// server is given up on: the rest of the schedule then counts as connect failures,
+    /// or as `server_gone` once the server has said SHUTTING_DOWN.
     fn reconnect(&mut self, shared: &Shared) -> bool {
         let cfg = &shared.config;
+        if self.gone {
+            self.give_up_gone(Instant::now(), || {
+                "the server went away; these requests were never sent".to_string()
+            });
+            return false;
+        }
         if self.book.lost_in_row >= 2 {
             let pause = backoff(self.book.lost_in_row);
             thread::sleep(pause);
@@ -642,6 +691,15 @@ impl Connection {
                 self.connects_failed = 0;
                 self.book.room_at = Instant::now();
                 true
+            }
+            Err(e) if shared.going_away() => {
+                self.give_up_gone(Instant::now(), || {
+                    format!(
+                        "the server answered SHUTTING_DOWN, then refused a new connection ({}: {e})",
+                        shared.addr
+                    )
+                });
+                false
             }
             Err(e) => {
                 self.book.lost_in_row += 1;
@@ -665,6 +723,18 @@ impl Connection {
                 }
                 true
             }
+        }
+    }
+
+    /// The server has gone: the rest of the measured schedule counts as `server_gone`.
+    fn give_up_gone(&mut self, now: Instant, message: impl FnOnce() -> String) {
+        let left = self.total - self.next.max(self.first_measured).min(self.total);
+        self.next = self.total;
+        if left > 0 {
+            let t = &mut self.book.tally;
+            t.failures.server_gone += left;
+            note_first(&mut t.first_errors, "server_gone", message);
+            t.last_done = t.last_done.max(Some(now));
         }
     }
 
@@ -743,6 +813,7 @@ fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<FrameReader<TcpStr
 mod tests {
     use super::*;
     use crate::cli::ClientCmd;
+    use crate::client::ids::IdStyle;
     use crate::client::LoadModel;
 
     fn config() -> LoadConfig {
@@ -762,6 +833,7 @@ mod tests {
             intervals: false,
             tls: false,
             ca: None,
+            ids: crate::client::ids::IdStyle::Uuid,
         }
     }
 
@@ -791,7 +863,7 @@ mod tests {
         let cfg = config();
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut b = Book::new(4, t0);
+        let mut b = Book::new(4, t0, Ids::with_nonce(IdStyle::Integer, 0), 0);
         // Due at 0, 10, 20 ms; the first two left 5 ms late.
         let a = put(&mut b, t0, t0 + ms(5));
         let c = put(&mut b, t0 + ms(10), t0 + ms(15));

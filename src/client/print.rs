@@ -167,6 +167,7 @@ mod tests {
                 intervals: false,
                 tls: false,
                 ca: None,
+                ids: crate::client::ids::IdStyle::Uuid,
             },
             addr: "127.0.0.1:5050".parse().unwrap(),
             ok,

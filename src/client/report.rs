@@ -24,6 +24,11 @@ pub struct Failures {
     pub malformed: u64,
     /// A compute result that differs from compute(n).
     pub wrong_result: u64,
+    /// The server is going away: it answered SHUTTING_DOWN, then closed the connection
+    /// (or refused the next one). Counts the request that met the closed connection
+    /// and, with --requests, those never sent because the thread then stopped.
+    #[serde(default)]
+    pub server_gone: u64,
     /// Error responses by code, codes kept as the server sent them.
     pub server_error: BTreeMap<String, u64>,
 }
@@ -35,6 +40,7 @@ impl Failures {
             + self.timeout
             + self.malformed
             + self.wrong_result
+            + self.server_gone
             + self.server_error.values().sum::<u64>()
     }
 
@@ -54,6 +60,7 @@ impl Failures {
         self.timeout += other.timeout;
         self.malformed += other.malformed;
         self.wrong_result += other.wrong_result;
+        self.server_gone += other.server_gone;
         for (code, n) in &other.server_error {
             self.add_server_error(code, *n);
         }
@@ -67,6 +74,7 @@ impl Failures {
             ("timeout", self.timeout),
             ("malformed", self.malformed),
             ("wrong_result", self.wrong_result),
+            ("server_gone", self.server_gone),
         ];
         kinds
             .into_iter()

@@ -154,6 +154,22 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// Bytes still to arrive before the next frame is whole: 0 when nothing is
+    /// buffered or a whole frame is; while the header itself is incomplete, the rest
+    /// of the header. Lets a caller finish a frame it has begun without reading into
+    /// the next one (a server draining for shutdown).
+    pub fn missing(&self) -> usize {
+        let buffered = self.end - self.start;
+        if buffered == 0 {
+            return 0;
+        }
+        match decode(&self.buf[self.start..self.end], self.max_frame) {
+            Ok(Decoded::Incomplete { want: Some(total) }) => total - buffered,
+            Ok(Decoded::Incomplete { want: None }) => HEADER_LEN - buffered,
+            Ok(Decoded::Frame { .. }) | Err(_) => 0,
+        }
+    }
+
     pub fn get_ref(&self) -> &R {
         &self.inner
     }
@@ -246,6 +262,48 @@ mod tests {
             got.push(p.to_vec());
         }
         Ok(got)
+    }
+
+    /// Hands out the chunks pushed into it, one per read; `WouldBlock` when none is left.
+    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+
+    impl Read for Chunks {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let chunk = self.0.pop_front().ok_or(io::ErrorKind::WouldBlock)?;
+            assert!(chunk.len() <= out.len());
+            out[..chunk.len()].copy_from_slice(&chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    #[test]
+    fn missing_counts_what_the_next_frame_still_needs() {
+        let wire = frames_of(&[b"abcdef", b"xy", b"1", b"2"]);
+        let mut r = FrameReader::new(Chunks(Default::default()), 1024);
+        assert_eq!(r.missing(), 0, "nothing buffered");
+        let feed = |r: &mut FrameReader<Chunks>, bytes: &[u8]| {
+            r.get_mut().0.push_back(bytes.to_vec());
+        };
+        // Half a header, then the rest of it and half the payload.
+        feed(&mut r, &wire[..2]);
+        assert!(r.next_frame().unwrap_err().is_timeout());
+        assert_eq!(r.missing(), 2);
+        feed(&mut r, &wire[2..7]);
+        assert!(r.next_frame().unwrap_err().is_timeout());
+        assert_eq!(r.missing(), 3);
+        // The rest of the frame and one byte of the next header.
+        feed(&mut r, &wire[7..11]);
+        assert_eq!(r.next_frame().unwrap(), Some(&b"abcdef"[..]));
+        assert_eq!(r.missing(), 3);
+        // The rest of the second frame, then two whole frames in one read.
+        feed(&mut r, &wire[11..16]);
+        assert_eq!(r.next_frame().unwrap(), Some(&b"xy"[..]));
+        assert_eq!(r.missing(), 0);
+        feed(&mut r, &wire[16..]);
+        assert_eq!(r.next_frame().unwrap(), Some(&b"1"[..]));
+        assert_eq!(r.missing(), 0, "a whole frame is buffered");
+        assert_eq!(r.next_frame().unwrap(), Some(&b"2"[..]));
+        assert_eq!(r.missing(), 0);
     }
 
     #[test]

@@ -363,11 +363,18 @@ pub fn encode_stats<T: serde::Serialize>(out: &mut Vec<u8>, id: &[u8], stats: &T
 
 // ---- the client's side ----
 
-/// Appends a request frame with an integer id, as the load client sends them.
+/// Appends a request frame with an integer id (the runner's `stats` client, benches).
 pub fn encode_request(out: &mut Vec<u8>, id: u64, cmd: &Command) {
+    encode_request_with_id(out, itoa::Buffer::new().format(id).as_bytes(), cmd);
+}
+
+/// Appends a request frame whose id is `id_json`, the id's JSON text as it goes on the
+/// wire: a string literal with its quotes, or an integer literal. The caller writes
+/// it (the load client, from a stack buffer), so sending costs no allocation.
+pub fn encode_request_with_id(out: &mut Vec<u8>, id_json: &[u8], cmd: &Command) {
     let at = begin_frame(out);
     out.extend_from_slice(b"{\"id\":");
-    out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    out.extend_from_slice(id_json);
     out.extend_from_slice(b",\"cmd\":\"");
     out.extend_from_slice(cmd.name().as_bytes());
     out.push(b'"');
@@ -393,6 +400,9 @@ pub enum Body<'a> {
         code: Cow<'a, str>,
         message: Cow<'a, str>,
     },
+    /// An error given as a plain string, with no code: the original ThreadCenter
+    /// server's shape (`"error": "unknown command"`).
+    ErrorText(Cow<'a, str>),
     /// `stats`' object, as raw JSON text.
     Stats(&'a str),
     /// Any other object without `error` or `result`: `ping`'s answer.
@@ -407,10 +417,39 @@ pub struct Response<'a> {
     pub body: Body<'a>,
 }
 
-impl Response<'_> {
-    /// The id if it is a non-negative integer, as the load client sends them.
+impl<'a> Response<'a> {
+    /// The id if it is a non-negative integer literal (not a string).
     pub fn int_id(&self) -> Option<u64> {
         self.id.parse().ok()
+    }
+
+    /// The id as text, whichever JSON type the server echoed it in: a string's
+    /// contents (unescaped; borrowed unless it holds escapes), or an integer's digits.
+    /// So the request id `7` matches both `7` and `"7"`, as the original server
+    /// echoes every id as a string. `None` for null or any other type.
+    pub fn id_text(&self) -> Option<Cow<'a, str>> {
+        if self.id.starts_with('"') {
+            json_string(self.id).ok()
+        } else if is_integer_literal(self.id) {
+            Some(Cow::Borrowed(self.id))
+        } else {
+            None
+        }
+    }
+
+    /// True for an error that carries no id: a refusal of the connection itself
+    /// (OVERLOADED past the connection limit, a frame too large), not an answer.
+    pub fn is_connection_error(&self) -> bool {
+        self.id == "null" && matches!(self.body, Body::Error { .. } | Body::ErrorText(_))
+    }
+}
+
+/// The contents of a JSON string literal (quotes included in `raw`), borrowed when it
+/// holds no escapes.
+fn json_string(raw: &str) -> Result<Cow<'_, str>, serde_json::Error> {
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) if !inner.contains(['\\', '"']) => Ok(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<String>(raw).map(Cow::Owned),
     }
 }
 
@@ -421,7 +460,7 @@ struct RawResponse<'a> {
     #[serde(borrow, default)]
     result: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    error: Option<RawError<'a>>,
+    error: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stats: Option<&'a RawValue>,
 }
@@ -439,6 +478,28 @@ struct RawError<'a> {
 #[error("malformed response: {0}")]
 pub struct Malformed(pub String);
 
+/// Parses `error`: protocol.md's `{code, message}` object, or a plain string.
+fn parse_error(raw: &RawValue) -> Result<Option<Body<'_>>, Malformed> {
+    let text = raw.get();
+    match json_kind(text) {
+        "null" => Ok(None),
+        "a string" => json_string(text)
+            .map(|t| Some(Body::ErrorText(t)))
+            .map_err(|e| Malformed(format!("`error` string does not parse: {e}"))),
+        "an object" => {
+            let err: RawError<'_> = serde_json::from_str(text)
+                .map_err(|e| Malformed(format!("`error` is not {{\"code\", \"message\"}}: {e}")))?;
+            Ok(Some(Body::Error {
+                code: err.code,
+                message: err.message,
+            }))
+        }
+        other => Err(Malformed(format!(
+            "`error` must be an object or a string, got {other}"
+        ))),
+    }
+}
+
 /// Parses a response payload.
 pub fn parse_response(payload: &[u8]) -> Result<Response<'_>, Malformed> {
     let text =
@@ -452,11 +513,9 @@ pub fn parse_response(payload: &[u8]) -> Result<Response<'_>, Malformed> {
     let raw: RawResponse<'_> =
         serde_json::from_str(text).map_err(|e| Malformed(format!("invalid JSON: {e}")))?;
     let id = raw.id.map_or("null", |v| v.get());
-    let body = if let Some(err) = raw.error {
-        Body::Error {
-            code: err.code,
-            message: err.message,
-        }
+    let error = raw.error.map(parse_error).transpose()?.flatten();
+    let body = if let Some(error) = error {
+        error
     } else if let Some(result) = raw.result {
         let text = result.get();
         Body::Result(text.parse().map_err(|_| {
@@ -665,11 +724,65 @@ mod tests {
     }
 
     #[test]
+    fn the_original_servers_shapes_parse() {
+        // Ids echoed as strings, errors as plain strings, ping with ok and pong.
+        let r = parse_response(br#"{"id": "7", "result": 8360}"#).unwrap();
+        assert_eq!((r.id_text().as_deref(), r.int_id()), (Some("7"), None));
+        assert_eq!(r.body, Body::Result(8360));
+        let r = parse_response(br#"{"id": "u-1", "error": "unknown command"}"#).unwrap();
+        assert_eq!(r.body, Body::ErrorText("unknown command".into()));
+        assert!(!r.is_connection_error());
+        let r = parse_response(br#"{"id": "u-1", "error": "error: bad \"n\""}"#).unwrap();
+        assert_eq!(r.body, Body::ErrorText(r#"error: bad "n""#.into()));
+        let r = parse_response(br#"{"id": "u-1", "ok": true, "pong": true}"#).unwrap();
+        assert_eq!((r.id_text().as_deref(), r.body), (Some("u-1"), Body::Ok));
+        // `error: null` beside a result is no error.
+        let r = parse_response(br#"{"id": 1, "error": null, "result": 48}"#).unwrap();
+        assert_eq!(r.body, Body::Result(48));
+        let r = parse_response(br#"{"id": null, "error": "go away"}"#).unwrap();
+        assert!(r.is_connection_error());
+    }
+
+    #[test]
+    fn id_text_is_the_same_whatever_type_it_is_echoed_in() {
+        let text = |payload: &str| {
+            parse_response(payload.as_bytes())
+                .unwrap()
+                .id_text()
+                .map(Cow::into_owned)
+        };
+        assert_eq!(text(r#"{"id":42}"#).as_deref(), Some("42"));
+        assert_eq!(text(r#"{"id":"42"}"#).as_deref(), Some("42"));
+        assert_eq!(text(r#"{"id":"\u0034\u0032"}"#).as_deref(), Some("42"));
+        assert_eq!(text(r#"{"id":"a\"b"}"#).as_deref(), Some("a\"b"));
+        for none in [r#"{"id":null}"#, r#"{}"#, r#"{"id":1.5}"#, r#"{"id":[1]}"#] {
+            assert_eq!(text(none), None, "{none}");
+        }
+        // Borrowed when there is nothing to unescape.
+        let r = parse_response(br#"{"id":"abc"}"#).unwrap();
+        assert!(matches!(r.id_text(), Some(Cow::Borrowed("abc"))));
+    }
+
+    #[test]
+    fn requests_with_string_ids_parse_back() {
+        let mut out = Vec::new();
+        encode_request_with_id(&mut out, br#""0b1e-x""#, &Command::Compute { n: 3 });
+        let r = parse_request(payload(&out), DEFAULT_MAX_N).unwrap();
+        assert_eq!(
+            (r.id.json(), r.cmd),
+            (r#""0b1e-x""#, Command::Compute { n: 3 })
+        );
+    }
+
+    #[test]
     fn malformed_responses() {
         for bad in [
             &b"[]"[..],
             b"{\"id\":1,\"result\":-5}",
             b"{\"id\":1,\"result\":\"7\"}",
+            b"{\"id\":1,\"error\":7}",
+            b"{\"id\":1,\"error\":[\"x\"]}",
+            b"{\"id\":1,\"error\":{\"message\":\"no code\"}}",
             b"{",
             b"\xff",
         ] {

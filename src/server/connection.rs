@@ -3,12 +3,18 @@
 //!
 //! The reader reads frames from the socket itself, or, on a TLS connection, from the
 //! session's plaintext (`tls::TlsReader`); everything after framing is the same.
+//!
+//! Shutdown (SIGINT/SIGTERM): the reader goes on reading while the connection has
+//! requests in the pool, answering any new compute with SHUTTING_DOWN. Once nothing is
+//! in flight it answers what arrives within [`QUIET`] (SHUTTING_DOWN again), finishes
+//! a frame it has begun without beginning another, lets the writer flush, and closes:
+//! all within [`FLUSH_ALLOWANCE`] of that moment, however the client behaves.
 
 use std::io::{self, Read};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::protocol::message::{encode_error, encode_pong, encode_stats};
 use crate::protocol::{parse_request, Command, ErrorCode, FrameError, FrameReader, Id};
@@ -22,6 +28,15 @@ const SHUTTING_DOWN: &str = "the server is shutting down and accepts no new work
 
 /// How often a reader blocked in `read` wakes to check for shutdown.
 pub const POLL: Duration = Duration::from_millis(100);
+/// Shutdown: once a connection has nothing in flight, requests that arrive within this
+/// are still answered (SHUTTING_DOWN), so that a client sending one request at a time
+/// hears that the server is going away rather than finding the connection closed.
+pub const QUIET: Duration = Duration::from_millis(20);
+/// Shutdown: the longest a connection stays open once it has nothing in flight, to
+/// finish a frame it had begun, flush its answers, and see the client close.
+pub const FLUSH_ALLOWANCE: Duration = Duration::from_millis(500);
+/// Shutdown: the read timeout while closing.
+const CLOSING_POLL: Duration = Duration::from_millis(5);
 
 /// Decrements the open-connection count when the last thread of a connection ends.
 struct OpenGuard(Arc<Context>);
@@ -88,6 +103,35 @@ trait Source: Read {
     fn socket(&self) -> &TcpStream;
 }
 
+/// A [`Source`] whose reads can be limited to a number of bytes, so that a reader
+/// closing for shutdown finishes the frame it has begun without beginning the next.
+struct Limited<S> {
+    inner: S,
+    /// Bytes the next reads may take; `None`: no limit (the normal case).
+    limit: Option<usize>,
+}
+
+impl<S: Read> Read for Limited<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(limit) = self.limit else {
+            return self.inner.read(buf);
+        };
+        if limit == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(limit);
+        let got = self.inner.read(&mut buf[..n])?;
+        self.limit = Some(limit - got);
+        Ok(got)
+    }
+}
+
+impl<S: Source> Source for Limited<S> {
+    fn socket(&self) -> &TcpStream {
+        self.inner.socket()
+    }
+}
+
 impl Source for TcpStream {
     fn socket(&self) -> &TcpStream {
         self
@@ -101,6 +145,10 @@ impl Source for TlsReader {
 }
 
 fn read_frames<S: Source>(ctx: &Arc<Context>, outbox: &Arc<Outbox>, source: S) {
+    let source = Limited {
+        inner: source,
+        limit: None,
+    };
     let mut frames = FrameReader::new(source, ctx.config.max_frame);
     frames.set_stall_limit(Some(ctx.config.frame_timeout));
     Reader {
@@ -114,7 +162,7 @@ fn read_frames<S: Source>(ctx: &Arc<Context>, outbox: &Arc<Outbox>, source: S) {
 struct Reader<'a, S> {
     ctx: &'a Arc<Context>,
     outbox: &'a Arc<Outbox>,
-    frames: FrameReader<S>,
+    frames: FrameReader<Limited<S>>,
 }
 
 impl<S: Source> Reader<'_, S> {
@@ -123,7 +171,7 @@ impl<S: Source> Reader<'_, S> {
             // While draining, requests keep being read (and compute refused) until
             // this connection's last request in flight is answered.
             if self.ctx.shutting_down() && self.outbox.in_flight() == 0 {
-                return self.drain_for_shutdown();
+                return self.close_for_shutdown();
             }
             match self
                 .outbox
@@ -180,18 +228,66 @@ impl<S: Source> Reader<'_, S> {
         }
     }
 
-    /// Once drained: answers every whole frame that has already arrived (compute gets
-    /// SHUTTING_DOWN), then stops reading; the writer closes the connection.
-    fn drain_for_shutdown(&mut self) {
+    /// Once nothing is in flight while shutting down: answers what arrives within
+    /// [`QUIET`], then only the frames already buffered and the rest of one already
+    /// begun; stops reading, lets the writer flush, and waits for the client to close
+    /// (so its unread requests cannot turn the close into a reset that might destroy
+    /// answers it has not read yet). All of it within [`FLUSH_ALLOWANCE`].
+    fn close_for_shutdown(&mut self) {
+        let now = Instant::now();
+        let (quiet_until, close_by) = (now + QUIET, now + FLUSH_ALLOWANCE);
         // A short read timeout rather than O_NONBLOCK, which the writer's handle of the
         // same socket would share: its blocking writes must stay blocking.
-        let _ = self
-            .frames
-            .get_ref()
-            .socket()
-            .set_read_timeout(Some(Duration::from_millis(1)));
-        while let Ok(Some(payload)) = self.frames.next_frame() {
-            handle(self.ctx, self.outbox, payload, mono_ns());
+        let socket = self.frames.get_ref().socket();
+        let _ = socket.set_read_timeout(Some(CLOSING_POLL));
+        loop {
+            let now = Instant::now();
+            if now >= close_by {
+                // A frame still not whole: the client had its chance.
+                break;
+            }
+            let quiet = now < quiet_until;
+            self.frames.get_mut().limit = if quiet {
+                None
+            } else {
+                Some(self.frames.missing())
+            };
+            match self.frames.next_frame() {
+                Ok(Some(payload)) => handle(self.ctx, self.outbox, payload, mono_ns()),
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    if !quiet && self.frames.missing() == 0 {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        self.outbox.reader_done();
+        let socket = self.frames.get_ref().socket();
+        if !self.outbox.wait_closed(close_by) {
+            // The client does not read its answers: cut it off (this also ends the
+            // writer's blocked write).
+            let _ = socket.shutdown(Shutdown::Both);
+            return;
+        }
+        // The writer has sent every answer and a FIN: discard what the client still
+        // sends until it closes too.
+        let mut sink = [0u8; 4096];
+        let mut socket = socket;
+        while Instant::now() < close_by {
+            match socket.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => break,
+            }
         }
     }
 }

@@ -4,7 +4,9 @@
 //! `compute` goes through a bounded queue to the pool (`pool/`); `ping` and `stats`
 //! are answered by the connection's thread. SIGINT/SIGTERM set a flag that every
 //! loop polls: the listener closes, connections answer what they already hold and
-//! close once drained, then the workers stop.
+//! close once drained (see `connection`: at most the longest task in flight plus
+//! `FLUSH_ALLOWANCE`, however hard clients keep sending), then the workers stop. A
+//! second signal exits at once.
 
 pub mod connection;
 pub mod exporter;
@@ -373,6 +375,7 @@ fn raise_fd_limit(max_connections: u64) {
 /// After the listener closed: waits for connections to answer what they hold, then
 /// stops the pool.
 fn drain(ctx: &Context) -> anyhow::Result<()> {
+    let started = Instant::now();
     let open = ctx.metrics.connections_open.load(Relaxed);
     eprintln!("threadcenter server: shutting down; draining {open} connection(s)");
     let deadline = Instant::now() + ctx.config.drain_timeout;
@@ -395,8 +398,29 @@ fn drain(ctx: &Context) -> anyhow::Result<()> {
     if !clean {
         eprintln!("threadcenter server: workers did not stop within 5s and were killed");
     }
-    eprintln!("threadcenter server: stopped");
+    eprintln!(
+        "threadcenter server: stopped; the drain took {} ms; answers over the whole run: {}",
+        started.elapsed().as_millis(),
+        answer_counts(&ctx.metrics.responses())
+    );
     Ok(())
+}
+
+/// `compute.ok=12 compute.SHUTTING_DOWN=1`: every non-zero response count.
+fn answer_counts(responses: &BTreeMap<&str, BTreeMap<&str, u64>>) -> String {
+    let counts: Vec<String> = responses
+        .iter()
+        .flat_map(|(cmd, by)| {
+            by.iter()
+                .filter(|(_, &n)| n > 0)
+                .map(move |(outcome, n)| format!("{cmd}.{outcome}={n}"))
+        })
+        .collect();
+    if counts.is_empty() {
+        "none".to_string()
+    } else {
+        counts.join(" ")
+    }
 }
 
 /// Connects to our own listener so a blocked `accept` returns at once.

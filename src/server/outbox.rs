@@ -10,12 +10,16 @@
 //! A TLS connection (see `tls`) skips the direct send: every response goes through the
 //! buffer to the writer thread, which encrypts and writes it, the only thread that
 //! writes that socket.
+//!
+//! The writer ends once the reader is done and every answer is written: it then sends
+//! a FIN (`shutdown(Write)`) after the last answer, or cuts the socket both ways if it
+//! broke; [`Outbox::wait_closed`] lets the reader wait for that.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
@@ -57,6 +61,8 @@ struct State {
     reader_waiting: bool,
     /// TLS only: rustls has bytes of its own to send (handshake, tickets, alerts).
     tls_flush: bool,
+    /// The writer has ended and shut the socket down.
+    closed: bool,
 }
 
 impl State {
@@ -170,6 +176,26 @@ impl Outbox {
         self.wake(&mut st);
     }
 
+    /// Waits until the writer has ended (every answer written, or the socket broken),
+    /// or `deadline`; true if it has.
+    pub fn wait_closed(&self, deadline: Instant) -> bool {
+        let mut st = self.lock();
+        while !st.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st.reader_waiting = true;
+            st = self
+                .room_cv
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            st.reader_waiting = false;
+        }
+        true
+    }
+
     /// Blocks the reader while the connection has `max_in_flight` tasks in flight or
     /// too many unsent bytes, so a client that never reads cannot grow the server's
     /// memory. Returns after `timeout` regardless, so the reader can check shutdown.
@@ -192,8 +218,9 @@ impl Outbox {
     }
 
     /// The writer thread's loop: blocking writes of whatever accumulated, until the
-    /// connection is finished or broken. Then shuts the socket down both ways, which
-    /// also ends a reader still blocked in `read`.
+    /// connection is finished or broken. Then sends a FIN after the last answer, or,
+    /// if the socket broke, shuts it down both ways, which also ends a reader still
+    /// blocked in `read`.
     pub fn run_writer(&self) {
         let mut batch = Vec::new();
         loop {
@@ -226,12 +253,20 @@ impl Outbox {
             }
             self.wake(&mut st);
         }
-        if let Some(session) = &self.tls {
-            if !self.lock().broken {
-                let _ = self.write_tls(session, &[], true);
-            }
+        let broken = self.lock().broken;
+        if let (Some(session), false) = (&self.tls, broken) {
+            let _ = self.write_tls(session, &[], true);
         }
-        let _ = self.stream.shutdown(Shutdown::Both);
+        // A finished connection's reader has stopped reading: what the client may
+        // still send is its business (the reader drains it while shutting down).
+        let _ = self.stream.shutdown(if broken {
+            Shutdown::Both
+        } else {
+            Shutdown::Write
+        });
+        let mut st = self.lock();
+        st.closed = true;
+        self.room_cv.notify_all();
     }
 
     /// Encrypts `plain` (and a close_notify if `close`), then writes every TLS record
