@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::domain::{ClientCmd, PoolKind, WhenFull};
+use crate::domain::{ClientCmd, PoolKind, WhenFull};
 use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_N};
 
 /// Study the throughput, latency and scalability of a client-server system.

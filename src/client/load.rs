@@ -24,7 +24,7 @@ use super::intervals::{self, IntervalRecorder};
 use super::report::{ClientCpu, Failures, Report};
 use super::tls::{HandshakeFailed, TlsStream, TlsTarget};
 use super::{LoadConfig, LoadModel, Mode};
-use crate::cli::ClientCmd;
+use crate::domain::ClientCmd;
 use crate::protocol::frame::FrameError;
 use crate::protocol::message::{bounded, encode_request_with_id};
 use crate::protocol::{compute, parse_response, Body, Command, ErrorCode, FrameReader};

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 
-use crate::cli::{ClientArgs, ClientCmd};
+use crate::cli::ClientArgs;
+use crate::domain::ClientCmd;
 
 pub use document::ClientDocument;
 pub use load::run_load;

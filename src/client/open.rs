@@ -812,9 +812,9 @@ fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<FrameReader<TcpStr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::ClientCmd;
     use crate::client::ids::IdStyle;
     use crate::client::LoadModel;
+    use crate::domain::ClientCmd;
 
     fn config() -> LoadConfig {
         LoadConfig {

@@ -9,8 +9,8 @@ use super::Mode;
 pub fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
     let cfg = &report.config;
     let what = match cfg.cmd {
-        crate::cli::ClientCmd::Compute => format!("compute n={}", cfg.size),
-        crate::cli::ClientCmd::Ping => "ping".to_string(),
+        crate::domain::ClientCmd::Compute => format!("compute n={}", cfg.size),
+        crate::domain::ClientCmd::Ping => "ping".to_string(),
     };
     let span = match cfg.mode {
         Mode::Requests(n) => format!("x {n} requests"),
@@ -135,9 +135,9 @@ pub fn human_us(us: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::ClientCmd;
     use crate::client::report::Failures;
     use crate::client::LoadConfig;
+    use crate::domain::ClientCmd;
     use std::time::Duration;
 
     #[test]

@@ -30,7 +30,8 @@ use anyhow::{bail, Context as _};
 use serde::Serialize;
 use socket2::{Domain, Socket, Type};
 
-use crate::cli::{PoolKind, ServerArgs};
+use crate::cli::ServerArgs;
+use crate::domain::PoolKind;
 use crate::protocol::ErrorCode;
 use metrics::{Metrics, RequestCounts, WorkerStats};
 use pool::{process::ProcessPool, thread::ThreadPool, Pool, WhenFull};

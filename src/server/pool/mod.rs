@@ -77,7 +77,7 @@ pub enum Refused {
 }
 
 /// What the queue does when it is full (`--when-full`).
-pub use crate::cli::WhenFull;
+pub use crate::domain::WhenFull;
 
 /// A pool's locked state as [`submit`] sees it.
 trait Admission {
