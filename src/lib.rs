@@ -28,6 +28,17 @@ pub fn error_exit_code(subcommand: Option<&str>) -> u8 {
     }
 }
 
+/// Writes `text` to stdout. A reader that went away (`| head`) is not an error: the
+/// command goes on and exits with its own status, as if the text had been read.
+pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// Runs a parsed command line; `Err` is printed by `main` as an error chain.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

@@ -463,3 +463,35 @@ fn failed_repetitions_are_left_out_and_said() {
     assert_eq!(row["verdict"], "regressed");
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 failed repetition(s) left out"));
 }
+
+#[test]
+fn a_reader_that_goes_away_does_not_change_the_verdict() {
+    // `report NEW --baseline OLD | head -1`: the pipe closes before the table is
+    // written. The comparison still writes its files and exits by its verdict (1 here),
+    // never with a panic.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = toml(6, "");
+    let base = write_run(&tmp.path().join("base"), &t, &steady);
+    let new = write_run(&tmp.path().join("new"), &t, &|i, _, r| {
+        let speed = if i == 1 { 0.8 } else { 1.0 };
+        Some(BASE.scaled(speed * jitter(r + 3)))
+    });
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_threadcenter"));
+    cmd.arg("report")
+        .arg(&new)
+        .arg("--baseline")
+        .arg(&base)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut guard = common::ChildGuard::spawn(cmd).unwrap();
+    drop(guard.child_mut().stdout.take()); // the reader is gone before a byte is read
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(guard.child_mut().stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let status = guard
+        .wait_timeout(common::PROCESS_LIMIT)
+        .expect("report exits");
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(new.join("compare.csv").exists());
+}

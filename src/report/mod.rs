@@ -41,7 +41,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--target and --threshold apply to a comparison: give --baseline OTHER");
     }
     render(&args.dir)?;
-    println!("{}", args.dir.join(rundir::REPORT_FILE).display());
+    crate::print_stdout(&format!(
+        "{}\n",
+        args.dir.join(rundir::REPORT_FILE).display()
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -81,15 +84,16 @@ fn run_compare(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let cli = crate::domain::Thresholds::from_args(&args.thresholds);
     let c = compare::compare(&base, &new, &cli)?;
     let written = output::write(&args.dir, compare::COMPARE_OUTPUTS, &c)?;
-    print!("{}", compare::text(&c));
-    println!(
-        "written: {}",
+    let mut text = compare::text(&c);
+    text.push_str(&format!(
+        "written: {}\n",
         written
             .iter()
             .map(|f| args.dir.join(f).display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ));
+    crate::print_stdout(&text)?;
     Ok(ExitCode::from(c.exit_code()))
 }
 
