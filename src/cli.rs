@@ -166,7 +166,7 @@ pub struct ClientArgs {
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub warmup: Duration,
     /// A request with no answer after this long counts as a timeout.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = crate::domain::CLIENT_TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
     /// Open loop: send R requests per second in total, on a fixed schedule, whatever
     /// the server does (e.g. 5000, 0.5). Latency is measured from each request's intended

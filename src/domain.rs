@@ -87,6 +87,11 @@ impl FromStr for ClientCmd {
     }
 }
 
+/// The client's `--timeout` when none is given: a request with no answer after this long
+/// counts as a timeout. Written as the command line reads it; it is also the runner's
+/// `[client] timeout` when the experiment file gives none.
+pub const CLIENT_TIMEOUT: &str = "30s";
+
 /// The threshold of a metric nobody set, percent.
 pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
 /// A compared metric.

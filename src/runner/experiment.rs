@@ -12,8 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::matrix::{self, Filter};
-use crate::domain::PoolKind;
-use crate::domain::{parse_pct, CMetric, Thresholds};
+use crate::domain::{parse_pct, CMetric, PoolKind, Thresholds, CLIENT_TIMEOUT};
 use crate::rundir::{Axis, AxisValue, Cell};
 
 /// What the runner gives a placeholder in an external target's `command`.
@@ -534,7 +533,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         ),
     };
     let client_timeout = match raw.client.as_ref().and_then(|c| c.timeout.as_ref()) {
-        None => Duration::from_secs(30),
+        None => default_client_timeout(),
         Some(t) => src.nonzero_duration(t, "client.timeout")?,
     };
     let client_pipeline = match raw.client.as_ref().and_then(|c| c.pipeline.as_ref()) {
@@ -879,8 +878,14 @@ fn default_axis(axis: Axis, targets: &BTreeMap<String, Target>) -> Vec<AxisValue
     }
 }
 
-pub fn available_cores() -> u64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+/// The machine's cores: the default `workers`, and what `cores` in a range stands for.
+fn available_cores() -> u64 {
+    crate::server::available_cores() as u64
+}
+
+/// `[client] timeout` when the file gives none: the client's own `--timeout` default.
+fn default_client_timeout() -> Duration {
+    crate::cli::parse_duration(CLIENT_TIMEOUT).expect("domain::CLIENT_TIMEOUT is a duration")
 }
 
 /// One axis value checked against the axis's type and range.
@@ -1177,6 +1182,18 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("client.pipeline"), "{e}");
         let e = err(&format!("{OK}[slo]\np99 = \"soon\"\n"));
         assert_eq!(e.key.as_deref(), Some("slo.p99"), "{e}");
+    }
+
+    #[test]
+    fn the_client_timeout_defaults_to_the_clients_own() {
+        use clap::Parser as _;
+        let e = parse(Path::new("x.toml"), OK).unwrap();
+        let cli = crate::cli::Cli::try_parse_from(["threadcenter", "client"]).unwrap();
+        let crate::cli::Command::Client(args) = cli.command else {
+            panic!("`threadcenter client` parses as the client command")
+        };
+        assert_eq!(e.client.timeout, args.timeout);
+        assert_eq!(e.client.timeout, Duration::from_secs(30));
     }
 
     #[test]
