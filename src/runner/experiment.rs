@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::matrix::{self, Filter};
-use crate::domain::{parse_pct, CMetric, PoolKind, Thresholds, CLIENT_TIMEOUT};
+use crate::domain::{parse_pct, CMetric, ClientCmd, PoolKind, Thresholds, CLIENT_TIMEOUT};
 use crate::rundir::{Axis, AxisValue, Cell};
 
 /// What the runner gives a placeholder in an external target's `command`.
@@ -181,10 +181,13 @@ struct RawExperiment {
     compare: Option<RawCompare>,
     matrix: Spanned<RawMatrix>,
     #[serde(default)]
-    exclude: Vec<Spanned<BTreeMap<String, Spanned<AxisInput>>>>,
+    exclude: Vec<RawFilter>,
     #[serde(default)]
-    include: Vec<Spanned<BTreeMap<String, Spanned<AxisInput>>>>,
+    include: Vec<RawFilter>,
 }
+
+/// An `[[exclude]]` or `[[include]]` table: axis names to values.
+type RawFilter = Spanned<BTreeMap<String, Spanned<AxisInput>>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -471,12 +474,54 @@ pub fn parse(path: &Path, text: &str) -> Result<Experiment, ExperimentError> {
     resolve(&src, raw)
 }
 
+/// Turns the file as written into the [`Experiment`]. Each step checks one part of the
+/// file; they run in the order below, so a file with several problems is told of the
+/// same one first, whatever the steps' sizes.
 fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, ExperimentError> {
     let name = raw.name.get_ref().trim().to_string();
     if name.is_empty() {
         return Err(src.error(raw.name.span(), "name", "must not be empty"));
     }
+    let (settings, client) = settings(src, &raw)?;
+    let (targets, tls_at) = targets(src, &raw)?;
+    let axes = axes(src, &raw.matrix, &targets)?;
+    let exclude = filters(src, &raw.exclude, "exclude", &targets, false, &axes)?;
+    let include = filters(src, &raw.include, "include", &targets, true, &axes)?;
+    let compare = match &raw.compare {
+        Some(c) => c.thresholds(src)?,
+        None => Thresholds::default(),
+    };
+    let cells = matrix::expand(&axes, &exclude, &include, &targets);
+    if cells.is_empty() {
+        return Err(src.error(
+            raw.matrix.span(),
+            "matrix",
+            "no cell is left to run once `exclude` is applied",
+        ));
+    }
+    refuse_open_loop_over_tls(src, &cells, &tls_at)?;
+    Ok(Experiment {
+        path: src.path.to_path_buf(),
+        source: src.text.to_string(),
+        name,
+        description: raw.description.unwrap_or_default().trim().to_string(),
+        settings,
+        client,
+        targets,
+        axes,
+        exclude,
+        include,
+        cells,
+        compare,
+    })
+}
 
+/// The top-level settings, then `[client]` and `[slo]`, then `cell_timeout` (whose
+/// default depends on the measured length).
+fn settings(
+    src: &Source<'_>,
+    raw: &RawExperiment,
+) -> Result<(Settings, ClientSettings), ExperimentError> {
     let repetitions = match &raw.repetitions {
         None => 1,
         Some(r) => u32::try_from(src.positive(r, "repetitions")?)
@@ -486,44 +531,14 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         None => Duration::ZERO,
         Some(w) => src.duration(w, "warmup")?,
     };
-    let (duration, requests) = match (&raw.duration, &raw.requests) {
-        (Some(_), Some(r)) => {
-            return Err(src.error(
-                r.span(),
-                "requests",
-                "give `duration` or `requests`, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(src.error(
-                0..0,
-                "",
-                "say how long each cell is measured: `duration = \"5s\"` or `requests = N` (per client thread)",
-            ))
-        }
-        (Some(d), None) => (Some(src.nonzero_duration(d, "duration")?), None),
-        (None, Some(r)) => (None, Some(src.positive(r, "requests")?)),
-    };
+    let (duration, requests) = measured_length(src, raw)?;
     let cooldown = match &raw.cooldown {
         None => Duration::ZERO,
         Some(c) => src.duration(c, "cooldown")?,
     };
     let order = match &raw.order {
         None => Order::Sequential,
-        Some(o) => match o.get_ref().as_str() {
-            "sequential" => Order::Sequential,
-            "shuffled" => Order::Shuffled,
-            "interleaved" => Order::Interleaved,
-            other => {
-                return Err(src.error(
-                    o.span(),
-                    "order",
-                    format!(
-                    "unknown order {other:?}: use \"sequential\", \"shuffled\" or \"interleaved\""
-                ),
-                ))
-            }
-        },
+        Some(o) => order(src, o)?,
     };
     let seed = match &raw.seed {
         None => None,
@@ -532,11 +547,69 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
                 .map_err(|_| src.error(s.span(), "seed", "must not be negative"))?,
         ),
     };
-    let client_timeout = match raw.client.as_ref().and_then(|c| c.timeout.as_ref()) {
+    let client = client_settings(src, raw)?;
+    let cell_timeout = match &raw.cell_timeout {
+        // Generous: the measured time, the warm-up, and half a minute for start and stop.
+        None => warmup + duration.unwrap_or(Duration::from_secs(120)) + Duration::from_secs(30),
+        Some(t) => src.nonzero_duration(t, "cell_timeout")?,
+    };
+    let settings = Settings {
+        repetitions,
+        warmup,
+        duration,
+        requests,
+        cooldown,
+        cell_timeout,
+        order,
+        seed,
+    };
+    Ok((settings, client))
+}
+
+/// `duration` or `requests`: exactly one of them.
+fn measured_length(
+    src: &Source<'_>,
+    raw: &RawExperiment,
+) -> Result<(Option<Duration>, Option<u64>), ExperimentError> {
+    match (&raw.duration, &raw.requests) {
+        (Some(_), Some(r)) => Err(src.error(
+            r.span(),
+            "requests",
+            "give `duration` or `requests`, not both",
+        )),
+        (None, None) => Err(src.error(
+            0..0,
+            "",
+            "say how long each cell is measured: `duration = \"5s\"` or `requests = N` (per client thread)",
+        )),
+        (Some(d), None) => Ok((Some(src.nonzero_duration(d, "duration")?), None)),
+        (None, Some(r)) => Ok((None, Some(src.positive(r, "requests")?))),
+    }
+}
+
+fn order(src: &Source<'_>, o: &Spanned<String>) -> Result<Order, ExperimentError> {
+    match o.get_ref().as_str() {
+        "sequential" => Ok(Order::Sequential),
+        "shuffled" => Ok(Order::Shuffled),
+        "interleaved" => Ok(Order::Interleaved),
+        other => Err(src.error(
+            o.span(),
+            "order",
+            format!("unknown order {other:?}: use \"sequential\", \"shuffled\" or \"interleaved\""),
+        )),
+    }
+}
+
+/// `[client]` and `[slo]`.
+fn client_settings(
+    src: &Source<'_>,
+    raw: &RawExperiment,
+) -> Result<ClientSettings, ExperimentError> {
+    let timeout = match raw.client.as_ref().and_then(|c| c.timeout.as_ref()) {
         None => default_client_timeout(),
         Some(t) => src.nonzero_duration(t, "client.timeout")?,
     };
-    let client_pipeline = match raw.client.as_ref().and_then(|c| c.pipeline.as_ref()) {
+    let pipeline = match raw.client.as_ref().and_then(|c| c.pipeline.as_ref()) {
         None => 1,
         Some(p) => {
             let v = src.positive(p, "client.pipeline")?;
@@ -554,16 +627,24 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         None => None,
         Some(slo) => Some(src.nonzero_duration(&slo.p99, "slo.p99")?),
     };
-    let cell_timeout = match &raw.cell_timeout {
-        // Generous: the measured time, the warm-up, and half a minute for start and stop.
-        None => warmup + duration.unwrap_or(Duration::from_secs(120)) + Duration::from_secs(30),
-        Some(t) => src.nonzero_duration(t, "cell_timeout")?,
-    };
+    Ok(ClientSettings {
+        timeout,
+        pipeline,
+        slo_p99,
+    })
+}
 
-    // Targets: `[server]` alone, or named `[targets.NAME]` tables. `tls_at` keeps where
-    // each target sets `tls = true` (its key and span), for errors about its cells.
+/// Where each target that sets `tls = true` sets it (its key and span), by target name:
+/// errors about that target's cells point there.
+type TlsAt = BTreeMap<String, (String, Range<usize>)>;
+
+/// Targets: `[server]` alone, or named `[targets.NAME]` tables.
+fn targets(
+    src: &Source<'_>,
+    raw: &RawExperiment,
+) -> Result<(BTreeMap<String, Target>, TlsAt), ExperimentError> {
     let mut targets = BTreeMap::new();
-    let mut tls_at: BTreeMap<String, (String, Range<usize>)> = BTreeMap::new();
+    let mut tls_at = TlsAt::new();
     let mut add_target = |name: &str, raw: &RawTarget, key: &str| {
         targets.insert(name.to_string(), resolve_target(src, raw, key)?);
         if let Some(tls) = raw.tls.as_ref().filter(|t| *t.get_ref()) {
@@ -593,11 +674,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
             }
             for (name, t) in named.get_ref() {
                 let key = format!("targets.{name}");
-                if name.is_empty()
-                    || !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-                {
+                if !is_target_name(name) {
                     return Err(src.error(
                         t.span(),
                         &key,
@@ -610,106 +687,82 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         // An empty `[server]`: the built-in server with every default.
         (None, None) => add_target("builtin", &RawTarget::default(), "server")?,
     }
+    Ok((targets, tls_at))
+}
 
-    // Axes: each list checked value by value; defaults for the ones not given.
+fn is_target_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// `[matrix]`: each list checked value by value; defaults for the axes not given.
+fn axes(
+    src: &Source<'_>,
+    matrix: &Spanned<RawMatrix>,
+    targets: &BTreeMap<String, Target>,
+) -> Result<BTreeMap<Axis, Vec<AxisValue>>, ExperimentError> {
     let mut axes = BTreeMap::new();
     for axis in Axis::ALL {
         let key = format!("matrix.{}", axis.name());
-        let values = match raw.matrix.get_ref().get(axis) {
-            Some(input) => axis_values(src, axis, input, &key, &targets)?,
-            None => default_axis(axis, &targets),
+        let values = match matrix.get_ref().get(axis) {
+            Some(input) => axis_values(src, axis, input, &key, targets)?,
+            None => default_axis(axis, targets),
         };
         axes.insert(axis, values);
     }
-    let raw_concurrency = raw.matrix.get_ref().concurrency.as_ref();
-    if raw_concurrency.is_none() {
+    if matrix.get_ref().concurrency.is_none() {
         return Err(src.error(
-            raw.matrix.span(),
+            matrix.span(),
             "matrix.concurrency",
             "missing: list the client concurrencies to measure, e.g. concurrency = [1, 2, 4]",
         ));
     }
+    Ok(axes)
+}
 
-    let mut exclude = Vec::new();
-    for (i, table) in raw.exclude.iter().enumerate() {
-        exclude.push(filter(
-            src,
-            table,
-            &format!("exclude[{}]", i + 1),
-            &targets,
-            false,
-            &axes,
-        )?);
-    }
-    let mut include = Vec::new();
-    for (i, table) in raw.include.iter().enumerate() {
-        include.push(filter(
-            src,
-            table,
-            &format!("include[{}]", i + 1),
-            &targets,
-            true,
-            &axes,
-        )?);
-    }
+/// `[[exclude]]` or `[[include]]` (`kind`) tables, in the file's order.
+fn filters(
+    src: &Source<'_>,
+    tables: &[RawFilter],
+    kind: &str,
+    targets: &BTreeMap<String, Target>,
+    is_include: bool,
+    axes: &BTreeMap<Axis, Vec<AxisValue>>,
+) -> Result<Vec<Filter>, ExperimentError> {
+    tables
+        .iter()
+        .enumerate()
+        .map(|(i, table)| {
+            let key = format!("{kind}[{}]", i + 1);
+            filter(src, table, &key, targets, is_include, axes)
+        })
+        .collect()
+}
 
-    let compare = match &raw.compare {
-        Some(c) => c.thresholds(src)?,
-        None => Thresholds::default(),
-    };
-
-    let cells = matrix::expand(&axes, &exclude, &include, &targets);
-    if cells.is_empty() {
-        return Err(src.error(
-            raw.matrix.span(),
-            "matrix",
-            "no cell is left to run once `exclude` is applied",
-        ));
-    }
-    // The open loop drives plain non-blocking sockets; the client refuses --rate with
-    // --tls, so such a cell is refused here, before anything runs.
-    if let Some((cell, (key, span))) = cells
+/// The open loop drives plain non-blocking sockets; the client refuses --rate with
+/// --tls, so such a cell is refused here, before anything runs.
+fn refuse_open_loop_over_tls(
+    src: &Source<'_>,
+    cells: &[Cell],
+    tls_at: &TlsAt,
+) -> Result<(), ExperimentError> {
+    match cells
         .iter()
         .filter(|c| c.rate.is_some())
         .find_map(|c| Some((c, tls_at.get(&c.target)?)))
     {
-        return Err(src.error(
+        Some((cell, (key, span))) => Err(src.error(
             span.clone(),
             key,
             format!(
                 "the open loop (`rate`, here {}) does not run over TLS yet: exclude this target's rate cells, or measure it closed-loop (rate = \"closed\")",
                 cell.label()
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-
-    Ok(Experiment {
-        path: src.path.to_path_buf(),
-        source: src.text.to_string(),
-        name,
-        description: raw.description.unwrap_or_default().trim().to_string(),
-        settings: Settings {
-            repetitions,
-            warmup,
-            duration,
-            requests,
-            cooldown,
-            cell_timeout,
-            order,
-            seed,
-        },
-        client: ClientSettings {
-            timeout: client_timeout,
-            pipeline: client_pipeline,
-            slo_p99,
-        },
-        targets,
-        axes,
-        exclude,
-        include,
-        cells,
-        compare,
-    })
 }
 
 fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target, ExperimentError> {
@@ -723,100 +776,119 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
     };
     let tls = raw.tls.as_ref().is_some_and(|t| *t.get_ref());
     let kind = match &raw.command {
-        Some(command) => {
-            let ckey = format!("{key}.command");
-            if let Some(args) = &raw.args {
-                return Err(src.error(
-                    args.span(),
-                    &format!("{key}.args"),
-                    "`args` is for the built-in server; put an external server's arguments in `command`",
-                ));
-            }
-            if let Some(pool) = &raw.pool {
-                return Err(src.error(
-                    pool.span(),
-                    &format!("{key}.pool"),
-                    "`pool` is for the built-in server; an external command chooses its own",
-                ));
-            }
-            if let Some(binary) = &raw.binary {
-                return Err(src.error(
-                    binary.span(),
-                    &format!("{key}.binary"),
-                    "`binary` is for the built-in server; an external target names its program in `command`",
-                ));
-            }
-            if command.get_ref().is_empty() {
-                return Err(src.error(
-                    command.span(),
-                    &ckey,
-                    "must name a program, e.g. [\"python3\", \"server.py\", \"--port\", \"{port}\"]",
-                ));
-            }
-            for word in command.get_ref() {
-                if let Err(bad) = check_placeholders(word.get_ref(), tls) {
-                    let tls_note = if TLS_PLACEHOLDERS.contains(&bad.as_str()) {
-                        format!(" ({{{bad}}} only with `tls = true` on this target)")
-                    } else {
-                        String::new()
-                    };
-                    return Err(src.error(
-                        word.span(),
-                        &ckey,
-                        format!(
-                            "unknown placeholder {{{bad}}}: the runner fills {}{tls_note}",
-                            known_placeholders(tls).join(", ")
-                        ),
-                    ));
-                }
-            }
-            TargetKind::External {
-                command: command
-                    .get_ref()
-                    .iter()
-                    .map(|w| w.get_ref().clone())
-                    .collect(),
-            }
-        }
-        None => {
-            let pool = match &raw.pool {
-                None => PoolKind::Process,
-                Some(p) => parse_pool(p.get_ref())
-                    .map_err(|m| src.error(p.span(), &format!("{key}.pool"), m))?,
-            };
-            let binary = match &raw.binary {
-                None => None,
-                Some(b) => {
-                    let bkey = format!("{key}.binary");
-                    if b.get_ref().trim().is_empty() {
-                        return Err(src.error(b.span(), &bkey, "must name an executable"));
-                    }
-                    if placeholders(b.get_ref()).iter().any(|p| *p != "dir") {
-                        return Err(src.error(
-                            b.span(),
-                            &bkey,
-                            "the only placeholder a `binary` takes is {dir} (the experiment file's directory)",
-                        ));
-                    }
-                    Some(b.get_ref().clone())
-                }
-            };
-            TargetKind::Builtin {
-                pool,
-                args: raw
-                    .args
-                    .as_ref()
-                    .map(|a| a.get_ref().clone())
-                    .unwrap_or_default(),
-                binary,
-            }
-        }
+        Some(command) => external_target(src, raw, command, key, tls)?,
+        None => builtin_target(src, raw, key)?,
     };
     Ok(Target {
         kind,
         ready_timeout,
         stop_grace,
         tls,
+    })
+}
+
+/// A target with a `command`: none of the built-in server's keys, and only known
+/// placeholders in its words.
+fn external_target(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    command: &Spanned<Vec<Spanned<String>>>,
+    key: &str,
+    tls: bool,
+) -> Result<TargetKind, ExperimentError> {
+    let builtin_only = [
+        (
+            raw.args.as_ref().map(Spanned::span),
+            "args",
+            "`args` is for the built-in server; put an external server's arguments in `command`",
+        ),
+        (
+            raw.pool.as_ref().map(Spanned::span),
+            "pool",
+            "`pool` is for the built-in server; an external command chooses its own",
+        ),
+        (
+            raw.binary.as_ref().map(Spanned::span),
+            "binary",
+            "`binary` is for the built-in server; an external target names its program in `command`",
+        ),
+    ];
+    for (span, field, message) in builtin_only {
+        if let Some(span) = span {
+            return Err(src.error(span, &format!("{key}.{field}"), message));
+        }
+    }
+    let ckey = format!("{key}.command");
+    if command.get_ref().is_empty() {
+        return Err(src.error(
+            command.span(),
+            &ckey,
+            "must name a program, e.g. [\"python3\", \"server.py\", \"--port\", \"{port}\"]",
+        ));
+    }
+    for word in command.get_ref() {
+        if let Err(bad) = check_placeholders(word.get_ref(), tls) {
+            let tls_note = if TLS_PLACEHOLDERS.contains(&bad.as_str()) {
+                format!(" ({{{bad}}} only with `tls = true` on this target)")
+            } else {
+                String::new()
+            };
+            return Err(src.error(
+                word.span(),
+                &ckey,
+                format!(
+                    "unknown placeholder {{{bad}}}: the runner fills {}{tls_note}",
+                    known_placeholders(tls).join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(TargetKind::External {
+        command: command
+            .get_ref()
+            .iter()
+            .map(|w| w.get_ref().clone())
+            .collect(),
+    })
+}
+
+/// A target without a `command`: this executable's server (or `binary`'s).
+fn builtin_target(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    key: &str,
+) -> Result<TargetKind, ExperimentError> {
+    let pool = match &raw.pool {
+        None => PoolKind::Process,
+        Some(p) => {
+            parse_pool(p.get_ref()).map_err(|m| src.error(p.span(), &format!("{key}.pool"), m))?
+        }
+    };
+    let binary = match &raw.binary {
+        None => None,
+        Some(b) => {
+            let bkey = format!("{key}.binary");
+            if b.get_ref().trim().is_empty() {
+                return Err(src.error(b.span(), &bkey, "must name an executable"));
+            }
+            if placeholders(b.get_ref()).iter().any(|p| *p != "dir") {
+                return Err(src.error(
+                    b.span(),
+                    &bkey,
+                    "the only placeholder a `binary` takes is {dir} (the experiment file's directory)",
+                ));
+            }
+            Some(b.get_ref().clone())
+        }
+    };
+    Ok(TargetKind::Builtin {
+        pool,
+        args: raw
+            .args
+            .as_ref()
+            .map(|a| a.get_ref().clone())
+            .unwrap_or_default(),
+        binary,
     })
 }
 
@@ -854,14 +926,10 @@ fn check_placeholders(word: &str, tls: bool) -> Result<(), String> {
     }
 }
 
+/// A pool's name, read by [`PoolKind`]'s `FromStr`; the error in the experiment file's words.
 fn parse_pool(s: &str) -> Result<PoolKind, String> {
-    match s {
-        "process" => Ok(PoolKind::Process),
-        "thread" => Ok(PoolKind::Thread),
-        other => Err(format!(
-            "unknown pool {other:?}: use \"process\" or \"thread\""
-        )),
-    }
+    s.parse()
+        .map_err(|_| format!("unknown pool {s:?}: use \"process\" or \"thread\""))
 }
 
 fn default_axis(axis: Axis, targets: &BTreeMap<String, Target>) -> Vec<AxisValue> {
@@ -926,8 +994,8 @@ fn axis_value(
             })?;
             parse_pool(s).map(|p| AxisValue::Str(p.as_str().into()))
         }
-        Axis::Cmd => match value.as_str() {
-            Some(s @ ("compute" | "ping")) => Ok(AxisValue::Str(s.into())),
+        Axis::Cmd => match value.as_str().map(str::parse::<ClientCmd>) {
+            Some(Ok(cmd)) => Ok(AxisValue::Str(cmd.as_str().into())),
             _ => Err(format!("expected \"compute\" or \"ping\", found {value}")),
         },
         Axis::Target => {
@@ -1086,7 +1154,7 @@ fn axis_values(
 
 fn filter(
     src: &Source<'_>,
-    table: &Spanned<BTreeMap<String, Spanned<AxisInput>>>,
+    table: &RawFilter,
     key: &str,
     targets: &BTreeMap<String, Target>,
     is_include: bool,
