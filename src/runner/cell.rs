@@ -24,7 +24,8 @@ use super::experiment::{Experiment, Target, TargetKind};
 use super::launch::{self, Group};
 use super::stats::{self as server_stats, RunStats};
 use super::tls::RunCert;
-use crate::rundir::{self, Cell, Measured, OpenMeasured, ResultRow, Status};
+use crate::client::tls::TlsTarget;
+use crate::rundir::{self, Cell, Measured, OpenMeasured, ResultRow, Sample, Status};
 
 /// Everything a run of one cell needs from the run as a whole.
 pub struct Env<'a> {
@@ -88,6 +89,40 @@ struct Histogram {
     data: String,
 }
 
+/// Where one cell × repetition's files go in the run directory.
+struct RunFiles {
+    /// The run's name, `c001-r1`.
+    name: String,
+    server_log: PathBuf,
+    client_log: PathBuf,
+    /// The client's `--json` document.
+    json: PathBuf,
+    hgrm: PathBuf,
+    /// The client's `--interval-log`.
+    intervals: PathBuf,
+    /// The measured window as one interval.
+    hlog: PathBuf,
+    stats: PathBuf,
+    cpu: PathBuf,
+}
+
+impl RunFiles {
+    fn new(dir: &Path, name: String) -> RunFiles {
+        let at = |sub: &str, file: String| dir.join(sub).join(file);
+        RunFiles {
+            server_log: at(rundir::LOGS_DIR, format!("{name}.server.log")),
+            client_log: at(rundir::LOGS_DIR, format!("{name}.client.log")),
+            json: at(rundir::CLIENT_DIR, format!("{name}.json")),
+            hgrm: at(rundir::HDR_DIR, format!("{name}.hgrm")),
+            intervals: at(rundir::HDR_DIR, rundir::intervals_file(&name)),
+            hlog: at(rundir::HDR_DIR, format!("{name}.hlog")),
+            stats: at(rundir::STATS_DIR, format!("{name}.json")),
+            cpu: at(rundir::CPU_DIR, format!("{name}.csv")),
+            name,
+        }
+    }
+}
+
 /// Runs one cell × repetition and returns its row (it never panics on a failed cell).
 pub fn run(
     env: &Env<'_>,
@@ -98,7 +133,7 @@ pub fn run(
     seq: usize,
 ) -> ResultRow {
     let started = Instant::now();
-    let name = rundir::run_name(cell_id, rep);
+    let files = RunFiles::new(env.dir, rundir::run_name(cell_id, rep));
     let mut row = ResultRow {
         cell_id: cell_id.to_string(),
         rep,
@@ -120,11 +155,7 @@ pub fn run(
         env.tls
             .expect("the run makes a certificate when a target has tls")
     });
-    let server_log = env
-        .dir
-        .join(rundir::LOGS_DIR)
-        .join(format!("{name}.server.log"));
-    let (server, addr) = match start_server(env, target, cell, tls, &server_log) {
+    let (server, addr) = match start_server(env, target, cell, tls, &files.server_log) {
         Ok(x) => x,
         Err(reason) => {
             row.reason = reason;
@@ -135,13 +166,37 @@ pub fn run(
 
     row.startup_s = started.elapsed().as_secs_f64();
 
-    let outcome = measure(env, sys, cell, &name, server.pid(), addr, tls);
+    let client = Client { cell, addr, tls };
+    let outcome = measure(env, sys, &client, &files, server.pid());
     let stopping = Instant::now();
     // The server must still be up when the client is done: otherwise it crashed.
     let crashed = server.peek_exit();
     let stopped = server.stop(target.stop_grace);
     row.stop_s = stopping.elapsed().as_secs_f64();
 
+    let problems = problems(&outcome, crashed, &stopped, target, &files.server_log);
+    row.measured = outcome.measured;
+    row.cpu = outcome.cpu;
+    row.stages = outcome.stages;
+    row.status = if problems.is_empty() {
+        Status::Ok
+    } else {
+        Status::Failed
+    };
+    row.reason = problems.join("; ");
+    row.wall_s = started.elapsed().as_secs_f64();
+    row
+}
+
+/// What went wrong in a cell, most telling first: the measurement's problem or its
+/// failed requests, then the server's crash or unclean exit, then leftover processes.
+fn problems(
+    outcome: &Outcome,
+    crashed: Option<String>,
+    stopped: &launch::Stopped,
+    target: &Target,
+    server_log: &Path,
+) -> Vec<String> {
     let mut problems: Vec<String> = Vec::new();
     if let Some(p) = &outcome.problem {
         problems.push(p.clone());
@@ -149,7 +204,7 @@ pub fn run(
     if let Some(status) = crashed {
         problems.push(format!(
             "the server exited during the cell ({status}){}",
-            stderr_tail(&server_log)
+            stderr_tail(server_log)
         ));
     } else if !target.is_external() && stopped.exit_code != Some(0) {
         problems.push(format!(
@@ -160,7 +215,7 @@ pub fn run(
             } else {
                 ", killed after the grace period"
             },
-            stderr_tail(&server_log)
+            stderr_tail(server_log)
         ));
     }
     if !stopped.leftover.is_empty() {
@@ -180,27 +235,22 @@ pub fn run(
             );
         }
     }
-    row.measured = outcome.measured;
-    row.cpu = outcome.cpu;
-    row.stages = outcome.stages;
-    row.status = if problems.is_empty() {
-        Status::Ok
-    } else {
-        Status::Failed
-    };
-    row.reason = problems.join("; ");
-    row.wall_s = started.elapsed().as_secs_f64();
-    row
+    problems
 }
 
 /// " — stderr: last | lines" (or nothing when the log is empty).
 fn stderr_tail(log: &Path) -> String {
+    log_tail(log, "stderr")
+}
+
+/// " — `what`: last | lines" of a child's log (or nothing when the log is empty).
+fn log_tail(log: &Path, what: &str) -> String {
     let tail = launch::tail(log, 6);
     if tail.is_empty() {
         String::new()
     } else {
         format!(
-            " — stderr: {}",
+            " — {what}: {}",
             tail.lines().collect::<Vec<_>>().join(" | ")
         )
     }
@@ -292,6 +342,15 @@ fn fill(word: &str, port: u16, workers: u64, dir: &Path, tls: Option<&RunCert>) 
     }
 }
 
+/// What the client is run against: the cell, the ready server's address, and the run's
+/// certificate when the target serves TLS.
+struct Client<'a> {
+    cell: &'a Cell,
+    addr: SocketAddr,
+    tls: Option<&'a RunCert>,
+}
+
+#[derive(Default)]
 struct Outcome {
     measured: Option<Measured>,
     cpu: Option<rundir::CpuMeans>,
@@ -303,38 +362,99 @@ struct Outcome {
     failure_kinds: String,
 }
 
-/// Runs the client against `addr` with CPU sampling; writes cpu/, hdr/ and client/ files.
+impl Outcome {
+    /// Notes a problem, when there is one; the last one noted is the one kept.
+    fn note(&mut self, problem: Option<String>) {
+        if problem.is_some() {
+            self.problem = problem;
+        }
+    }
+}
+
+/// Runs the client against the server with CPU sampling, then reads what it wrote;
+/// writes the run's cpu/, hdr/, stats/ and client/ files.
 fn measure(
     env: &Env<'_>,
     sys: &mut Option<System>,
-    cell: &Cell,
-    name: &str,
+    client: &Client<'_>,
+    files: &RunFiles,
     server_pid: u32,
-    addr: SocketAddr,
-    tls: Option<&RunCert>,
 ) -> Outcome {
-    let s = &env.exp.settings;
-    let json = env
-        .dir
-        .join(rundir::CLIENT_DIR)
-        .join(format!("{name}.json"));
-    let hgrm = env.dir.join(rundir::HDR_DIR).join(format!("{name}.hgrm"));
-    let intervals = env
-        .dir
-        .join(rundir::HDR_DIR)
-        .join(rundir::intervals_file(name));
-    let log = env
-        .dir
-        .join(rundir::LOGS_DIR)
-        .join(format!("{name}.client.log"));
-    let mut out = Outcome {
-        measured: None,
-        cpu: None,
-        stages: None,
-        problem: None,
-        failure_kinds: String::new(),
+    let mut out = Outcome::default();
+    let mut cmd = client_command(env, client, files);
+    if let Err(problem) = log_to(&mut cmd, &files.client_log) {
+        out.problem = Some(problem);
+        return out;
+    }
+    // The server's stage histograms are reset when the client's warm-up ends (at once
+    // when there is none), so stats/<run>.json covers the measured window.
+    let mut window = StatsWindow::open(client, env.exp.settings.warmup);
+    let mut sampler = sys.take().map(|sys| Sampler::begin(sys, server_pid));
+    let start_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let child = match Group::spawn(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            finish_sampling(sampler, sys);
+            out.problem = Some(format!("cannot start `{} client`: {e}", env.exe.display()));
+            return out;
+        }
     };
+    if let Some(s) = sampler.as_mut() {
+        s.mark_start();
+    }
+    let started = Instant::now();
+    let ended = watch_client(env, &child, &mut sampler, &mut window, started);
+    // A last sample while the exited client is still unreaped (its CPU time still counts).
+    if let Some(s) = sampler.as_mut() {
+        s.sample(Some(child.pid()));
+    }
+    if ended.is_none() {
+        match window.close(started.elapsed().as_secs_f64(), &files.stats) {
+            Ok(stages) => out.stages = stages,
+            Err(problem) => out.problem = Some(problem),
+        }
+    }
+    let stopped = if ended.is_some() {
+        child.kill()
+    } else {
+        child.stop(Duration::from_secs(2))
+    };
+    let samples = finish_sampling(sampler, sys);
+    let warmup_s = env.exp.settings.warmup.as_secs_f64();
+    out.note(write_cpu(&files.cpu, &samples, warmup_s).err());
+    if let Some(reason) = ended {
+        out.problem = Some(reason);
+        return out;
+    }
+    let doc = match read_client_doc(&files.json) {
+        Ok(doc) => doc,
+        Err(e) => {
+            out.problem = Some(format!(
+                "the client failed ({}): {e}{}",
+                stopped.status,
+                log_tail(&files.client_log, "client output")
+            ));
+            return out;
+        }
+    };
+    out.measured = Some(doc.measured());
+    out.note(loop_problem(client.cell, &doc));
+    out.failure_kinds = failure_kinds(&doc.failures);
+    out.note(count_problem(&doc, &stopped));
+    out.cpu = cpu::window_means(&samples, warmup_s, warmup_s + doc.elapsed_s);
+    let hlog_start = start_epoch + warmup_s;
+    out.note(write_hlog(files, client.cell, &doc, hlog_start).err());
+    out.note(histogram_problem(&doc));
+    out
+}
 
+/// `threadcenter client` against the server, writing the run's `--json`, `--hgrm` and
+/// `--interval-log` files.
+fn client_command(env: &Env<'_>, client: &Client<'_>, files: &RunFiles) -> Command {
+    let s = &env.exp.settings;
+    let (cell, addr) = (client.cell, client.addr);
     let mut cmd = Command::new(env.exe);
     cmd.arg("client")
         .args([
@@ -348,7 +468,7 @@ fn measure(
         .args(["--cmd", cell.cmd.as_str()])
         .args(["--warmup", &super::fmt_duration(s.warmup)])
         .args(["--timeout", &super::fmt_duration(env.exp.client.timeout)]);
-    if let Some(cert) = tls {
+    if let Some(cert) = client.tls {
         cmd.arg("--tls").arg("--ca").arg(&cert.cert);
     }
     if let Some(rate) = cell.rate {
@@ -362,79 +482,58 @@ fn measure(
         cmd.args(["--requests", &n.to_string()]);
     }
     cmd.arg("--json")
-        .arg(&json)
+        .arg(&files.json)
         .arg("--hgrm")
-        .arg(&hgrm)
+        .arg(&files.hgrm)
         .arg("--interval-log")
-        .arg(&intervals)
+        .arg(&files.intervals)
         .arg("--quiet");
-    match File::create(&log).and_then(|f| Ok((f.try_clone()?, f))) {
-        Ok((a, b)) => {
-            cmd.stdout(Stdio::from(a)).stderr(Stdio::from(b));
-        }
-        Err(e) => {
-            out.problem = Some(format!("cannot create {}: {e}", log.display()));
-            return out;
-        }
-    }
+    cmd
+}
 
-    // The server's stage histograms are reset when the client's warm-up ends (at once
-    // when there is none), so stats/<run>.json covers the measured window.
-    let mut run_stats = RunStats::new();
-    let reset_stats = |run_stats: &mut RunStats, at_s: f64| {
-        match server_stats::query(addr, true, tls.map(|t| &t.client)) {
-            Ok(v) => run_stats.at_reset = Some(v),
-            Err(e) => run_stats.fail(e),
-        }
-        run_stats.reset_at_s = Some(at_s);
-    };
-    let mut reset_due = !s.warmup.is_zero();
-    if !reset_due {
-        reset_stats(&mut run_stats, 0.0);
-    }
+/// Sends the command's stdout and stderr to `log`.
+fn log_to(cmd: &mut Command, log: &Path) -> Result<(), String> {
+    let (out, err) = File::create(log)
+        .and_then(|f| Ok((f.try_clone()?, f)))
+        .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+    Ok(())
+}
 
-    let mut sampler = sys.take().map(|sys| Sampler::begin(sys, server_pid));
-    let start_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let client = match Group::spawn(&mut cmd) {
-        Ok(c) => c,
-        Err(e) => {
-            if let Some(s) = sampler {
-                *sys = Some(s.finish().1);
-            }
-            out.problem = Some(format!("cannot start `{} client`: {e}", env.exe.display()));
-            return out;
-        }
-    };
-    if let Some(s) = sampler.as_mut() {
-        s.mark_start();
-    }
-    let started = Instant::now();
+/// Waits for the client to exit, sampling CPU every [`cpu::PERIOD`] and resetting the
+/// server's stats when the warm-up ends. `Some(why)` when the cell is to be stopped
+/// first: Ctrl-C, or `cell_timeout` has passed.
+fn watch_client(
+    env: &Env<'_>,
+    child: &Group,
+    sampler: &mut Option<Sampler>,
+    window: &mut StatsWindow<'_>,
+    started: Instant,
+) -> Option<String> {
+    let s = &env.exp.settings;
     let deadline = started + s.cell_timeout;
     let mut next_sample = started + cpu::PERIOD;
     let warmup_end = started + s.warmup;
-    let ended = loop {
-        if client.has_exited() {
-            break None;
+    loop {
+        if child.has_exited() {
+            return None;
         }
         let now = Instant::now();
-        if reset_due && now >= warmup_end {
-            reset_due = false;
-            reset_stats(&mut run_stats, started.elapsed().as_secs_f64());
+        if window.reset_due && now >= warmup_end {
+            window.reset(started.elapsed().as_secs_f64());
         }
         if env.interrupted.load(Ordering::Relaxed) {
-            break Some("interrupted (Ctrl-C) before the cell finished".to_string());
+            return Some("interrupted (Ctrl-C) before the cell finished".to_string());
         }
         if now >= deadline {
-            break Some(format!(
+            return Some(format!(
                 "timed out: the cell ran past cell_timeout ({})",
                 super::fmt_duration(s.cell_timeout)
             ));
         }
         if now >= next_sample {
             if let Some(s) = sampler.as_mut() {
-                s.sample(Some(client.pid()));
+                s.sample(Some(child.pid()));
             }
             next_sample += cpu::PERIOD;
             if next_sample < now {
@@ -444,97 +543,119 @@ fn measure(
         let mut wait = next_sample
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(5));
-        if reset_due {
+        if window.reset_due {
             wait = wait.min(warmup_end.saturating_duration_since(Instant::now()));
         }
         std::thread::sleep(wait);
-    };
-    // A last sample while the exited client is still unreaped (its CPU time still counts).
-    if let Some(s) = sampler.as_mut() {
-        s.sample(Some(client.pid()));
     }
-    if ended.is_none() {
-        if reset_due {
-            run_stats.fail("the client ended before its warm-up did".into());
-        }
-        run_stats.read_at_s = Some(started.elapsed().as_secs_f64());
-        match server_stats::query(addr, false, tls.map(|t| &t.client)) {
-            Ok(v) => run_stats.at_end = Some(v),
-            Err(e) => run_stats.fail(e),
-        }
-        let path = env.dir.join(rundir::STATS_DIR).join(format!("{name}.json"));
-        match run_stats.write(&path) {
-            Ok(()) => out.stages = run_stats.stages(),
-            Err(e) => out.problem = Some(format!("cannot write {}: {e}", path.display())),
-        }
-    }
-    let stopped = if ended.is_some() {
-        client.kill()
-    } else {
-        client.stop(Duration::from_secs(2))
-    };
-    let samples = match sampler {
+}
+
+/// The samples taken, and the System back in `sys` for the next cell.
+fn finish_sampling(sampler: Option<Sampler>, sys: &mut Option<System>) -> Vec<Sample> {
+    match sampler {
         Some(s) => {
             let (samples, back) = s.finish();
             *sys = Some(back);
             samples
         }
         None => Vec::new(),
-    };
-    let warmup_s = s.warmup.as_secs_f64();
-    let cpu_path = env.dir.join(rundir::CPU_DIR).join(format!("{name}.csv"));
-    if !samples.is_empty() {
-        if let Err(e) = rundir::cpu::write_csv(&cpu_path, &samples, warmup_s) {
-            out.problem = Some(format!("cannot write {}: {e}", cpu_path.display()));
-        }
     }
-    if let Some(reason) = ended {
-        out.problem = Some(reason);
-        return out;
+}
+
+/// cpu/<run>.csv, when there are samples.
+fn write_cpu(path: &Path, samples: &[Sample], warmup_s: f64) -> Result<(), String> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    rundir::cpu::write_csv(path, samples, warmup_s)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The server's `stats` around the measured window: reset when the client's warm-up
+/// ends, read once the client has exited, both kept in stats/<run>.json.
+struct StatsWindow<'a> {
+    addr: SocketAddr,
+    tls: Option<&'a TlsTarget>,
+    stats: RunStats,
+    /// The warm-up has not ended yet: the reset is still to come.
+    reset_due: bool,
+}
+
+impl<'a> StatsWindow<'a> {
+    /// Resets the server's stats now when there is no warm-up.
+    fn open(client: &Client<'a>, warmup: Duration) -> StatsWindow<'a> {
+        let mut window = StatsWindow {
+            addr: client.addr,
+            tls: client.tls.map(|t| &t.client),
+            stats: RunStats::new(),
+            reset_due: !warmup.is_zero(),
+        };
+        if !window.reset_due {
+            window.reset(0.0);
+        }
+        window
     }
 
-    let doc = match read_client_doc(&json) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let tail = launch::tail(&log, 6);
-            out.problem = Some(format!(
-                "the client failed ({}): {e}{}",
-                stopped.status,
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " — client output: {}",
-                        tail.lines().collect::<Vec<_>>().join(" | ")
-                    )
-                }
-            ));
-            return out;
+    /// Resets the server's stats, `at_s` seconds after the client started.
+    fn reset(&mut self, at_s: f64) {
+        self.reset_due = false;
+        match server_stats::query(self.addr, true, self.tls) {
+            Ok(v) => self.stats.at_reset = Some(v),
+            Err(e) => self.stats.fail(e),
         }
-    };
-    let l = &doc.latency_us;
-    let z = |v: Option<f64>| v.unwrap_or(f64::NAN);
-    out.measured = Some(Measured {
-        sent: doc.requests.sent,
-        ok: doc.requests.ok,
-        failed: doc.requests.failed,
-        duration_s: doc.elapsed_s,
-        throughput_rps: doc.throughput_rps,
-        latency_mean_us: z(l.mean),
-        latency_p50_us: z(l.p50),
-        latency_p90_us: z(l.p90),
-        latency_p99_us: z(l.p99),
-        latency_p99_9_us: z(l.p99_9),
-        latency_max_us: z(l.max),
-        open: doc.open_loop.as_ref().map(|o| OpenMeasured {
-            offered_rps: o.offered_rps,
-            sent_rps: o.sent_rps,
-            latency_p99_uncorrected_us: z(o.uncorrected_latency_us.p99),
-            lateness_p99_us: z(o.lateness_us.p99),
-        }),
-    });
-    if cell.rate.is_some() != doc.open_loop.is_some() {
-        out.problem = Some(format!(
+        self.stats.reset_at_s = Some(at_s);
+    }
+
+    /// Reads the server's stats once the client has exited (`at_s` seconds after it
+    /// started) and writes both snapshots to `path`; the stage figures of the window.
+    fn close(mut self, at_s: f64, path: &Path) -> Result<Option<rundir::StageFigures>, String> {
+        if self.reset_due {
+            self.stats
+                .fail("the client ended before its warm-up did".into());
+        }
+        self.stats.read_at_s = Some(at_s);
+        match server_stats::query(self.addr, false, self.tls) {
+            Ok(v) => self.stats.at_end = Some(v),
+            Err(e) => self.stats.fail(e),
+        }
+        self.stats
+            .write(path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(self.stats.stages())
+    }
+}
+
+impl ClientDoc {
+    /// The document's figures as results.csv holds them (NaN where it has none).
+    fn measured(&self) -> Measured {
+        let l = &self.latency_us;
+        let z = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        Measured {
+            sent: self.requests.sent,
+            ok: self.requests.ok,
+            failed: self.requests.failed,
+            duration_s: self.elapsed_s,
+            throughput_rps: self.throughput_rps,
+            latency_mean_us: z(l.mean),
+            latency_p50_us: z(l.p50),
+            latency_p90_us: z(l.p90),
+            latency_p99_us: z(l.p99),
+            latency_p99_9_us: z(l.p99_9),
+            latency_max_us: z(l.max),
+            open: self.open_loop.as_ref().map(|o| OpenMeasured {
+                offered_rps: o.offered_rps,
+                sent_rps: o.sent_rps,
+                latency_p99_uncorrected_us: z(o.uncorrected_latency_us.p99),
+                lateness_p99_us: z(o.lateness_us.p99),
+            }),
+        }
+    }
+}
+
+/// The client ran the other load model than the cell asked for.
+fn loop_problem(cell: &Cell, doc: &ClientDoc) -> Option<String> {
+    (cell.rate.is_some() != doc.open_loop.is_some()).then(|| {
+        format!(
             "the cell asked for the {} loop, and the client's document is {} loop",
             cell.load_model(),
             if doc.open_loop.is_some() {
@@ -542,43 +663,61 @@ fn measure(
             } else {
                 "a closed"
             }
-        ));
-    }
-    out.failure_kinds = failure_kinds(&doc.failures);
+        )
+    })
+}
+
+/// No request measured, or a failing exit with no failed request to explain it.
+fn count_problem(doc: &ClientDoc, stopped: &launch::Stopped) -> Option<String> {
     if doc.requests.sent == 0 {
-        out.problem = Some(format!(
+        Some(format!(
             "the client measured no request ({}): the warm-up took the whole run, or the machine stalled",
             stopped.status
-        ));
+        ))
     } else if stopped.exit_code != Some(0) && doc.requests.failed == 0 {
-        out.problem = Some(format!(
+        Some(format!(
             "the client ended with {} although it counted no failed request",
             stopped.status
-        ));
+        ))
+    } else {
+        None
     }
-    out.cpu = cpu::window_means(&samples, warmup_s, warmup_s + doc.elapsed_s);
-    let hlog = env.dir.join(rundir::HDR_DIR).join(format!("{name}.hlog"));
-    if let Err(e) = rundir::write_hlog(
-        &hlog,
-        &format!(
-            "threadcenter {}: {name} {}, the measured window as one interval",
-            env!("CARGO_PKG_VERSION"),
-            cell.label()
-        ),
-        start_epoch + warmup_s,
+}
+
+/// hdr/<run>.hlog: the client's histogram of the measured window, which starts at
+/// `start_epoch_s`, as one interval.
+fn write_hlog(
+    files: &RunFiles,
+    cell: &Cell,
+    doc: &ClientDoc,
+    start_epoch_s: f64,
+) -> Result<(), String> {
+    let comment = format!(
+        "threadcenter {}: {} {}, the measured window as one interval",
+        env!("CARGO_PKG_VERSION"),
+        files.name,
+        cell.label()
+    );
+    rundir::write_hlog(
+        &files.hlog,
+        &comment,
+        start_epoch_s,
         doc.elapsed_s,
-        z(l.max) * 1000.0,
+        doc.latency_us.max.unwrap_or(f64::NAN) * 1000.0,
         &doc.histogram.data,
-    ) {
-        out.problem = Some(format!("cannot write {}: {e}", hlog.display()));
-    }
-    if doc.histogram.unit != "ns" || doc.histogram.encoding != "hdr-v2-deflate-base64" {
-        out.problem = Some(format!(
+    )
+    .map_err(|e| format!("cannot write {}: {e}", files.hlog.display()))
+}
+
+/// The histogram is not in the unit and encoding this runner reads.
+fn histogram_problem(doc: &ClientDoc) -> Option<String> {
+    let h = &doc.histogram;
+    (h.unit != "ns" || h.encoding != "hdr-v2-deflate-base64").then(|| {
+        format!(
             "the client's histogram is {} in {}; this runner reads ns in hdr-v2-deflate-base64",
-            doc.histogram.unit, doc.histogram.encoding
-        ));
-    }
-    out
+            h.unit, h.encoding
+        )
+    })
 }
 
 fn read_client_doc(path: &Path) -> Result<ClientDoc, String> {
