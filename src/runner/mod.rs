@@ -19,7 +19,7 @@ pub mod stats;
 pub mod store;
 pub mod tls;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 
 use crate::cli::RunArgs;
-use crate::rundir::{self, varying_axes, ResultRow, RunStatus, Status};
+use crate::rundir::{self, varying_axes, Manifest, ResultRow, RunStatus, Status};
 use experiment::{Experiment, Order, TargetKind};
 use matrix::Slot;
 
@@ -54,20 +54,9 @@ pub fn run(
     args: &RunArgs,
     render: &dyn Fn(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitCode> {
-    let exp = experiment::load(&args.file)?;
-    let seed = match exp.settings.order {
-        Order::Shuffled => Some(args.seed.or(exp.settings.seed).unwrap_or_else(rand::random)),
-        Order::Sequential | Order::Interleaved => None,
-    };
-    let slots = match exp.settings.order {
-        Order::Interleaved => matrix::schedule_interleaved(&exp.cells, exp.settings.repetitions),
-        _ => matrix::schedule(exp.cells.len(), exp.settings.repetitions, seed),
-    };
-    let ids: Vec<String> = (0..exp.cells.len())
-        .map(|i| matrix::cell_id(i, exp.cells.len()))
-        .collect();
+    let plan = Plan::new(args)?;
     if args.dry_run {
-        print_plan(&exp, &ids, &slots, seed);
+        print_plan(&plan);
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -76,39 +65,22 @@ pub fn run(
     launch::become_subreaper();
     let interrupted = install_interrupt_handler()?;
     let sys = cpu::Sampler::system()?;
-    let machine = store::machine_info(&sys);
-    let dir = rundir::create_run_dir(&args.out, &exp.name)?;
-    std::fs::write(dir.join(rundir::EXPERIMENT_FILE), &exp.source)
-        .with_context(|| format!("cannot write {}", dir.display()))?;
-    let runs: Vec<String> = slots
-        .iter()
-        .map(|s| rundir::run_name(&ids[s.cell], s.rep))
-        .collect();
-    let mut manifest = store::new_manifest(&exp, machine, &ids, seed, runs);
-    manifest.write(&dir).context("cannot write manifest.json")?;
-    // After `machine_info` read the load average: this measurement loads the machine.
-    eprintln!(
-        "threadcenter run {}: measuring the machine's limits (loopback echo, compute)…",
-        exp.name
-    );
-    manifest.limits = Some(ceilings::measure(&exp.cells, &interrupted));
-    manifest.write(&dir).context("cannot write manifest.json")?;
+    let (dir, mut manifest) = open_run_dir(&plan, &args.out, &sys, &interrupted)?;
     let mut results = rundir::ResultsWriter::create(&dir)?;
-    let run_cert = if exp.targets.values().any(|t| t.tls) {
+    let run_cert = if plan.exp.targets.values().any(|t| t.tls) {
         Some(tls::RunCert::generate(&dir)?)
     } else {
         None
     };
-
-    let varying = varying_axes(&exp.cells);
-    let progress = progress::Progress::new(slots.len());
+    let exp = &plan.exp;
+    let progress = progress::Progress::new(plan.slots.len());
     progress.note(&format!(
         "threadcenter run {}: {} cells × {} repetitions = {} runs{} → {}",
         exp.name,
         exp.cells.len(),
         exp.settings.repetitions,
-        slots.len(),
-        estimate(&exp, slots.len()).map_or(String::new(), |d| format!(", about {d}")),
+        plan.slots.len(),
+        estimate(exp, plan.slots.len()).map_or(String::new(), |d| format!(", about {d}")),
         dir.display()
     ));
     let exp_dir = exp
@@ -118,43 +90,147 @@ pub fn run(
         .unwrap_or(Path::new("."));
     let env = cell::Env {
         exe: &exe,
-        exp: &exp,
+        exp,
         dir: &dir,
         exp_dir: std::fs::canonicalize(exp_dir).unwrap_or_else(|_| exp_dir.to_path_buf()),
         interrupted: &interrupted,
         tls: run_cert.as_ref(),
     };
-    let mut sys = Some(sys);
     let run_started = Instant::now();
-    for (i, slot) in slots.iter().enumerate() {
-        if interrupted.load(Ordering::Relaxed) {
+    run_cells(&env, &plan, sys, &progress, &mut manifest, &mut results)?;
+    progress.finish();
+    finish(
+        args,
+        render,
+        &plan,
+        &dir,
+        &mut manifest,
+        run_started,
+        &interrupted,
+    )
+}
+
+/// What a run executes: the experiment, its cells' ids, and its runs in their order.
+struct Plan {
+    exp: Experiment,
+    /// `c001`, `c002`, … in matrix order.
+    ids: Vec<String>,
+    slots: Vec<Slot>,
+    /// The seed of a shuffled order (the command line's, the file's, or drawn now).
+    seed: Option<u64>,
+}
+
+impl Plan {
+    fn new(args: &RunArgs) -> anyhow::Result<Plan> {
+        let exp = experiment::load(&args.file)?;
+        let seed = match exp.settings.order {
+            Order::Shuffled => Some(args.seed.or(exp.settings.seed).unwrap_or_else(rand::random)),
+            Order::Sequential | Order::Interleaved => None,
+        };
+        let slots = match exp.settings.order {
+            Order::Interleaved => {
+                matrix::schedule_interleaved(&exp.cells, exp.settings.repetitions)
+            }
+            _ => matrix::schedule(exp.cells.len(), exp.settings.repetitions, seed),
+        };
+        let ids: Vec<String> = (0..exp.cells.len())
+            .map(|i| matrix::cell_id(i, exp.cells.len()))
+            .collect();
+        Ok(Plan {
+            exp,
+            ids,
+            slots,
+            seed,
+        })
+    }
+
+    /// The runs' names, `c001-r1`, … in the order they run.
+    fn run_names(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .map(|s| rundir::run_name(&self.ids[s.cell], s.rep))
+            .collect()
+    }
+}
+
+/// Creates the run directory: the experiment file, and the manifest with the machine
+/// and its limits (measured here, before the first cell).
+fn open_run_dir(
+    plan: &Plan,
+    out: &Path,
+    sys: &sysinfo::System,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<(PathBuf, Manifest)> {
+    let exp = &plan.exp;
+    let machine = store::machine_info(sys);
+    let dir = rundir::create_run_dir(out, &exp.name)?;
+    std::fs::write(dir.join(rundir::EXPERIMENT_FILE), &exp.source)
+        .with_context(|| format!("cannot write {}", dir.display()))?;
+    let mut manifest = store::new_manifest(exp, machine, &plan.ids, plan.seed, plan.run_names());
+    manifest.write(&dir).context("cannot write manifest.json")?;
+    // After `machine_info` read the load average: this measurement loads the machine.
+    eprintln!(
+        "threadcenter run {}: measuring the machine's limits (loopback echo, compute)…",
+        exp.name
+    );
+    manifest.limits = Some(ceilings::measure(&exp.cells, interrupted));
+    manifest.write(&dir).context("cannot write manifest.json")?;
+    Ok((dir, manifest))
+}
+
+/// Runs every cell × repetition in the plan's order (until Ctrl-C), appending each
+/// row to results.csv and counting it in the manifest as it ends.
+fn run_cells(
+    env: &cell::Env<'_>,
+    plan: &Plan,
+    sys: sysinfo::System,
+    progress: &progress::Progress,
+    manifest: &mut Manifest,
+    results: &mut rundir::ResultsWriter,
+) -> anyhow::Result<()> {
+    let varying = varying_axes(&plan.exp.cells);
+    let mut sys = Some(sys);
+    for (i, slot) in plan.slots.iter().enumerate() {
+        if env.interrupted.load(Ordering::Relaxed) {
             break;
         }
         let seq = i + 1;
-        let cell = &exp.cells[slot.cell];
+        let id = &plan.ids[slot.cell];
+        let cell = &plan.exp.cells[slot.cell];
         let what = format!(
-            "{} r{} {}",
-            ids[slot.cell],
+            "{id} r{} {}",
             slot.rep,
             crate::rundir::axes_label(varying.iter().map(|&a| (a, cell.get(a))))
         );
         progress.start(seq, &what);
-        let row = cell::run(&env, &mut sys, &ids[slot.cell], cell, slot.rep, seq);
+        let row = cell::run(env, &mut sys, id, cell, slot.rep, seq);
         results.append(&row)?;
         manifest.runs_done += 1;
         if row.status == Status::Failed {
             manifest.runs_failed += 1;
         }
         manifest
-            .write(&dir)
+            .write(env.dir)
             .context("cannot update manifest.json")?;
         progress.done(seq, &what, &describe(&row));
-        if seq < slots.len() {
-            sleep_unless(exp.settings.cooldown, &interrupted);
+        if seq < plan.slots.len() {
+            sleep_unless(plan.exp.settings.cooldown, env.interrupted);
         }
     }
-    progress.finish();
+    Ok(())
+}
 
+/// Closes the manifest, renders the report, points `latest` at the run, and says how
+/// it went; the exit status.
+fn finish(
+    args: &RunArgs,
+    render: &dyn Fn(&Path) -> anyhow::Result<()>,
+    plan: &Plan,
+    dir: &Path,
+    manifest: &mut Manifest,
+    run_started: Instant,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<ExitCode> {
     let was_interrupted = interrupted.load(Ordering::Relaxed);
     manifest.status = if was_interrupted {
         RunStatus::Interrupted
@@ -162,9 +238,9 @@ pub fn run(
         RunStatus::Complete
     };
     manifest.finished_at = Some(rundir::rfc3339(SystemTime::now()));
-    manifest.write(&dir).context("cannot write manifest.json")?;
-    let rendered = render(&dir);
-    rundir::update_latest(&args.out, &dir)
+    manifest.write(dir).context("cannot write manifest.json")?;
+    let rendered = render(dir);
+    rundir::update_latest(&args.out, dir)
         .with_context(|| format!("cannot point {}/latest at the run", args.out.display()))?;
     rendered.with_context(|| {
         format!(
@@ -181,7 +257,7 @@ pub fn run(
             "done:"
         },
         manifest.runs_done,
-        slots.len(),
+        plan.slots.len(),
         run_started.elapsed().as_secs_f64(),
         manifest.runs_failed,
         dir.join(rundir::REPORT_FILE).display()
@@ -259,13 +335,19 @@ fn estimate(exp: &Experiment, runs: usize) -> Option<String> {
     Some(human(Duration::from_secs(total)))
 }
 
-fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64>) {
+fn print_plan(plan: &Plan) {
     use std::fmt::Write as _;
     use std::io::Write as _;
     let mut out = String::new();
     macro_rules! println {
         ($($arg:tt)*) => {{ let _ = writeln!(out, $($arg)*); }};
     }
+    let Plan {
+        exp,
+        ids,
+        slots,
+        seed,
+    } = plan;
     let s = &exp.settings;
     println!("experiment {:?}: {}", exp.name, exp.description);
     println!(
@@ -310,16 +392,12 @@ fn print_plan(exp: &Experiment, ids: &[String], slots: &[Slot], seed: Option<u64
     for (id, cell) in ids.iter().zip(&exp.cells) {
         println!("  {id}  {}", cell.label());
     }
-    match (seed, s.order) {
+    match (*seed, s.order) {
         (Some(seed), _) => println!("order: shuffled, seed {seed}"),
         (None, Order::Interleaved) => println!("order: interleaved"),
         (None, _) => println!("order: sequential"),
     }
-    let order: Vec<String> = slots
-        .iter()
-        .map(|s| rundir::run_name(&ids[s.cell], s.rep))
-        .collect();
-    println!("  {}", order.join(" "));
+    println!("  {}", plan.run_names().join(" "));
     // `threadcenter run --dry-run x.toml | head` must not panic on a closed pipe.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
 }
