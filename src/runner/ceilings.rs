@@ -21,6 +21,7 @@ use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -127,6 +128,15 @@ pub fn time_compute(n: u64, samples: u32, budget: Duration) -> ComputeTime {
     }
 }
 
+/// Per trial: the round trips that completed in it, and their latencies.
+type Trials = Vec<(u64, Histogram<u64>)>;
+
+fn no_trials(trials: usize) -> Trials {
+    (0..trials)
+        .map(|_| (0, crate::hdr::new_latency_histogram()))
+        .collect()
+}
+
 /// One echo level: `c` connections, each a closed loop of one framed payload out and its
 /// echo back; `trials` windows of `trial` after a warm-up. The best window's rate, and
 /// the lowest median and 99th percentile of any window.
@@ -147,25 +157,7 @@ pub fn echo_level(
     };
     // Phase 0 is the warm-up, 1..=trials the trials, then stop.
     let phase = Arc::new(AtomicUsize::new(0));
-    let mut frame_bytes = Vec::new();
-    frame::encode(payload, &mut frame_bytes);
-    let frame_bytes = Arc::new(frame_bytes);
-    let mut clients = Vec::with_capacity(c);
-    let mut failure: Option<io::Error> = None;
-    for _ in 0..c {
-        let (phase, frame_bytes) = (Arc::clone(&phase), Arc::clone(&frame_bytes));
-        let spawned = std::thread::Builder::new()
-            .name("echo-client".into())
-            .stack_size(256 * 1024)
-            .spawn(move || echo_client(addr, &frame_bytes, &phase, trials as usize));
-        match spawned {
-            Ok(h) => clients.push(h),
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
+    let (clients, mut failure) = spawn_echo_clients(addr, c, payload, &phase, trials as usize);
     let mut windows = Vec::with_capacity(trials as usize);
     if failure.is_none() {
         std::thread::sleep(ECHO_WARMUP);
@@ -178,9 +170,48 @@ pub fn echo_level(
     }
     let ended = Instant::now();
     phase.store(trials as usize + 1, Ordering::SeqCst);
-    let mut per_trial: Vec<(u64, Histogram<u64>)> = (0..trials)
-        .map(|_| (0, crate::hdr::new_latency_histogram()))
-        .collect();
+    let per_trial = join_echo_clients(clients, trials as usize, &mut failure);
+    stop.store(true, Ordering::SeqCst);
+    let _ = server.join();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    best_trial(c, &per_trial, &windows, ended)
+}
+
+/// `c` echo client threads; the error that stopped the spawning, if one did.
+fn spawn_echo_clients(
+    addr: SocketAddr,
+    c: usize,
+    payload: &[u8],
+    phase: &Arc<AtomicUsize>,
+    trials: usize,
+) -> (Vec<JoinHandle<io::Result<Trials>>>, Option<io::Error>) {
+    let mut frame_bytes = Vec::new();
+    frame::encode(payload, &mut frame_bytes);
+    let frame_bytes = Arc::new(frame_bytes);
+    let mut clients = Vec::with_capacity(c);
+    for _ in 0..c {
+        let (phase, frame_bytes) = (Arc::clone(phase), Arc::clone(&frame_bytes));
+        let spawned = std::thread::Builder::new()
+            .name("echo-client".into())
+            .stack_size(256 * 1024)
+            .spawn(move || echo_client(addr, &frame_bytes, &phase, trials));
+        match spawned {
+            Ok(h) => clients.push(h),
+            Err(e) => return (clients, Some(e)),
+        }
+    }
+    (clients, None)
+}
+
+/// Every client's trials added up; the first failure is kept in `failure`.
+fn join_echo_clients(
+    clients: Vec<JoinHandle<io::Result<Trials>>>,
+    trials: usize,
+    failure: &mut Option<io::Error>,
+) -> Trials {
+    let mut per_trial = no_trials(trials);
     for h in clients {
         match h.join() {
             Ok(Ok(results)) => {
@@ -189,15 +220,21 @@ pub fn echo_level(
                     let _ = per_trial[k].1.add(&hist);
                 }
             }
-            Ok(Err(e)) => failure = Some(failure.unwrap_or(e)),
-            Err(_) => failure = Some(io::Error::other("an echo client thread panicked")),
+            Ok(Err(e)) => *failure = Some(failure.take().unwrap_or(e)),
+            Err(_) => *failure = Some(io::Error::other("an echo client thread panicked")),
         }
     }
-    stop.store(true, Ordering::SeqCst);
-    let _ = server.join();
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    per_trial
+}
+
+/// The best rate of any trial (trial k ran from `windows[k]` to the next start, the last
+/// one until `ended`), and the lowest median and 99th percentile.
+fn best_trial(
+    c: usize,
+    per_trial: &Trials,
+    windows: &[Instant],
+    ended: Instant,
+) -> io::Result<LoopbackLevel> {
     let mut best_rate: f64 = 0.0;
     let mut p50 = f64::INFINITY;
     let mut p99 = f64::INFINITY;
@@ -278,10 +315,8 @@ fn echo_client(
     frame_bytes: &[u8],
     phase: &AtomicUsize,
     trials: usize,
-) -> io::Result<Vec<(u64, Histogram<u64>)>> {
-    let mut results: Vec<(u64, Histogram<u64>)> = (0..trials)
-        .map(|_| (0, crate::hdr::new_latency_histogram()))
-        .collect();
+) -> io::Result<Trials> {
+    let mut results = no_trials(trials);
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
