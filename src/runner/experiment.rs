@@ -85,6 +85,19 @@ pub enum Order {
     Interleaved,
 }
 
+impl Order {
+    pub const ALL: [Order; 3] = [Order::Sequential, Order::Shuffled, Order::Interleaved];
+
+    /// The name in the experiment file and the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::Sequential => "sequential",
+            Order::Shuffled => "shuffled",
+            Order::Interleaved => "interleaved",
+        }
+    }
+}
+
 /// One server implementation a run measures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -588,16 +601,19 @@ fn measured_length(
 }
 
 fn order(src: &Source<'_>, o: &Spanned<String>) -> Result<Order, ExperimentError> {
-    match o.get_ref().as_str() {
-        "sequential" => Ok(Order::Sequential),
-        "shuffled" => Ok(Order::Shuffled),
-        "interleaved" => Ok(Order::Interleaved),
-        other => Err(src.error(
-            o.span(),
-            "order",
-            format!("unknown order {other:?}: use \"sequential\", \"shuffled\" or \"interleaved\""),
-        )),
-    }
+    let name = o.get_ref().as_str();
+    Order::ALL
+        .into_iter()
+        .find(|order| order.name() == name)
+        .ok_or_else(|| {
+            src.error(
+                o.span(),
+                "order",
+                format!(
+                    "unknown order {name:?}: use \"sequential\", \"shuffled\" or \"interleaved\""
+                ),
+            )
+        })
 }
 
 /// `[client]` and `[slo]`.

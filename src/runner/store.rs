@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::SystemTime;
 
-use super::experiment::{Experiment, Order, Target, TargetKind};
+use super::experiment::{Experiment, Target, TargetKind};
 use crate::rundir::{
     rfc3339, Axis, CellEntry, ExperimentInfo, MachineInfo, Manifest, OrderInfo, RunStatus,
     TargetInfo, ToolInfo, SCHEMA_VERSION,
@@ -18,7 +18,6 @@ pub fn new_manifest(
     seed: Option<u64>,
     runs: Vec<String>,
 ) -> Manifest {
-    let s = &exp.settings;
     Manifest {
         schema_version: SCHEMA_VERSION,
         status: RunStatus::Running,
@@ -27,26 +26,7 @@ pub fn new_manifest(
             version: env!("CARGO_PKG_VERSION").into(),
             git_commit: env!("THREADCENTER_GIT_COMMIT").into(),
         },
-        experiment: ExperimentInfo {
-            name: exp.name.clone(),
-            description: exp.description.clone(),
-            file: exp.path.display().to_string(),
-            repetitions: s.repetitions,
-            warmup_s: s.warmup.as_secs_f64(),
-            duration_s: s.duration.map(|d| d.as_secs_f64()),
-            requests: s.requests,
-            cooldown_s: s.cooldown.as_secs_f64(),
-            cell_timeout_s: s.cell_timeout.as_secs_f64(),
-            client_timeout_s: exp.client.timeout.as_secs_f64(),
-            client_pipeline: Some(exp.client.pipeline),
-            slo_p99_us: exp.client.slo_p99.map(|d| d.as_secs_f64() * 1e6),
-            compare: exp.compare.clone(),
-            targets: exp
-                .targets
-                .iter()
-                .map(|(name, t)| (name.clone(), target_info(t)))
-                .collect(),
-        },
+        experiment: experiment_info(exp),
         machine,
         started_at: rfc3339(SystemTime::now()),
         finished_at: None,
@@ -61,17 +41,38 @@ pub fn new_manifest(
             })
             .collect(),
         order: OrderInfo {
-            kind: match s.order {
-                Order::Sequential => "sequential".into(),
-                Order::Shuffled => "shuffled".into(),
-                Order::Interleaved => "interleaved".into(),
-            },
+            kind: exp.settings.order.name().into(),
             seed,
             runs,
         },
         runs_done: 0,
         runs_failed: 0,
         limits: None,
+    }
+}
+
+/// The experiment's settings and targets, as the manifest records them.
+fn experiment_info(exp: &Experiment) -> ExperimentInfo {
+    let s = &exp.settings;
+    ExperimentInfo {
+        name: exp.name.clone(),
+        description: exp.description.clone(),
+        file: exp.path.display().to_string(),
+        repetitions: s.repetitions,
+        warmup_s: s.warmup.as_secs_f64(),
+        duration_s: s.duration.map(|d| d.as_secs_f64()),
+        requests: s.requests,
+        cooldown_s: s.cooldown.as_secs_f64(),
+        cell_timeout_s: s.cell_timeout.as_secs_f64(),
+        client_timeout_s: exp.client.timeout.as_secs_f64(),
+        client_pipeline: Some(exp.client.pipeline),
+        slo_p99_us: exp.client.slo_p99.map(|d| d.as_secs_f64() * 1e6),
+        compare: exp.compare.clone(),
+        targets: exp
+            .targets
+            .iter()
+            .map(|(name, t)| (name.clone(), target_info(t)))
+            .collect(),
     }
 }
 
