@@ -342,12 +342,7 @@ fn print_plan(plan: &Plan) {
     macro_rules! println {
         ($($arg:tt)*) => {{ let _ = writeln!(out, $($arg)*); }};
     }
-    let Plan {
-        exp,
-        ids,
-        slots,
-        seed,
-    } = plan;
+    let (exp, ids, slots, seed) = (&plan.exp, &plan.ids, &plan.slots, plan.seed);
     let s = &exp.settings;
     println!("experiment {:?}: {}", exp.name, exp.description);
     println!(
@@ -392,7 +387,7 @@ fn print_plan(plan: &Plan) {
     for (id, cell) in ids.iter().zip(&exp.cells) {
         println!("  {id}  {}", cell.label());
     }
-    match (*seed, s.order) {
+    match (seed, s.order) {
         (Some(seed), _) => println!("order: shuffled, seed {seed}"),
         (None, Order::Interleaved) => println!("order: interleaved"),
         (None, _) => println!("order: sequential"),
