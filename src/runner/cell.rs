@@ -562,7 +562,7 @@ fn finish_sampling(sampler: Option<Sampler>, sys: &mut Option<System>) -> Vec<Sa
     }
 }
 
-/// cpu/<run>.csv, when there are samples.
+/// `cpu/<run>.csv`, when there are samples.
 fn write_cpu(path: &Path, samples: &[Sample], warmup_s: f64) -> Result<(), String> {
     if samples.is_empty() {
         return Ok(());
@@ -572,7 +572,7 @@ fn write_cpu(path: &Path, samples: &[Sample], warmup_s: f64) -> Result<(), Strin
 }
 
 /// The server's `stats` around the measured window: reset when the client's warm-up
-/// ends, read once the client has exited, both kept in stats/<run>.json.
+/// ends, read once the client has exited, both kept in `stats/<run>.json`.
 struct StatsWindow<'a> {
     addr: SocketAddr,
     tls: Option<&'a TlsTarget>,
@@ -684,7 +684,7 @@ fn count_problem(doc: &ClientDoc, stopped: &launch::Stopped) -> Option<String> {
     }
 }
 
-/// hdr/<run>.hlog: the client's histogram of the measured window, which starts at
+/// `hdr/<run>.hlog`: the client's histogram of the measured window, which starts at
 /// `start_epoch_s`, as one interval.
 fn write_hlog(
     files: &RunFiles,
