@@ -262,7 +262,7 @@ fn finish(
         manifest.runs_failed,
         dir.join(rundir::REPORT_FILE).display()
     );
-    println!("{}", dir.display());
+    crate::print_stdout(&format!("{}\n", dir.display()))?;
     Ok(if was_interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if manifest.runs_failed > 0 {
@@ -337,7 +337,6 @@ fn estimate(exp: &Experiment, runs: usize) -> Option<String> {
 
 fn print_plan(plan: &Plan) {
     use std::fmt::Write as _;
-    use std::io::Write as _;
     let mut out = String::new();
     macro_rules! println {
         ($($arg:tt)*) => {{ let _ = writeln!(out, $($arg)*); }};
@@ -394,7 +393,7 @@ fn print_plan(plan: &Plan) {
     }
     println!("  {}", plan.run_names().join(" "));
     // `threadcenter run --dry-run x.toml | head` must not panic on a closed pipe.
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    let _ = crate::print_stdout(&out);
 }
 
 #[cfg(test)]
