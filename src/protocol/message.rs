@@ -164,6 +164,37 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 
 /// Parses one frame's payload as a request, or says what to answer instead.
 pub fn parse_request(payload: &[u8], max_n: u64) -> Result<Request<'_>, Rejection<'_>> {
+    let raw = raw_request(payload)?;
+    let id = match raw.id {
+        None => return Err(Rejection::bad(Id::NULL, "missing field `id`")),
+        Some(v) => Id::from_raw(v).ok_or_else(|| {
+            Rejection::bad(
+                Id::NULL,
+                format!(
+                    "`id` must be a string or an integer, got {}",
+                    json_kind(v.get())
+                ),
+            )
+        })?,
+    };
+    let cmd_raw = raw
+        .cmd
+        .ok_or_else(|| Rejection::bad(id, "missing field `cmd`"))?;
+    let cmd: Cow<'_, str> = if cmd_raw.get().starts_with('"') {
+        serde_json::from_str(cmd_raw.get())
+            .map_err(|e| Rejection::bad(id, format!("`cmd` is not a valid string: {e}")))?
+    } else {
+        return Err(Rejection::bad(
+            id,
+            format!("`cmd` must be a string, got {}", json_kind(cmd_raw.get())),
+        ));
+    };
+    let cmd = command(&raw, id, &cmd, max_n)?;
+    Ok(Request { id, cmd })
+}
+
+/// The payload as a JSON object with its fields still raw, or why it is not one.
+fn raw_request(payload: &[u8]) -> Result<RawRequest<'_>, Rejection<'_>> {
     if payload.is_empty() {
         return Err(Rejection::bad(
             Id::NULL,
@@ -193,38 +224,22 @@ pub fn parse_request(payload: &[u8], max_n: u64) -> Result<Request<'_>, Rejectio
             Err(e) => Rejection::bad(Id::NULL, format!("payload is not valid JSON: {e}")),
         });
     }
-    let raw: RawRequest<'_> = serde_json::from_str(text).map_err(|e| {
+    serde_json::from_str(text).map_err(|e| {
         Rejection::bad(
             Id::NULL,
             format!("payload is not a valid JSON request: {e}"),
         )
-    })?;
+    })
+}
 
-    let id = match raw.id {
-        None => return Err(Rejection::bad(Id::NULL, "missing field `id`")),
-        Some(v) => Id::from_raw(v).ok_or_else(|| {
-            Rejection::bad(
-                Id::NULL,
-                format!(
-                    "`id` must be a string or an integer, got {}",
-                    json_kind(v.get())
-                ),
-            )
-        })?,
-    };
-    let cmd_raw = raw
-        .cmd
-        .ok_or_else(|| Rejection::bad(id, "missing field `cmd`"))?;
-    let cmd: Cow<'_, str> = if cmd_raw.get().starts_with('"') {
-        serde_json::from_str(cmd_raw.get())
-            .map_err(|e| Rejection::bad(id, format!("`cmd` is not a valid string: {e}")))?
-    } else {
-        return Err(Rejection::bad(
-            id,
-            format!("`cmd` must be a string, got {}", json_kind(cmd_raw.get())),
-        ));
-    };
-    let cmd = match cmd.as_ref() {
+/// The command `cmd` names, with its arguments checked.
+fn command<'a>(
+    raw: &RawRequest<'a>,
+    id: Id<'a>,
+    cmd: &str,
+    max_n: u64,
+) -> Result<Command, Rejection<'a>> {
+    Ok(match cmd {
         "compute" => {
             let n = raw.n.ok_or_else(|| {
                 Rejection::bad(id, "missing field `n` (compute needs an integer n)")
@@ -257,8 +272,7 @@ pub fn parse_request(payload: &[u8], max_n: u64) -> Result<Request<'_>, Rejectio
                 ),
             })
         }
-    };
-    Ok(Request { id, cmd })
+    })
 }
 
 /// Validates `n`'s raw JSON text: a non-negative integer no larger than `max_n`.
