@@ -145,10 +145,15 @@ pub struct ClientArgs {
     /// Server port.
     #[arg(long, short = 'p', default_value_t = 5050)]
     pub port: u16,
-    /// Connections, each with its own thread. Closed loop: each sends one request at a
-    /// time. Open loop (--rate): the schedule is spread evenly over them.
-    #[arg(long, short = 'c', default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    /// Connections, spread over the --threads event-loop threads. Closed loop: each sends
+    /// one request at a time. Open loop (--rate): the schedule is spread evenly over them.
+    #[arg(long, short = 'c', visible_alias = "connections", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub concurrency: u64,
+    /// Event-loop threads that share the connections (connection i on thread i mod T,
+    /// as wrk's -t with -c) [default: the number of cores, at most --concurrency].
+    /// `--threads` equal to --concurrency gives each connection a thread of its own.
+    #[arg(long, short = 't', value_name = "T", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub threads: Option<u64>,
     /// Requests per connection [default: 5, unless --duration is given]. Closed loop: sent
     /// one after another; open loop: the connection's share of the schedule.
     #[arg(long, short = 'n', conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]

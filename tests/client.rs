@@ -2,6 +2,7 @@
 //! that these tests start themselves, some of them scripted to misbehave.
 
 mod common;
+mod sut;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -524,4 +525,71 @@ fn works_against_a_server_written_to_the_seed_readme() {
         assert_eq!((doc.requests.ok, doc.requests.failed), (80, 0), "{name}");
     }
     drop(server);
+}
+
+#[test]
+fn many_connections_on_two_event_loop_threads_are_all_answered_and_verified() {
+    // Our own server: 200 connections on 2 client threads, every answer checked against
+    // compute(n) on the client's side.
+    let server = sut::Server::start(&["--workers", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (out, doc) = client_json(
+        server.addr.port(),
+        &["-c", "200", "--threads", "2", "-n", "10", "--size", "100"],
+        dir.path(),
+        "many",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    check_doc_invariants(&doc);
+    assert_eq!((doc.requests.ok, doc.requests.failed), (2000, 0));
+    assert_eq!((doc.config.concurrency, doc.config.threads), (200, Some(2)));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("200 connections on 2 threads"), "{stdout}");
+    // The default: as many threads as cores, never more than connections.
+    let (out, doc) = client_json(
+        server.addr.port(),
+        &["-c", "1", "-n", "3"],
+        dir.path(),
+        "one",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(doc.config.threads, Some(1));
+}
+
+#[test]
+fn connections_sharing_a_thread_each_get_their_share_of_a_timed_run() {
+    // A closed loop for a fixed time: a connection that its thread neglected would send
+    // little or nothing. 120 connections on 2 threads against a server that answers
+    // each connection on a thread of its own.
+    let server = TestServer::start(|_, _| Reply::Correct);
+    let dir = tempfile::tempdir().unwrap();
+    let (out, doc) = client_json(
+        server.port(),
+        &["-c", "120", "--threads", "2", "-d", "1s", "--cmd", "ping"],
+        dir.path(),
+        "fair",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(doc.requests.failed, 0);
+    let counts: Vec<u64> = server
+        .stats
+        .per_connection
+        .lock()
+        .unwrap()
+        .values()
+        .copied()
+        .collect();
+    // Each of the 120 connections sent requests (the preflight connection sends none),
+    // and none reconnected.
+    assert_eq!(counts.len(), 120, "{counts:?}");
+    let mut sorted = counts.clone();
+    sorted.sort_unstable();
+    let (min, median) = (sorted[0], sorted[sorted.len() / 2]);
+    // A generous bound: scheduling on a loaded machine moves counts by a few times,
+    // never by ten between a connection and the median of its peers.
+    assert!(
+        min >= 1 && min * 10 >= median,
+        "least {min}, median {median}: {sorted:?}"
+    );
+    assert_eq!(counts.iter().sum::<u64>(), server.requests());
 }

@@ -423,8 +423,8 @@ fn impossible_settings_are_refused_with_a_clear_message() {
             "is shorter than the least time a request takes",
         ),
         (
-            &["--rate", "10", "--tls"],
-            "--rate with --tls is not supported yet",
+            &["--rate", "10", "-c", "2", "--threads", "3"],
+            "--threads 3 is more than the 2 connection(s)",
         ),
     ];
     for (args, needle) in cases {

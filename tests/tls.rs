@@ -230,6 +230,56 @@ fn the_load_client_speaks_tls_with_ca() {
         );
         assert!(text.contains("40 ok, 0 failed"), "{text}");
     }
+    // Many connections on few event-loop threads, and the open loop, over TLS too:
+    // every answer verified.
+    let json = dir.path().join("open.json");
+    for (args, want) in [
+        (
+            &["-c", "12", "--threads", "2", "-n", "10", "--size", "1000"][..],
+            120,
+        ),
+        (
+            &[
+                "--rate",
+                "400",
+                "-c",
+                "4",
+                "--threads",
+                "2",
+                "--pipeline",
+                "4",
+                "--cmd",
+                "ping",
+                "-d",
+                "1s",
+            ][..],
+            400,
+        ),
+    ] {
+        let out = client(
+            &[
+                &["--port", &port, "--tls", "--ca", cert, "--json"][..],
+                &[json.to_str().unwrap()],
+                args,
+            ]
+            .concat(),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc =
+            threadcenter::client::ClientDocument::parse(&std::fs::read_to_string(&json).unwrap())
+                .unwrap();
+        assert_eq!(
+            (doc.requests.ok, doc.requests.failed),
+            (want, 0),
+            "{args:?}"
+        );
+    }
     // Without --ca the system's roots do not know this certificate: one clear error.
     let out = client(&["--port", &port, "--tls", "-n", "1"]);
     assert_eq!(out.status.code(), Some(2));

@@ -95,6 +95,10 @@ pub struct DocConfig {
     pub cmd: String,
     pub size: u64,
     pub concurrency: u64,
+    /// Added: `--threads`, the event-loop threads the connections were spread over;
+    /// absent in documents written before it (one thread per connection then).
+    #[serde(default)]
+    pub threads: Option<u64>,
     /// Requests per thread in `--requests` mode, null in `--duration` mode.
     pub requests_per_thread: Option<u64>,
     /// The measured duration in `--duration` mode, null in `--requests` mode.
@@ -169,6 +173,7 @@ impl ClientDocument {
                 cmd: cfg.cmd.as_str().to_string(),
                 size: cfg.size,
                 concurrency: cfg.concurrency as u64,
+                threads: Some(cfg.threads as u64),
                 requests_per_thread,
                 duration_s,
                 warmup_s: cfg.warmup.as_secs_f64(),

@@ -1,15 +1,10 @@
-//! The closed-loop load engine: one thread and one connection per concurrency slot, each
-//! thread owning its histogram and counters, merged once at the end. Also what the
-//! open-loop engine (`open.rs`) shares with it: target resolution, running the threads from
-//! the start gate to their join, how a response is classified and how a failure is counted.
-//!
-//! Hot path per request: encode into a reused buffer, one `write_all`, read one frame
-//! through a reused [`FrameReader`] buffer, parse it in place, record the latency in the
-//! thread's own histogram. No lock, channel or allocation (failures aside).
+//! What the load engine (`events.rs`) is built on: target resolution and the preflight
+//! connect, the threads from the start gate to their join, how a response body is
+//! classified and how a failure is counted, the reconnect backoff.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,14 +15,11 @@ use anyhow::{anyhow, bail};
 use hdrhistogram::Histogram;
 
 use super::ids::Ids;
-use super::intervals::{self, IntervalRecorder};
-use super::report::{ClientCpu, Failures, Report};
-use super::tls::{HandshakeFailed, TlsStream, TlsTarget};
-use super::{LoadConfig, LoadModel, Mode};
+use super::report::{Failures, Report};
+use super::tls::{HandshakeFailed, TlsTarget};
+use super::LoadConfig;
 use crate::domain::ClientCmd;
-use crate::protocol::frame::FrameError;
-use crate::protocol::message::{bounded, encode_request_with_id};
-use crate::protocol::{compute, parse_response, Body, Command, ErrorCode, FrameReader};
+use crate::protocol::{compute, Body, Command, ErrorCode};
 use crate::sync;
 
 /// Largest response frame accepted; larger ones count as malformed.
@@ -38,8 +30,8 @@ pub const MAX_CONNECT_ATTEMPTS: u32 = 8;
 const BACKOFF_START: Duration = Duration::from_millis(5);
 /// Longest pause between reconnects.
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
-/// Client threads need little stack; a small one keeps high concurrency cheap.
-const THREAD_STACK: usize = 256 * 1024;
+/// An event-loop thread's stack: its connections and histograms live on the heap.
+const THREAD_STACK: usize = 512 * 1024;
 /// The key under which errors given as a plain string (no code) are counted among the
 /// server errors: the original ThreadCenter server's shape.
 pub const NO_CODE: &str = "(no code)";
@@ -62,55 +54,10 @@ pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
         .tls
         .then(|| TlsTarget::new(&config.host, config.ca.as_deref()))
         .transpose()?;
+    super::events::ensure_open_files(config.concurrency as u64)?;
     let addr = preflight(config, tls.as_ref())?;
     let shared = Arc::new(Shared::new(addr, config, tls));
-    if let LoadModel::Open { rate, pipeline } = config.model {
-        return super::open::run(shared, rate, pipeline);
-    }
-    let cpu_before = ClientCpu::now();
-    let run = run_threads(&shared, |index, s| ThreadState::new().run(&s, index))?;
-
-    let mut ok = 0;
-    let mut failures = Failures::default();
-    let mut histogram = crate::hdr::new_latency_histogram();
-    let mut first_errors = BTreeMap::new();
-    let mut last_done: Option<Instant> = None;
-    let mut thread_intervals = Vec::new();
-    for t in run.threads {
-        thread_intervals.extend(t.intervals.map(IntervalRecorder::finish));
-        ok += t.ok;
-        failures.merge(&t.failures);
-        histogram
-            .add(&t.histogram)
-            .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
-        for (kind, message) in t.first_errors {
-            first_errors.entry(kind).or_insert(message);
-        }
-        last_done = last_done.max(t.last_done);
-    }
-    let cpu = cpu_before.until_now();
-    let elapsed = last_done.map_or(Duration::ZERO, |t| {
-        t.saturating_duration_since(run.measure_from)
-    });
-    let intervals = if config.intervals {
-        Some(intervals::merge(thread_intervals, elapsed, false)?)
-    } else {
-        None
-    };
-    Ok(Report {
-        config: config.clone(),
-        addr,
-        ok,
-        failures,
-        elapsed,
-        histogram,
-        first_errors,
-        measure_start: run.measure_start,
-        intervals,
-        open: None,
-        cpu,
-        warnings: Vec::new(),
-    })
+    super::events::run(shared)
 }
 
 /// The threads of a finished run, and when its measured phase began.
@@ -123,8 +70,8 @@ pub(super) struct Finished<T> {
     pub measure_start: SystemTime,
 }
 
-/// Runs `body(index, shared)` on one thread per connection, all released at once by the
-/// gate, and waits for every one. `Err` if a thread could not start or panicked (the
+/// Runs `body(thread, shared)` on each of the `--threads` threads, all released at once
+/// by the gate, and waits for every one. `Err` if a thread could not start or panicked (the
 /// results would be incomplete).
 pub(super) fn run_threads<T, F>(shared: &Arc<Shared>, body: F) -> anyhow::Result<Finished<T>>
 where
@@ -153,14 +100,14 @@ where
     })
 }
 
-/// Starts one thread per connection, each running `body(index, shared)` once the gate
-/// opens; on failure releases and joins the threads already started.
+/// Starts the `--threads` threads, each running `body(thread, shared)` (which waits at
+/// the gate); on failure releases and joins the threads already started.
 fn spawn_threads<T, F>(shared: &Arc<Shared>, body: F) -> anyhow::Result<Vec<JoinHandle<T>>>
 where
     T: Send + 'static,
     F: Fn(usize, Arc<Shared>) -> T + Send + Sync + Clone + 'static,
 {
-    let n = shared.config.concurrency;
+    let n = shared.config.threads;
     let mut handles = Vec::with_capacity(n);
     for index in 0..n {
         let s = Arc::clone(shared);
@@ -177,7 +124,7 @@ where
                     let _ = handle.join();
                 }
                 bail!(
-                    "cannot start client thread {} of {n}: {e}; lower --concurrency or raise the thread limit (ulimit -u)",
+                    "cannot start client thread {} of {n}: {e}; lower --threads or raise the thread limit (ulimit -u)",
                     index + 1
                 );
             }
@@ -221,7 +168,7 @@ pub(super) struct Shared {
     /// compute(size), computed once; `None` for ping.
     pub expected: Option<u64>,
     pub gate: Gate,
-    /// `Some` with --tls (closed loop only).
+    /// `Some` with --tls.
     pub tls: Option<TlsTarget>,
     /// This run's request ids.
     pub ids: Ids,
@@ -244,7 +191,7 @@ impl Shared {
             config: config.clone(),
             command,
             expected,
-            gate: Gate::new(config.concurrency),
+            gate: Gate::new(config.threads),
             tls,
             ids: Ids::new(config.ids),
             going_away: AtomicBool::new(false),
@@ -325,73 +272,15 @@ impl Gate {
     }
 }
 
-/// A socket whose reads fail with `TimedOut` once the current request's deadline has
-/// passed, so a server trickling bytes cannot stretch one request past about twice
-/// `--timeout` (each read also has the socket's own `--timeout`).
-struct DeadlineStream {
-    stream: Transport,
-    deadline: Instant,
-}
-
-/// The connection's bytes: the socket itself, or TLS over it.
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<TlsStream>),
-}
-
-impl Read for Transport {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.read(buf),
-            Transport::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Transport {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.write(buf),
-            Transport::Tls(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.flush(),
-            Transport::Tls(s) => s.flush(),
-        }
-    }
-}
-
-impl Read for DeadlineStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if Instant::now() >= self.deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "response deadline passed",
-            ));
-        }
-        self.stream.read(buf)
-    }
-}
-
-type Conn = FrameReader<DeadlineStream>;
-
-fn connect(addr: SocketAddr, timeout: Duration, tls: Option<&TlsTarget>) -> io::Result<Conn> {
+/// A blocking connect (and TLS handshake), for the preflight check.
+fn connect(addr: SocketAddr, timeout: Duration, tls: Option<&TlsTarget>) -> io::Result<()> {
     let stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let stream = match tls {
-        None => Transport::Plain(stream),
-        Some(tls) => Transport::Tls(Box::new(tls.handshake(stream)?)),
-    };
-    let deadline = Instant::now() + timeout;
-    Ok(FrameReader::new(
-        DeadlineStream { stream, deadline },
-        MAX_RESPONSE_FRAME,
-    ))
+    if let Some(tls) = tls {
+        tls.handshake(stream)?;
+    }
+    Ok(())
 }
 
 /// How one request ended.
@@ -462,40 +351,6 @@ impl Outcome<'_> {
     }
 }
 
-/// Classifies a response payload to request `counter` of connection `index`: the
-/// answer is ours if its id's text is the one sent, whatever JSON type it came in.
-fn classify<'a>(
-    payload: &'a [u8],
-    ids: &Ids,
-    index: usize,
-    counter: u64,
-    expected: Option<u64>,
-) -> Outcome<'a> {
-    let response = match parse_response(payload) {
-        Ok(r) => r,
-        Err(e) => return Outcome::Malformed(e.0),
-    };
-    if !ids.matches(response.id_text().as_ref(), index, counter) {
-        if response.is_connection_error() {
-            // A server may refuse a connection-level problem without an id.
-            if let Outcome::ServerError { code, message, .. } = classify_body(response.body, None) {
-                return Outcome::ServerError {
-                    code,
-                    message,
-                    reconnect: true,
-                };
-            }
-        }
-        let sent = ids.json(index, counter);
-        return Outcome::Malformed(format!(
-            "response id {} does not match the request id {}",
-            bounded(response.id),
-            String::from_utf8_lossy(sent.as_bytes())
-        ));
-    }
-    classify_body(response.body, expected)
-}
-
 /// Classifies the body of a response whose id is the request's.
 pub(super) fn classify_body(body: Body<'_>, expected: Option<u64>) -> Outcome<'_> {
     match (body, expected) {
@@ -515,225 +370,6 @@ pub(super) fn classify_body(body: Body<'_>, expected: Option<u64>) -> Outcome<'_
         (_, Some(_)) => Outcome::Malformed("compute response has no `result`".to_string()),
         // ping: a response with our id and no error is a success.
         (_, None) => Outcome::Ok,
-    }
-}
-
-/// One thread's results, merged by `run_load`.
-struct ThreadState {
-    ok: u64,
-    failures: Failures,
-    histogram: Histogram<u64>,
-    first_errors: BTreeMap<String, String>,
-    /// When the last measured request ended (answered or failed).
-    last_done: Option<Instant>,
-    /// The encoded request, rebuilt in place for each id.
-    request: Vec<u8>,
-    /// Per-second histograms, with `--interval-log` only.
-    intervals: Option<IntervalRecorder>,
-}
-
-impl ThreadState {
-    fn new() -> ThreadState {
-        ThreadState {
-            ok: 0,
-            failures: Failures::default(),
-            histogram: crate::hdr::new_latency_histogram(),
-            first_errors: BTreeMap::new(),
-            last_done: None,
-            request: Vec::with_capacity(64),
-            intervals: None,
-        }
-    }
-
-    /// Runs connection `index`'s closed loop.
-    fn run(mut self, shared: &Shared, index: usize) -> ThreadState {
-        let cfg = &shared.config;
-        // A failed first connect is retried, and counted, by the loop.
-        let mut conn = connect(shared.addr, cfg.timeout, shared.tls.as_ref()).ok();
-        let Some(start) = shared.gate.arrive() else {
-            return self;
-        };
-        let measure_from = start + cfg.warmup;
-        if cfg.intervals {
-            self.intervals = Some(IntervalRecorder::new(measure_from, false));
-        }
-        let end = match cfg.mode {
-            Mode::Duration(d) => Some(measure_from + d),
-            Mode::Requests(_) => None,
-        };
-        let mut remaining = match cfg.mode {
-            Mode::Requests(n) => Some(n),
-            Mode::Duration(_) => None,
-        };
-        // Failures in a row that cost the connection, and failed connects in a row.
-        let mut lost_in_row = 0u32;
-        let mut connects_failed_in_row = 0u32;
-        let mut id = 0u64;
-        // SHUTTING_DOWN answers in a row, and whether this connection has had one.
-        let mut shutting_in_row = 0u32;
-        let mut told_here = false;
-
-        loop {
-            let mut now = Instant::now();
-            let finished = |now: Instant, remaining: Option<u64>| {
-                now >= measure_from && (remaining == Some(0) || end.is_some_and(|e| now >= e))
-            };
-            if finished(now, remaining) {
-                break;
-            }
-            if shutting_in_row > 0 {
-                // The server refuses new work: no tight loop while it closes.
-                let pause = backoff(shutting_in_row + 1);
-                thread::sleep(end.map_or(pause, |e| pause.min(e.saturating_duration_since(now))));
-                now = Instant::now();
-                if finished(now, remaining) {
-                    break;
-                }
-            }
-            if conn.is_none() {
-                if lost_in_row >= 2 {
-                    let pause = backoff(lost_in_row);
-                    let pause = end.map_or(pause, |e| pause.min(e.saturating_duration_since(now)));
-                    thread::sleep(pause);
-                    now = Instant::now();
-                    if finished(now, remaining) {
-                        break;
-                    }
-                }
-                match connect(shared.addr, cfg.timeout, shared.tls.as_ref()) {
-                    Ok(c) => {
-                        conn = Some(c);
-                        connects_failed_in_row = 0;
-                    }
-                    Err(e) if shared.going_away() => {
-                        // Told SHUTTING_DOWN, and now refused: the server has gone.
-                        let why = || {
-                            format!("the server answered SHUTTING_DOWN, then refused a new connection ({}: {e})", shared.addr)
-                        };
-                        // This request and, with --requests, every one still planned.
-                        let measured = now >= measure_from;
-                        let n = remaining.take().unwrap_or(u64::from(measured));
-                        if n > 0 {
-                            self.server_gone(n, why);
-                        }
-                        if measured {
-                            self.last_done = Some(Instant::now());
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        lost_in_row += 1;
-                        connects_failed_in_row += 1;
-                        if now >= measure_from {
-                            self.failures.connect += 1;
-                            note_first(&mut self.first_errors, "connect", || {
-                                format!("{}: {e}", shared.addr)
-                            });
-                            self.last_done = Some(Instant::now());
-                            if let Some(r) = remaining.as_mut() {
-                                *r -= 1;
-                            }
-                        }
-                        if connects_failed_in_row >= MAX_CONNECT_ATTEMPTS {
-                            // The server is gone: the requests still planned cannot be sent.
-                            if let Some(r) = remaining.take() {
-                                self.failures.connect += r;
-                                if r > 0 {
-                                    note_first(&mut self.first_errors, "connect", || {
-                                        format!("{}: {e}", shared.addr)
-                                    });
-                                }
-                            }
-                            break;
-                        }
-                        continue;
-                    }
-                }
-            }
-            let reader = conn.as_mut().expect("connected above");
-            let measured = now >= measure_from;
-            id += 1;
-            self.request.clear();
-            let wire_id = shared.ids.json(index, id);
-            encode_request_with_id(&mut self.request, wire_id.as_bytes(), &shared.command);
-
-            let sent_at = Instant::now();
-            reader.get_mut().deadline = sent_at + cfg.timeout;
-            let stream = &mut reader.get_mut().stream;
-            let outcome = match stream
-                .write_all(&self.request)
-                .and_then(|()| stream.flush())
-            {
-                Err(e) if is_timeout(&e) => Outcome::Timeout,
-                Err(e) => Outcome::Io(format!("sending: {e}")),
-                Ok(()) => match reader.next_frame() {
-                    Ok(Some(payload)) => classify(payload, &shared.ids, index, id, shared.expected),
-                    Ok(None) => Outcome::Io("the server closed the connection".to_string()),
-                    Err(e) if e.is_timeout() => Outcome::Timeout,
-                    Err(e @ FrameError::TooLarge { .. }) => Outcome::Malformed(e.to_string()),
-                    Err(e) => Outcome::Io(e.to_string()),
-                },
-            };
-            let done_at = Instant::now();
-            if outcome.is_shutting_down() {
-                shared.told_shutting_down();
-                told_here = true;
-                shutting_in_row += 1;
-            } else {
-                shutting_in_row = 0;
-            }
-            let outcome = if told_here || shared.going_away() {
-                outcome.after_shutting_down()
-            } else {
-                outcome
-            };
-            let gone = matches!(outcome, Outcome::ServerGone(_));
-            let lost = outcome.loses_connection();
-            if measured {
-                let latency = done_at.saturating_duration_since(sent_at);
-                if let (Some(iv), Outcome::Ok) = (self.intervals.as_mut(), &outcome) {
-                    iv.record(done_at, duration_ns(latency), None);
-                }
-                self.record(outcome, latency, cfg);
-                self.last_done = Some(done_at);
-                if let Some(r) = remaining.as_mut() {
-                    *r -= 1;
-                }
-            }
-            if gone {
-                // Reconnecting would only be refused: what is still planned is not sent.
-                if let Some(r) = remaining.take().filter(|&r| r > 0) {
-                    self.server_gone(r, || {
-                        "the server went away; these requests were never sent".to_string()
-                    });
-                }
-                break;
-            }
-            if lost {
-                conn = None;
-                told_here = false;
-                lost_in_row += 1;
-            } else {
-                lost_in_row = 0;
-            }
-        }
-        self
-    }
-
-    /// Counts `n` requests the server's going away left unanswered or unsent.
-    fn server_gone(&mut self, n: u64, message: impl FnOnce() -> String) {
-        self.failures.server_gone += n;
-        note_first(&mut self.first_errors, "server_gone", message);
-    }
-
-    fn record(&mut self, outcome: Outcome<'_>, latency: Duration, cfg: &LoadConfig) {
-        match outcome {
-            Outcome::Ok => {
-                self.ok += 1;
-                record_ns(&mut self.histogram, duration_ns(latency));
-            }
-            failure => count_failure(&mut self.failures, &mut self.first_errors, failure, cfg),
-        }
     }
 }
 
@@ -810,13 +446,6 @@ pub(super) fn note_first(
     }
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
 /// Pause before a reconnect after `failures_in_row` lost connections or failed connects.
 pub(super) fn backoff(failures_in_row: u32) -> Duration {
     let doublings = failures_in_row.saturating_sub(2).min(16);
@@ -844,99 +473,5 @@ mod tests {
         assert_eq!(target_name("127.0.0.1", 5050), "127.0.0.1:5050");
         assert_eq!(target_name("::1", 80), "[::1]:80");
         assert_eq!(target_name("localhost", 1), "localhost:1");
-    }
-
-    #[test]
-    fn classification() {
-        use crate::client::ids::IdStyle;
-        let want = Some(8360);
-        let ints = Ids::with_nonce(IdStyle::Integer, 0);
-        let c = |payload: &'static [u8], want| classify(payload, &ints, 0, 7, want);
-        assert!(matches!(c(br#"{"id":7,"result":8360}"#, want), Outcome::Ok));
-        // The original server echoes every id as a string: matched by its text.
-        assert!(matches!(
-            c(br#"{"id":"7","result":8360}"#, want),
-            Outcome::Ok
-        ));
-        assert!(matches!(
-            c(br#"{"id":7,"result":8361}"#, want),
-            Outcome::WrongResult(8361)
-        ));
-        assert!(matches!(
-            c(br#"{"id":"07","result":8360}"#, want),
-            Outcome::Malformed(_)
-        ));
-        match c(br#"{"id":6,"result":8360}"#, want) {
-            Outcome::Malformed(m) => assert!(m.contains("request id 7"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            c(br#"{"id":7,"ok":true}"#, want),
-            Outcome::Malformed(_)
-        ));
-        assert!(matches!(c(b"nope", want), Outcome::Malformed(_)));
-        match c(
-            br#"{"id":7,"error":{"code":"OVERLOADED","message":"full"}}"#,
-            want,
-        ) {
-            Outcome::ServerError {
-                code, reconnect, ..
-            } => assert_eq!((code.as_ref(), reconnect), ("OVERLOADED", false)),
-            other => panic!("not a server error: {other:?}"),
-        }
-        // A plain-string error is a server error with its text kept, not malformed.
-        match c(br#"{"id":"7","error":"unknown command"}"#, want) {
-            Outcome::ServerError {
-                code,
-                message,
-                reconnect,
-            } => assert_eq!(
-                (code.as_ref(), message.as_ref(), reconnect),
-                (NO_CODE, "unknown command", false)
-            ),
-            other => panic!("not a server error: {other:?}"),
-        }
-        match c(
-            br#"{"id":null,"error":{"code":"OVERLOADED","message":"too many connections"}}"#,
-            want,
-        ) {
-            Outcome::ServerError { reconnect, .. } => assert!(reconnect),
-            other => panic!("not a server error: {other:?}"),
-        }
-        // ping: our id and no error.
-        assert!(matches!(
-            c(br#"{"id":7,"ok":true,"pong":true}"#, None),
-            Outcome::Ok
-        ));
-        assert!(matches!(c(br#"{"id":"7"}"#, None), Outcome::Ok));
-
-        // UUIDs: only the exact id sent matches.
-        let uuids = Ids::with_nonce(IdStyle::Uuid, 0xfeed);
-        let sent = String::from_utf8(uuids.json(2, 7).as_bytes().to_vec()).unwrap();
-        let answer = format!(r#"{{"id":{sent},"result":8360}}"#);
-        assert!(matches!(
-            classify(answer.as_bytes(), &uuids, 2, 7, want),
-            Outcome::Ok
-        ));
-        for (index, counter) in [(2, 8), (3, 7)] {
-            assert!(matches!(
-                classify(answer.as_bytes(), &uuids, index, counter, want),
-                Outcome::Malformed(_)
-            ));
-        }
-        let shutting = c(
-            br#"{"id":7,"error":{"code":"SHUTTING_DOWN","message":"bye"}}"#,
-            want,
-        );
-        assert!(shutting.is_shutting_down());
-        assert!(!Outcome::Timeout.is_shutting_down());
-        assert!(matches!(
-            Outcome::Io("closed".into()).after_shutting_down(),
-            Outcome::ServerGone(m) if m.contains("closed")
-        ));
-        assert!(matches!(
-            Outcome::Timeout.after_shutting_down(),
-            Outcome::Timeout
-        ));
     }
 }

@@ -1,16 +1,21 @@
-//! The load client: threads with a connection each, per-thread HDR histograms, verification, summary.
+//! The load client: connections on event-loop threads, per-thread HDR histograms,
+//! verification of every answer, summary.
 //!
-//! Two load models: closed loop (the seed's: each connection waits for its answer before
-//! sending again, `load.rs`) and open loop (`--rate`: a fixed schedule, latency corrected
-//! for coordinated omission, `open.rs`). [`run_load`] is the library entry point (the
+//! One engine (`events.rs`: `--threads` epoll loops sharing `--concurrency` connections)
+//! with two load models as its pacing policies (`pacing.rs`): closed loop (the seed's:
+//! each connection waits for its answer before sending again) and open loop (`--rate`:
+//! a fixed schedule, latency corrected for coordinated omission). [`run_load`] is the library entry point (the
 //! runner and tests call it); [`run`] is the `threadcenter client` command: it runs the
 //! load, prints the summary and writes files.
 
+mod book;
 pub mod document;
+mod events;
 pub mod ids;
 pub mod intervals;
+mod link;
 pub mod load;
-mod open;
+mod pacing;
 pub mod print;
 pub mod report;
 pub mod tls;
@@ -80,8 +85,10 @@ pub struct LoadConfig {
     pub cmd: ClientCmd,
     /// n of compute.
     pub size: u64,
-    /// Threads, one connection each.
+    /// Connections.
     pub concurrency: usize,
+    /// Event-loop threads the connections are spread over (`--threads`).
+    pub threads: usize,
     pub mode: Mode,
     /// Load sent first, time-based, whose requests are neither recorded nor counted.
     pub warmup: Duration,
@@ -121,13 +128,23 @@ impl LoadConfig {
                 pipeline: pipeline.unwrap_or(1) as usize,
             },
         };
+        let concurrency = usize::try_from(args.concurrency)
+            .map_err(|_| anyhow!("--concurrency {} is too large", args.concurrency))?;
+        let threads = match args.threads {
+            None => events::default_threads(concurrency),
+            Some(t) if t > args.concurrency => bail!(
+                "--threads {t} is more than the {} connection(s) of --concurrency: every thread needs a connection; lower --threads or raise --concurrency",
+                args.concurrency
+            ),
+            Some(t) => t as usize,
+        };
         let config = LoadConfig {
             host: args.host.clone(),
             port: args.port,
             cmd: args.cmd,
             size: args.size,
-            concurrency: usize::try_from(args.concurrency)
-                .map_err(|_| anyhow!("--concurrency {} is too large", args.concurrency))?,
+            concurrency,
+            threads,
             mode,
             warmup: args.warmup,
             timeout: args.timeout,
@@ -156,11 +173,6 @@ impl LoadConfig {
         let LoadModel::Open { rate, pipeline } = self.model else {
             return Ok(());
         };
-        if self.tls {
-            bail!(
-                "--rate with --tls is not supported yet: the open loop drives plain non-blocking sockets; drop --tls, or drop --rate for the closed loop"
-            );
-        }
         let conns = self.concurrency as f64;
         let per_conn = rate / conns;
         if per_conn > MAX_RATE_PER_CONNECTION {

@@ -18,12 +18,12 @@ pub fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
     };
     let load = match &report.open {
         None => format!(
-            "{} threads {span}, one request at a time per thread",
-            cfg.concurrency
+            "{} connections on {} threads {span}, one request at a time per connection",
+            cfg.concurrency, cfg.threads
         ),
         Some(o) => format!(
-            "open loop, {} req/s over {} connections {span}, up to {} in flight each",
-            o.rate, cfg.concurrency, o.pipeline
+            "open loop, {} req/s over {} connections on {} threads {span}, up to {} in flight each",
+            o.rate, cfg.concurrency, cfg.threads, o.pipeline
         ),
     };
     writeln!(w, "target      {} ({what})", report.addr)?;
@@ -74,7 +74,7 @@ pub fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
         )?;
         writeln!(
             w,
-            "client      {:.2} cores of CPU; connection threads busy {:.0}% (busiest {:.0}%)",
+            "client      {:.2} cores of CPU; event-loop threads busy {:.0}% (busiest {:.0}%)",
             report.cpu.cores_used(),
             o.busy_mean * 100.0,
             o.busy_max * 100.0
@@ -160,6 +160,7 @@ mod tests {
                 cmd: ClientCmd::Compute,
                 size: 1000,
                 concurrency: 2,
+                threads: 1,
                 mode: Mode::Requests(5),
                 warmup: Duration::ZERO,
                 timeout: Duration::from_secs(1),
@@ -198,6 +199,10 @@ mod tests {
         assert!(text.contains("throughput  20.00 req/s\n"), "{text}");
         assert!(text.contains("elapsed     0.500 s\n"), "{text}");
         assert!(text.contains("p99.9"), "{text}");
+        assert!(
+            text.contains("load        2 connections on 1 threads x 5 requests"),
+            "{text}"
+        );
         assert!(!text.contains("failed      "), "{text}");
 
         let mut f = Failures {

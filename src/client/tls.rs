@@ -21,7 +21,7 @@ pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 /// A TLS handshake that failed (a certificate rustls refuses, a server without TLS, ...).
 #[derive(Debug, thiserror::Error)]
 #[error("TLS handshake failed: {0}")]
-pub struct HandshakeFailed(io::Error);
+pub struct HandshakeFailed(pub io::Error);
 
 impl HandshakeFailed {
     /// True if `e` is a failed handshake.
@@ -95,10 +95,14 @@ impl TlsTarget {
         })
     }
 
+    /// A new client-side TLS session for one connection (the event loop drives it).
+    pub fn client(&self) -> io::Result<ClientConnection> {
+        ClientConnection::new(Arc::clone(&self.config), self.name.clone()).map_err(io::Error::other)
+    }
+
     /// Runs the handshake over a connected socket (bounded by its timeouts).
     pub fn handshake(&self, mut sock: TcpStream) -> io::Result<TlsStream> {
-        let mut conn = ClientConnection::new(Arc::clone(&self.config), self.name.clone())
-            .map_err(io::Error::other)?;
+        let mut conn = self.client()?;
         while conn.is_handshaking() {
             conn.complete_io(&mut sock)
                 .map_err(|e| io::Error::new(e.kind(), HandshakeFailed(e)))?;

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -205,6 +205,8 @@ pub struct ServerStats {
     pub requests: AtomicU64,
     /// Connections accepted (the client's preflight included).
     pub connections: AtomicU64,
+    /// Requests parsed on each connection that sent any, by order of acceptance.
+    pub per_connection: Mutex<std::collections::BTreeMap<u64, u64>>,
 }
 
 type Behaviour = dyn Fn(u64, &Cmd) -> Reply + Send + Sync;
@@ -272,10 +274,10 @@ fn accept_loop(
             break;
         }
         let Ok(conn) = conn else { continue };
-        stats.connections.fetch_add(1, Ordering::SeqCst);
+        let number = stats.connections.fetch_add(1, Ordering::SeqCst);
         let (behave, stats, stop) = (Arc::clone(&behave), Arc::clone(&stats), Arc::clone(&stop));
         handlers.push(thread::spawn(move || {
-            serve(conn, addr, &*behave, &stats, &stop)
+            serve(conn, number, addr, &*behave, &stats, &stop)
         }));
     }
     drop(listener);
@@ -287,6 +289,7 @@ fn accept_loop(
 /// Serves one connection until the client leaves, the server stops, or a reply ends it.
 fn serve(
     conn: TcpStream,
+    conn_number: u64,
     addr: SocketAddr,
     behave: &Behaviour,
     stats: &ServerStats,
@@ -315,6 +318,12 @@ fn serve(
             return;
         };
         let number = stats.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        *stats
+            .per_connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(conn_number)
+            .or_default() += 1;
         let id = request.id.json().as_bytes();
         out.clear();
         match behave(number, &request.cmd) {
