@@ -1,20 +1,23 @@
 //! The report of a run (`threadcenter report DIR`, and the last step of `run`): a pure
 //! function of the run directory's raw files (manifest.json, results.csv, hdr/, cpu/)
-//! that writes summary.csv, plots/*.svg and report.md. It reads no clock and iterates
-//! only sorted collections, so rendering the same directory twice gives the same bytes.
+//! that writes summary.csv, plots/*.svg, report.md and report.html. It reads no clock
+//! and iterates only sorted collections, so rendering the same directory twice gives the
+//! same bytes.
 //!
 //! [`render`] loads (`load`), analyses (`analysis`, with `limits`: efficiency against the
 //! machine's limits, and `noise`: spread, load, a saturated client) into an [`Analysed`]
 //! run, and hands it to every output in `registry` through the seam of `output`:
 //! `summary` (summary.csv), each chart of `plots/` (one file per chart), and `markdown`
-//! (report.md, which shows the charts listed in `CHARTS`). For `--baseline`, `compare`
-//! (match, judge; compare.md, compare.csv and compare.svg behind the same seam) and
-//! `stats` (the tests).
+//! (report.md, which shows the charts listed in `CHARTS`), then `html` (report.html:
+//! report.md's markdown as one self-contained page, the charts inline). For
+//! `--baseline`, `compare` (match, judge; compare.md, compare.csv, compare.svg and
+//! compare.html behind the same seam) and `stats` (the tests).
 
 pub mod analysis;
 pub mod compare;
 #[cfg(test)]
 mod fixture;
+pub mod html;
 pub mod limits;
 pub mod load;
 pub mod markdown;
@@ -119,11 +122,13 @@ const CHARTS: &[&dyn plots::Chart] = &[
 ];
 
 /// Every artefact of a run's report, in the order they render: summary.csv, each chart,
-/// report.md (which shows the charts). Adding one is adding a line here.
+/// report.md (which shows the charts), report.html (report.md as a page, the charts
+/// inline). Adding one is adding a line here.
 fn registry() -> Vec<&'static dyn Output<Analysed>> {
     let mut all: Vec<&'static dyn Output<Analysed>> = vec![&summary::SummaryCsv];
     all.extend(CHARTS.iter().map(|&c| c as &dyn Output<Analysed>));
     all.push(&markdown::ReportMd { charts: CHARTS });
+    all.push(&html::ReportHtml { charts: CHARTS });
     all
 }
 

@@ -26,8 +26,8 @@
 //! Here: the constants, [`Comparison`] (what every output renders) and the registry of
 //! outputs. `matching` loads the two sides and pairs their cells; `judge` decides each
 //! metric (tests, Holm, bootstrap, verdicts). The renderers: `text` (the table on stdout),
-//! `md` (compare.md), `csv_rows` (compare.csv), `plot` (compare.svg), and `fmt`, what
-//! they share.
+//! `md` (compare.md), `csv_rows` (compare.csv), `plot` (compare.svg), `html`
+//! (compare.html: the first and the third as one page), and `fmt`, what they share.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +37,7 @@ use crate::rundir::Cell;
 
 mod csv_rows;
 mod fmt;
+mod html;
 pub mod judge;
 pub mod matching;
 mod md;
@@ -60,11 +61,16 @@ pub const NOISY_SPREAD_FACTOR: f64 = 2.0;
 pub const COMPARE_MD: &str = "compare.md";
 pub const COMPARE_CSV: &str = "compare.csv";
 pub const COMPARE_SVG: &str = "compare.svg";
+pub const COMPARE_HTML: &str = "compare.html";
 
 /// Every file a comparison writes into the new side's run directory, in the order they
 /// are listed after the table. Another artefact is one more `Output` and one more entry.
-pub(crate) const COMPARE_OUTPUTS: &[&dyn Output<Comparison>] =
-    &[&md::CompareMd, &csv_rows::CompareCsv, &plot::CompareSvg];
+pub(crate) const COMPARE_OUTPUTS: &[&dyn Output<Comparison>] = &[
+    &md::CompareMd,
+    &csv_rows::CompareCsv,
+    &plot::CompareSvg,
+    &html::CompareHtml,
+];
 
 pub const EXIT_NO_REGRESSION: u8 = 0;
 pub const EXIT_REGRESSION: u8 = 1;
