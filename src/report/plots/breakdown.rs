@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::axis::{fmt_num, latency_unit};
-use super::draw::{svg, Area, Plain, LEGEND_W, PALETTE, SIZE};
+use super::draw::{svg, Area, Plain, GREY, PALETTE, SIZE};
 use super::{artefact, Chart, Figure};
 use crate::report::analysis::{Analysis, Breakdown as Parts};
 use crate::report::output::{Artefact, Output};
@@ -18,7 +18,10 @@ pub const FILE: &str = "breakdown.svg";
 const TITLE: &str = "Where the mean latency goes, per cell";
 
 /// The parts' colours, in `analysis::Breakdown::PARTS`' order.
-const COLORS: [RGBColor; 4] = [PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[7]];
+const COLORS: [RGBColor; 4] = [PALETTE[0], PALETTE[1], PALETTE[2], GREY];
+
+/// The legend's column at the right of the bars.
+const LEGEND_W: u32 = 240;
 
 pub struct Breakdown;
 
