@@ -82,7 +82,7 @@ pub(super) fn linear_dim(desc: String, lo: f64, hi: f64, label: fn(f64) -> Strin
 }
 
 /// A round distance between ticks (1, 2 or 5 × 10^k) giving about 6 over `span`.
-pub(crate) fn tick_step(span: f64) -> f64 {
+pub(super) fn tick_step(span: f64) -> f64 {
     let mag = 10f64.powf((span / 6.0).log10().floor());
     [1.0, 2.0, 5.0, 10.0]
         .iter()

@@ -22,7 +22,6 @@ pub mod throughput_vs_concurrency;
 
 use std::path::Path;
 
-pub(crate) use axis::tick_step;
 use axis::{concurrency_dim, latency_dim, Dim};
 use draw::Line;
 
@@ -150,6 +149,9 @@ fn machine_line(run: &Analysed) -> (f64, String) {
 fn machine_cores(run: &Analysed) -> f64 {
     run.data.manifest.machine.logical_cores.max(1) as f64
 }
+
+#[cfg(test)]
+mod svg_checks;
 
 #[cfg(test)]
 mod tests {
