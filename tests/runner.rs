@@ -662,8 +662,6 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         ("spectrum-workers-1.svg", false),
         ("spectrum-workers-2.svg", false),
         ("breakdown.svg", false),
-        ("over-time-c001.svg", false),
-        ("over-time-c004.svg", false),
     ] {
         let texts = svg_texts(&dir.join("plots").join(file));
         if series {
@@ -680,16 +678,6 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
                 "{file}"
             );
             assert!(texts.contains("99.9%"), "{file}: the percentile axis");
-        }
-        if file.starts_with("over-time-") {
-            for text in [
-                "throughput per second",
-                "p99 latency per second",
-                "repetition 1",
-                "repetition 2",
-            ] {
-                assert!(texts.contains(text), "{file} lacks {text}:\n{texts}");
-            }
         }
         if file == "breakdown.svg" {
             for part in [
@@ -729,7 +717,9 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
     assert!(report.contains("Saturation point"));
     assert!(report.contains("### Where the time goes"), "{report}");
     assert!(report.contains("% of mean latency is "), "{report}");
-    assert!(report.contains("### Over time"), "{report}");
+    // 400 ms runs have too few one-second intervals to show a trend over time.
+    assert!(!report.contains("### Over time"), "{report}");
+    assert!(!dir.join("plots").join("over_time.svg").exists());
     assert!(!report.contains("Partial run"));
     for image in report.lines().filter_map(|l| l.strip_prefix("![")) {
         let target = image.split("](").nth(1).unwrap().trim_end_matches(')');

@@ -82,7 +82,7 @@ pub(super) fn linear_dim(desc: String, lo: f64, hi: f64, label: fn(f64) -> Strin
 }
 
 /// A round distance between ticks (1, 2 or 5 × 10^k) giving about 6 over `span`.
-pub(crate) fn tick_step(span: f64) -> f64 {
+pub(super) fn tick_step(span: f64) -> f64 {
     let mag = 10f64.powf((span / 6.0).log10().floor());
     [1.0, 2.0, 5.0, 10.0]
         .iter()
@@ -99,28 +99,56 @@ pub(super) fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
     (start..=end).map(|k| k as f64 * step).collect()
 }
 
-/// A log axis over [lo, hi] (both > 0), ticks at 1, 2, 5 × 10^k (decades only if many).
+/// Mantissas of log-axis ticks, densest first: the densest that gives at most
+/// `MAX_LOG_TICKS` ticks over the data is used.
+const LOG_MANTISSAS: [&[f64]; 4] = [
+    &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
+    &[1.0, 2.0, 5.0],
+    &[1.0, 3.0],
+    &[1.0],
+];
+const MAX_LOG_TICKS: usize = 12;
+
+/// The ticks `m × 10^k` (m in `mantissas`, every `every`th decade) from the largest at
+/// or below `lo` to the smallest at or above `hi`, so they bracket the data.
+fn log_ticks(lo: f64, hi: f64, mantissas: &[f64], every: i32) -> Vec<f64> {
+    let (a, b) = (lo.log10().floor() as i32 - 1, hi.log10().ceil() as i32 + 1);
+    let all: Vec<f64> = (a..=b)
+        .filter(|e| e.rem_euclid(every) == 0)
+        .flat_map(|e| mantissas.iter().map(move |m| m * 10f64.powi(e)))
+        .collect();
+    let first = all
+        .iter()
+        .rposition(|&v| v <= lo * (1.0 + 1e-9))
+        .unwrap_or(0);
+    let last = all
+        .iter()
+        .position(|&v| v >= hi * (1.0 - 1e-9))
+        .unwrap_or(all.len() - 1);
+    all[first..=last].to_vec()
+}
+
+/// A log axis over [lo, hi] (both > 0) whose ticks (1, 2, 5 × 10^k or as dense as
+/// reads well) bracket the data: one at or below `lo`, one at or above `hi`.
 pub(super) fn log_dim(desc: String, lo: f64, hi: f64, label: fn(f64) -> String) -> Dim {
-    let lo = lo.max(f64::MIN_POSITIVE) / 1.15;
-    let hi = hi.max(lo * 1.0001) * 1.15;
-    let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
-    let mut ticks: Vec<f64> = Vec::new();
-    for e in a..=b {
-        for m in [1.0, 2.0, 5.0] {
-            let v = m * 10f64.powi(e);
-            if v >= lo && v <= hi {
-                ticks.push(v);
-            }
-        }
-    }
-    if ticks.len() > 12 {
-        ticks.retain(|v| (v.log10() - v.log10().round()).abs() < 1e-9);
-    }
+    let lo = lo.max(f64::MIN_POSITIVE);
+    let hi = hi.max(lo * 1.0001);
+    let ticks = LOG_MANTISSAS
+        .iter()
+        .map(|m| log_ticks(lo, hi, m, 1))
+        .find(|t| t.len() <= MAX_LOG_TICKS)
+        .unwrap_or_else(|| {
+            let decades = (hi.log10().ceil() - lo.log10().floor()) as i32;
+            log_ticks(lo, hi, &[1.0], (decades / MAX_LOG_TICKS as i32 + 1).max(1))
+        });
+    let first = ticks.first().copied().unwrap_or(lo);
+    let last = ticks.last().copied().unwrap_or(hi);
     Dim {
         desc,
         scale: Scale::Log,
-        lo,
-        hi,
+        // A little room, so a point on the first or last tick is not on the frame.
+        lo: first.min(lo / 1.1),
+        hi: last.max(hi * 1.1),
         ticks,
         label,
     }
@@ -135,8 +163,18 @@ pub(super) fn fmt_int(v: f64) -> String {
     }
 }
 
+/// A tick label: `45k` and `1.2M` from a thousand on (so 45000 and 450000 are not read
+/// one for the other), whole numbers from 100, else up to three decimals.
 pub(super) fn fmt_num(v: f64) -> String {
-    if v.abs() >= 100.0 || v == 0.0 {
+    let short = |x: f64, unit: &str| {
+        let s = format!("{x:.2}");
+        format!("{}{unit}", s.trim_end_matches('0').trim_end_matches('.'))
+    };
+    if v.abs() >= 1e6 {
+        short(v / 1e6, "M")
+    } else if v.abs() >= 1e3 {
+        short(v / 1e3, "k")
+    } else if v.abs() >= 100.0 || v == 0.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         let s = format!("{v:.1}");
@@ -251,7 +289,61 @@ mod tests {
         let d = log_dim("x".into(), 3.0, 4000.0, fmt_num);
         assert_eq!(
             d.ticks,
-            vec![5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0]
+            vec![2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]
         );
+    }
+
+    #[test]
+    fn large_tick_labels_are_short() {
+        assert_eq!(fmt_num(20_000.0), "20k");
+        assert_eq!(fmt_num(45_000.0), "45k");
+        assert_eq!(fmt_num(12_500.0), "12.5k");
+        assert_eq!(fmt_num(2_000_000.0), "2M");
+        assert_eq!(fmt_num(5000.0), "5k");
+        assert_eq!(fmt_num(1250.0), "1.25k");
+        assert_eq!(fmt_num(500.0), "500");
+        assert_eq!(fmt_num(0.25), "0.25");
+    }
+
+    /// The saturation chart's bug: light requests at 30–45k/s and heavy ones near 500/s
+    /// had no tick above 20,000. Every axis's ticks must bracket its data.
+    #[test]
+    fn log_ticks_bracket_the_data() {
+        for (lo, hi) in [
+            (480.0, 45_000.0),
+            (30_000.0, 45_000.0),
+            (3.0, 4000.0),
+            (0.9, 1.1),
+            (1.0, 1e9),
+            (812.0, 812.5),
+            (0.02, 7.0),
+        ] {
+            let d = log_dim("x".into(), lo, hi, fmt_num);
+            let (first, last) = (d.ticks[0], *d.ticks.last().unwrap());
+            assert!(first <= lo && last >= hi, "{lo}..{hi}: {:?}", d.ticks);
+            assert!(
+                d.ticks.len() >= 2 && d.ticks.len() <= MAX_LOG_TICKS,
+                "{lo}..{hi}: {:?}",
+                d.ticks
+            );
+            assert!(
+                d.lo <= first && d.hi >= last,
+                "{lo}..{hi}: axis {}..{}",
+                d.lo,
+                d.hi
+            );
+        }
+    }
+
+    #[test]
+    fn linear_ticks_bracket_the_data() {
+        for hi in [0.3, 7.0, 99.0, 100.0, 101.0, 45_123.0] {
+            let d = linear_dim("x".into(), 0.0, hi, fmt_num);
+            assert!(
+                d.ticks[0] <= 0.0 && *d.ticks.last().unwrap() >= hi,
+                "{hi}: {:?}",
+                d.ticks
+            );
+        }
     }
 }

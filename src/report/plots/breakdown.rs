@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::axis::{fmt_num, latency_unit};
-use super::draw::{svg, Area, Plain, LEGEND_W, PALETTE, SIZE};
+use super::draw::{svg, Area, Plain, GREY, PALETTE, SIZE};
 use super::{artefact, Chart, Figure};
 use crate::report::analysis::{Analysis, Breakdown as Parts};
 use crate::report::output::{Artefact, Output};
@@ -18,7 +18,10 @@ pub const FILE: &str = "breakdown.svg";
 const TITLE: &str = "Where the mean latency goes, per cell";
 
 /// The parts' colours, in `analysis::Breakdown::PARTS`' order.
-const COLORS: [RGBColor; 4] = [PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[7]];
+const COLORS: [RGBColor; 4] = [PALETTE[0], PALETTE[1], PALETTE[2], GREY];
+
+/// The legend's row under the bars.
+const LEGEND_H: u32 = 34;
 
 pub struct Breakdown;
 
@@ -33,8 +36,8 @@ impl Output<Analysed> for Breakdown {
             return Ok(Vec::new());
         }
         let height = (160 + 28 * bars.len() as u32).max(320);
-        let svg = svg((SIZE.0, height), |root| {
-            let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - LEGEND_W);
+        let svg = svg((SIZE.0, height + LEGEND_H), |root| {
+            let (plot_area, legend_area) = root.split_vertically(height);
             draw_bars(&plot_area, &bars)?;
             draw_legend(&legend_area)
         })?;
@@ -110,19 +113,23 @@ fn draw_bars(area: &Area<'_>, bars: &[(String, Parts)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A swatch and a name per part.
+/// A swatch and a name per part, in a row.
 fn draw_legend(area: &Area<'_>) -> anyhow::Result<()> {
+    let (mut x, y) = (186, 6);
     for (k, name) in Parts::PARTS.iter().enumerate() {
-        let y = 40 + 28 * k as i32;
-        area.draw(&Rectangle::new([(10, y), (28, y + 16)], COLORS[k].filled()))?;
+        area.draw(&Rectangle::new(
+            [(x, y), (x + 18, y + 16)],
+            COLORS[k].filled(),
+        ))?;
         area.draw(&Text::new(
             match *name {
                 "rest" => "rest: network + client".to_string(),
                 other => other.to_string(),
             },
-            (36, y + 1),
-            ("sans-serif", 16),
+            (x + 26, y + 1),
+            ("sans-serif", 15),
         ))?;
+        x += 60 + 8 * name.len() as i32 + if *name == "rest" { 150 } else { 0 };
     }
     Ok(())
 }

@@ -1,8 +1,12 @@
 //! CPU over time of the peak-throughput cell's first successful repetition that has CPU
 //! samples: the server with its workers, the client and the whole machine, every 100 ms.
+//! The warm-up is shaded, and so is what follows the measured window: the runner takes
+//! its last sample once the client has exited, so that interval holds the client's
+//! teardown (joining its threads, merging their histograms, writing its JSON and
+//! interval logs) and the client's CPU rises there although no load is sent.
 
 use super::axis::{fmt_num, linear_dim};
-use super::draw::{color, draw, Line};
+use super::draw::{Line, Marks, Plot};
 use super::{artefact, machine_cores, machine_line, Chart, Figure};
 use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
@@ -22,16 +26,24 @@ const PARTS: [Part; 3] = [
     ("whole machine", |s| s.machine_pct),
 ];
 
-/// The run it plots (`c003-r1`), if any.
-fn peak_run(run: &Analysed) -> Option<String> {
+/// The run it plots (`c003-r1`) and the end of its measured window (s since the
+/// client started), if any.
+fn peak_run(run: &Analysed) -> Option<(String, f64)> {
     let a = &run.analysis;
     let peak = &a.cells[a.peak?].id;
     run.data
         .rows
         .iter()
         .filter(|r| &r.cell_id == peak && r.status == Status::Ok)
-        .map(|r| r.run_name())
-        .find(|name| run.data.cpu.contains_key(name))
+        .map(|r| {
+            let measured = r.measured.as_ref().map_or(0.0, |m| m.duration_s);
+            (r.run_name(), warmup_s(run) + measured)
+        })
+        .find(|(name, _)| run.data.cpu.contains_key(name))
+}
+
+fn warmup_s(run: &Analysed) -> f64 {
+    run.data.manifest.experiment.warmup_s
 }
 
 impl Output<Analysed> for CpuTimeline {
@@ -40,9 +52,9 @@ impl Output<Analysed> for CpuTimeline {
     }
 
     fn render(&self, run: &Analysed) -> anyhow::Result<Vec<Artefact>> {
-        let name = peak_run(run);
+        let chosen = peak_run(run);
+        let name = chosen.as_ref().map(|(r, _)| r);
         let samples: &[Sample] = name
-            .as_ref()
             .and_then(|r| run.data.cpu.get(r))
             .map_or(&[], Vec::as_slice);
         let tmax_s = samples.iter().map(|s| s.t_s).fold(1.0, f64::max);
@@ -60,15 +72,24 @@ impl Output<Analysed> for CpuTimeline {
         let lines: Vec<Line> = PARTS
             .iter()
             .enumerate()
-            .map(|(k, (label, pct))| Line {
-                label: label.to_string(),
-                points: samples.iter().map(|s| (s.t_s, pct(s))).collect(),
-                color: color(k),
-                dashed: false,
-                markers: false,
+            .map(|(k, (label, pct))| {
+                let points = samples.iter().map(|s| (s.t_s, pct(s))).collect();
+                let mut line = Line::nth(k, label.to_string(), points);
+                line.marks = Marks::Spaced(70);
+                line
             })
             .collect();
-        let title = match &name {
+        let mut spans = Vec::new();
+        if let Some(&(_, end)) = chosen.as_ref().filter(|_| !samples.is_empty()) {
+            let warmup = warmup_s(run);
+            if warmup > 0.0 {
+                spans.push((0.0, warmup, "warm-up".to_string()));
+            }
+            if tmax_s > end + 1e-3 {
+                spans.push((end, tmax_s, "after: client exits".to_string()));
+            }
+        }
+        let title = match name {
             Some(r) => format!("CPU over time: {r} (the peak-throughput cell)"),
             None => TITLE.to_string(),
         };
@@ -77,7 +98,13 @@ impl Output<Analysed> for CpuTimeline {
         } else {
             (&lines[..], None)
         };
-        let svg = draw(&title, &x, &y, lines, Some(machine_line(run)), note)?;
+        let svg = Plot {
+            hline: Some(machine_line(run)),
+            spans,
+            note,
+            ..Plot::new(&title, &x, &y, lines)
+        }
+        .render()?;
         Ok(vec![artefact(FILE, svg)])
     }
 }

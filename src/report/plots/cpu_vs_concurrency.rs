@@ -2,7 +2,7 @@
 //! with the whole machine's capacity as a horizontal line.
 
 use super::axis::{fmt_num, linear_dim};
-use super::draw::draw;
+use super::draw::Plot;
 use super::{
     artefact, by_concurrency, concurrency_axis, machine_cores, machine_line, no_run_note,
     series_values, Chart, Figure,
@@ -33,15 +33,13 @@ impl Output<Analysed> for CpuVsConcurrency {
             fmt_num,
         );
         let lines = by_concurrency(a, Metric::ServerCpu, 1.0);
-        let hline = Some(machine_line(run));
-        let svg = draw(
-            TITLE,
-            &concurrency_axis(a),
-            &y,
-            &lines,
-            hline,
-            no_run_note(a),
-        )?;
+        let x = concurrency_axis(a);
+        let svg = Plot {
+            hline: Some(machine_line(run)),
+            note: no_run_note(a),
+            ..Plot::new(TITLE, &x, &y, &lines)
+        }
+        .render()?;
         Ok(vec![artefact(FILE, svg)])
     }
 }

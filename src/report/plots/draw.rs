@@ -1,6 +1,8 @@
 //! Drawing a chart into SVG text (plotters' svg backend, into a string): the frame and
-//! mesh, lines with markers, an optional horizontal limit, the legend in a column of
-//! its own at the right (so it never covers a line), and a note for an empty chart.
+//! mesh, lines told apart by colour (Okabe and Ito's colour-blind-safe palette), marker
+//! shape and dashes, optional labels at points, an optional horizontal limit, the legend
+//! in rows under the plot (so it never covers a line nor narrows the plot), and a note
+//! for an empty chart.
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -8,31 +10,52 @@ use plotters::prelude::*;
 
 use super::axis::{Dim, Scale, Ticked};
 
-/// Every chart's size (a two-panel chart is twice as tall).
+/// Every chart's plot size, legend excluded (a grid of panels divides it).
 pub(super) const SIZE: (u32, u32) = (1160, 560);
-/// The legend's column at the right of the chart, so it never covers a line.
-pub(super) const LEGEND_W: u32 = 280;
 
-pub(super) const PALETTE: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
+/// Okabe and Ito's palette, readable by colour-blind people (its yellow left out: too
+/// pale on white), in an order where neighbours differ most.
+pub(super) const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),   // blue
+    RGBColor(213, 94, 0),    // vermillion
+    RGBColor(0, 158, 115),   // bluish green
+    RGBColor(204, 121, 167), // reddish purple
+    RGBColor(230, 159, 0),   // orange
+    RGBColor(86, 180, 233),  // sky blue
+    RGBColor(0, 0, 0),       // black
 ];
 
-/// The `i`th line's colour, and whether it is dashed (once the palette has gone round).
-pub(super) fn color(i: usize) -> RGBColor {
-    PALETTE[i % PALETTE.len()]
+/// A neutral grey, for what is not a series (limits, the rest of a bar).
+pub(super) const GREY: RGBColor = RGBColor(110, 110, 110);
+
+/// A point's mark: a second cue besides colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Marker {
+    Circle,
+    Square,
+    Triangle,
+    Diamond,
+    Cross,
+    Down,
 }
 
-pub(super) fn dashed(i: usize) -> bool {
-    i >= PALETTE.len()
+const MARKERS: [Marker; 6] = [
+    Marker::Circle,
+    Marker::Square,
+    Marker::Triangle,
+    Marker::Diamond,
+    Marker::Cross,
+    Marker::Down,
+];
+
+/// Where a line's markers go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Marks {
+    None,
+    /// At every point.
+    Every,
+    /// At points at least this many pixels from the last marker drawn (dense lines).
+    Spaced(i32),
 }
 
 pub(super) struct Line {
@@ -40,7 +63,32 @@ pub(super) struct Line {
     pub(super) points: Vec<(f64, f64)>,
     pub(super) color: RGBColor,
     pub(super) dashed: bool,
-    pub(super) markers: bool,
+    pub(super) marker: Marker,
+    pub(super) marks: Marks,
+    /// A short text beside each point (its concurrency, say); empty for none.
+    pub(super) tags: Vec<String>,
+}
+
+impl Line {
+    /// The `i`th series of a chart: its own colour and marker, dashed once the palette has
+    /// gone round, a marker at every point.
+    pub(super) fn nth(i: usize, label: String, points: Vec<(f64, f64)>) -> Line {
+        Line {
+            label,
+            points,
+            color: PALETTE[i % PALETTE.len()],
+            dashed: i >= PALETTE.len(),
+            marker: MARKERS[i % MARKERS.len()],
+            marks: Marks::Every,
+            tags: Vec::new(),
+        }
+    }
+
+    fn has_data(&self) -> bool {
+        self.points
+            .iter()
+            .any(|(a, b)| a.is_finite() && b.is_finite())
+    }
 }
 
 pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
@@ -61,76 +109,148 @@ pub(super) fn svg(
 }
 
 /// One chart: `lines` over the axes `x` and `y`, with an optional horizontal line
-/// (value, legend label) and a note written across an empty chart.
-pub(super) fn draw(
-    title: &str,
-    x: &Dim,
-    y: &Dim,
-    lines: &[Line],
-    hline: Option<(f64, String)>,
-    note: Option<&str>,
-) -> anyhow::Result<String> {
-    svg(SIZE, |root| draw_on(root, title, x, y, lines, hline, note))
+/// (value, legend label), shaded spans of x (from, to, label) and a note written across
+/// an empty chart. The legend goes under the plot, as tall as its entries need.
+pub(super) struct Plot<'a> {
+    pub(super) title: &'a str,
+    pub(super) x: &'a Dim,
+    pub(super) y: &'a Dim,
+    pub(super) lines: &'a [Line],
+    pub(super) hline: Option<(f64, String)>,
+    pub(super) spans: Vec<(f64, f64, String)>,
+    pub(super) note: Option<&'a str>,
 }
 
-/// Two charts one above the other in one file (the same x axis).
-pub(super) fn draw_two(
-    top: (&str, &Dim, &[Line]),
-    bottom: (&str, &Dim, &[Line]),
-    x: &Dim,
-    note: Option<&str>,
-) -> anyhow::Result<String> {
-    svg((SIZE.0, SIZE.1 * 2), |root| {
-        let (upper, lower) = root.split_vertically(SIZE.1);
-        draw_on(&upper, top.0, x, top.1, top.2, None, note)?;
-        draw_on(&lower, bottom.0, x, bottom.1, bottom.2, None, None)
+impl<'a> Plot<'a> {
+    pub(super) fn new(title: &'a str, x: &'a Dim, y: &'a Dim, lines: &'a [Line]) -> Plot<'a> {
+        Plot {
+            title,
+            x,
+            y,
+            lines,
+            hline: None,
+            spans: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// The SVG text of this plot alone.
+    pub(super) fn render(&self) -> anyhow::Result<String> {
+        let legend = self.legend();
+        let rows = legend_rows(&legend, SIZE.0);
+        let height = SIZE.1 + legend_height(rows.len());
+        svg((SIZE.0, height), |root| {
+            let (upper, lower) = root.split_vertically(SIZE.1);
+            self.draw_on(&upper)?;
+            draw_legend(&lower, &rows)
+        })
+    }
+
+    /// Its legend entries: the limit, then every line that has a point to show.
+    fn legend(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        if let Some((_, label)) = &self.hline {
+            out.push(Entry {
+                label: label.clone(),
+                color: GREY,
+                width: 1,
+                dashed: true,
+                marker: None,
+            });
+        }
+        for line in self.lines.iter().filter(|l| l.has_data()) {
+            out.push(Entry {
+                label: line.label.clone(),
+                color: line.color,
+                width: 2,
+                dashed: line.dashed,
+                marker: (line.marks != Marks::None).then_some(line.marker),
+            });
+        }
+        out
+    }
+
+    /// The frame, spans, limit, lines and note on `area` (no legend).
+    pub(super) fn draw_on(&self, area: &Area<'_>) -> anyhow::Result<()> {
+        let (x, y) = (self.x, self.y);
+        let mut chart = frame(area, self.title, x, y)?;
+        for (from, to, label) in &self.spans {
+            let (a, b) = (x.tr(from.max(x.lo)), x.tr(to.min(x.hi)));
+            if b <= a {
+                continue;
+            }
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(a, y.tr(y.lo)), (b, y.tr(y.hi))],
+                RGBColor(236, 236, 236).filled(),
+            )))?;
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((a, y.tr(y.hi)))
+                    + Text::new(
+                        label.clone(),
+                        (4, 4),
+                        ("sans-serif", 12).into_font().color(&GREY),
+                    ),
+            ))?;
+        }
+        if let Some((value, _)) = &self.hline {
+            let yv = y.tr(*value);
+            chart.draw_series(DashedLineSeries::new(
+                vec![(x.tr(x.lo), yv), (x.tr(x.hi), yv)],
+                6,
+                4,
+                GREY.stroke_width(1),
+            ))?;
+        }
+        for line in self.lines {
+            plot_line(&mut chart, x, y, line)?;
+        }
+        if let Some(note) = self.note {
+            area.draw(&Text::new(
+                note.to_string(),
+                (120, 60),
+                ("sans-serif", 16)
+                    .into_font()
+                    .color(&RGBColor(120, 120, 120)),
+            ))?;
+        }
+        Ok(())
+    }
+}
+
+/// Panels in a grid (`cols` wide, row by row) sharing one legend under them; each panel
+/// is `SIZE` divided by `cols` wide and `panel_h` tall.
+pub(super) fn grid(plots: &[Plot<'_>], cols: usize, panel_h: u32) -> anyhow::Result<String> {
+    let cols = cols.max(1);
+    let rows_n = plots.len().div_ceil(cols).max(1);
+    let mut legend: Vec<Entry> = Vec::new();
+    for p in plots {
+        for e in p.legend() {
+            if !legend.iter().any(|l| l.label == e.label) {
+                legend.push(e);
+            }
+        }
+    }
+    let rows = legend_rows(&legend, SIZE.0);
+    let plots_h = panel_h * rows_n as u32;
+    svg((SIZE.0, plots_h + legend_height(rows.len())), |root| {
+        let (upper, lower) = root.split_vertically(plots_h);
+        let panels = upper.split_evenly((rows_n, cols));
+        for (p, area) in plots.iter().zip(&panels) {
+            p.draw_on(area)?;
+        }
+        draw_legend(&lower, &rows)
     })
 }
 
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Ticked, Ticked>>;
 
-/// A legend entry: label, colour, stroke width, dashed.
-type Entry = (String, RGBColor, u32, bool);
-
-fn draw_on(
-    root: &Area<'_>,
-    title: &str,
-    x: &Dim,
-    y: &Dim,
-    lines: &[Line],
-    hline: Option<(f64, String)>,
-    note: Option<&str>,
-) -> anyhow::Result<()> {
-    let width = root.dim_in_pixel().0;
-    let (plot_area, legend_area) = root.split_horizontally(width - LEGEND_W);
-    let mut chart = frame(&plot_area, title, x, y)?;
-    let mut legend: Vec<Entry> = Vec::new();
-    if let Some((value, label)) = hline {
-        let yv = y.tr(value);
-        let color = RGBColor(90, 90, 90);
-        chart.draw_series(DashedLineSeries::new(
-            vec![(x.tr(x.lo), yv), (x.tr(x.hi), yv)],
-            6,
-            4,
-            color.stroke_width(1),
-        ))?;
-        legend.push((label, color, 1, true));
-    }
-    for line in lines {
-        plot_line(&mut chart, x, y, line)?;
-        legend.push((line.label.clone(), line.color, 2, line.dashed));
-    }
-    draw_legend(&legend_area, &legend)?;
-    if let Some(note) = note {
-        root.draw(&Text::new(
-            note.to_string(),
-            (120, 60),
-            ("sans-serif", 16)
-                .into_font()
-                .color(&RGBColor(120, 120, 120)),
-        ))?;
-    }
-    Ok(())
+/// A legend entry: label, colour, stroke width, dashed, marker.
+struct Entry {
+    label: String,
+    color: RGBColor,
+    width: u32,
+    dashed: bool,
+    marker: Option<Marker>,
 }
 
 /// The caption, axes, tick labels and grid, in the coordinates `Dim::tr` maps into.
@@ -142,11 +262,13 @@ fn frame<'a, 'b>(
 ) -> anyhow::Result<Chart<'a, 'b>> {
     let xt: Vec<f64> = x.ticks.iter().map(|&v| x.tr(v)).collect();
     let yt: Vec<f64> = y.ticks.iter().map(|&v| y.tr(v)).collect();
+    // A panel of a grid gets a smaller caption.
+    let caption = if area.dim_in_pixel().0 < 800 { 15 } else { 20 };
     let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .margin_right(36)
-        .x_label_area_size(48)
+        .caption(title, ("sans-serif", caption))
+        .margin(12)
+        .margin_right(28)
+        .x_label_area_size(46)
         .y_label_area_size(72)
         .build_cartesian_2d(
             Ticked {
@@ -180,45 +302,140 @@ fn frame<'a, 'b>(
     Ok(chart)
 }
 
-/// One line (solid or dashed), then its markers; points that are not finite are left out.
+/// One line (solid or dashed), its markers, then its tags; points that are not finite
+/// are left out.
 fn plot_line(chart: &mut Chart<'_, '_>, x: &Dim, y: &Dim, line: &Line) -> anyhow::Result<()> {
     let color = line.color;
-    let pts: Vec<(f64, f64)> = line
+    let kept: Vec<(usize, (f64, f64))> = line
         .points
         .iter()
-        .filter(|(a, b)| a.is_finite() && b.is_finite())
-        .map(|&(a, b)| (x.tr(a), y.tr(b)))
+        .enumerate()
+        .filter(|(_, (a, b))| a.is_finite() && b.is_finite())
+        .map(|(i, &(a, b))| (i, (x.tr(a), y.tr(b))))
         .collect();
+    let pts: Vec<(f64, f64)> = kept.iter().map(|&(_, p)| p).collect();
     let style = color.stroke_width(2);
     if line.dashed {
         chart.draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))?;
     } else {
         chart.draw_series(LineSeries::new(pts.clone(), style))?;
     }
-    if line.markers {
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    let at: Vec<(f64, f64)> = match line.marks {
+        Marks::None => Vec::new(),
+        Marks::Every => pts.clone(),
+        Marks::Spaced(px) => {
+            let mut out: Vec<(f64, f64)> = Vec::new();
+            let mut last: Option<(i32, i32)> = None;
+            for &p in &pts {
+                let b = chart.backend_coord(&p);
+                let far = last.is_none_or(|l| (b.0 - l.0).abs().max((b.1 - l.1).abs()) >= px);
+                if far {
+                    out.push(p);
+                    last = Some(b);
+                }
+            }
+            out
+        }
+    };
+    for p in at {
+        mark(chart.plotting_area(), p, line.marker, color)?;
+    }
+    let font = ("sans-serif", 11).into_font().color(&color);
+    for &(i, p) in &kept {
+        if let Some(tag) = line.tags.get(i).filter(|t| !t.is_empty()) {
+            chart.draw_series(std::iter::once(
+                EmptyElement::at(p) + Text::new(tag.clone(), (6, -16), font.clone()),
+            ))?;
+        }
     }
     Ok(())
 }
 
-/// The legend column: a stroke (three dashes for a dashed line) and its label per entry.
-fn draw_legend(area: &Area<'_>, legend: &[Entry]) -> anyhow::Result<()> {
-    for (i, (label, color, width, dashed)) in legend.iter().enumerate() {
-        let y = 60 + 22 * i as i32;
-        let style = color.stroke_width(*width);
-        if *dashed {
-            for k in 0..3 {
-                let a = 4 + 9 * k;
-                area.draw(&PathElement::new(vec![(a, y), (a + 5, y)], style))?;
-            }
-        } else {
-            area.draw(&PathElement::new(vec![(4, y), (28, y)], style))?;
+/// A marker centred on `p`, in the area's own coordinates.
+fn mark<CT: CoordTranslate>(
+    area: &DrawingArea<SVGBackend<'_>, CT>,
+    p: CT::From,
+    marker: Marker,
+    color: RGBColor,
+) -> anyhow::Result<()>
+where
+    CT::From: Clone,
+{
+    let fill = color.filled();
+    let at = || EmptyElement::at(p.clone());
+    let poly = |pts: &[(i32, i32)]| at() + Polygon::new(pts.to_vec(), fill);
+    match marker {
+        Marker::Circle => area.draw(&(at() + Circle::new((0, 0), 4, fill)))?,
+        Marker::Square => area.draw(&(at() + Rectangle::new([(-4, -4), (4, 4)], fill)))?,
+        Marker::Triangle => area.draw(&poly(&[(0, -5), (5, 4), (-5, 4)]))?,
+        Marker::Down => area.draw(&poly(&[(0, 5), (5, -4), (-5, -4)]))?,
+        Marker::Diamond => area.draw(&poly(&[(0, -6), (5, 0), (0, 6), (-5, 0)]))?,
+        Marker::Cross => {
+            let s = color.stroke_width(3);
+            area.draw(
+                &(at()
+                    + PathElement::new(vec![(-4, -4), (4, 4)], s)
+                    + PathElement::new(vec![(-4, 4), (4, -4)], s)),
+            )?
         }
-        area.draw(&Text::new(
-            label.clone(),
-            (36, y - 7),
-            ("sans-serif", 13).into_font(),
-        ))?;
+    }
+    Ok(())
+}
+
+/// Legend entries laid out in rows under the plot: (x, entry) per row, left to right.
+fn legend_rows(entries: &[Entry], width: u32) -> Vec<Vec<(i32, &Entry)>> {
+    const LEFT: i32 = 84;
+    let right = width as i32 - 16;
+    let mut rows: Vec<Vec<(i32, &Entry)>> = Vec::new();
+    let mut x = right;
+    for e in entries {
+        // No font metrics in the svg backend: about 7 px a character at 13 px.
+        let w = 40 + 7 * e.label.chars().count() as i32 + 22;
+        if x + w > right && x > LEFT {
+            rows.push(Vec::new());
+            x = LEFT;
+        }
+        if let Some(row) = rows.last_mut() {
+            row.push((x, e));
+        }
+        x += w;
+    }
+    rows
+}
+
+/// The legend strip's height for `rows` rows (none without entries).
+fn legend_height(rows: usize) -> u32 {
+    if rows == 0 {
+        0
+    } else {
+        8 + 22 * rows as u32
+    }
+}
+
+/// The legend: per entry a stroke (dashed for a dashed line) with its marker, and its
+/// label.
+fn draw_legend(area: &Area<'_>, rows: &[Vec<(i32, &Entry)>]) -> anyhow::Result<()> {
+    for (r, row) in rows.iter().enumerate() {
+        let y = 12 + 22 * r as i32;
+        for &(x, e) in row {
+            let style = e.color.stroke_width(e.width);
+            if e.dashed {
+                for k in 0..3 {
+                    let a = x + 11 * k;
+                    area.draw(&PathElement::new(vec![(a, y), (a + 6, y)], style))?;
+                }
+            } else {
+                area.draw(&PathElement::new(vec![(x, y), (x + 30, y)], style))?;
+            }
+            if let Some(m) = e.marker {
+                mark(area, (x + 15, y), m, e.color)?;
+            }
+            area.draw(&Text::new(
+                e.label.clone(),
+                (x + 40, y - 7),
+                ("sans-serif", 13).into_font(),
+            ))?;
+        }
     }
     Ok(())
 }

@@ -1,15 +1,17 @@
-//! Median p99 against median throughput, one line per series, a point per concurrency:
-//! the closed loop's "hockey stick".
+//! Median p99 against median throughput, one line per series, a point per concurrency
+//! labelled with it: the closed loop's "hockey stick". Past saturation throughput stays
+//! put or falls back while p99 climbs, so a line can turn back on itself; the labels say
+//! which way it goes.
 
-use super::axis::{fmt_num, linear_dim};
-use super::draw::draw;
+use super::axis::spanning_dim;
+use super::draw::Plot;
 use super::{artefact, no_run_note, p99_axis, series_lines, series_values, Chart, Figure};
 use crate::report::analysis::Metric;
 use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 
 pub const FILE: &str = "latency_vs_throughput.svg";
-pub const TITLE: &str = "p99 latency vs throughput";
+pub const TITLE: &str = "p99 latency vs throughput (numbers at points: client concurrency)";
 
 pub struct LatencyVsThroughput;
 
@@ -20,18 +22,30 @@ impl Output<Analysed> for LatencyVsThroughput {
 
     fn render(&self, run: &Analysed) -> anyhow::Result<Vec<Artefact>> {
         let a = &run.analysis;
-        let tmax = series_values(a, Metric::Throughput)
-            .into_iter()
-            .fold(0.0, f64::max);
-        let x = linear_dim("throughput (requests/s)".into(), 0.0, tmax, fmt_num);
+        // Light and heavy requests differ by more than 10× in throughput: a log scale
+        // keeps the heavy ones from being squashed against the axis.
+        let x = spanning_dim(
+            "throughput",
+            "requests/s, median over repetitions",
+            &series_values(a, Metric::Throughput),
+            1.0,
+        );
         let (y, div) = p99_axis(a);
-        let lines = series_lines(a, &|c| {
-            Some((
-                c.median(Metric::Throughput)?,
-                c.median(Metric::LatencyP99)? / div,
-            ))
-        });
-        let svg = draw(TITLE, &x, &y, &lines, None, no_run_note(a))?;
+        let lines = series_lines(
+            a,
+            &|c| {
+                Some((
+                    c.median(Metric::Throughput)?,
+                    c.median(Metric::LatencyP99)? / div,
+                ))
+            },
+            true,
+        );
+        let svg = Plot {
+            note: no_run_note(a),
+            ..Plot::new(TITLE, &x, &y, &lines)
+        }
+        .render()?;
         Ok(vec![artefact(FILE, svg)])
     }
 }

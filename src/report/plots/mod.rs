@@ -22,9 +22,8 @@ pub mod throughput_vs_concurrency;
 
 use std::path::Path;
 
-pub(crate) use axis::tick_step;
 use axis::{concurrency_dim, latency_dim, Dim};
-use draw::{color, dashed, Line};
+use draw::Line;
 
 use super::analysis::{Analysis, CellSummary, Metric};
 use super::output::{Artefact, Output};
@@ -86,30 +85,37 @@ fn no_run_note(a: &Analysis) -> Option<&'static str> {
         .then_some("no successful run to plot")
 }
 
-/// One line per series, a point per cell where `point` gives one.
-fn series_lines(a: &Analysis, point: &dyn Fn(&CellSummary) -> Option<(f64, f64)>) -> Vec<Line> {
+/// One line per series, a point per cell where `point` gives one; with `tagged`, each
+/// point labelled with its cell's concurrency.
+fn series_lines(
+    a: &Analysis,
+    point: &dyn Fn(&CellSummary) -> Option<(f64, f64)>,
+    tagged: bool,
+) -> Vec<Line> {
     a.series
         .iter()
         .enumerate()
-        .map(|(i, s)| Line {
-            label: s.label.clone(),
-            points: s
-                .points
-                .iter()
-                .filter_map(|&p| point(&a.cells[p]))
-                .collect(),
-            color: color(i),
-            dashed: dashed(i),
-            markers: true,
+        .map(|(i, s)| {
+            let cells = s.points.iter().map(|&p| &a.cells[p]);
+            let (points, tags): (Vec<_>, Vec<_>) = cells
+                .filter_map(|c| Some((point(c)?, c.cell.concurrency.to_string())))
+                .unzip();
+            let mut line = Line::nth(i, s.label.clone(), points);
+            if tagged {
+                line.tags = tags;
+            }
+            line
         })
         .collect()
 }
 
 /// One line per series: the median of `m` (divided by `div`) against concurrency.
 fn by_concurrency(a: &Analysis, m: Metric, div: f64) -> Vec<Line> {
-    series_lines(a, &|c| {
-        c.median(m).map(|v| (c.cell.concurrency as f64, v / div))
-    })
+    series_lines(
+        a,
+        &|c| c.median(m).map(|v| (c.cell.concurrency as f64, v / div)),
+        false,
+    )
 }
 
 /// The medians of `m` at every point of every series.
@@ -143,6 +149,9 @@ fn machine_line(run: &Analysed) -> (f64, String) {
 fn machine_cores(run: &Analysed) -> f64 {
     run.data.manifest.machine.logical_cores.max(1) as f64
 }
+
+#[cfg(test)]
+mod svg_checks;
 
 #[cfg(test)]
 mod tests {

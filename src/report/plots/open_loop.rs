@@ -4,7 +4,7 @@
 //! a horizontal line.
 
 use super::axis::{fmt_num, latency_dim, linear_dim};
-use super::draw::{color, draw, Line};
+use super::draw::{Line, Marks, Plot};
 use super::{artefact, Chart, Figure};
 use crate::report::analysis::{Analysis, Metric};
 use crate::report::markdown::fmt_us;
@@ -13,7 +13,7 @@ use crate::report::Analysed;
 
 pub const FILE: &str = "open_loop_latency_vs_throughput.svg";
 pub const TITLE: &str =
-    "Open loop: p99 latency vs throughput, corrected (solid) and uncorrected (dashed)";
+    "Open loop: p99 vs throughput, corrected (solid) and uncorrected (dashed); numbers: offered rate";
 
 pub struct OpenLoop;
 
@@ -59,7 +59,12 @@ impl Output<Analysed> for OpenLoop {
             .iter()
             .all(|l| l.points.is_empty())
             .then_some("no successful open-loop run to plot");
-        let svg = draw(TITLE, &x, &y, &lines, hline, none)?;
+        let svg = Plot {
+            hline,
+            note: none,
+            ..Plot::new(TITLE, &x, &y, &lines)
+        }
+        .render()?;
         Ok(vec![artefact(FILE, svg)])
     }
 }
@@ -72,17 +77,22 @@ fn lines(a: &Analysis, div: f64) -> Vec<Line> {
             (Metric::LatencyP99, false, "corrected"),
             (Metric::LatencyP99Uncorrected, true, "uncorrected"),
         ] {
-            lines.push(Line {
-                label: format!("{} ({what})", s.label),
-                points: s
-                    .points
-                    .iter()
-                    .filter_map(|&i| point(a, i, m).map(|(t, p)| (t, p / div)))
-                    .collect(),
-                color: color(k),
-                dashed,
-                markers: !dashed,
-            });
+            let (points, tags): (Vec<_>, Vec<_>) = s
+                .points
+                .iter()
+                .filter_map(|&i| {
+                    let (t, p) = point(a, i, m)?;
+                    let rate = a.cells[i].cell.rate.map(|r| r.to_string());
+                    Some(((t, p / div), rate.filter(|_| !dashed).unwrap_or_default()))
+                })
+                .unzip();
+            let mut line = Line::nth(k, format!("{} ({what})", s.label), points);
+            line.dashed = dashed;
+            if dashed {
+                line.marks = Marks::None;
+            }
+            line.tags = tags;
+            lines.push(line);
         }
     }
     lines

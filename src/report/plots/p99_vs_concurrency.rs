@@ -1,7 +1,7 @@
 //! Median p99 against concurrency, one line per series: past saturation, added
 //! concurrency only queues.
 
-use super::draw::draw;
+use super::draw::Plot;
 use super::{artefact, by_concurrency, concurrency_axis, no_run_note, p99_axis, Chart, Figure};
 use crate::report::analysis::Metric;
 use crate::report::output::{Artefact, Output};
@@ -21,14 +21,12 @@ impl Output<Analysed> for P99VsConcurrency {
         let a = &run.analysis;
         let (y, div) = p99_axis(a);
         let lines = by_concurrency(a, Metric::LatencyP99, div);
-        let svg = draw(
-            TITLE,
-            &concurrency_axis(a),
-            &y,
-            &lines,
-            None,
-            no_run_note(a),
-        )?;
+        let x = concurrency_axis(a);
+        let svg = Plot {
+            note: no_run_note(a),
+            ..Plot::new(TITLE, &x, &y, &lines)
+        }
+        .render()?;
         Ok(vec![artefact(FILE, svg)])
     }
 }

@@ -3,7 +3,7 @@
 //! with more than one concurrency, a line per cell.
 
 use super::axis::{fmt_percentile, latency_dim, Dim, Scale};
-use super::draw::{color, dashed, draw, Line};
+use super::draw::{Line, Marks, Plot};
 use super::{artefact, slug, Chart, Figure};
 use crate::report::analysis::Metric;
 use crate::report::output::{Artefact, Output};
@@ -109,13 +109,9 @@ fn spectrum(run: &Analysed, cells: &[(String, usize)], title: &str) -> anyhow::R
         let pts = spectrum_points(h);
         max_x = pts.iter().map(|p| p.0).fold(max_x, f64::max);
         all_y.extend(pts.iter().map(|p| p.1));
-        lines.push(Line {
-            label: label.clone(),
-            points: pts,
-            color: color(i),
-            dashed: dashed(i),
-            markers: false,
-        });
+        let mut line = Line::nth(i, label.clone(), pts);
+        line.marks = Marks::Spaced(60);
+        lines.push(line);
     }
     let (y, div) = latency_dim("latency", &all_y);
     for l in &mut lines {
@@ -133,7 +129,11 @@ fn spectrum(run: &Analysed, cells: &[(String, usize)], title: &str) -> anyhow::R
         label: fmt_percentile,
     };
     let note = lines.is_empty().then_some("no successful run to plot");
-    draw(title, &x, &y, &lines, None, note)
+    Plot {
+        note,
+        ..Plot::new(title, &x, &y, &lines)
+    }
+    .render()
 }
 
 /// (1/(1-p), latency µs) at HdrHistogram's percentile reporting points, the rows of the

@@ -2,7 +2,7 @@
 //! where the server saturates.
 
 use super::axis::spanning_dim;
-use super::draw::draw;
+use super::draw::Plot;
 use super::{
     artefact, by_concurrency, concurrency_axis, no_run_note, series_values, Chart, Figure,
 };
@@ -31,14 +31,12 @@ impl Output<Analysed> for ThroughputVsConcurrency {
             1.0,
         );
         let lines = by_concurrency(a, Metric::Throughput, 1.0);
-        let svg = draw(
-            TITLE,
-            &concurrency_axis(a),
-            &y,
-            &lines,
-            None,
-            no_run_note(a),
-        )?;
+        let x = concurrency_axis(a);
+        let svg = Plot {
+            note: no_run_note(a),
+            ..Plot::new(TITLE, &x, &y, &lines)
+        }
+        .render()?;
         Ok(vec![artefact(FILE, svg)])
     }
 }
