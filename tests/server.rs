@@ -62,10 +62,13 @@ fn compute_vectors_and_ids_round_trip_verbatim() {
 }
 
 #[test]
+#[ignore = "needs python3: apt-get install python3"]
 fn a_client_written_to_the_seed_readme_works_unchanged() {
-    if !sut::have_python() {
-        return;
-    }
+    common::require_peer(
+        common::runs("python3", "--version"),
+        "python3",
+        "apt-get install python3",
+    );
     let server = Server::start(&["--workers", "2"]);
     let script = r#"
 import json, socket, struct, sys, uuid
@@ -86,10 +89,9 @@ for n in (10, 500000):
     assert resp["id"] == rid, resp
     print(resp["result"])
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, &server.addr.port().to_string()])
-        .output()
-        .unwrap();
+    let mut python = std::process::Command::new("python3");
+    python.args(["-c", script, &server.addr.port().to_string()]);
+    let out = common::bounded(python);
     assert!(
         out.status.success(),
         "{}",
@@ -435,7 +437,9 @@ fn requests_sent_during_the_drain_get_shutting_down() {
             == 1
     });
     sut::kill(server.pid() as i32, libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
+    // The server prints this once its accept loop has stopped, after it set the flag
+    // every connection checks before taking a request.
+    server.wait_for_stderr("shutting down; draining", Duration::from_secs(10));
     c.send(&json!({"id": "late", "cmd": "compute", "n": 10}));
     let late = c.recv();
     assert_eq!(late["id"], "late", "{late}");
@@ -454,7 +458,10 @@ fn workers_die_with_a_killed_server() {
     let workers = server.worker_pids();
     let mut c = server.connect();
     c.send(&json!({"id": 1, "cmd": "compute", "n": 1_000_000_000}));
-    std::thread::sleep(Duration::from_millis(100));
+    // A worker is busy with it when the server dies.
+    sut::wait_until(Duration::from_secs(10), || {
+        server.connect().call(&json!({"id": "s", "cmd": "stats"}))["stats"]["in_flight"] == 1
+    });
     sut::kill(server.pid() as i32, libc::SIGKILL);
     server.wait(Duration::from_secs(5));
     for pid in workers {
