@@ -73,9 +73,18 @@ fn check_recovered(server: &Server, (rss_before, threads_before): (u64, u64), wh
         "{what}: fresh client answered after {answered:?}"
     );
     // Every other connection is gone on the server's side, with its threads.
-    sut::wait_until(Duration::from_secs(15), || {
-        stats(&mut c)["connections"]["open"] == 1
-    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = stats(&mut c);
+        if s["connections"]["open"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: connections still open after 15 s: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // No process left behind: the server's children are its workers, all alive.
     let mut workers = server.worker_pids();
     workers.sort();
