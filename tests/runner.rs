@@ -315,9 +315,15 @@ fn run_to_end(file: &Path, out: &Path, cwd: &Path, limit: Duration) -> (ExitStat
 /// started its first client (so that a signal lands while a cell is being measured).
 fn start_until_client(file: &Path, out: &Path, cwd: &Path) -> Run {
     let run = start_experiment(file, out, cwd);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let limit = Duration::from_secs(30);
+    let deadline = Instant::now() + limit;
     while !run.watcher.seen().values().any(|c| c.contains(" client ")) {
-        assert!(Instant::now() < deadline, "no client was started");
+        assert!(
+            Instant::now() < deadline,
+            "no client was started within {limit:?}; the runner's children: {:?}; its stderr:\n{}",
+            run.watcher.seen().values().collect::<Vec<_>>(),
+            run.err.lock().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     run
@@ -577,7 +583,17 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
                 assert!(f(&w[1], c) >= f(&w[0], c), "{run_name}: {c} went backwards");
             }
         }
-        assert_eq!(cpu.rows[0]["phase"], "warmup");
+        // Each sample's phase is its time's, against the 0.25 s warm-up (when the first
+        // sample lands is the scheduler's business), and the run ends measuring. t_s is
+        // written to 1 ms: within half of it of the boundary, either phase is right.
+        for row in &cpu.rows {
+            let t = f(row, "t_s");
+            let want = if t < 0.25 { "warmup" } else { "measure" };
+            assert!(
+                row["phase"] == want || (t - 0.25).abs() <= 0.0005,
+                "{run_name}: {row:?}"
+            );
+        }
         assert_eq!(cpu.rows.last().unwrap()["phase"], "measure");
 
         // hdr/: the client's .hgrm, and the .hlog whose histogram holds every ok request.
@@ -681,7 +697,11 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
     // summary.csv: documented columns, medians inside their range, two reps each.
     let summary = Csv::read(&dir.join("summary.csv"));
     assert_eq!(summary.headers, documented_columns("summary.csv"));
-    efficiency_is_consistent(&m, &summary);
+    efficiency_is_consistent(
+        &m,
+        &summary,
+        &fs::read_to_string(dir.join("report.md")).unwrap(),
+    );
     assert_eq!(summary.rows.len(), 4);
     for s in &summary.rows {
         assert_eq!((u(s, "reps_ok"), u(s, "reps_failed")), (2, 0));
@@ -902,9 +922,20 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
 }
 
 /// summary.csv's efficiency columns against manifest.json's limits: each ceiling as
-/// docs/results.md defines it, each efficiency its ratio, none above 100% beyond the
-/// stated tolerance (10%).
-fn efficiency_is_consistent(m: &serde_json::Value, summary: &Csv) {
+/// docs/results.md defines it, each efficiency its ratio; report.md flags exactly the
+/// cells above 100% beyond the stated tolerance (10%).
+fn efficiency_is_consistent(m: &serde_json::Value, summary: &Csv, report: &str) {
+    let flagged: BTreeSet<String> = report
+        .lines()
+        .find(|l| l.contains("**Warning:** efficiency above"))
+        .map(|l| {
+            l.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let limits = &m["limits"];
     let cores = m["machine"]["logical_cores"].as_u64().unwrap();
     let levels = limits["loopback"]["levels"].as_array().unwrap();
@@ -954,13 +985,23 @@ fn efficiency_is_consistent(m: &serde_json::Value, summary: &Csv) {
             "{}",
             s["cell"]
         );
-        for (name, v) in [("efficiency_pct", eff), ("latency_efficiency_pct", lat)] {
-            assert!(
-                v > 0.0 && v <= 110.0,
-                "{}: {name} {v}% is above 100% + the 10% tolerance",
+        // At most 100% + the 10% tolerance, unless the limits were measured while the
+        // machine was busier than during the cell (which a loaded machine can do): the
+        // report then flags the cell. Within the columns' rounding of 110%, either way.
+        assert!(eff > 0.0 && lat > 0.0, "{}", s["cell"]);
+        let top = eff.max(lat);
+        if (top - 110.0).abs() > 0.05 {
+            assert_eq!(
+                flagged.contains(&s["cell"]),
+                top > 110.0,
+                "{}: efficiency {eff}%, latency efficiency {lat}%; flagged: {flagged:?}",
                 s["cell"]
             );
         }
+        eprintln!(
+            "[tiny] {}: efficiency {eff}%, latency efficiency {lat}%",
+            s["cell"]
+        );
         // How busy the client was depends on the machine (a client waiting on a loaded
         // server may use no measurable CPU); the column is there and a share.
         // `a_saturated_client_is_flagged` tests the rule on it.
