@@ -79,9 +79,14 @@ impl Watcher {
                     let mut depth = 0;
                     while let Some(&pp) = parent.get(&p) {
                         if pp == root {
+                            // Read on every pass: a child seen between fork and exec
+                            // still shows the runner's command line.
+                            let now = cmdline(pid);
                             let mut seen = s.lock().unwrap();
-                            seen.entry((pid, start[&pid]))
-                                .or_insert_with(|| cmdline(pid));
+                            let line = seen.entry((pid, start[&pid])).or_default();
+                            if !now.is_empty() {
+                                *line = now;
+                            }
                             break;
                         }
                         p = pp;
