@@ -495,12 +495,13 @@ fn start_seed_server() -> (ChildGuard, u16) {
 }
 
 #[test]
+#[ignore = "needs python3: apt-get install python3"]
 fn works_against_a_server_written_to_the_seed_readme() {
-    let python = Command::new("python3").arg("--version").output();
-    if !python.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED works_against_a_server_written_to_the_seed_readme: python3 not found");
-        return;
-    }
+    common::require_peer(
+        common::runs("python3", "--version"),
+        "python3",
+        "apt-get install python3",
+    );
     // The fixture models the original server: one pending map keyed by str(id) for
     // every connection, ids echoed as strings. With 8 connections at once, any id sent
     // twice in the run would lose an answer (a timeout) or deliver it to the wrong

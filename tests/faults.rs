@@ -35,25 +35,21 @@ fn stats(c: &mut Conn) -> Value {
 }
 
 /// Serves one connection so allocator arenas and thread stacks exist, then returns
-/// the server's RSS (KiB) and thread count at rest.
+/// the server's RSS (KiB) and thread count at rest, with that one connection open;
+/// [`check_recovered`] measures in the same state.
 fn baseline(server: &Server) -> (u64, u64) {
-    {
-        let mut c = server.connect();
-        assert_eq!(
-            c.call(&json!({"id": 0, "cmd": "compute", "n": 10}))["result"],
-            8360
-        );
-    }
     let mut c = server.connect();
-    sut::wait_until(Duration::from_secs(10), || {
-        stats(&mut c)["connections"]["open"] == 1
-    });
-    drop(c);
-    std::thread::sleep(Duration::from_millis(300));
-    (
+    assert_eq!(
+        c.call(&json!({"id": 0, "cmd": "compute", "n": 10}))["result"],
+        8360
+    );
+    assert_eq!(stats(&mut c)["connections"]["open"], 1);
+    let at_rest = (
         sut::rss_kib(server.pid()),
         sut::status_field(server.pid(), "Threads"),
-    )
+    );
+    drop(c);
+    at_rest
 }
 
 /// The checks every fault test ends with (see the module doc).
@@ -77,9 +73,18 @@ fn check_recovered(server: &Server, (rss_before, threads_before): (u64, u64), wh
         "{what}: fresh client answered after {answered:?}"
     );
     // Every other connection is gone on the server's side, with its threads.
-    sut::wait_until(Duration::from_secs(15), || {
-        stats(&mut c)["connections"]["open"] == 1
-    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = stats(&mut c);
+        if s["connections"]["open"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: connections still open after 15 s: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // No process left behind: the server's children are its workers, all alive.
     let mut workers = server.worker_pids();
     workers.sort();
@@ -88,7 +93,7 @@ fn check_recovered(server: &Server, (rss_before, threads_before): (u64, u64), wh
         kids.sort();
         kids == workers
     });
-    drop(c);
+    // Measured as `baseline` did: with this one connection open.
     let pid = server.pid();
     sut::wait_until(Duration::from_secs(10), || {
         sut::status_field(pid, "Threads") <= threads_before
@@ -101,6 +106,7 @@ fn check_recovered(server: &Server, (rss_before, threads_before): (u64, u64), wh
             false
         }
     });
+    drop(c);
     eprintln!(
         "[{what}] fresh client answered in {answered:?}; RSS before {rss_before} KiB, after {rss} KiB"
     );
@@ -158,10 +164,16 @@ fn sigkill_random_workers_under_sustained_load() {
             })
         })
         .collect();
+    // Kills land while the load flows: each waits for 20 more answers than the last.
+    let answered = || stats(&mut server.connect())["responses"]["compute"]["ok"].as_u64();
+    let more_answers = || {
+        let from = answered().unwrap();
+        sut::wait_until(Duration::from_secs(30), || answered().unwrap() >= from + 20);
+    };
     let mut rng = Lcg(7);
     let mut killed = Vec::new();
     for _ in 0..6 {
-        std::thread::sleep(Duration::from_millis(200));
+        more_answers();
         let pids = server.worker_pids();
         let victim = pids[rng.next() as usize % pids.len()];
         sut::kill(victim, libc::SIGKILL);
@@ -171,7 +183,7 @@ fn sigkill_random_workers_under_sustained_load() {
             !sut::alive(victim) && !server.worker_pids().contains(&victim)
         });
     }
-    std::thread::sleep(Duration::from_millis(200));
+    more_answers();
     stop.store(true, Relaxed);
     let (mut ok, mut failed) = (0, 0);
     for c in clients {
@@ -343,7 +355,8 @@ fn a_connection_flood_past_the_limit_spares_open_connections() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Measured once the flood is past the limit.
+    sut::wait_until(Duration::from_secs(30), || refused.load(Relaxed) > 0);
     let flooded = measure(&mut probe);
     stop.store(true, Relaxed);
     let accepted: u64 = flooders.into_iter().map(|f| f.join().unwrap()).sum();
@@ -407,8 +420,13 @@ fn a_client_that_never_reads_cannot_grow_the_server() {
     let mut w = &stream;
     // 10,000 compute requests, never reading an answer.
     let batch = sut::frames((0..10_000u64).map(|i| json!({"id": i, "cmd": "compute", "n": 1000})));
+    let answered = || stats(&mut server.connect())["responses"]["compute"]["ok"].as_u64();
+    let before = answered().unwrap();
     w.write_all(&batch).unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    // Read and answered (into the socket and the outbox: 10,000 answers fit in its 4 MiB).
+    sut::wait_until(Duration::from_secs(30), || {
+        answered() == Some(before + 10_000)
+    });
     let after_10k = sut::rss_kib(pid);
     // Then pings, as fast as it can, until the server stops taking them (a write
     // blocks for a second) or 256 MiB went out.

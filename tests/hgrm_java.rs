@@ -1,8 +1,9 @@
 //! The .hgrm writer against Java HdrHistogram itself: Java decodes our base64 V2
 //! histograms and prints them with `outputPercentileDistribution(out, 1000.0)`; the text
-//! must be identical to `write_hgrm`. Skipped with a notice where `javac` or the
-//! HdrHistogram jar is missing (Debian: `apt-get install libhdrhistogram-java`; or set
-//! HDRHISTOGRAM_JAR to the jar's path).
+//! must be identical to `write_hgrm`. Ignored by a plain `cargo test`; run with
+//! `-- --ignored` where `javac` and the HdrHistogram jar are installed (Debian:
+//! `apt-get install default-jdk-headless libhdrhistogram-java`; or set HDRHISTOGRAM_JAR
+//! to the jar's path), as .ci/run does. There, a missing peer fails the test.
 
 mod common;
 
@@ -67,13 +68,9 @@ fn histograms() -> Vec<(&'static str, Histogram<u64>)> {
 }
 
 #[test]
+#[ignore = "needs Java HdrHistogram: apt-get install default-jdk-headless libhdrhistogram-java"]
 fn hgrm_is_identical_to_java_hdrhistogram() {
-    let Some(java) = Java::compile(
-        "hgrm_is_identical_to_java_hdrhistogram",
-        "HgrmFromBase64.java",
-    ) else {
-        return;
-    };
+    let java = Java::compile("HgrmFromBase64.java");
 
     let cases = histograms();
     let mut input = String::new();

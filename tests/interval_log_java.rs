@@ -1,8 +1,9 @@
 //! `client --interval-log` against Java HdrHistogram's own `HistogramLogReader` (what
 //! HistogramLogAnalyzer and HistogramLogProcessor use): it must read every interval, and
-//! their counts must add up to the run's total. Skipped with a notice where `javac` or
-//! the HdrHistogram jar is missing (Debian: `apt-get install libhdrhistogram-java`; or
-//! set HDRHISTOGRAM_JAR).
+//! their counts must add up to the run's total. Ignored by a plain `cargo test`; run with
+//! `-- --ignored` where `javac` and the HdrHistogram jar are installed (Debian:
+//! `apt-get install default-jdk-headless libhdrhistogram-java`; or set HDRHISTOGRAM_JAR),
+//! as .ci/run does. There, a missing peer fails the test.
 
 mod common;
 mod sut;
@@ -12,13 +13,9 @@ use common::java::Java;
 use sut::Server;
 
 #[test]
+#[ignore = "needs Java HdrHistogram: apt-get install default-jdk-headless libhdrhistogram-java"]
 fn java_hdrhistogram_reads_the_interval_log_and_its_counts_add_up() {
-    let Some(java) = Java::compile(
-        "java_hdrhistogram_reads_the_interval_log_and_its_counts_add_up",
-        "IntervalLogTotals.java",
-    ) else {
-        return;
-    };
+    let java = Java::compile("IntervalLogTotals.java");
     let dir = java.dir.path();
 
     let server = Server::start(&["--workers", "1"]);

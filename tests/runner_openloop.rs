@@ -83,8 +83,10 @@ fn a_rate_axis_runs_open_loop_cells_and_the_report_names_the_model_and_the_susta
         assert_eq!(num(r, "offered_rps"), offered);
         // 1 s at the rate, after the warm-up: the client's exact schedule.
         assert_eq!(num(r, "sent"), offered, "{r:?}");
+        // Never ahead of that schedule (how far behind is the scheduler's, on a loaded
+        // machine); sent_rps is written to 0.001.
         assert!(
-            (num(r, "sent_rps") - offered).abs() <= offered * 0.1,
+            num(r, "sent_rps") > 0.0 && num(r, "sent_rps") <= offered + 0.0005,
             "{r:?}"
         );
         assert!(num(r, "latency_p99_uncorrected_us") <= num(r, "latency_p99_us"));

@@ -168,6 +168,11 @@ struct Reader<'a, S> {
 impl<S: Source> Reader<'_, S> {
     fn run(&mut self) {
         loop {
+            // The client is gone (a write failed): the requests it pipelined before
+            // leaving, already read into the buffer, would be worked on for nobody.
+            if self.outbox.broken() {
+                return;
+            }
             // While draining, requests keep being read (and compute refused) until
             // this connection's last request in flight is answered.
             if self.ctx.shutting_down() && self.outbox.in_flight() == 0 {

@@ -112,6 +112,11 @@ impl Outbox {
         self.lock().in_flight
     }
 
+    /// True once a write failed: the client is gone, nothing more can reach it.
+    pub fn broken(&self) -> bool {
+        self.lock().broken
+    }
+
     /// Sends a response that is not tied to a pool task (ping, stats, errors).
     pub fn send(&self, encode: impl FnOnce(&mut Vec<u8>)) {
         self.deliver(encode, false)

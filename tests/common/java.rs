@@ -1,13 +1,14 @@
 //! Java HdrHistogram as a reference implementation: find `javac`, `java` and the
 //! HdrHistogram jar, compile a fixture from tests/fixtures against it, and run it under a
-//! [`ChildGuard`], bounded in time.
+//! [`ChildGuard`], bounded in time. The tests that use it are `#[ignore]`d (see
+//! [`super::require_peer`]): missing Java fails them.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::ChildGuard;
+use super::{require_peer, runs, ChildGuard};
 
 /// The longest `javac` or `java` may run.
 const JAVA_LIMIT: Duration = Duration::from_secs(120);
@@ -18,28 +19,17 @@ pub struct Java {
     pub dir: tempfile::TempDir,
 }
 
-fn available(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 impl Java {
     /// Compiles tests/fixtures/`fixture` against the HdrHistogram jar (HDRHISTOGRAM_JAR, or
-    /// Debian's path). None, after a SKIPPED notice naming `test`, where `javac`, `java` or
-    /// the jar is missing.
-    pub fn compile(test: &str, fixture: &str) -> Option<Java> {
+    /// Debian's path). Fails the test where `javac`, `java` or the jar is missing.
+    pub fn compile(fixture: &str) -> Java {
         let jar = std::env::var("HDRHISTOGRAM_JAR")
             .unwrap_or_else(|_| "/usr/share/java/hdrhistogram.jar".to_string());
-        if !Path::new(&jar).exists() || !available("javac") || !available("java") {
-            eprintln!(
-                "SKIPPED {test}: needs javac, java and {jar} (apt-get install libhdrhistogram-java)"
-            );
-            return None;
-        }
+        require_peer(
+            Path::new(&jar).exists() && runs("javac", "-version") && runs("java", "-version"),
+            &format!("javac, java and {jar}"),
+            "apt-get install default-jdk-headless libhdrhistogram-java, or set HDRHISTOGRAM_JAR",
+        );
         let dir = tempfile::tempdir().unwrap();
         let source = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
@@ -47,7 +37,7 @@ impl Java {
         let mut javac = Command::new("javac");
         javac.args(["-cp", &jar, "-d"]).arg(dir.path()).arg(source);
         run(javac, b"");
-        Some(Java { jar, dir })
+        Java { jar, dir }
     }
 
     /// Runs the compiled `class` with `args`, feeding it `input`; returns its stdout.

@@ -1,7 +1,7 @@
 //! Shared test support: a guard that kills and reaps spawned processes, a bounded runner
 //! for the real binary (and its client with a `--json` document read back), small
-//! protocol servers with scripted misbehaviour, and (`java`) Java HdrHistogram as a
-//! reference.
+//! protocol servers with scripted misbehaviour, (`java`) Java HdrHistogram as a
+//! reference, and [`require_peer`] for the tests that need an outside program.
 
 #![allow(dead_code)] // each test crate uses a different part of this module
 
@@ -107,21 +107,51 @@ impl Drop for ChildGuard {
     }
 }
 
+/// True if `program ARG` starts and exits with success (`--version` and the like).
+pub fn runs(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Fails the test unless its outside peer (python3, Java HdrHistogram, Prometheus) is
+/// there. Such tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored
+/// rather than passing them unrun; `cargo test -- --ignored` (what .ci/run does after
+/// installing the peers) runs them, and there a missing peer is a failure, not a skip.
+pub fn require_peer(present: bool, peer: &str, install: &str) {
+    assert!(
+        present,
+        "this test needs {peer}, which is not installed ({install}); \
+         .ci/run installs it before running the ignored tests"
+    );
+}
+
 /// Runs the real `threadcenter` binary with `args`, bounded by [`PROCESS_LIMIT`].
 pub fn threadcenter(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_threadcenter"));
-    cmd.args(args)
-        .stdin(Stdio::null())
+    cmd.args(args);
+    bounded(cmd)
+}
+
+/// Runs `cmd` to its end with stdin closed and its output captured, under a
+/// [`ChildGuard`]; fails the test if it is still running after [`PROCESS_LIMIT`].
+pub fn bounded(mut cmd: Command) -> Output {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut guard = ChildGuard::spawn(cmd).expect("spawn threadcenter");
+    let what = format!("{cmd:?}");
+    let mut guard = ChildGuard::spawn(cmd).unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     let out = drain(guard.child_mut().stdout.take().unwrap());
     let err = drain(guard.child_mut().stderr.take().unwrap());
     let status = guard.wait_timeout(PROCESS_LIMIT);
     let Some(status) = status else {
         drop(guard); // kills it
         panic!(
-            "threadcenter {args:?} still running after {PROCESS_LIMIT:?}; stderr: {}",
+            "{what} still running after {PROCESS_LIMIT:?}; stderr: {}",
             String::from_utf8_lossy(&err.join().unwrap())
         );
     };

@@ -24,6 +24,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub ready_line: String,
     stderr: Arc<Mutex<String>>,
+    /// The thread copying stderr into `stderr`: done once the server's stderr closed.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -43,7 +45,7 @@ impl Server {
             .stderr(Stdio::piped());
         let mut child = ChildGuard::spawn_in_our_group(cmd).expect("start the server binary");
         let stderr = Arc::new(Mutex::new(String::new()));
-        {
+        let stderr_reader = {
             let mut err = child.child_mut().stderr.take().unwrap();
             let sink = Arc::clone(&stderr);
             std::thread::spawn(move || {
@@ -56,8 +58,8 @@ impl Server {
                         .unwrap()
                         .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
-            });
-        }
+            })
+        };
         let stdout = child.child_mut().stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -70,6 +72,7 @@ impl Server {
             addr: "0.0.0.0:0".parse().unwrap(),
             ready_line: String::new(),
             stderr,
+            stderr_reader: Some(stderr_reader),
         };
         let line = rx
             .recv_timeout(Duration::from_secs(20))
@@ -117,6 +120,32 @@ impl Server {
             .into_iter()
             .rev()
             .collect()
+    }
+
+    /// Waits until the server's stderr holds `needle`; panics after `limit`.
+    pub fn wait_for_stderr(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.stderr.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not print {needle:?} within {limit:?}; stderr: {}",
+                self.stderr_tail()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the server with SIGTERM, waits (up to `limit`) for it to exit and for its
+    /// stderr to close, and returns the exit status and everything it wrote on stderr.
+    pub fn terminate(&mut self, limit: Duration) -> (ExitStatus, String) {
+        kill(self.pid() as i32, libc::SIGTERM);
+        let status = self.wait(limit);
+        // The pipe closes when the server and its workers (which share it) are gone.
+        if let Some(reader) = self.stderr_reader.take() {
+            wait_until(limit, || reader.is_finished());
+            reader.join().unwrap();
+        }
+        (status, self.stderr.lock().unwrap().clone())
     }
 
     /// Waits for the server to exit by itself; panics (and kills it) after `limit`.
@@ -225,17 +254,6 @@ impl TlsConn {
             stream: rustls::StreamOwned::new(conn, stream),
         }
     }
-}
-
-pub fn have_python() -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("python3 not found: skipping");
-    }
-    ok
 }
 
 /// Polls `cond` until it holds; panics after `limit`.
