@@ -7,15 +7,14 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sut::{Conn, Server};
+use sut::{Conn, Io, Server};
 
 fn stats(server: &Server) -> Value {
     server.connect().call(&json!({"id": "s", "cmd": "stats"}))["stats"].clone()
 }
 
-#[test]
-fn connections_past_max_connections_get_overloaded_and_are_closed() {
-    let server = Server::start(&["--workers", "1", "--max-connections", "3"]);
+fn connections_past_max_connections_get_overloaded_and_are_closed(io: Io) {
+    let server = Server::start_io(io, &["--workers", "1", "--max-connections", "3"]);
     let mut open: Vec<Conn> = (0..3).map(|_| server.connect()).collect();
     for (i, c) in open.iter_mut().enumerate() {
         assert_eq!(c.call(&json!({"id": i, "cmd": "ping"}))["pong"], true);
@@ -47,19 +46,21 @@ fn connections_past_max_connections_get_overloaded_and_are_closed() {
     });
 }
 
-#[test]
-fn when_full_reject_answers_overloaded_at_once() {
+fn when_full_reject_answers_overloaded_at_once(io: Io) {
     for pool in ["process", "thread"] {
-        let server = Server::start(&[
-            "--workers",
-            "1",
-            "--pool",
-            pool,
-            "--queue-capacity",
-            "2",
-            "--when-full",
-            "reject",
-        ]);
+        let server = Server::start_io(
+            io,
+            &[
+                "--workers",
+                "1",
+                "--pool",
+                pool,
+                "--queue-capacity",
+                "2",
+                "--when-full",
+                "reject",
+            ],
+        );
         let mut c = server.connect();
         let mut batch = Vec::new();
         sut::frame(&mut batch, br#"{"id":"slow","cmd":"compute","n":50000000}"#);
@@ -110,10 +111,12 @@ fn when_full_reject_answers_overloaded_at_once() {
     }
 }
 
-#[test]
-fn a_task_past_the_task_timeout_is_answered_worker_failed() {
+fn a_task_past_the_task_timeout_is_answered_worker_failed(io: Io) {
     for pool in ["process", "thread"] {
-        let server = Server::start(&["--workers", "1", "--pool", pool, "--task-timeout", "300ms"]);
+        let server = Server::start_io(
+            io,
+            &["--workers", "1", "--pool", pool, "--task-timeout", "300ms"],
+        );
         let before = server.worker_pids();
         let mut c = server.connect();
         let started = Instant::now();
@@ -148,9 +151,8 @@ fn a_task_past_the_task_timeout_is_answered_worker_failed() {
     }
 }
 
-#[test]
-fn a_frame_that_does_not_arrive_in_time_closes_the_connection() {
-    let server = Server::start(&["--workers", "1", "--frame-timeout", "300ms"]);
+fn a_frame_that_does_not_arrive_in_time_closes_the_connection(io: Io) {
+    let server = Server::start_io(io, &["--workers", "1", "--frame-timeout", "300ms"]);
     let mut idle = server.connect();
     // Half a header, then nothing.
     let mut half = server.connect();
@@ -186,9 +188,8 @@ fn a_frame_that_does_not_arrive_in_time_closes_the_connection() {
     assert_eq!(stats(&server)["connections"]["timed_out"], 2);
 }
 
-#[test]
-fn binding_beyond_loopback_without_tls_warns() {
-    let server = Server::start(&["--workers", "1", "--host", "0.0.0.0"]);
+fn binding_beyond_loopback_without_tls_warns(io: Io) {
+    let server = Server::start_io(io, &["--workers", "1", "--host", "0.0.0.0"]);
     sut::wait_until(Duration::from_secs(5), || {
         server.stderr_tail().contains("WARNING")
     });
@@ -197,7 +198,15 @@ fn binding_beyond_loopback_without_tls_warns() {
         err.contains("not a loopback address") && err.contains("--tls-cert"),
         "{err}"
     );
-    let quiet = Server::start(&["--workers", "1"]);
+    let quiet = Server::start_io(io, &["--workers", "1"]);
     std::thread::sleep(Duration::from_millis(100));
     assert!(!quiet.stderr_tail().contains("WARNING"));
 }
+
+sut::io_tests!(
+    connections_past_max_connections_get_overloaded_and_are_closed,
+    when_full_reject_answers_overloaded_at_once,
+    a_task_past_the_task_timeout_is_answered_worker_failed,
+    a_frame_that_does_not_arrive_in_time_closes_the_connection,
+    binding_beyond_loopback_without_tls_warns,
+);
