@@ -203,10 +203,193 @@ fn binding_beyond_loopback_without_tls_warns(io: Io) {
     assert!(!quiet.stderr_tail().contains("WARNING"));
 }
 
+/// A full queue under `--when-full wait` pauses only the connection that met it: the
+/// others, on the same event loop too, are served meanwhile, and the paused request
+/// is run once there is room.
+fn when_full_wait_pauses_only_its_connection(io: Io) {
+    let server = Server::start_io(
+        io,
+        &[
+            "--workers",
+            "1",
+            "--queue-capacity",
+            "1",
+            "--when-full",
+            "wait",
+            "--io-threads",
+            "1",
+        ],
+    );
+    let worker = server.worker_pids()[0];
+    let stopped = sut::Stopped(worker);
+    sut::kill(worker, libc::SIGSTOP);
+    let mut c = server.connect();
+    // One on the (stopped) worker, one in the queue, the third waits for room.
+    for i in 0..3 {
+        c.send(&json!({"id": i, "cmd": "compute", "n": 1000}));
+    }
+    sut::wait_until(Duration::from_secs(10), || {
+        stats(&server)["requests"]["compute"] == 3
+    });
+    assert_eq!(stats(&server)["queue_depth"], 1);
+    let mut other = server.connect();
+    assert_eq!(other.call(&json!({"id": "p", "cmd": "ping"}))["pong"], true);
+    drop(stopped); // SIGCONT
+    let mut ids: Vec<u64> = (0..3)
+        .map(|_| {
+            let r = c.recv();
+            assert_eq!(r["result"], 933_214_789, "{r}");
+            r["id"].as_u64().unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2]);
+}
+
+/// `--max-in-flight`: a connection with that many requests in the pool is not read
+/// until answers go out; other connections are served meanwhile.
+fn max_in_flight_pauses_reading_a_connection(io: Io) {
+    let server = Server::start_io(
+        io,
+        &[
+            "--workers",
+            "1",
+            "--max-in-flight",
+            "2",
+            "--io-threads",
+            "1",
+        ],
+    );
+    let worker = server.worker_pids()[0];
+    let stopped = sut::Stopped(worker);
+    sut::kill(worker, libc::SIGSTOP);
+    let mut c = server.connect();
+    for i in 0..5 {
+        c.send(&json!({"id": i, "cmd": "compute", "n": 1000}));
+    }
+    sut::wait_until(Duration::from_secs(10), || {
+        stats(&server)["requests"]["compute"] == 2
+    });
+    // A window in which a reader that did not pause would read the other three.
+    std::thread::sleep(Duration::from_millis(300));
+    let s = stats(&server);
+    assert_eq!(s["requests"]["compute"], 2, "{s}");
+    let mut other = server.connect();
+    assert_eq!(other.call(&json!({"id": "p", "cmd": "ping"}))["pong"], true);
+    drop(stopped); // SIGCONT
+    let mut ids: Vec<u64> = (0..5).map(|_| c.recv()["id"].as_u64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+}
+
+/// The soft open-file limit is raised to the hard one, and the default
+/// `--max-connections` follows from it (256 kept, or a quarter of a small limit; 2
+/// descriptors a connection with threads, 1 with events).
+fn the_default_max_connections_follows_the_open_file_limit(io: Io) {
+    let server = Server::start_io_with_nofile(io, &["--workers", "1"], (100, 200));
+    let s = stats(&server);
+    let want = match io {
+        Io::Threads => 75,
+        Io::Events => 150,
+    };
+    assert_eq!(s["connections"]["max"], want, "{s}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["200", "200"],
+        "{line}"
+    );
+}
+
+/// Out of descriptors (a 64-descriptor limit, --max-connections far above it): new
+/// connections are refused, OVERLOADED or closed, and the open ones are still served;
+/// once some leave, newcomers are served again.
+fn running_out_of_descriptors_refuses_new_connections_only(io: Io) {
+    let server = Server::start_io_with_nofile(
+        io,
+        &["--workers", "1", "--max-connections", "1000"],
+        (64, 64),
+    );
+    let (mut held, mut refused, mut overloaded) = (Vec::new(), 0, 0);
+    for i in 0..120u64 {
+        let mut c = server.connect();
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = c
+            .stream
+            .write_all(&sut::frames([json!({"id": i, "cmd": "ping"})]));
+        match read_answer(&mut c) {
+            Some(r) if r["pong"] == true => held.push(c),
+            Some(r) => {
+                assert_eq!(r["error"]["code"], "OVERLOADED", "{r}");
+                assert!(c.at_eof(), "a refused connection is closed");
+                refused += 1;
+                overloaded += 1;
+            }
+            // Closed without a word: refused as well.
+            None => refused += 1,
+        }
+    }
+    eprintln!(
+        "[nofile 64, --io {}] {} connections served, {refused} refused ({overloaded} of them answered OVERLOADED)",
+        io.flag(),
+        held.len()
+    );
+    assert!(held.len() >= 10, "only {} served", held.len());
+    assert!(refused > 0, "the limit was never reached");
+    for (i, c) in held.iter_mut().enumerate() {
+        assert_eq!(
+            c.call(&json!({"id": i, "cmd": "compute", "n": 10}))["result"],
+            8360
+        );
+    }
+    held.truncate(held.len() / 2);
+    sut::wait_until(Duration::from_secs(10), || {
+        let mut c = server.connect();
+        let _ = c
+            .stream
+            .write_all(&sut::frames([json!({"id": "n", "cmd": "ping"})]));
+        read_answer(&mut c).is_some_and(|r| r["pong"] == true)
+    });
+    let s = stats(&server);
+    assert!(s["connections"]["refused"].as_u64() >= Some(1), "{s}");
+}
+
+/// The next answer on `c`, or `None` if the server closed the connection first (an
+/// end of stream or a reset). A connection left unanswered and open (a read timeout)
+/// fails the test.
+fn read_answer(c: &mut Conn) -> Option<Value> {
+    use std::io::{ErrorKind, Read};
+    let mut header = [0u8; 4];
+    let got = c.stream.read_exact(&mut header).and_then(|()| {
+        let mut payload = vec![0; u32::from_be_bytes(header) as usize];
+        c.stream.read_exact(&mut payload).map(|()| payload)
+    });
+    match got {
+        Ok(payload) => Some(serde_json::from_slice(&payload).expect("an answer is JSON")),
+        Err(e) => {
+            assert!(
+                !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                "neither answered nor closed: {e}"
+            );
+            None
+        }
+    }
+}
+
 sut::io_tests!(
     connections_past_max_connections_get_overloaded_and_are_closed,
     when_full_reject_answers_overloaded_at_once,
     a_task_past_the_task_timeout_is_answered_worker_failed,
     a_frame_that_does_not_arrive_in_time_closes_the_connection,
     binding_beyond_loopback_without_tls_warns,
+    when_full_wait_pauses_only_its_connection,
+    max_in_flight_pauses_reading_a_connection,
+    the_default_max_connections_follows_the_open_file_limit,
+    running_out_of_descriptors_refuses_new_connections_only,
 );

@@ -84,10 +84,38 @@ impl Server {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_with(args, env, None)
+    }
+
+    /// [`Server::start_io`] under an open-file limit of (soft, hard), set in the child
+    /// before it runs the server.
+    pub fn start_io_with_nofile(io: Io, args: &[&str], nofile: (u64, u64)) -> Server {
+        let mut all = vec!["--io", io.flag()];
+        all.extend_from_slice(args);
+        Self::start_with(&all, &[], Some(nofile))
+    }
+
+    fn start_with(args: &[&str], env: &[(&str, &str)], nofile: Option<(u64, u64)>) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["server", "--port", "0"]).args(args);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some((soft, hard)) = nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit is async-signal-safe; `lim` is a copy owned by the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
