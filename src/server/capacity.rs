@@ -26,8 +26,10 @@ pub fn fds_per_connection(io: IoModel) -> u64 {
 /// Memory maps one connection costs with `--io threads`: two threads, each with its
 /// stack and guard page, and its signal stack and guard page.
 const MAPS_PER_THREADED_CONNECTION: u64 = 8;
-/// Maps left for everything else (heap arenas, libraries, the pool's threads).
-const MAPS_RESERVED: u64 = 1024;
+/// Maps left for everything else (heap arenas, libraries, the pool's threads): the
+/// threads model was seen to abort at its 8,180th connection, 16,360 threads, with
+/// 65,530 maps; this keeps it ~250 connections short of that.
+const MAPS_RESERVED: u64 = 2048;
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit in force.
 pub fn raise_nofile() -> u64 {
@@ -66,34 +68,46 @@ fn max_map_count() -> Option<u64> {
 /// threads, under `maps` memory maps).
 pub fn connections_allowed(io: IoModel, nofile: u64, maps: Option<u64>) -> u64 {
     let by_fds = nofile.saturating_sub(reserve(nofile)) / fds_per_connection(io);
-    let by_maps = match (io, maps) {
-        (IoModel::Threads, Some(maps)) => {
-            maps.saturating_sub(MAPS_RESERVED) / MAPS_PER_THREADED_CONNECTION
-        }
-        _ => u64::MAX,
-    };
-    by_fds.min(by_maps).clamp(1, 1_000_000)
+    by_fds.min(threads_allowed(io, maps)).clamp(1, 1_000_000)
 }
 
-/// The `--max-connections` to use: `asked`, or what the limits allow. Warns when the
-/// limits cannot hold what was asked.
+/// With threads, the connections the memory-map limit allows (unbounded for events).
+fn threads_allowed(io: IoModel, maps: Option<u64>) -> u64 {
+    match (io, maps) {
+        (IoModel::Threads, Some(maps)) => {
+            (maps.saturating_sub(MAPS_RESERVED) / MAPS_PER_THREADED_CONNECTION).max(1)
+        }
+        _ => u64::MAX,
+    }
+}
+
+/// The `--max-connections` to use: `asked`, or what the limits allow. A value the
+/// open-file limit cannot hold is taken with a warning (connections past the limit are
+/// refused as they come); with threads, one the memory-map limit cannot hold is
+/// lowered to it, since a thread that cannot map its signal stack aborts the process.
 pub fn max_connections(io: IoModel, asked: Option<u64>) -> u64 {
     let nofile = raise_nofile();
-    let allowed = connections_allowed(io, nofile, max_map_count());
-    match asked {
-        None => allowed,
-        Some(asked) => {
-            if asked > allowed {
-                eprintln!(
-                    "threadcenter server: warning: --max-connections {asked} is more than this process can hold with --io {} (about {allowed}: open-file limit {nofile}, {} per connection{}); past that, new connections are refused or closed",
-                    io.as_str(),
-                    fds_per_connection(io),
-                    if io == IoModel::Threads { ", and the kernel's memory-map limit for two threads each" } else { "" },
-                );
-            }
-            asked
-        }
+    let maps = max_map_count();
+    let allowed = connections_allowed(io, nofile, maps);
+    let Some(asked) = asked else {
+        return allowed;
+    };
+    let by_maps = threads_allowed(io, maps);
+    if asked > by_maps {
+        eprintln!(
+            "threadcenter server: warning: --max-connections {asked} lowered to {by_maps}: with --io threads each connection maps {MAPS_PER_THREADED_CONNECTION} areas and the kernel allows {} (vm.max_map_count); past it the process would abort. --io events has no such limit",
+            maps.unwrap_or(0)
+        );
+        return by_maps;
     }
+    if asked > allowed {
+        eprintln!(
+            "threadcenter server: warning: --max-connections {asked} is more than the open-file limit {nofile} holds with --io {} ({} descriptors per connection, about {allowed} connections); past it, new connections are refused",
+            io.as_str(),
+            fds_per_connection(io),
+        );
+    }
+    asked
 }
 
 #[cfg(test)]
@@ -109,7 +123,7 @@ mod tests {
         );
         assert_eq!(
             connections_allowed(IoModel::Threads, 20_000, Some(65_530)),
-            8_063
+            7_935
         );
         assert_eq!(connections_allowed(IoModel::Threads, 20_000, None), 9_872);
         // A small limit keeps a quarter for the server.
