@@ -35,7 +35,11 @@ use crate::server::Context;
 /// The loop's read buffer: the most one read takes.
 const READ_CHUNK: usize = 64 * 1024;
 /// Reads one connection gets per turn before the others have theirs.
-const READS_PER_TURN: usize = 16;
+const READS_PER_TURN: usize = 4;
+/// Frames one connection gets handled per turn: a client pipelining small requests
+/// must not hold the loop (and its other connections, and the deadline checks) for
+/// more than a fraction of a millisecond at a time.
+const FRAMES_PER_TURN: usize = 128;
 /// A connection's `pending` keeps at most this much capacity once empty.
 const PENDING_KEEP: usize = 4 * 1024;
 
@@ -311,12 +315,18 @@ impl Loop {
     /// pause, or its turn is over.
     fn read(&mut self, token: usize, conn: &mut Conn) -> Turn {
         let max_frame = self.ctx.config.max_frame;
+        let mut frames = FRAMES_PER_TURN;
         for _ in 0..READS_PER_TURN {
+            if frames == 0 {
+                break;
+            }
             if conn.parked.is_some() {
                 return Turn::Later;
             }
             let was_paused = conn.paused;
-            conn.paused = conn.outbox.pause_for_room();
+            // Closing reads for a bounded time whatever the room, as the threads
+            // model's reader does: its requests are answered SHUTTING_DOWN.
+            conn.paused = matches!(conn.phase, Phase::Open) && conn.outbox.pause_for_room();
             if conn.paused {
                 return Turn::Later;
             }
@@ -327,7 +337,7 @@ impl Loop {
             // Frames read before a pause come first.
             if has_frame(&conn.pending, max_frame) {
                 let pending = std::mem::take(&mut conn.pending);
-                let (used, done) = self.consume(token, conn, &pending);
+                let (used, done) = self.consume(token, conn, &pending, &mut frames);
                 conn.pending = pending;
                 conn.pending.drain(..used);
                 if done {
@@ -367,13 +377,13 @@ impl Loop {
             };
             let rbuf = std::mem::take(&mut self.rbuf);
             let done = if conn.pending.is_empty() {
-                let (used, done) = self.consume(token, conn, &rbuf[..n]);
+                let (used, done) = self.consume(token, conn, &rbuf[..n], &mut frames);
                 conn.pending.extend_from_slice(&rbuf[used..n]);
                 done
             } else {
                 conn.pending.extend_from_slice(&rbuf[..n]);
                 let pending = std::mem::take(&mut conn.pending);
-                let (used, done) = self.consume(token, conn, &pending);
+                let (used, done) = self.consume(token, conn, &pending, &mut frames);
                 conn.pending = pending;
                 conn.pending.drain(..used);
                 done
@@ -384,6 +394,10 @@ impl Loop {
             }
             if done {
                 return Turn::Done;
+            }
+            if frames == 0 {
+                // The turn is over, with frames maybe left in `pending`: another soon.
+                break;
             }
             // A short read of a plain socket emptied it; the next bytes bring an event.
             if n < limit && matches!(conn.source, Source::Plain) {
@@ -397,16 +411,26 @@ impl Loop {
     }
 
     /// Handles the whole frames at the start of `bytes`, stopping where the connection
-    /// must pause; returns the bytes used and whether the reader is done (a frame over
-    /// `--max-frame`, answered here).
-    fn consume(&mut self, token: usize, conn: &mut Conn, bytes: &[u8]) -> (usize, bool) {
+    /// must pause or `budget` frames have been handled; returns the bytes used and
+    /// whether the reader is done (a frame over `--max-frame`, answered here).
+    fn consume(
+        &mut self,
+        token: usize,
+        conn: &mut Conn,
+        bytes: &[u8],
+        budget: &mut usize,
+    ) -> (usize, bool) {
         let ctx = &*self.ctx;
         let mut at = 0;
         loop {
+            if *budget == 0 {
+                return (at, false);
+            }
             match decode(&bytes[at..], ctx.config.max_frame) {
                 Ok(Decoded::Frame { consumed }) => {
                     let payload = &bytes[at + HEADER_LEN..at + consumed];
                     at += consumed;
+                    *budget -= 1;
                     conn.partial_since = None;
                     let parked =
                         connection::handle(ctx, &conn.outbox, payload, mono_ns(), Some(&self.room));
@@ -415,7 +439,7 @@ impl Loop {
                         self.parked.push(token);
                         return (at, false);
                     }
-                    if conn.outbox.pause_for_room() {
+                    if matches!(conn.phase, Phase::Open) && conn.outbox.pause_for_room() {
                         conn.paused = true;
                         return (at, false);
                     }
