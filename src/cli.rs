@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::domain::{ClientCmd, PoolKind, WhenFull};
+use crate::domain::{ClientCmd, IoModel, PoolKind, WhenFull};
 use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_N};
 
 /// Study the throughput, latency and scalability of a client-server system.
@@ -86,6 +86,15 @@ pub struct ServerArgs {
     /// Where compute runs: worker processes, or threads for comparison.
     #[arg(long, value_enum, default_value_t = PoolKind::Process)]
     pub pool: PoolKind,
+    /// How connections are served: `threads` gives each connection a reader thread and
+    /// a writer thread (blocking I/O); `events` runs --io-threads epoll loops, each owning
+    /// many non-blocking connections (10,000 connections cost a few threads, not 20,000).
+    /// Every behaviour and limit is the same under both.
+    #[arg(long, value_enum, default_value_t = IoModel::Threads)]
+    pub io: IoModel,
+    /// Event loops for --io events [default: the number of available cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub io_threads: Option<u64>,
     /// Largest frame payload accepted, in bytes; larger frames get FRAME_TOO_LARGE.
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_frame: u32,
@@ -99,9 +108,13 @@ pub struct ServerArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// Connections open at once; past it a new connection gets OVERLOADED and is
-    /// closed, while those already open are unaffected.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+    /// closed, while those already open are unaffected. [default: what the open-file
+    /// limit allows: the server raises its soft limit to the hard one, keeps 256
+    /// descriptors (or a quarter of a smaller limit) for itself, and needs 2 per
+    /// connection with --io threads, 1 with events; threads are also capped by the
+    /// kernel's memory-map limit, 8 maps per connection]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
     /// What a compute request meets when the task queue is full: `wait` pauses its
     /// connection's reader (backpressure through TCP), `reject` answers OVERLOADED at once.
     #[arg(long, value_enum, default_value_t = WhenFull::Wait)]

@@ -1,5 +1,5 @@
 //! The domain's small vocabulary, shared by the command line, the runner and the report:
-//! the server's pool kinds and full-queue policy, the client's commands, and the compared
+//! the server's pool kinds, I/O models and full-queue policy, the client's commands, and the compared
 //! metrics with their thresholds. It imports nothing of the crate's.
 
 use std::collections::BTreeMap;
@@ -37,6 +37,41 @@ impl FromStr for PoolKind {
             "thread" => Ok(PoolKind::Thread),
             other => Err(format!(
                 "unknown pool {other:?}: the pools are process and thread"
+            )),
+        }
+    }
+}
+
+/// How the server serves its connections (`--io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoModel {
+    /// Two threads per connection: a blocking reader and a writer (the seed's model).
+    #[default]
+    Threads,
+    /// A few epoll loops (`--io-threads`), each owning many non-blocking connections.
+    Events,
+}
+
+impl IoModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoModel::Threads => "threads",
+            IoModel::Events => "events",
+        }
+    }
+}
+
+impl FromStr for IoModel {
+    type Err = String;
+
+    /// `threads` or `events`: the one place an I/O model's name is read.
+    fn from_str(s: &str) -> Result<IoModel, String> {
+        match s {
+            "threads" => Ok(IoModel::Threads),
+            "events" => Ok(IoModel::Events),
+            other => Err(format!(
+                "unknown io model {other:?}: the models are threads and events"
             )),
         }
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::ChildGuard;
 use serde_json::{json, Value};
-use sut::{alive, Server};
+use sut::{alive, Io, Server};
 use threadcenter::client::ClientDocument;
 use threadcenter::protocol::ErrorCode;
 
@@ -64,8 +64,8 @@ fn terminate(server: &mut Server) -> (std::process::ExitStatus, Duration, String
     (status, took, stderr)
 }
 
-fn drain_under_a_client_that_never_stops(pool: &str) {
-    let mut server = Server::start(&["--workers", "2", "--pool", pool]);
+fn drain_under_a_client_that_never_stops(io: Io, pool: &str) {
+    let mut server = Server::start_io(io, &["--workers", "2", "--pool", pool]);
     let workers = server.worker_pids();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("client.json");
@@ -136,21 +136,18 @@ fn drain_under_a_client_that_never_stops(pool: &str) {
     assert!(f.server_gone <= 4, "{f:?}");
 }
 
-#[test]
-fn sigterm_under_a_never_stopping_client_drains_and_exits_0_process_pool() {
-    drain_under_a_client_that_never_stops("process");
+fn sigterm_under_a_never_stopping_client_drains_and_exits_0_process_pool(io: Io) {
+    drain_under_a_client_that_never_stops(io, "process");
 }
 
-#[test]
-fn sigterm_under_a_never_stopping_client_drains_and_exits_0_thread_pool() {
-    drain_under_a_client_that_never_stops("thread");
+fn sigterm_under_a_never_stopping_client_drains_and_exits_0_thread_pool(io: Io) {
+    drain_under_a_client_that_never_stops(io, "thread");
 }
 
-#[test]
-fn a_flood_of_pipelined_requests_does_not_hold_the_drain() {
+fn a_flood_of_pipelined_requests_does_not_hold_the_drain(io: Io) {
     // A client that writes requests as fast as the socket takes them and reads in
     // another thread: the drain must not wait for it to stop.
-    let mut server = Server::start(&["--workers", "1"]);
+    let mut server = Server::start_io(io, &["--workers", "1"]);
     let conn = std::net::TcpStream::connect(server.addr).unwrap();
     conn.set_nodelay(true).unwrap();
     let mut reader = conn.try_clone().unwrap();
@@ -235,3 +232,9 @@ fn a_flood_of_pipelined_requests_does_not_hold_the_drain() {
     );
     assert_eq!(refused, shutting);
 }
+
+sut::io_tests!(
+    sigterm_under_a_never_stopping_client_drains_and_exits_0_process_pool,
+    sigterm_under_a_never_stopping_client_drains_and_exits_0_thread_pool,
+    a_flood_of_pipelined_requests_does_not_hold_the_drain,
+);

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sut::{Conn, Server};
+use sut::{Conn, Io, Server};
 use threadcenter::protocol::compute;
 
 /// A fresh client must be answered within this, after any fault.
@@ -133,9 +133,8 @@ impl Lcg {
     }
 }
 
-#[test]
-fn sigkill_random_workers_under_sustained_load() {
-    let server = Server::start(&["--workers", "2"]);
+fn sigkill_random_workers_under_sustained_load(io: Io) {
+    let server = Server::start_io(io, &["--workers", "2"]);
     let base = baseline(&server);
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..6u64)
@@ -214,9 +213,8 @@ fn sigkill_random_workers_under_sustained_load() {
     check_recovered(&server, base, "sigkill");
 }
 
-#[test]
-fn a_stopped_worker_is_killed_at_the_task_timeout_and_replaced() {
-    let server = Server::start(&["--workers", "2", "--task-timeout", "1s"]);
+fn a_stopped_worker_is_killed_at_the_task_timeout_and_replaced(io: Io) {
+    let server = Server::start_io(io, &["--workers", "2", "--task-timeout", "1s"]);
     let base = baseline(&server);
     let pids = server.worker_pids();
     let _cont = sut::Stopped(pids[0]);
@@ -262,9 +260,8 @@ fn a_stopped_worker_is_killed_at_the_task_timeout_and_replaced() {
     check_recovered(&server, base, "sigstop");
 }
 
-#[test]
-fn clients_that_close_mid_response_leave_nothing_behind() {
-    let server = Server::start(&["--workers", "2"]);
+fn clients_that_close_mid_response_leave_nothing_behind(io: Io) {
+    let server = Server::start_io(io, &["--workers", "2"]);
     let base = baseline(&server);
     for round in 0..40u64 {
         let mut c = server.connect();
@@ -293,9 +290,8 @@ fn clients_that_close_mid_response_leave_nothing_behind() {
     check_recovered(&server, base, "close mid-response");
 }
 
-#[test]
-fn a_connection_flood_past_the_limit_spares_open_connections() {
-    let server = Server::start(&["--workers", "2", "--max-connections", "32"]);
+fn a_connection_flood_past_the_limit_spares_open_connections(io: Io) {
+    let server = Server::start_io(io, &["--workers", "2", "--max-connections", "32"]);
     let base = baseline(&server);
     let mut probe = server.connect();
     let measure = |probe: &mut Conn| {
@@ -375,10 +371,9 @@ fn a_connection_flood_past_the_limit_spares_open_connections() {
     check_recovered(&server, base, "flood");
 }
 
-#[test]
-fn ten_thousand_pipelined_requests_on_one_connection() {
+fn ten_thousand_pipelined_requests_on_one_connection(io: Io) {
     const N: u64 = 10_000;
-    let server = Server::start(&["--workers", "2"]);
+    let server = Server::start_io(io, &["--workers", "2"]);
     let base = baseline(&server);
     let mut c = server.connect();
     let mut writer = c.stream.try_clone().unwrap();
@@ -408,9 +403,8 @@ fn ten_thousand_pipelined_requests_on_one_connection() {
     check_recovered(&server, base, "pipeline 10000");
 }
 
-#[test]
-fn a_client_that_never_reads_cannot_grow_the_server() {
-    let server = Server::start(&["--workers", "2"]);
+fn a_client_that_never_reads_cannot_grow_the_server(io: Io) {
+    let server = Server::start_io(io, &["--workers", "2"]);
     let base = baseline(&server);
     let pid = server.pid();
     let stream = TcpStream::connect(server.addr).unwrap();
@@ -470,3 +464,12 @@ fn a_client_that_never_reads_cannot_grow_the_server() {
     drop(stream);
     check_recovered(&server, base, "never reads");
 }
+
+sut::io_tests!(
+    sigkill_random_workers_under_sustained_load,
+    a_stopped_worker_is_killed_at_the_task_timeout_and_replaced,
+    clients_that_close_mid_response_leave_nothing_behind,
+    a_connection_flood_past_the_limit_spares_open_connections,
+    ten_thousand_pipelined_requests_on_one_connection,
+    a_client_that_never_reads_cannot_grow_the_server,
+);

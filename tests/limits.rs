@@ -7,15 +7,14 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sut::{Conn, Server};
+use sut::{Conn, Io, Server};
 
 fn stats(server: &Server) -> Value {
     server.connect().call(&json!({"id": "s", "cmd": "stats"}))["stats"].clone()
 }
 
-#[test]
-fn connections_past_max_connections_get_overloaded_and_are_closed() {
-    let server = Server::start(&["--workers", "1", "--max-connections", "3"]);
+fn connections_past_max_connections_get_overloaded_and_are_closed(io: Io) {
+    let server = Server::start_io(io, &["--workers", "1", "--max-connections", "3"]);
     let mut open: Vec<Conn> = (0..3).map(|_| server.connect()).collect();
     for (i, c) in open.iter_mut().enumerate() {
         assert_eq!(c.call(&json!({"id": i, "cmd": "ping"}))["pong"], true);
@@ -47,19 +46,21 @@ fn connections_past_max_connections_get_overloaded_and_are_closed() {
     });
 }
 
-#[test]
-fn when_full_reject_answers_overloaded_at_once() {
+fn when_full_reject_answers_overloaded_at_once(io: Io) {
     for pool in ["process", "thread"] {
-        let server = Server::start(&[
-            "--workers",
-            "1",
-            "--pool",
-            pool,
-            "--queue-capacity",
-            "2",
-            "--when-full",
-            "reject",
-        ]);
+        let server = Server::start_io(
+            io,
+            &[
+                "--workers",
+                "1",
+                "--pool",
+                pool,
+                "--queue-capacity",
+                "2",
+                "--when-full",
+                "reject",
+            ],
+        );
         let mut c = server.connect();
         let mut batch = Vec::new();
         sut::frame(&mut batch, br#"{"id":"slow","cmd":"compute","n":50000000}"#);
@@ -110,10 +111,12 @@ fn when_full_reject_answers_overloaded_at_once() {
     }
 }
 
-#[test]
-fn a_task_past_the_task_timeout_is_answered_worker_failed() {
+fn a_task_past_the_task_timeout_is_answered_worker_failed(io: Io) {
     for pool in ["process", "thread"] {
-        let server = Server::start(&["--workers", "1", "--pool", pool, "--task-timeout", "300ms"]);
+        let server = Server::start_io(
+            io,
+            &["--workers", "1", "--pool", pool, "--task-timeout", "300ms"],
+        );
         let before = server.worker_pids();
         let mut c = server.connect();
         let started = Instant::now();
@@ -148,9 +151,8 @@ fn a_task_past_the_task_timeout_is_answered_worker_failed() {
     }
 }
 
-#[test]
-fn a_frame_that_does_not_arrive_in_time_closes_the_connection() {
-    let server = Server::start(&["--workers", "1", "--frame-timeout", "300ms"]);
+fn a_frame_that_does_not_arrive_in_time_closes_the_connection(io: Io) {
+    let server = Server::start_io(io, &["--workers", "1", "--frame-timeout", "300ms"]);
     let mut idle = server.connect();
     // Half a header, then nothing.
     let mut half = server.connect();
@@ -188,9 +190,8 @@ fn a_frame_that_does_not_arrive_in_time_closes_the_connection() {
     assert_eq!(stats(&server)["connections"]["timed_out"], 2);
 }
 
-#[test]
-fn binding_beyond_loopback_without_tls_warns() {
-    let server = Server::start(&["--workers", "1", "--host", "0.0.0.0"]);
+fn binding_beyond_loopback_without_tls_warns(io: Io) {
+    let server = Server::start_io(io, &["--workers", "1", "--host", "0.0.0.0"]);
     sut::wait_until(Duration::from_secs(5), || {
         server.stderr_tail().contains("WARNING")
     });
@@ -200,9 +201,200 @@ fn binding_beyond_loopback_without_tls_warns() {
         "{err}"
     );
     // On loopback: nothing said. All of its stderr, read to the end once it stopped.
-    let mut quiet = Server::start(&["--workers", "1"]);
+    let mut quiet = Server::start_io(io, &["--workers", "1"]);
     let (status, err) = quiet.terminate(Duration::from_secs(10));
     assert!(status.success(), "{status:?}: {err}");
     assert!(err.contains("threadcenter server: stopped"), "{err}");
     assert!(!err.contains("WARNING"), "{err}");
 }
+
+/// A full queue under `--when-full wait` pauses only the connection that met it: the
+/// others, on the same event loop too, are served meanwhile, and the paused request
+/// is run once there is room.
+fn when_full_wait_pauses_only_its_connection(io: Io) {
+    let server = Server::start_io(
+        io,
+        &[
+            "--workers",
+            "1",
+            "--queue-capacity",
+            "1",
+            "--when-full",
+            "wait",
+            "--io-threads",
+            "1",
+        ],
+    );
+    let worker = server.worker_pids()[0];
+    let stopped = sut::Stopped(worker);
+    sut::kill(worker, libc::SIGSTOP);
+    let mut c = server.connect();
+    // One on the (stopped) worker, one in the queue, the third waits for room.
+    for i in 0..3 {
+        c.send(&json!({"id": i, "cmd": "compute", "n": 1000}));
+    }
+    sut::wait_until(Duration::from_secs(10), || {
+        stats(&server)["requests"]["compute"] == 3
+    });
+    assert_eq!(stats(&server)["queue_depth"], 1);
+    let mut other = server.connect();
+    assert_eq!(other.call(&json!({"id": "p", "cmd": "ping"}))["pong"], true);
+    drop(stopped); // SIGCONT
+    let mut ids: Vec<u64> = (0..3)
+        .map(|_| {
+            let r = c.recv();
+            assert_eq!(r["result"], 933_214_789, "{r}");
+            r["id"].as_u64().unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2]);
+}
+
+/// `--max-in-flight`: a connection with that many requests in the pool is not read
+/// until answers go out; other connections are served meanwhile.
+fn max_in_flight_pauses_reading_a_connection(io: Io) {
+    let server = Server::start_io(
+        io,
+        &[
+            "--workers",
+            "1",
+            "--max-in-flight",
+            "2",
+            "--io-threads",
+            "1",
+        ],
+    );
+    let worker = server.worker_pids()[0];
+    let stopped = sut::Stopped(worker);
+    sut::kill(worker, libc::SIGSTOP);
+    let mut c = server.connect();
+    for i in 0..5 {
+        c.send(&json!({"id": i, "cmd": "compute", "n": 1000}));
+    }
+    sut::wait_until(Duration::from_secs(10), || {
+        stats(&server)["requests"]["compute"] == 2
+    });
+    // A window in which a reader that did not pause would read the other three.
+    std::thread::sleep(Duration::from_millis(300));
+    let s = stats(&server);
+    assert_eq!(s["requests"]["compute"], 2, "{s}");
+    let mut other = server.connect();
+    assert_eq!(other.call(&json!({"id": "p", "cmd": "ping"}))["pong"], true);
+    drop(stopped); // SIGCONT
+    let mut ids: Vec<u64> = (0..5).map(|_| c.recv()["id"].as_u64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+}
+
+/// The soft open-file limit is raised to the hard one, and the default
+/// `--max-connections` follows from it (256 kept, or a quarter of a small limit; 2
+/// descriptors a connection with threads, 1 with events).
+fn the_default_max_connections_follows_the_open_file_limit(io: Io) {
+    let server = Server::start_io_with_nofile(io, &["--workers", "1"], (100, 200));
+    let s = stats(&server);
+    let want = match io {
+        Io::Threads => 75,
+        Io::Events => 150,
+    };
+    assert_eq!(s["connections"]["max"], want, "{s}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["200", "200"],
+        "{line}"
+    );
+}
+
+/// Out of descriptors (a 64-descriptor limit, --max-connections far above it): new
+/// connections are refused, OVERLOADED or closed, and the open ones are still served;
+/// once some leave, newcomers are served again.
+fn running_out_of_descriptors_refuses_new_connections_only(io: Io) {
+    let server = Server::start_io_with_nofile(
+        io,
+        &["--workers", "1", "--max-connections", "1000"],
+        (64, 64),
+    );
+    let (mut held, mut refused, mut overloaded) = (Vec::new(), 0, 0);
+    for i in 0..120u64 {
+        let mut c = server.connect();
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = c
+            .stream
+            .write_all(&sut::frames([json!({"id": i, "cmd": "ping"})]));
+        match read_answer(&mut c) {
+            Some(r) if r["pong"] == true => held.push(c),
+            Some(r) => {
+                assert_eq!(r["error"]["code"], "OVERLOADED", "{r}");
+                assert!(c.at_eof(), "a refused connection is closed");
+                refused += 1;
+                overloaded += 1;
+            }
+            // Closed without a word: refused as well.
+            None => refused += 1,
+        }
+    }
+    eprintln!(
+        "[nofile 64, --io {}] {} connections served, {refused} refused ({overloaded} of them answered OVERLOADED)",
+        io.flag(),
+        held.len()
+    );
+    assert!(held.len() >= 10, "only {} served", held.len());
+    assert!(refused > 0, "the limit was never reached");
+    for (i, c) in held.iter_mut().enumerate() {
+        assert_eq!(
+            c.call(&json!({"id": i, "cmd": "compute", "n": 10}))["result"],
+            8360
+        );
+    }
+    held.truncate(held.len() / 2);
+    sut::wait_until(Duration::from_secs(10), || {
+        let mut c = server.connect();
+        let _ = c
+            .stream
+            .write_all(&sut::frames([json!({"id": "n", "cmd": "ping"})]));
+        read_answer(&mut c).is_some_and(|r| r["pong"] == true)
+    });
+    let s = stats(&server);
+    assert!(s["connections"]["refused"].as_u64() >= Some(1), "{s}");
+}
+
+/// The next answer on `c`, or `None` if the server closed the connection first (an
+/// end of stream or a reset). A connection left unanswered and open (a read timeout)
+/// fails the test.
+fn read_answer(c: &mut Conn) -> Option<Value> {
+    use std::io::{ErrorKind, Read};
+    let mut header = [0u8; 4];
+    let got = c.stream.read_exact(&mut header).and_then(|()| {
+        let mut payload = vec![0; u32::from_be_bytes(header) as usize];
+        c.stream.read_exact(&mut payload).map(|()| payload)
+    });
+    match got {
+        Ok(payload) => Some(serde_json::from_slice(&payload).expect("an answer is JSON")),
+        Err(e) => {
+            assert!(
+                !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                "neither answered nor closed: {e}"
+            );
+            None
+        }
+    }
+}
+
+sut::io_tests!(
+    connections_past_max_connections_get_overloaded_and_are_closed,
+    when_full_reject_answers_overloaded_at_once,
+    a_task_past_the_task_timeout_is_answered_worker_failed,
+    a_frame_that_does_not_arrive_in_time_closes_the_connection,
+    binding_beyond_loopback_without_tls_warns,
+    when_full_wait_pauses_only_its_connection,
+    max_in_flight_pauses_reading_a_connection,
+    the_default_max_connections_follows_the_open_file_limit,
+    running_out_of_descriptors_refuses_new_connections_only,
+);

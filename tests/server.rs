@@ -7,11 +7,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sut::{alive, Conn, Server};
+use sut::{alive, Conn, Io, Server};
 
-#[test]
-fn readiness_line_names_the_bound_address() {
-    let server = Server::start(&["--workers", "1"]);
+fn readiness_line_names_the_bound_address(io: Io) {
+    let server = Server::start_io(io, &["--workers", "1"]);
     assert_eq!(server.addr.ip().to_string(), "127.0.0.1");
     assert_ne!(server.addr.port(), 0);
     assert!(server
@@ -24,10 +23,9 @@ fn readiness_line_names_the_bound_address() {
     );
 }
 
-#[test]
-fn compute_vectors_and_ids_round_trip_verbatim() {
+fn compute_vectors_and_ids_round_trip_verbatim(io: Io) {
     for pool in ["process", "thread"] {
-        let server = Server::start(&["--workers", "2", "--pool", pool]);
+        let server = Server::start_io(io, &["--workers", "2", "--pool", pool]);
         let mut c = server.connect();
         for (n, want) in [
             (0u64, 48u64),
@@ -69,7 +67,13 @@ fn a_client_written_to_the_seed_readme_works_unchanged() {
         "python3",
         "apt-get install python3",
     );
-    let server = Server::start(&["--workers", "2"]);
+    for io in [Io::Threads, Io::Events] {
+        seed_client_against(io);
+    }
+}
+
+fn seed_client_against(io: Io) {
+    let server = Server::start_io(io, &["--workers", "2"]);
     let script = r#"
 import json, socket, struct, sys, uuid
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -100,9 +104,8 @@ for n in (10, 500000):
     assert_eq!(String::from_utf8_lossy(&out.stdout), "8360\n869502129\n");
 }
 
-#[test]
-fn many_concurrent_connections_all_get_right_answers() {
-    let server = Server::start(&["--workers", "2"]);
+fn many_concurrent_connections_all_get_right_answers(io: Io) {
+    let server = Server::start_io(io, &["--workers", "2"]);
     let threads: Vec<_> = (0..64)
         .map(|t| {
             let addr = server.addr;
@@ -127,10 +130,9 @@ fn many_concurrent_connections_all_get_right_answers() {
     assert_eq!(stats["stats"]["connections"]["total"], 65);
 }
 
-#[test]
-fn pipelined_fast_requests_overtake_a_slow_one() {
+fn pipelined_fast_requests_overtake_a_slow_one(io: Io) {
     for pool in ["process", "thread"] {
-        let server = Server::start(&["--workers", "2", "--pool", pool]);
+        let server = Server::start_io(io, &["--workers", "2", "--pool", pool]);
         let mut c = server.connect();
         let mut batch = sut::frames(
             std::iter::once(json!({"id": "slow", "cmd": "compute", "n": 50_000_000}))
@@ -152,16 +154,18 @@ fn pipelined_fast_requests_overtake_a_slow_one() {
 }
 
 /// Each bad input, the answer protocol.md gives it, and whether the connection lives.
-#[test]
-fn bad_input_gets_the_documented_error_and_spares_the_connection() {
-    let server = Server::start(&[
-        "--workers",
-        "1",
-        "--max-frame",
-        "4096",
-        "--max-n",
-        "1000000",
-    ]);
+fn bad_input_gets_the_documented_error_and_spares_the_connection(io: Io) {
+    let server = Server::start_io(
+        io,
+        &[
+            "--workers",
+            "1",
+            "--max-frame",
+            "4096",
+            "--max-n",
+            "1000000",
+        ],
+    );
     let mut c = server.connect();
     let mut neighbour = server.connect();
     let cases: &[(&[u8], Value, &str, &str)] = &[
@@ -289,9 +293,8 @@ fn bad_input_gets_the_documented_error_and_spares_the_connection() {
     );
 }
 
-#[test]
-fn clients_that_leave_mid_frame_or_mid_request_do_not_hurt_the_server() {
-    let server = Server::start(&["--workers", "1"]);
+fn clients_that_leave_mid_frame_or_mid_request_do_not_hurt_the_server(io: Io) {
+    let server = Server::start_io(io, &["--workers", "1"]);
     for _ in 0..5 {
         // Half a header, half a payload, then gone.
         let mut c = server.connect();
@@ -325,11 +328,10 @@ fn clients_that_leave_mid_frame_or_mid_request_do_not_hurt_the_server() {
     }
 }
 
-#[test]
-fn a_worker_killed_mid_task_fails_only_its_request_and_is_replaced() {
+fn a_worker_killed_mid_task_fails_only_its_request_and_is_replaced(io: Io) {
     // A long --task-timeout: however slow a loaded machine makes them, only the kill
     // fails a task here.
-    let server = Server::start(&["--workers", "2", "--task-timeout", "10m"]);
+    let server = Server::start_io(io, &["--workers", "2", "--task-timeout", "10m"]);
     let mut c = server.connect();
     let before = c.call(&json!({"id": "s", "cmd": "stats"}))["stats"]["worker_stats"].clone();
     let pids: Vec<i32> = before
@@ -389,14 +391,15 @@ fn a_worker_killed_mid_task_fails_only_its_request_and_is_replaced() {
     );
 }
 
-#[test]
-fn sigterm_answers_every_request_in_flight_then_exits_cleanly() {
+fn sigterm_answers_every_request_in_flight_then_exits_cleanly(io: Io) {
     for pool in ["process", "thread"] {
         // Three tasks of ~0.3 s (debug build) per worker: still in flight when the signal
         // lands. A loaded machine may stretch them past the default --task-timeout of
         // 30 s, which would fail them: these tests are about the drain, not that limit.
-        let mut server =
-            Server::start(&["--workers", "2", "--pool", pool, "--task-timeout", "10m"]);
+        let mut server = Server::start_io(
+            io,
+            &["--workers", "2", "--pool", pool, "--task-timeout", "10m"],
+        );
         let mut c = server.connect();
         let workers = server.worker_pids();
         for i in 0..6 {
@@ -427,10 +430,9 @@ fn sigterm_answers_every_request_in_flight_then_exits_cleanly() {
     }
 }
 
-#[test]
-fn requests_sent_during_the_drain_get_shutting_down() {
+fn requests_sent_during_the_drain_get_shutting_down(io: Io) {
     // A long --task-timeout: the long request is stopped, then slow on a loaded machine.
-    let server = Server::start(&["--workers", "1", "--task-timeout", "10m"]);
+    let server = Server::start_io(io, &["--workers", "1", "--task-timeout", "10m"]);
     // The one worker is stopped before the long request is sent, so that request is
     // still in flight when the late one arrives, however fast compute runs; it is
     // continued once the late one has been refused.
@@ -459,9 +461,8 @@ fn requests_sent_during_the_drain_get_shutting_down() {
     );
 }
 
-#[test]
-fn workers_die_with_a_killed_server() {
-    let mut server = Server::start(&["--workers", "2"]);
+fn workers_die_with_a_killed_server(io: Io) {
+    let mut server = Server::start_io(io, &["--workers", "2"]);
     let workers = server.worker_pids();
     let mut c = server.connect();
     c.send(&json!({"id": 1, "cmd": "compute", "n": 1_000_000_000}));
@@ -492,3 +493,16 @@ fn port_in_use_is_a_clear_error() {
         "{err}"
     );
 }
+
+sut::io_tests!(
+    readiness_line_names_the_bound_address,
+    compute_vectors_and_ids_round_trip_verbatim,
+    many_concurrent_connections_all_get_right_answers,
+    pipelined_fast_requests_overtake_a_slow_one,
+    bad_input_gets_the_documented_error_and_spares_the_connection,
+    clients_that_leave_mid_frame_or_mid_request_do_not_hurt_the_server,
+    a_worker_killed_mid_task_fails_only_its_request_and_is_replaced,
+    sigterm_answers_every_request_in_flight_then_exits_cleanly,
+    requests_sent_during_the_drain_get_shutting_down,
+    workers_die_with_a_killed_server,
+);

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sut::{Server, TlsConn};
+use sut::{Io, Server, TlsConn};
 use threadcenter::protocol::compute;
 
 struct TlsServer {
@@ -16,7 +16,7 @@ struct TlsServer {
     _dir: tempfile::TempDir,
 }
 
-fn start(extra: &[&str]) -> TlsServer {
+fn start(io: Io, extra: &[&str]) -> TlsServer {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, der) = sut::self_signed(dir.path());
     let mut args = vec![
@@ -27,16 +27,15 @@ fn start(extra: &[&str]) -> TlsServer {
     ];
     args.extend_from_slice(extra);
     TlsServer {
-        server: Server::start(&args),
+        server: Server::start_io(io, &args),
         client: sut::tls_client_config(&der),
         _dir: dir,
     }
 }
 
-#[test]
-fn requests_over_tls_get_the_same_answers() {
+fn requests_over_tls_get_the_same_answers(io: Io) {
     for pool in ["process", "thread"] {
-        let t = start(&["--workers", "2", "--pool", pool]);
+        let t = start(io, &["--workers", "2", "--pool", pool]);
         assert!(
             t.server.ready_line.ends_with(" tls=on"),
             "{}",
@@ -60,10 +59,9 @@ fn requests_over_tls_get_the_same_answers() {
     }
 }
 
-#[test]
-fn pipelined_requests_over_tls_are_each_answered_once() {
+fn pipelined_requests_over_tls_are_each_answered_once(io: Io) {
     const N: u64 = 3000;
-    let t = start(&["--workers", "2"]);
+    let t = start(io, &["--workers", "2"]);
     let mut c = TlsConn::connect(t.server.addr, &t.client);
     let batch = sut::frames((0..N).map(|i| json!({"id": i, "cmd": "compute", "n": i % 500})));
     // Responses flow back while requests still go out: the server must not deadlock
@@ -81,9 +79,8 @@ fn pipelined_requests_over_tls_are_each_answered_once() {
     }
 }
 
-#[test]
-fn a_plaintext_client_gets_no_answer_and_is_closed() {
-    let t = start(&["--workers", "1"]);
+fn a_plaintext_client_gets_no_answer_and_is_closed(io: Io) {
+    let t = start(io, &["--workers", "1"]);
     let mut c = t.server.connect();
     c.send(&json!({"id": 1, "cmd": "ping"}));
     // The server answers with a TLS alert at most, never a frame, then closes.
@@ -107,9 +104,8 @@ fn a_plaintext_client_gets_no_answer_and_is_closed() {
     assert_eq!(ok.call(&json!({"id": 1, "cmd": "ping"}))["pong"], true);
 }
 
-#[test]
-fn a_handshake_that_does_not_finish_in_time_is_closed() {
-    let t = start(&["--workers", "1", "--frame-timeout", "300ms"]);
+fn a_handshake_that_does_not_finish_in_time_is_closed(io: Io) {
+    let t = start(io, &["--workers", "1", "--frame-timeout", "300ms"]);
     let started = Instant::now();
     let mut silent = t.server.connect();
     let mut partial = t.server.connect();
@@ -131,9 +127,8 @@ fn a_handshake_that_does_not_finish_in_time_is_closed() {
     assert_eq!(s["stats"]["connections"]["timed_out"], 2, "{s}");
 }
 
-#[test]
-fn sigterm_drains_tls_connections_too() {
-    let mut t = start(&["--workers", "2"]);
+fn sigterm_drains_tls_connections_too(io: Io) {
+    let mut t = start(io, &["--workers", "2"]);
     let mut c = TlsConn::connect(t.server.addr, &t.client);
     for i in 0..4 {
         c.send(&json!({"id": i, "cmd": "compute", "n": 20_000_000}));
@@ -192,9 +187,8 @@ fn bad_certificate_files_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2), "--tls-cert without --tls-key");
 }
 
-#[test]
-fn tls_beyond_loopback_does_not_warn() {
-    let mut t = start(&["--workers", "1", "--host", "0.0.0.0"]);
+fn tls_beyond_loopback_does_not_warn(io: Io) {
+    let mut t = start(io, &["--workers", "1", "--host", "0.0.0.0"]);
     // All of its stderr, read to the end once it stopped.
     let (status, err) = t.server.terminate(Duration::from_secs(10));
     assert!(status.success(), "{status:?}: {err}");
@@ -208,12 +202,14 @@ fn client(args: &[&str]) -> std::process::Output {
     common::threadcenter(&[&["client"], args].concat())
 }
 
-#[test]
-fn the_load_client_speaks_tls_with_ca() {
+fn the_load_client_speaks_tls_with_ca(io: Io) {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, _) = sut::self_signed(dir.path());
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let server = Server::start(&["--workers", "2", "--tls-cert", cert, "--tls-key", key]);
+    let server = Server::start_io(
+        io,
+        &["--workers", "2", "--tls-cert", cert, "--tls-key", key],
+    );
     let port = server.addr.port().to_string();
     for host in ["127.0.0.1", "localhost"] {
         let out = client(&[
@@ -291,7 +287,7 @@ fn the_load_client_speaks_tls_with_ca() {
     let out = client(&["--port", &port, "--ca", cert]);
     assert_eq!(out.status.code(), Some(2));
     // And a TLS client against a plaintext server: a handshake error, not a hang.
-    let plain = Server::start(&["--workers", "1"]);
+    let plain = Server::start_io(io, &["--workers", "1"]);
     let out = client(&[
         "--port",
         &plain.addr.port().to_string(),
@@ -306,9 +302,8 @@ fn the_load_client_speaks_tls_with_ca() {
     assert!(err.contains("TLS handshake failed"), "{err}");
 }
 
-#[test]
-fn a_tls_client_that_never_reads_cannot_grow_the_server() {
-    let t = start(&["--workers", "1"]);
+fn a_tls_client_that_never_reads_cannot_grow_the_server(io: Io) {
+    let t = start(io, &["--workers", "1"]);
     let pid = t.server.pid();
     let mut other = TlsConn::connect(t.server.addr, &t.client);
     assert_eq!(other.call(&json!({"id": 0, "cmd": "ping"}))["pong"], true);
@@ -353,3 +348,14 @@ fn a_tls_client_that_never_reads_cannot_grow_the_server() {
         8360
     );
 }
+
+sut::io_tests!(
+    requests_over_tls_get_the_same_answers,
+    pipelined_requests_over_tls_are_each_answered_once,
+    a_plaintext_client_gets_no_answer_and_is_closed,
+    a_handshake_that_does_not_finish_in_time_is_closed,
+    sigterm_drains_tls_connections_too,
+    tls_beyond_loopback_does_not_warn,
+    the_load_client_speaks_tls_with_ca,
+    a_tls_client_that_never_reads_cannot_grow_the_server,
+);

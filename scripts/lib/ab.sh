@@ -1,4 +1,4 @@
-# Sourced by the A/B scripts (stage-timing-overhead.sh, tls-vs-plaintext.sh): two servers
+# Sourced by the A/B scripts (stage-timing-overhead.sh, tls-vs-plaintext.sh, io-models.sh): two servers
 # of one build running at once, client runs alternated between them; and for `start`
 # alone by openloop-capacity.sh. Needs BIN set.
 # Sets up $tmp (removed on exit) and kills every server started here on exit.

@@ -1,5 +1,6 @@
-//! One client connection: its reader thread parses and dispatches frames; its writer
-//! thread (see `outbox`) sends whatever could not be sent on the spot.
+//! One client connection under `--io threads`: its reader thread parses and dispatches
+//! frames; its writer thread (see `outbox`) sends whatever could not be sent on the spot.
+//! [`handle`], what a request gets once its frame is in, serves `--io events` too.
 //!
 //! The reader reads frames from the socket itself, or, on a TLS connection, from the
 //! session's plaintext (`tls::TlsReader`); everything after framing is the same.
@@ -20,11 +21,11 @@ use crate::protocol::message::{encode_error, encode_pong, encode_stats};
 use crate::protocol::{parse_request, Command, ErrorCode, FrameError, FrameReader, Id};
 use crate::server::metrics::CmdKind;
 use crate::server::outbox::{Outbox, Room};
-use crate::server::pool::{mono_ns, Refused, Task};
+use crate::server::pool::{mono_ns, Refused, RoomWaker, Task};
 use crate::server::tls::{self, HandshakeTimeout, TlsReader};
 use crate::server::Context;
 
-const SHUTTING_DOWN: &str = "the server is shutting down and accepts no new work";
+pub const SHUTTING_DOWN: &str = "the server is shutting down and accepts no new work";
 
 /// How often a reader blocked in `read` wakes to check for shutdown.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -64,9 +65,15 @@ pub fn serve(ctx: Arc<Context>, stream: TcpStream) {
             s,
             session.clone(),
             ctx.config.max_buffered,
+            ctx.config.max_in_flight,
         )),
         Err(e) => {
             eprintln!("threadcenter server: cannot set up a connection: {e}");
+            refuse_unserved(
+                &ctx,
+                &stream,
+                &format!("cannot set up this connection: {e}"),
+            );
             return;
         }
     };
@@ -83,6 +90,11 @@ pub fn serve(ctx: Arc<Context>, stream: TcpStream) {
     };
     if let Err(e) = writer {
         eprintln!("threadcenter server: cannot start a connection's writer thread: {e}");
+        refuse_unserved(
+            &ctx,
+            &stream,
+            &format!("cannot start a thread for this connection ({e})"),
+        );
         return;
     }
     let _ = stream.set_read_timeout(Some(POLL));
@@ -90,12 +102,30 @@ pub fn serve(ctx: Arc<Context>, stream: TcpStream) {
         None => read_frames(&ctx, &outbox, stream),
         Some(session) => {
             let limit = ctx.config.frame_timeout;
-            let plain = TlsReader::new(session, stream, Arc::clone(&outbox), limit);
+            drop(stream);
+            let plain = TlsReader::new(session, Arc::clone(&outbox), limit);
             read_frames(&ctx, &outbox, plain);
         }
     }
     outbox.reader_done();
     drop(guard);
+}
+
+/// A connection the server cannot serve after all (a thread or a descriptor it could
+/// not get): answered OVERLOADED, if the socket takes it at once, and closed.
+pub fn refuse_unserved(ctx: &Context, stream: &TcpStream, why: &str) {
+    ctx.metrics.connections_refused.fetch_add(1, Relaxed);
+    ctx.metrics.error(ErrorCode::Overloaded);
+    let mut frame = Vec::with_capacity(160);
+    encode_error(
+        &mut frame,
+        b"null",
+        ErrorCode::Overloaded,
+        &format!("the server {why}; this connection is closed, retry later"),
+    );
+    let _ = socket2::SockRef::from(stream)
+        .send_with_flags(&frame, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+    let _ = stream.shutdown(Shutdown::Write);
 }
 
 /// A byte stream a connection's frames come from: the socket, or TLS over it.
@@ -178,10 +208,7 @@ impl<S: Source> Reader<'_, S> {
             if self.ctx.shutting_down() && self.outbox.in_flight() == 0 {
                 return self.close_for_shutdown();
             }
-            match self
-                .outbox
-                .wait_for_room(self.ctx.config.max_in_flight, POLL)
-            {
+            match self.outbox.wait_for_room(POLL) {
                 Room::Free => {}
                 // The pause was the server's doing, not the client's.
                 Room::AfterWait => self.frames.reset_stall_clock(),
@@ -191,25 +218,13 @@ impl<S: Source> Reader<'_, S> {
                 }
             }
             match self.frames.next_frame() {
-                Ok(Some(payload)) => handle(self.ctx, self.outbox, payload, mono_ns()),
+                Ok(Some(payload)) => {
+                    handle(self.ctx, self.outbox, payload, mono_ns(), None);
+                }
                 Ok(None) => return,
                 Err(e) if e.is_timeout() => continue,
                 Err(FrameError::TooLarge { len, max }) => {
-                    let swapped = len.swap_bytes();
-                    let hint = if swapped > 0 && swapped <= max {
-                        format!("; read little-endian it would be {swapped}: the length prefix must be big-endian")
-                    } else {
-                        String::new()
-                    };
-                    reply_error(
-                        self.ctx,
-                        self.outbox,
-                        CmdKind::Invalid,
-                        Id::NULL,
-                        ErrorCode::FrameTooLarge,
-                        &format!("frame declares {len} bytes, over this server's limit of {max} bytes (--max-frame){hint}; closing the connection"),
-                    );
-                    return;
+                    return frame_too_large(self.ctx, self.outbox, len, max);
                 }
                 // Slowloris: no answer (the frame has no id yet), the connection closes.
                 Err(e @ FrameError::Stalled { .. }) => {
@@ -258,7 +273,9 @@ impl<S: Source> Reader<'_, S> {
                 Some(self.frames.missing())
             };
             match self.frames.next_frame() {
-                Ok(Some(payload)) => handle(self.ctx, self.outbox, payload, mono_ns()),
+                Ok(Some(payload)) => {
+                    handle(self.ctx, self.outbox, payload, mono_ns(), None);
+                }
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => {
                     if !quiet && self.frames.missing() == 0 {
@@ -297,6 +314,24 @@ impl<S: Source> Reader<'_, S> {
     }
 }
 
+/// Answers a frame whose declared length is over `--max-frame`; the caller closes.
+pub fn frame_too_large(ctx: &Context, outbox: &Outbox, len: u32, max: u32) {
+    let swapped = len.swap_bytes();
+    let hint = if swapped > 0 && swapped <= max {
+        format!("; read little-endian it would be {swapped}: the length prefix must be big-endian")
+    } else {
+        String::new()
+    };
+    reply_error(
+        ctx,
+        outbox,
+        CmdKind::Invalid,
+        Id::NULL,
+        ErrorCode::FrameTooLarge,
+        &format!("frame declares {len} bytes, over this server's limit of {max} bytes (--max-frame){hint}; closing the connection"),
+    );
+}
+
 fn reply_error(
     ctx: &Context,
     outbox: &Outbox,
@@ -310,13 +345,22 @@ fn reply_error(
 }
 
 /// Answers one request, or hands it to the pool, which answers it later.
-/// `received_ns`: [`mono_ns`] when the frame was fully read.
-fn handle(ctx: &Context, outbox: &Arc<Outbox>, payload: &[u8], received_ns: u64) {
+/// `received_ns`: [`mono_ns`] when the frame was fully read. With `park` (an event
+/// loop, which must not block), a compute request that meets a full queue under
+/// `--when-full wait` comes back, to be handed over again with [`submit`] once the pool
+/// calls the waker; without it the calling thread waits for room.
+pub fn handle(
+    ctx: &Context,
+    outbox: &Arc<Outbox>,
+    payload: &[u8],
+    received_ns: u64,
+    park: Option<&RoomWaker>,
+) -> Option<Task> {
     let req = match parse_request(payload, ctx.config.max_n) {
         Ok(req) => req,
         Err(rej) => {
             ctx.metrics.request(CmdKind::Invalid);
-            return reply_error(
+            reply_error(
                 ctx,
                 outbox,
                 CmdKind::Invalid,
@@ -324,6 +368,7 @@ fn handle(ctx: &Context, outbox: &Arc<Outbox>, payload: &[u8], received_ns: u64)
                 rej.code,
                 &rej.message,
             );
+            return None;
         }
     };
     let id = req.id.json().as_bytes();
@@ -332,6 +377,7 @@ fn handle(ctx: &Context, outbox: &Arc<Outbox>, payload: &[u8], received_ns: u64)
             ctx.metrics.request(CmdKind::Ping);
             ctx.metrics.respond(CmdKind::Ping, Ok(()));
             outbox.send(|out| encode_pong(out, id));
+            None
         }
         Command::Stats { reset } => {
             ctx.metrics.request(CmdKind::Stats);
@@ -339,6 +385,7 @@ fn handle(ctx: &Context, outbox: &Arc<Outbox>, payload: &[u8], received_ns: u64)
             ctx.metrics.respond(CmdKind::Stats, Ok(()));
             let stats = ctx.stats(reset);
             outbox.send(|out| encode_stats(out, id, &stats));
+            None
         }
         Command::Compute { .. } if ctx.shutting_down() => {
             ctx.metrics.request(CmdKind::Compute);
@@ -350,6 +397,7 @@ fn handle(ctx: &Context, outbox: &Arc<Outbox>, payload: &[u8], received_ns: u64)
                 ErrorCode::ShuttingDown,
                 SHUTTING_DOWN,
             );
+            None
         }
         Command::Compute { n } => {
             ctx.metrics.request(CmdKind::Compute);
@@ -360,16 +408,23 @@ fn handle(ctx: &Context, outbox: &Arc<Outbox>, payload: &[u8], received_ns: u64)
                 conn: Arc::clone(outbox),
                 received_ns,
             };
-            if let Err((task, why)) = ctx.pool.submit(task) {
-                let (code, message) = match why {
-                    Refused::Full => (
-                        ErrorCode::Overloaded,
-                        "the task queue is full (--queue-capacity); retry later",
-                    ),
-                    Refused::Closed => (ErrorCode::ShuttingDown, SHUTTING_DOWN),
-                };
-                task.fail(&ctx.metrics, code, message);
-            }
+            submit(ctx, task, park)
         }
     }
+}
+
+/// Hands a compute task (counted in its outbox's in-flight) to the pool; a refusal is
+/// its answer. Returns the task if the pool said [`Refused::Later`] (only with `park`).
+pub fn submit(ctx: &Context, task: Task, park: Option<&RoomWaker>) -> Option<Task> {
+    let (task, why) = ctx.pool.submit(task, park).err()?;
+    let (code, message) = match why {
+        Refused::Later => return Some(task),
+        Refused::Full => (
+            ErrorCode::Overloaded,
+            "the task queue is full (--queue-capacity); retry later",
+        ),
+        Refused::Closed => (ErrorCode::ShuttingDown, SHUTTING_DOWN),
+    };
+    task.fail(&ctx.metrics, code, message);
+    None
 }

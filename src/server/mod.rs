@@ -1,14 +1,19 @@
 //! The system under test: listener, connections, dispatch to the worker pool, shutdown.
 //!
-//! An accept loop hands each connection to a thread of its own (the seed's model).
-//! `compute` goes through a bounded queue to the pool (`pool/`); `ping` and `stats`
-//! are answered by the connection's thread. SIGINT/SIGTERM set a flag that every
+//! An accept loop hands each connection to its I/O model (`--io`): a thread of its own
+//! with a writer beside it (`connection`, the seed's model), or one of the event loops
+//! (`events`). `compute` goes through a bounded queue to the pool (`pool/`); `ping`
+//! and `stats` are answered by whoever read them. SIGINT/SIGTERM set a flag that every
 //! loop polls: the listener closes, connections answer what they already hold and
 //! close once drained (see `connection`: at most the longest task in flight plus
 //! `FLUSH_ALLOWANCE`, however hard clients keep sending), then the workers stop. A
-//! second signal exits at once.
+//! second signal exits at once. Connections the process cannot hold (past
+//! `--max-connections`, or when a descriptor or a thread cannot be had) are answered
+//! OVERLOADED and closed; the others go on.
 
+pub mod capacity;
 pub mod connection;
+pub mod events;
 pub mod exporter;
 pub mod metrics;
 pub mod outbox;
@@ -20,7 +25,7 @@ pub mod worker;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -31,7 +36,7 @@ use serde::Serialize;
 use socket2::{Domain, Socket, Type};
 
 use crate::cli::ServerArgs;
-use crate::domain::PoolKind;
+use crate::domain::{IoModel, PoolKind};
 use crate::protocol::ErrorCode;
 use metrics::{Metrics, RequestCounts, WorkerStats};
 use pool::{process::ProcessPool, thread::ThreadPool, Pool, WhenFull};
@@ -44,12 +49,17 @@ pub struct ServerConfig {
     pub port: u16,
     pub workers: usize,
     pub pool: PoolKind,
+    /// Threads per connection, or event loops (`--io`).
+    pub io: IoModel,
+    /// Event loops under `--io events`.
+    pub io_threads: usize,
     pub max_frame: u32,
     pub max_n: u64,
     pub queue_capacity: usize,
     pub when_full: WhenFull,
     pub drain_timeout: Duration,
-    /// Connections open at once; past it new ones are refused with OVERLOADED.
+    /// Connections open at once; past it new ones are refused with OVERLOADED. Its
+    /// default follows from the open-file limit (see `capacity`).
     pub max_connections: u64,
     /// Longest one task may run before its worker is killed (or, for threads, gives up).
     pub task_timeout: Duration,
@@ -80,12 +90,14 @@ impl ServerConfig {
             port: args.port,
             workers,
             pool: args.pool,
+            io: args.io,
+            io_threads: args.io_threads.map_or_else(available_cores, |n| n as usize),
             max_frame: args.max_frame,
             max_n: args.max_n,
             queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(usize::MAX),
             when_full: args.when_full,
             drain_timeout: args.drain_timeout,
-            max_connections: args.max_connections,
+            max_connections: capacity::max_connections(args.io, args.max_connections),
             task_timeout: args.task_timeout,
             frame_timeout: args.frame_timeout,
             max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
@@ -121,6 +133,8 @@ pub struct StatsSnapshot {
     pub uptime_s: f64,
     pub workers: usize,
     pub pool: &'static str,
+    /// `threads` or `events` (`--io`).
+    pub io: &'static str,
     pub connections: Connections,
     /// Requests received, by cmd.
     pub requests: RequestCounts,
@@ -143,6 +157,8 @@ pub struct StatsSnapshot {
 
 #[derive(Debug, Serialize)]
 pub struct Connections {
+    /// `--max-connections`, given or derived from the open-file limit.
+    pub max: u64,
     pub open: u64,
     pub total: u64,
     /// Refused at accept: --max-connections were open.
@@ -177,7 +193,9 @@ impl Context {
             uptime_s: self.metrics.uptime_s(),
             workers: self.config.workers,
             pool: self.config.pool.as_str(),
+            io: self.config.io.as_str(),
             connections: Connections {
+                max: self.config.max_connections,
                 open: self.metrics.connections_open.load(Relaxed),
                 total: self.metrics.connections_total.load(Relaxed),
                 refused: self.metrics.connections_refused.load(Relaxed),
@@ -227,10 +245,11 @@ pub fn run(args: &ServerArgs) -> anyhow::Result<()> {
         let mut out = io::stdout().lock();
         write!(
             out,
-            "threadcenter listening addr={addr} pid={} workers={} pool={} tls={}",
+            "threadcenter listening addr={addr} pid={} workers={} pool={} io={} tls={}",
             std::process::id(),
             config.workers,
             config.pool.as_str(),
+            config.io.as_str(),
             if config.tls.is_some() { "on" } else { "off" }
         )?;
         if let Some(m) = metrics_addr {
@@ -260,7 +279,6 @@ pub fn serve(
         .as_deref()
         .map(exporter::bind)
         .transpose()?;
-    raise_fd_limit(config.max_connections);
     let metrics = Arc::new(Metrics::new(config.stage_timing));
     let pool: Box<dyn Pool> = match config.pool {
         PoolKind::Process => Box::new(
@@ -300,7 +318,12 @@ pub fn serve(
     ready(addr, exporter.as_ref().map(|e| e.addr), &ctx.config)
         .context("cannot print the readiness line")?;
 
+    let loops = match ctx.config.io {
+        IoModel::Threads => None,
+        IoModel::Events => Some(events::Loops::start(&ctx, ctx.config.io_threads)?),
+    };
     let refuser = refuse::Refuser::start();
+    let mut spare = Spare::new();
     while !ctx.shutting_down() {
         match listener.accept() {
             // The signal thread's wake-up call, or a client arriving after the signal.
@@ -315,14 +338,9 @@ pub fn serve(
             Ok((stream, _peer)) => {
                 ctx.metrics.connections_open.fetch_add(1, Relaxed);
                 ctx.metrics.connections_total.fetch_add(1, Relaxed);
-                let c = Arc::clone(&ctx);
-                let spawned = std::thread::Builder::new()
-                    .name("conn-reader".into())
-                    .stack_size(256 * 1024)
-                    .spawn(move || connection::serve(c, stream));
-                if let Err(e) = spawned {
-                    ctx.metrics.connections_open.fetch_sub(1, Relaxed);
-                    eprintln!("threadcenter server: cannot start a connection thread: {e}");
+                match &loops {
+                    Some(loops) => loops.dispatch(stream),
+                    None => spawn_connection(&ctx, stream),
                 }
             }
             Err(e)
@@ -332,45 +350,93 @@ pub fn serve(
                         | io::ErrorKind::TimedOut
                         | io::ErrorKind::Interrupted
                 ) => {}
-            Err(e) => {
-                // EMFILE and friends: say so, back off, keep serving the others.
-                eprintln!("threadcenter server: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            Err(e) => accept_failed(&ctx, &listener, &mut spare, e),
         }
     }
     drop(listener);
     drop(refuser);
+    if let Some(loops) = &loops {
+        loops.stop();
+    }
     let drained = drain(&ctx);
+    if let Some(loops) = loops {
+        loops.join(Duration::from_secs(1));
+    }
     drop(exporter);
     drained
 }
 
-/// Each connection holds two descriptors (its socket and the writer's handle): raises
-/// the soft RLIMIT_NOFILE towards the hard one so `--max-connections` can be reached,
-/// and says so if it cannot.
-fn raise_fd_limit(max_connections: u64) {
-    let want: libc::rlim_t = max_connections.saturating_mul(2).saturating_add(256);
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+/// `--io threads`: starts the connection's reader thread (which starts its writer). A
+/// thread that cannot be started refuses the connection, and the server goes on.
+fn spawn_connection(ctx: &Arc<Context>, stream: TcpStream) {
+    // The stream comes back if the thread cannot start (the closure is dropped).
+    let handoff = Arc::new(std::sync::Mutex::new(Some(stream)));
+    let (c, h) = (Arc::clone(ctx), Arc::clone(&handoff));
+    let spawned = std::thread::Builder::new()
+        .name("conn-reader".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let stream = crate::sync::lock(&h).take();
+            drop(h);
+            if let Some(stream) = stream {
+                connection::serve(c, stream);
+            }
+        });
+    if let Err(e) = spawned {
+        ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+        eprintln!("threadcenter server: cannot start a connection thread: {e}");
+        if let Some(stream) = crate::sync::lock(&handoff).take() {
+            connection::refuse_unserved(
+                ctx,
+                &stream,
+                &format!("cannot start a thread for this connection ({e})"),
+            );
+        }
+    }
+}
+
+/// A descriptor held in reserve: when `accept` fails for want of descriptors, closing
+/// it lets the server accept the waiting connection, answer it OVERLOADED and close
+/// it, rather than leave it in the backlog, where its client would wait unanswered.
+struct Spare(Option<std::fs::File>);
+
+impl Spare {
+    fn new() -> Spare {
+        Spare(std::fs::File::open("/dev/null").ok())
+    }
+}
+
+/// `accept` failed: out of descriptors (EMFILE, ENFILE), memory (ENOMEM, ENOBUFS), or
+/// something else. The connection that could not be taken is refused if a spare
+/// descriptor allows it; the server goes on, after a short pause if it could not.
+fn accept_failed(ctx: &Context, listener: &TcpListener, spare: &mut Spare, e: io::Error) {
+    static LAST_SAID: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let no_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+    {
+        // Said at most once a second: a flood must not flood stderr too.
+        let mut last = crate::sync::lock(&LAST_SAID);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(Instant::now());
+            eprintln!(
+                "threadcenter server: accept failed: {e}; refusing new connections until there is room (--max-connections {} is above what this process can hold)",
+                ctx.config.max_connections
+            );
+        }
+    }
+    if no_fds && spare.0.take().is_some() {
+        if let Ok((stream, _)) = listener.accept() {
+            connection::refuse_unserved(
+                ctx,
+                &stream,
+                "has no file descriptor left for this connection",
+            );
+        }
+        *spare = Spare::new();
+        if spare.0.is_some() {
             return;
         }
-        if lim.rlim_cur < want {
-            lim.rlim_cur = want.min(lim.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
     }
-    if lim.rlim_cur < want {
-        eprintln!(
-            "threadcenter server: warning: the open-file limit ({}) is below what --max-connections {max_connections} needs (about {want}); past it, accept fails and clients wait in the listen backlog",
-            lim.rlim_cur
-        );
-    }
+    std::thread::sleep(Duration::from_millis(10));
 }
 
 /// After the listener closed: waits for connections to answer what they hold, then

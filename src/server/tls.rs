@@ -1,13 +1,16 @@
 //! TLS for the server (`--tls-cert`/`--tls-key`), with rustls and its ring provider.
 //!
 //! A TLS connection takes a simpler path than plaintext's: one `rustls::ServerConnection`
-//! behind a mutex, shared by the connection's reader and its writer thread. The reader
+//! behind a mutex, shared by the connection's reader and its writer (the writer thread
+//! with `--io threads`, the connection's event loop with `--io events`). The reader
 //! reads ciphertext from the socket without the lock, then takes it to decrypt; only the
-//! writer thread ever writes to the socket (responses are encrypted under the lock and
+//! writer ever writes to the socket (responses are encrypted under the lock and
 //! written after it), so TLS records can never interleave or reorder. When decrypting
 //! leaves rustls with something to send (handshake messages, session tickets, alerts),
 //! the reader asks the writer to flush it. Plaintext connections keep the outbox's
-//! non-blocking direct send; none of this touches them.
+//! non-blocking direct send; none of this touches them. The same [`TlsReader`] serves
+//! a blocking socket with a read timeout and a non-blocking one: either way a read that
+//! finds nothing comes back as the socket's error.
 
 use std::fs;
 use std::io::{self, Read};
@@ -94,13 +97,13 @@ impl HandshakeTimeout {
     }
 }
 
-/// The plaintext side of a TLS connection, for the connection's `FrameReader`.
+/// The plaintext side of a TLS connection, read from the socket of its outbox.
 ///
-/// Read timeouts of the socket come through as they are, so the reader still wakes to
-/// check for shutdown. The handshake must finish within `handshake_limit`.
+/// Read timeouts (or `WouldBlock`) of the socket come through as they are, so the
+/// reader still wakes to check for shutdown. The handshake must finish within
+/// `handshake_limit`.
 pub struct TlsReader {
     session: Session,
-    sock: TcpStream,
     outbox: Arc<Outbox>,
     raw: Box<[u8]>,
     start: usize,
@@ -110,15 +113,9 @@ pub struct TlsReader {
 }
 
 impl TlsReader {
-    pub fn new(
-        session: Session,
-        sock: TcpStream,
-        outbox: Arc<Outbox>,
-        handshake_limit: Duration,
-    ) -> TlsReader {
+    pub fn new(session: Session, outbox: Arc<Outbox>, handshake_limit: Duration) -> TlsReader {
         TlsReader {
             session,
-            sock,
             outbox,
             raw: vec![0; 16 * 1024].into_boxed_slice(),
             start: 0,
@@ -129,7 +126,12 @@ impl TlsReader {
     }
 
     pub fn socket(&self) -> &TcpStream {
-        &self.sock
+        self.outbox.stream()
+    }
+
+    /// True once the handshake has overrun its limit (for a reader that is not reading).
+    pub fn handshake_expired(&self) -> bool {
+        Instant::now() > self.handshake_deadline && lock(&self.session).is_handshaking()
     }
 }
 
@@ -172,7 +174,7 @@ impl Read for TlsReader {
                 return Err(io::Error::other(HandshakeTimeout(self.handshake_limit)));
             }
             drop(conn);
-            match self.sock.read(&mut self.raw) {
+            match self.outbox.stream().read(&mut self.raw) {
                 Ok(0) => {
                     // Tells rustls the stream ended; its reader then says how.
                     let _ = lock(&self.session).read_tls(&mut &[][..]);

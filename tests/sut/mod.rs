@@ -28,17 +28,96 @@ pub struct Server {
     stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The server's I/O models (`--io`): each test of the server's behaviour runs under
+/// both, through [`io_tests`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    Threads,
+    Events,
+}
+
+impl Io {
+    pub fn flag(self) -> &'static str {
+        match self {
+            Io::Threads => "threads",
+            Io::Events => "events",
+        }
+    }
+}
+
+/// Runs each `fn NAME(io: Io)` of the calling test file as two tests, `threads::NAME`
+/// and `events::NAME`: one body, both I/O models.
+#[allow(unused_macros)] // some test crates that use `sut` test no server behaviour
+macro_rules! io_tests {
+    ($($name:ident),* $(,)?) => {
+        mod threads {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::sut::Io::Threads)
+            })*
+        }
+        mod events {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::sut::Io::Events)
+            })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use io_tests;
+
 impl Server {
     /// Starts `threadcenter server --port 0 ARGS...` and waits for its readiness line.
     pub fn start(args: &[&str]) -> Server {
         Self::start_with_env(args, &[])
     }
 
+    /// [`Server::start`] with `--io IO`.
+    pub fn start_io(io: Io, args: &[&str]) -> Server {
+        Self::start_io_with_env(io, args, &[])
+    }
+
+    /// [`Server::start_with_env`] with `--io IO`.
+    pub fn start_io_with_env(io: Io, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut all = vec!["--io", io.flag()];
+        all.extend_from_slice(args);
+        Self::start_with_env(&all, env)
+    }
+
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_with(args, env, None)
+    }
+
+    /// [`Server::start_io`] under an open-file limit of (soft, hard), set in the child
+    /// before it runs the server.
+    pub fn start_io_with_nofile(io: Io, args: &[&str], nofile: (u64, u64)) -> Server {
+        let mut all = vec!["--io", io.flag()];
+        all.extend_from_slice(args);
+        Self::start_with(&all, &[], Some(nofile))
+    }
+
+    fn start_with(args: &[&str], env: &[(&str, &str)], nofile: Option<(u64, u64)>) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["server", "--port", "0"]).args(args);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some((soft, hard)) = nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit is async-signal-safe; `lim` is a copy owned by the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -72,6 +72,10 @@ impl Task {
 pub enum Refused {
     /// The queue is full and the admission policy is to reject.
     Full,
+    /// The queue is full, the policy is to wait, and the caller may not block (an event
+    /// loop): its [`RoomWaker`] is called once there is room. The task comes back to be
+    /// submitted again then.
+    Later,
     /// The pool is closing.
     Closed,
 }
@@ -79,25 +83,67 @@ pub enum Refused {
 /// What the queue does when it is full (`--when-full`).
 pub use crate::domain::WhenFull;
 
+/// Called (under the pool's lock: it must not block) when a full queue gets room: how a
+/// pool wakes an event loop that has a connection paused on it.
+pub type RoomWaker = Arc<dyn Fn() + Send + Sync>;
+
+/// Who waits for room in a full queue: producer threads blocked on the pool's
+/// `not_full` condvar, and event loops that asked to be woken.
+#[derive(Default)]
+pub struct Waiters {
+    producers: usize,
+    loops: Vec<RoomWaker>,
+}
+
+impl Waiters {
+    /// Wakes every waiter after room was made (a notify costs a syscall: none at 0).
+    pub fn room(&mut self, not_full: &Condvar) {
+        if self.producers > 0 {
+            not_full.notify_all();
+        }
+        for wake in self.loops.drain(..) {
+            wake();
+        }
+    }
+
+    /// [`Waiters::room`] for one task's room: wakes one blocked producer, not all of
+    /// them (each loop is woken: it may have several connections waiting).
+    pub fn room_for_one(&mut self, not_full: &Condvar) {
+        if self.producers > 0 {
+            not_full.notify_one();
+        }
+        for wake in self.loops.drain(..) {
+            wake();
+        }
+    }
+
+    fn park(&mut self, waker: &RoomWaker) {
+        if !self.loops.iter().any(|w| Arc::ptr_eq(w, waker)) {
+            self.loops.push(Arc::clone(waker));
+        }
+    }
+}
+
 /// A pool's locked state as [`submit`] sees it.
 trait Admission {
     /// The pool takes no more tasks.
     fn closed(&self) -> bool;
-    /// Producers blocked on a full queue; whoever makes room notifies them only when
-    /// this is above 0 (a notify costs a syscall).
-    fn waiting_producers(&mut self) -> &mut usize;
+    /// Who waits for room; whoever makes room calls [`Waiters::room`].
+    fn waiters(&mut self) -> &mut Waiters;
 }
 
 /// Submit-when-full, for both pools: under the pool's lock `st`, `place` either takes
 /// the task (to a worker or the queue) or gives it back because the queue is full.
 /// Then `when_full` decides: [`WhenFull::Reject`] gives it back as
-/// [`Refused::Full`], [`WhenFull::Wait`] waits on `not_full` and tries again. A closed
-/// pool refuses with [`Refused::Closed`], also after a wait.
+/// [`Refused::Full`], [`WhenFull::Wait`] waits on `not_full` and tries again, or, with
+/// `park` (a caller that must not block), registers it and gives the task back as
+/// [`Refused::Later`]. A closed pool refuses with [`Refused::Closed`], also after a wait.
 /// (Generic over the task only so that its tests need no connection.)
 fn submit<S: Admission, T>(
     mut st: MutexGuard<'_, S>,
     not_full: &Condvar,
     when_full: WhenFull,
+    park: Option<&RoomWaker>,
     mut task: T,
     mut place: impl FnMut(&mut S, T) -> Result<(), T>,
 ) -> Result<(), (T, Refused)> {
@@ -109,20 +155,27 @@ fn submit<S: Admission, T>(
             Ok(()) => return Ok(()),
             Err(task) => task,
         };
-        match when_full {
-            WhenFull::Reject => return Err((task, Refused::Full)),
-            WhenFull::Wait => {
-                *st.waiting_producers() += 1;
+        match (when_full, park) {
+            (WhenFull::Reject, _) => return Err((task, Refused::Full)),
+            (WhenFull::Wait, Some(waker)) => {
+                st.waiters().park(waker);
+                return Err((task, Refused::Later));
+            }
+            (WhenFull::Wait, None) => {
+                st.waiters().producers += 1;
                 st = sync::wait(not_full, st);
-                *st.waiting_producers() -= 1;
+                st.waiters().producers -= 1;
             }
         }
     }
 }
 
 pub trait Pool: Send + Sync {
-    /// Hands a task to the pool, or gives it back with the reason.
-    fn submit(&self, task: Task) -> Result<(), (Task, Refused)>;
+    /// Hands a task to the pool, or gives it back with the reason. Under
+    /// `--when-full wait` a full queue blocks the caller, unless it gives a `park`
+    /// waker: then the task comes back as [`Refused::Later`] and the waker is called
+    /// once there is room.
+    fn submit(&self, task: Task, park: Option<&RoomWaker>) -> Result<(), (Task, Refused)>;
     /// Tasks waiting for a worker.
     fn queue_depth(&self) -> usize;
     fn workers(&self) -> Vec<WorkerStats>;
@@ -166,14 +219,14 @@ mod tests {
     struct Q {
         items: Vec<u32>,
         closed: bool,
-        waiting: usize,
+        waiting: Waiters,
     }
 
     impl Admission for Q {
         fn closed(&self) -> bool {
             self.closed
         }
-        fn waiting_producers(&mut self) -> &mut usize {
+        fn waiters(&mut self) -> &mut Waiters {
             &mut self.waiting
         }
     }
@@ -188,6 +241,7 @@ mod tests {
             sync::lock(&sh.q),
             &sh.not_full,
             when_full,
+            None,
             item,
             |q, item| {
                 if q.items.is_empty() {
@@ -214,7 +268,7 @@ mod tests {
         let sh2 = Arc::clone(sh);
         let producer = std::thread::spawn(move || put(&sh2, WhenFull::Wait, 2));
         let deadline = Instant::now() + Duration::from_secs(30);
-        while sync::lock(&sh.q).waiting == 0 {
+        while sync::lock(&sh.q).waiting.producers == 0 {
             assert!(Instant::now() < deadline, "the producer never waited");
             std::thread::yield_now();
         }
@@ -245,7 +299,7 @@ mod tests {
         assert_eq!(producer.join().unwrap(), Ok(()));
         let q = sync::lock(&sh.q);
         assert_eq!(q.items, [2]);
-        assert_eq!(q.waiting, 0, "the producer counted itself out");
+        assert_eq!(q.waiting.producers, 0, "the producer counted itself out");
     }
 
     #[test]
@@ -255,7 +309,7 @@ mod tests {
         sync::lock(&sh.q).closed = true;
         sh.not_full.notify_all();
         assert_eq!(producer.join().unwrap(), Err((2, Refused::Closed)));
-        assert_eq!(sync::lock(&sh.q).waiting, 0);
+        assert_eq!(sync::lock(&sh.q).waiting.producers, 0);
     }
 }
 

@@ -28,7 +28,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Admission, Done, Pool, Refused, Task, WhenFull};
+use super::{Admission, Done, Pool, Refused, RoomWaker, Task, Waiters, WhenFull};
 use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
 use crate::server::worker::{decode_result, encode_task, RESULT_LEN};
@@ -59,8 +59,8 @@ struct State {
     next_seq: u64,
     rotate: usize,
     scratch: Vec<u8>,
-    /// Producers blocked on a full backlog (a notify costs a syscall: skip it at 0).
-    waiting_producers: usize,
+    /// Producers and event loops waiting for room in a full backlog.
+    waiters: Waiters,
 }
 
 struct Slot {
@@ -148,8 +148,8 @@ impl Admission for State {
     fn closed(&self) -> bool {
         self.closing
     }
-    fn waiting_producers(&mut self) -> &mut usize {
-        &mut self.waiting_producers
+    fn waiters(&mut self) -> &mut Waiters {
+        &mut self.waiters
     }
 }
 
@@ -206,7 +206,7 @@ impl ProcessPool {
                 next_seq: 0,
                 rotate: 0,
                 scratch: Vec::new(),
-                waiting_producers: 0,
+                waiters: Waiters::default(),
             }),
             not_full: Condvar::new(),
             capacity,
@@ -259,9 +259,10 @@ impl ProcessPool {
 }
 
 impl Pool for ProcessPool {
-    fn submit(&self, task: Task) -> Result<(), (Task, Refused)> {
+    fn submit(&self, task: Task, park: Option<&RoomWaker>) -> Result<(), (Task, Refused)> {
         let sh = &self.shared;
-        super::submit(sh.lock(), &sh.not_full, sh.when_full, task, |st, task| {
+        let st = sh.lock();
+        super::submit(st, &sh.not_full, sh.when_full, park, task, |st, task| {
             if let Some(i) = st.idle_slot() {
                 st.assign(i, [task]);
             } else if st.backlog.len() < sh.capacity {
@@ -301,6 +302,8 @@ impl Pool for ProcessPool {
             }
         }
         self.shared.not_full.notify_all();
+        // Loops with a connection paused on the queue hear that it is closed.
+        st.waiters.room(&self.shared.not_full);
     }
 
     fn join(&self, grace: Duration) -> bool {
@@ -459,8 +462,8 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
             // task (or the next one written to an idle worker) has a whole timeout.
             st.slots[i].head_since = Instant::now();
             wait = sh.task_timeout;
-            if st.top_up(i) && st.waiting_producers > 0 {
-                sh.not_full.notify_all();
+            if st.top_up(i) {
+                st.waiters.room(&sh.not_full);
             }
             if st.closing && st.all_done() {
                 for slot in &mut st.slots {
@@ -532,8 +535,8 @@ fn respawn(sh: &Shared, i: usize) -> Option<Child> {
                 slot.restarts += 1;
                 st.resend(i);
                 // The backlog may have waited for this worker alone.
-                if st.top_up(i) && st.waiting_producers > 0 {
-                    sh.not_full.notify_all();
+                if st.top_up(i) {
+                    st.waiters.room(&sh.not_full);
                 }
                 return Some(child);
             }

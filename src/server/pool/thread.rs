@@ -17,7 +17,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{mono_ns, run_compute_until, Admission, Done, Pool, Refused, Task, WhenFull};
+use super::{
+    mono_ns, run_compute_until, Admission, Done, Pool, Refused, RoomWaker, Task, Waiters, WhenFull,
+};
 use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
 use crate::sync;
@@ -44,15 +46,15 @@ struct Queue {
     tasks: VecDeque<Task>,
     closed: bool,
     idle_workers: usize,
-    waiting_producers: usize,
+    waiters: Waiters,
 }
 
 impl Admission for Queue {
     fn closed(&self) -> bool {
         self.closed
     }
-    fn waiting_producers(&mut self) -> &mut usize {
-        &mut self.waiting_producers
+    fn waiters(&mut self) -> &mut Waiters {
+        &mut self.waiters
     }
 }
 
@@ -66,9 +68,7 @@ impl Shared {
         let mut q = self.lock();
         loop {
             if let Some(task) = q.tasks.pop_front() {
-                if q.waiting_producers > 0 {
-                    self.not_full.notify_one();
-                }
+                q.waiters.room_for_one(&self.not_full);
                 return Some(task);
             }
             if q.closed {
@@ -145,18 +145,25 @@ impl ThreadPool {
 }
 
 impl Pool for ThreadPool {
-    fn submit(&self, task: Task) -> Result<(), (Task, Refused)> {
+    fn submit(&self, task: Task, park: Option<&RoomWaker>) -> Result<(), (Task, Refused)> {
         let sh = &self.shared;
-        super::submit(sh.lock(), &sh.not_full, sh.when_full, task, |q, task| {
-            if q.tasks.len() >= sh.capacity {
-                return Err(task);
-            }
-            q.tasks.push_back(task);
-            if q.idle_workers > 0 {
-                sh.not_empty.notify_one();
-            }
-            Ok(())
-        })
+        super::submit(
+            sh.lock(),
+            &sh.not_full,
+            sh.when_full,
+            park,
+            task,
+            |q, task| {
+                if q.tasks.len() >= sh.capacity {
+                    return Err(task);
+                }
+                q.tasks.push_back(task);
+                if q.idle_workers > 0 {
+                    sh.not_empty.notify_one();
+                }
+                Ok(())
+            },
+        )
     }
 
     fn queue_depth(&self) -> usize {
@@ -181,6 +188,7 @@ impl Pool for ThreadPool {
         q.closed = true;
         self.shared.not_empty.notify_all();
         self.shared.not_full.notify_all();
+        q.waiters.room(&self.shared.not_full);
     }
 
     fn join(&self, grace: Duration) -> bool {

@@ -1,0 +1,648 @@
+//! One event loop and the state machine of each connection it owns.
+//!
+//! A connection reads while it is open and has room; each whole frame goes to
+//! [`connection::handle`], as with threads. Bytes of a frame not yet whole wait in the
+//! connection's `pending` (empty, and unallocated, for an idle connection: the loop
+//! reads into one buffer of its own), and so do frames read past a pause.
+//!
+//! Phases, matching the threads model's reader and writer (see `connection`):
+//! `Open` (reading; also while shutting down with requests in flight, compute then
+//! answered SHUTTING_DOWN) → `Closing` (shutting down with nothing in flight: reads on
+//! for [`QUIET`], then only the rest of a begun frame) → `Finishing` (not reading:
+//! answers what is in flight, flushes, sends a FIN) → closed, or, while shutting down,
+//! `Discarding` what the client still sends until it closes, all within
+//! [`FLUSH_ALLOWANCE`] of entering `Closing`.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::{Shared, CLOSING_TICK, TICK, WAKER};
+use crate::protocol::frame::{decode, Decoded, HEADER_LEN};
+use crate::protocol::FrameError;
+use crate::server::connection::{self, frame_too_large, refuse_unserved, FLUSH_ALLOWANCE, QUIET};
+use crate::server::outbox::{Flushed, LoopWake, Outbox};
+use crate::server::pool::{mono_ns, RoomWaker, Task};
+use crate::server::tls::{self, HandshakeTimeout, TlsReader};
+use crate::server::Context;
+
+/// The loop's read buffer: the most one read takes.
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads one connection gets per turn before the others have theirs.
+const READS_PER_TURN: usize = 4;
+/// Frames one connection gets handled per turn: a client pipelining small requests
+/// must not hold the loop (and its other connections, and the deadline checks) for
+/// more than a fraction of a millisecond at a time.
+const FRAMES_PER_TURN: usize = 128;
+/// A connection's `pending` keeps at most this much capacity once empty.
+const PENDING_KEEP: usize = 4 * 1024;
+
+enum Phase {
+    /// Serving.
+    Open,
+    /// Shutting down with nothing in flight: reads on until `quiet_until`, then only
+    /// the rest of a begun frame.
+    Closing {
+        quiet_until: Instant,
+        close_by: Instant,
+    },
+    /// Not reading any more: answers what is in flight, flushes, sends a FIN. While
+    /// shutting down, within `close_by`.
+    Finishing { close_by: Option<Instant> },
+    /// Shutting down, FIN sent: discards what the client sends until it closes.
+    Discarding { close_by: Instant },
+}
+
+/// Where a connection's frames come from: the socket, or TLS over it.
+enum Source {
+    Plain,
+    Tls(Box<TlsReader>),
+}
+
+struct Conn {
+    outbox: Arc<Outbox>,
+    source: Source,
+    /// Bytes read and not handled yet (see the module doc).
+    pending: Vec<u8>,
+    /// Since when a begun frame has waited for its rest, not counting pauses.
+    partial_since: Option<Instant>,
+    /// A compute task the full queue did not take yet (`--when-full wait`).
+    parked: Option<Task>,
+    /// Paused for room in the outbox; the outbox queues the connection when there is.
+    paused: bool,
+    phase: Phase,
+}
+
+/// What a turn of reading ended with.
+enum Turn {
+    /// Nothing more to read now (or the turn is over).
+    Later,
+    /// The reader is done: end of stream, an error, or a frame it will not take.
+    Done,
+}
+
+pub struct Loop {
+    ctx: Arc<Context>,
+    shared: Arc<Shared>,
+    poll: Poll,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    rbuf: Vec<u8>,
+    wbatch: Vec<u8>,
+    /// Connections to drive again without waiting for an event.
+    again: Vec<usize>,
+    /// Connections with a task parked on the full queue.
+    parked: Vec<usize>,
+    room: RoomWaker,
+    stopping: bool,
+}
+
+impl Loop {
+    pub(super) fn new(ctx: Arc<Context>, shared: Arc<Shared>, poll: Poll) -> Loop {
+        let room: RoomWaker = {
+            let shared = Arc::clone(&shared);
+            Arc::new(move || shared.post(|inbox| inbox.pool_room = true))
+        };
+        Loop {
+            ctx,
+            shared,
+            poll,
+            conns: Vec::new(),
+            free: Vec::new(),
+            rbuf: vec![0; READ_CHUNK],
+            wbatch: Vec::new(),
+            again: Vec::new(),
+            parked: Vec::new(),
+            room,
+            stopping: false,
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        let mut turn = Vec::new();
+        loop {
+            let now = Instant::now();
+            let timeout = if self.again.is_empty() {
+                next_tick.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("threadcenter server: an event loop's poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                if ev.token() != WAKER {
+                    self.drive(ev.token().0);
+                }
+            }
+            let inbox = self.shared.take();
+            for stream in inbox.incoming {
+                self.adopt(stream);
+            }
+            for token in inbox.ready {
+                self.drive(token);
+            }
+            if inbox.pool_room {
+                turn.append(&mut self.parked);
+            }
+            self.stopping |= inbox.stop;
+            turn.append(&mut self.again);
+            for token in turn.drain(..) {
+                self.drive(token);
+            }
+            let now = Instant::now();
+            let every = if self.ctx.shutting_down() {
+                CLOSING_TICK
+            } else {
+                TICK
+            };
+            if now >= next_tick {
+                self.tick(now);
+                next_tick = now + every;
+            } else {
+                next_tick = next_tick.min(now + every);
+            }
+            if self.stopping && self.conns.iter().all(Option::is_none) {
+                return;
+            }
+        }
+    }
+
+    /// Registers an accepted connection and serves what it already sent.
+    fn adopt(&mut self, stream: TcpStream) {
+        let ctx = Arc::clone(&self.ctx);
+        if let Err(e) = stream.set_nonblocking(true) {
+            refuse_unserved(
+                &ctx,
+                &stream,
+                &format!("cannot set up this connection ({e})"),
+            );
+            ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let session = match ctx.config.tls.as_ref().map(tls::session).transpose() {
+            Ok(session) => session,
+            Err(e) => {
+                eprintln!("threadcenter server: cannot set up a TLS session: {e}");
+                ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+                return;
+            }
+        };
+        let token = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let fd = stream.as_raw_fd();
+        let registered = self.poll.registry().register(
+            &mut SourceFd(&fd),
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        if let Err(e) = registered {
+            refuse_unserved(
+                &ctx,
+                &stream,
+                &format!("cannot watch this connection ({e})"),
+            );
+            ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+            self.free.push(token);
+            return;
+        }
+        let wake: Arc<dyn LoopWake> = self.shared.clone();
+        let outbox = Arc::new(Outbox::on_loop(
+            stream,
+            session.clone(),
+            ctx.config.max_buffered,
+            ctx.config.max_in_flight,
+            wake,
+            token,
+        ));
+        let source = match session {
+            None => Source::Plain,
+            Some(session) => Source::Tls(Box::new(TlsReader::new(
+                session,
+                Arc::clone(&outbox),
+                ctx.config.frame_timeout,
+            ))),
+        };
+        self.conns[token] = Some(Conn {
+            outbox,
+            source,
+            pending: Vec::new(),
+            partial_since: None,
+            parked: None,
+            paused: false,
+            phase: Phase::Open,
+        });
+        self.drive(token);
+    }
+
+    /// Does whatever connection `token` can do now: submit a parked task, write, read,
+    /// finish. Idempotent: a stale token or a spurious event costs a few checks.
+    fn drive(&mut self, token: usize) {
+        let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else {
+            return;
+        };
+        if self.step(token, &mut conn) {
+            self.conns[token] = Some(conn);
+        } else {
+            self.remove(token, conn);
+        }
+    }
+
+    /// [`Loop::drive`] on a connection taken out of its slot; false once it is over.
+    fn step(&mut self, token: usize, conn: &mut Conn) -> bool {
+        conn.outbox.take_queued();
+        if let Some(task) = conn.parked.take() {
+            conn.parked = connection::submit(&self.ctx, task, Some(&self.room));
+            if conn.parked.is_some() {
+                self.parked.push(token);
+                return true;
+            }
+            conn.restart_stall_clock();
+        }
+        if conn.outbox.flush(&mut self.wbatch) == Flushed::Broken {
+            return false;
+        }
+        match conn.phase {
+            Phase::Open | Phase::Closing { .. } => {
+                if let Turn::Done = self.read(token, conn) {
+                    let close_by = match conn.phase {
+                        Phase::Closing { close_by, .. } => Some(close_by),
+                        _ => None,
+                    };
+                    conn.phase = Phase::Finishing { close_by };
+                    conn.pending = Vec::new();
+                    conn.outbox.reader_done();
+                }
+                if conn.outbox.flush(&mut self.wbatch) == Flushed::Broken {
+                    return false;
+                }
+            }
+            Phase::Finishing { .. } => {}
+            Phase::Discarding { .. } => return self.discard(conn),
+        }
+        if let Phase::Finishing { close_by } = conn.phase {
+            if conn.outbox.close_if_finished() {
+                return match close_by {
+                    // Shutting down: the client's unread requests must not turn the
+                    // close into a reset that may destroy answers it has not read.
+                    Some(close_by) => {
+                        conn.phase = Phase::Discarding { close_by };
+                        self.discard(conn)
+                    }
+                    None => false,
+                };
+            }
+        }
+        true
+    }
+
+    /// Reads and handles frames until the socket has nothing more, the connection must
+    /// pause, or its turn is over.
+    fn read(&mut self, token: usize, conn: &mut Conn) -> Turn {
+        let max_frame = self.ctx.config.max_frame;
+        let mut frames = FRAMES_PER_TURN;
+        for _ in 0..READS_PER_TURN {
+            if frames == 0 {
+                break;
+            }
+            if conn.parked.is_some() {
+                return Turn::Later;
+            }
+            let was_paused = conn.paused;
+            // Closing reads for a bounded time whatever the room, as the threads
+            // model's reader does: its requests are answered SHUTTING_DOWN.
+            conn.paused = matches!(conn.phase, Phase::Open) && conn.outbox.pause_for_room();
+            if conn.paused {
+                return Turn::Later;
+            }
+            if was_paused {
+                // The pause was the server's doing, not the client's.
+                conn.restart_stall_clock();
+            }
+            // Frames read before a pause come first.
+            if has_frame(&conn.pending, max_frame) {
+                let pending = std::mem::take(&mut conn.pending);
+                let (used, done) = self.consume(token, conn, &pending, &mut frames);
+                conn.pending = pending;
+                conn.pending.drain(..used);
+                if done {
+                    return Turn::Done;
+                }
+                continue;
+            }
+            let mut limit = READ_CHUNK;
+            if let Phase::Closing { quiet_until, .. } = conn.phase {
+                if Instant::now() >= quiet_until {
+                    // Only the rest of a frame already begun, if any.
+                    match missing(&conn.pending, max_frame) {
+                        0 => return Turn::Done,
+                        m => limit = m.min(READ_CHUNK),
+                    }
+                }
+            }
+            let got = match &mut conn.source {
+                Source::Plain => {
+                    let mut s = conn.outbox.stream();
+                    s.read(&mut self.rbuf[..limit])
+                }
+                Source::Tls(r) => r.read(&mut self.rbuf[..limit]),
+            };
+            let n = match got {
+                Ok(0) => return Turn::Done,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_would_block(&e) => {
+                    conn.note_partial();
+                    return Turn::Later;
+                }
+                Err(e) => {
+                    read_failed(&self.ctx, &e);
+                    return Turn::Done;
+                }
+            };
+            let rbuf = std::mem::take(&mut self.rbuf);
+            let done = if conn.pending.is_empty() {
+                let (used, done) = self.consume(token, conn, &rbuf[..n], &mut frames);
+                conn.pending.extend_from_slice(&rbuf[used..n]);
+                done
+            } else {
+                conn.pending.extend_from_slice(&rbuf[..n]);
+                let pending = std::mem::take(&mut conn.pending);
+                let (used, done) = self.consume(token, conn, &pending, &mut frames);
+                conn.pending = pending;
+                conn.pending.drain(..used);
+                done
+            };
+            self.rbuf = rbuf;
+            if conn.pending.is_empty() && conn.pending.capacity() > PENDING_KEEP {
+                conn.pending = Vec::new();
+            }
+            if done {
+                return Turn::Done;
+            }
+            if frames == 0 {
+                // The turn is over, with frames maybe left in `pending`: another soon.
+                break;
+            }
+            // A short read of a plain socket emptied it; the next bytes bring an event.
+            if n < limit && matches!(conn.source, Source::Plain) {
+                conn.note_partial();
+                return Turn::Later;
+            }
+        }
+        conn.note_partial();
+        self.again.push(token);
+        Turn::Later
+    }
+
+    /// Handles the whole frames at the start of `bytes`, stopping where the connection
+    /// must pause or `budget` frames have been handled; returns the bytes used and
+    /// whether the reader is done (a frame over `--max-frame`, answered here).
+    fn consume(
+        &mut self,
+        token: usize,
+        conn: &mut Conn,
+        bytes: &[u8],
+        budget: &mut usize,
+    ) -> (usize, bool) {
+        let ctx = &*self.ctx;
+        let mut at = 0;
+        loop {
+            if *budget == 0 {
+                return (at, false);
+            }
+            match decode(&bytes[at..], ctx.config.max_frame) {
+                Ok(Decoded::Frame { consumed }) => {
+                    let payload = &bytes[at + HEADER_LEN..at + consumed];
+                    at += consumed;
+                    *budget -= 1;
+                    conn.partial_since = None;
+                    let parked =
+                        connection::handle(ctx, &conn.outbox, payload, mono_ns(), Some(&self.room));
+                    if parked.is_some() {
+                        conn.parked = parked;
+                        self.parked.push(token);
+                        return (at, false);
+                    }
+                    if matches!(conn.phase, Phase::Open) && conn.outbox.pause_for_room() {
+                        conn.paused = true;
+                        return (at, false);
+                    }
+                }
+                Ok(Decoded::Incomplete { .. }) => return (at, false),
+                Err(FrameError::TooLarge { len, max }) => {
+                    frame_too_large(ctx, &conn.outbox, len, max);
+                    return (bytes.len(), true);
+                }
+                Err(_) => return (bytes.len(), true),
+            }
+        }
+    }
+
+    /// Shutting down, FIN sent: reads and drops what the client sends; false once it
+    /// has closed (or failed).
+    fn discard(&mut self, conn: &mut Conn) -> bool {
+        let mut s = conn.outbox.stream();
+        loop {
+            match s.read(&mut self.rbuf) {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_would_block(&e) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Checks every connection's deadlines, and starts closing those the shutdown
+    /// allows to close.
+    fn tick(&mut self, now: Instant) {
+        for token in 0..self.conns.len() {
+            let Some(conn) = self.conns[token].as_mut() else {
+                continue;
+            };
+            match deadlines(&self.ctx, conn, now) {
+                Due::Nothing => {}
+                Due::Drive => self.again.push(token),
+                Due::Cut => {
+                    // The client had its chance (a frame still not whole, answers it
+                    // does not read, or a close it does not send).
+                    let _ = conn.outbox.stream().shutdown(Shutdown::Both);
+                    let conn = self.conns[token].take().expect("checked above");
+                    self.remove(token, conn);
+                }
+            }
+        }
+    }
+
+    /// Closes a finished (or broken, or cut off) connection.
+    fn remove(&mut self, token: usize, conn: Conn) {
+        let fd = conn.outbox.stream().as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        if conn.outbox.is_broken() {
+            let _ = conn.outbox.stream().shutdown(Shutdown::Both);
+        }
+        if let Some(task) = conn.parked {
+            // Only a broken connection ends with a task parked: its answer has nowhere
+            // to go, but it is counted like any other.
+            task.fail(
+                &self.ctx.metrics,
+                crate::protocol::ErrorCode::ShuttingDown,
+                "the connection broke before the queue had room",
+            );
+        }
+        // The descriptor closes with the last handle on the outbox (a task still in
+        // flight on a broken connection may hold one).
+        drop(conn.outbox);
+        self.free.push(token);
+        self.ctx.metrics.connections_open.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Conn {
+    /// The stall clock runs only while the reader waits for the client.
+    fn restart_stall_clock(&mut self) {
+        if self.partial_since.is_some() {
+            self.partial_since = Some(Instant::now());
+        }
+    }
+
+    /// After a read that found nothing more: starts the stall clock if a frame has begun.
+    fn note_partial(&mut self) {
+        if self.pending.is_empty() {
+            self.partial_since = None;
+        } else if self.partial_since.is_none() {
+            self.partial_since = Some(Instant::now());
+        }
+    }
+
+    /// Stops reading: from now on the connection answers what is in flight and closes.
+    fn stop_reading(&mut self) {
+        let close_by = match self.phase {
+            Phase::Closing { close_by, .. } => Some(close_by),
+            _ => None,
+        };
+        self.phase = Phase::Finishing { close_by };
+        self.pending = Vec::new();
+        self.partial_since = None;
+        self.outbox.reader_done();
+    }
+}
+
+/// What a connection's deadlines call for.
+enum Due {
+    Nothing,
+    /// A turn (to read what closing still reads, or to finish).
+    Drive,
+    /// Closing now, both ways.
+    Cut,
+}
+
+/// Checks one connection's deadlines at `now`: `--frame-timeout` for a begun frame or
+/// a TLS handshake (the reader then stops), and the shutdown's quiet time and flush
+/// allowance.
+fn deadlines(ctx: &Context, conn: &mut Conn, now: Instant) -> Due {
+    let limit = ctx.config.frame_timeout;
+    let reading = matches!(conn.phase, Phase::Open | Phase::Closing { .. });
+    if reading && !conn.paused && conn.parked.is_none() {
+        if let Some(since) = conn.partial_since {
+            if now.duration_since(since) > limit {
+                let (got, want) = (conn.pending.len(), whole_len(&conn.pending));
+                let e = FrameError::Stalled { got, want, limit };
+                ctx.metrics.frames_timed_out.fetch_add(1, Relaxed);
+                eprintln!("threadcenter server: closing a connection: {e}");
+                conn.stop_reading();
+                return Due::Drive;
+            }
+        }
+        if let Source::Tls(r) = &conn.source {
+            if r.handshake_expired() {
+                ctx.metrics.frames_timed_out.fetch_add(1, Relaxed);
+                eprintln!(
+                    "threadcenter server: closing a connection: {}",
+                    HandshakeTimeout(limit)
+                );
+                conn.stop_reading();
+                return Due::Drive;
+            }
+        }
+    }
+    match conn.phase {
+        Phase::Open
+            if ctx.shutting_down() && conn.parked.is_none() && conn.outbox.in_flight() == 0 =>
+        {
+            conn.phase = Phase::Closing {
+                quiet_until: now + QUIET,
+                close_by: now + FLUSH_ALLOWANCE,
+            };
+            Due::Drive
+        }
+        Phase::Closing { close_by, .. }
+        | Phase::Finishing {
+            close_by: Some(close_by),
+        }
+        | Phase::Discarding { close_by }
+            if now >= close_by =>
+        {
+            Due::Cut
+        }
+        // Past the quiet time only a begun frame is read: a turn decides.
+        Phase::Closing { .. } => Due::Drive,
+        _ => Due::Nothing,
+    }
+}
+
+/// True if `buf` starts with a whole frame (or a header over the limit).
+fn has_frame(buf: &[u8], max_frame: u32) -> bool {
+    !matches!(decode(buf, max_frame), Ok(Decoded::Incomplete { .. }))
+}
+
+/// Bytes still to come before the frame begun in `buf` is whole (0: none begun).
+fn missing(buf: &[u8], max_frame: u32) -> usize {
+    match decode(buf, max_frame) {
+        _ if buf.is_empty() => 0,
+        Ok(Decoded::Incomplete { want: Some(total) }) => total - buf.len(),
+        Ok(Decoded::Incomplete { want: None }) => HEADER_LEN - buf.len(),
+        Ok(Decoded::Frame { .. }) | Err(_) => 0,
+    }
+}
+
+/// The whole size of the frame begun in `buf`, as far as its header tells.
+fn whole_len(buf: &[u8]) -> usize {
+    buf.get(..HEADER_LEN).map_or(HEADER_LEN, |h| {
+        HEADER_LEN + u32::from_be_bytes(h.try_into().expect("4 bytes")) as usize
+    })
+}
+
+fn is_would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Says why a read ended a connection, as the threads model's reader does.
+fn read_failed(ctx: &Context, e: &io::Error) {
+    if HandshakeTimeout::is(e) {
+        ctx.metrics.frames_timed_out.fetch_add(1, Relaxed);
+        eprintln!("threadcenter server: closing a connection: {e}");
+    } else if e.kind() == io::ErrorKind::InvalidData {
+        // Not TLS, or broken TLS: rustls queued an alert, the flush sends it.
+        eprintln!("threadcenter server: closing a TLS connection: {e}");
+    }
+}
