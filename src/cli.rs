@@ -1,4 +1,7 @@
 //! Command-line definitions (clap). Only parsing lives here; each command's module runs it.
+// The doc comments here are the `--help` texts people read in a terminal, where
+// `OUT/<UTC time>-<name>/` is plain text, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -223,8 +226,8 @@ pub struct ClientArgs {
     /// How request ids are spelled: `uuid` (a UUID-shaped string, as the seed's client
     /// sends) or `integer`. Either way they are unique across the run's connections, as
     /// the original ThreadCenter server needs, and answers are matched by the id's text.
-    #[arg(long, value_enum, default_value_t = crate::client::ids::IdStyle::Uuid)]
-    pub ids: crate::client::ids::IdStyle,
+    #[arg(long, value_enum, default_value_t = crate::domain::IdStyle::Uuid)]
+    pub ids: crate::domain::IdStyle,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -127,6 +127,25 @@ impl FromStr for ClientCmd {
 /// `[client] timeout` when the experiment file gives none.
 pub const CLIENT_TIMEOUT: &str = "30s";
 
+/// How request ids are spelled on the wire (`--ids`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum IdStyle {
+    /// A UUID-shaped string, as the seed's client sends (the default).
+    #[default]
+    Uuid,
+    /// A JSON integer.
+    Integer,
+}
+
+impl IdStyle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdStyle::Uuid => "uuid",
+            IdStyle::Integer => "integer",
+        }
+    }
+}
+
 /// The threshold of a metric nobody set, percent.
 pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
 /// A compared metric.

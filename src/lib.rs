@@ -1,11 +1,13 @@
 //! threadcenter: a framed TCP server with a worker-process pool, its load client, and the tools that measure them.
+#![warn(unreachable_pub)]
 
 pub mod cli;
 pub mod client;
 pub mod domain;
 pub mod hdr;
+pub(crate) mod machine;
 pub mod protocol;
-pub mod report;
+pub(crate) mod report;
 pub mod rundir;
 pub mod runner;
 pub mod server;

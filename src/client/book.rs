@@ -47,7 +47,7 @@ pub(super) struct Tally {
 }
 
 impl Tally {
-    pub fn new(open: bool) -> Tally {
+    pub(super) fn new(open: bool) -> Tally {
         Tally {
             open,
             ok: 0,
@@ -69,21 +69,27 @@ impl Tally {
     }
 
     /// The share of the thread's time it was not waiting.
-    pub fn busy(&self) -> f64 {
+    pub(super) fn busy(&self) -> f64 {
         if self.wall.is_zero() {
             return 0.0;
         }
         (1.0 - self.idle.as_secs_f64() / self.wall.as_secs_f64()).clamp(0.0, 1.0)
     }
 
-    pub fn fail(&mut self, outcome: Outcome<'_>, at: Instant, cfg: &LoadConfig) {
+    pub(super) fn fail(&mut self, outcome: Outcome<'_>, at: Instant, cfg: &LoadConfig) {
         count_failure(&mut self.failures, &mut self.first_errors, outcome, cfg);
         self.last_done = self.last_done.max(Some(at));
     }
 
     /// Counts `n` requests under failure `kind` (`connect` or `server_gone`): requests
     /// that could not be sent.
-    pub fn unsent(&mut self, kind: Unsent, n: u64, at: Instant, message: impl FnOnce() -> String) {
+    pub(super) fn unsent(
+        &mut self,
+        kind: Unsent,
+        n: u64,
+        at: Instant,
+        message: impl FnOnce() -> String,
+    ) {
         if n == 0 {
             return;
         }
@@ -155,7 +161,7 @@ pub(super) struct Book {
 
 impl Book {
     /// An empty table of `pipeline` slots for connection `index`, given room at `now`.
-    pub fn new(pipeline: usize, now: Instant, ids: Ids, index: usize) -> Book {
+    pub(super) fn new(pipeline: usize, now: Instant, ids: Ids, index: usize) -> Book {
         let empty = Slot {
             id: u64::MAX,
             live: false,
@@ -182,7 +188,7 @@ impl Book {
 
     /// Puts a request due at `due` in flight at `now`; returns its slot and its id's
     /// wire text. Its timeout counts from `now`.
-    pub fn put(
+    pub(super) fn put(
         &mut self,
         due: Instant,
         measured: bool,
@@ -229,7 +235,7 @@ impl Book {
     }
 
     /// Settles one answer that arrived at `now`.
-    pub fn settle(
+    pub(super) fn settle(
         &mut self,
         payload: &[u8],
         now: Instant,
@@ -320,7 +326,7 @@ impl Book {
     }
 
     /// Counts every request in flight as failed with `outcome` and empties the table.
-    pub fn abandon_all(
+    pub(super) fn abandon_all(
         &mut self,
         outcome: &Outcome<'_>,
         now: Instant,
@@ -343,7 +349,7 @@ impl Book {
     }
 
     /// A request has left: its lateness is known.
-    pub fn mark_sent(&mut self, slot: usize, now: Instant, tally: &mut Tally) {
+    pub(super) fn mark_sent(&mut self, slot: usize, now: Instant, tally: &mut Tally) {
         let s = &mut self.slots[slot];
         s.sent = Some(now);
         if !s.measured || !tally.open {
@@ -362,7 +368,7 @@ impl Book {
 
     /// The earliest deadline of a request in flight (`None` when nothing is); true if
     /// one has passed at `now`.
-    pub fn timed_out(&mut self, now: Instant, timeout: Duration) -> bool {
+    pub(super) fn timed_out(&mut self, now: Instant, timeout: Duration) -> bool {
         let mut earliest: Option<Instant> = None;
         for s in self.slots.iter().filter(|s| s.live) {
             let deadline = s.queued + timeout;

@@ -48,7 +48,7 @@ use crate::protocol::frame::FrameError;
 use crate::protocol::message::encode_request_with_id;
 
 /// The last stretch before a due time is spun through rather than slept.
-pub const SPIN: Duration = Duration::from_micros(50);
+pub(super) const SPIN: Duration = Duration::from_micros(50);
 /// Longest single sleep, so a thread looks at its state now and then.
 const MAX_WAIT: Duration = Duration::from_millis(100);
 /// Events taken from epoll at a time.
@@ -163,7 +163,7 @@ fn warnings(open: &OpenReport, cpu: &ClientCpu) -> Vec<String> {
             "the client could not keep up: an event-loop thread was busy {:.0}% of the run (not waiting for its schedule or for the server; the client used {:.2} cores of {}); raise --threads, or run the client on another machine",
             open.busy_max * 100.0,
             cpu.cores_used(),
-            crate::server::available_cores()
+            crate::machine::available_cores()
         ));
     }
     if open.late_own >= OWN_LATE_MIN && open.late_own as f64 >= OWN_LATE_WARNING * open.sent as f64
@@ -789,8 +789,8 @@ impl<'a> EventLoop<'a> {
 }
 
 /// Threads by default: one per core, never more than there are connections.
-pub fn default_threads(connections: usize) -> usize {
-    connections.min(crate::server::available_cores()).max(1)
+pub(super) fn default_threads(connections: usize) -> usize {
+    connections.min(crate::machine::available_cores()).max(1)
 }
 
 #[cfg(test)]
@@ -801,7 +801,7 @@ mod tests {
     fn default_threads_never_exceed_connections() {
         assert_eq!(default_threads(1), 1);
         assert!(default_threads(10_000) >= 1);
-        assert!(default_threads(10_000) <= crate::server::available_cores());
+        assert!(default_threads(10_000) <= crate::machine::available_cores());
     }
 
     #[test]

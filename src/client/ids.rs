@@ -17,26 +17,10 @@
 //! `--ids integer` sends `index << 40 | counter` as a JSON integer instead: unique
 //! across the run's connections (not across runs), for servers that want integer ids.
 
+#[cfg(test)]
 use std::borrow::Cow;
 
-/// How request ids are spelled on the wire (`--ids`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum IdStyle {
-    /// A UUID-shaped string, as the seed's client sends (the default).
-    #[default]
-    Uuid,
-    /// A JSON integer.
-    Integer,
-}
-
-impl IdStyle {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IdStyle::Uuid => "uuid",
-            IdStyle::Integer => "integer",
-        }
-    }
-}
+pub(crate) use crate::domain::IdStyle;
 
 /// Bits of the per-connection counter; the connection index sits above them.
 const COUNTER_BITS: u32 = 40;
@@ -44,35 +28,37 @@ const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
 /// Bits of index and counter together (what a UUID keeps after its version, variant
 /// and nonce).
 const VALUE_BITS: u32 = 62;
-/// Most connections a run can have: indexes must fit above the counter.
-pub const MAX_CONNECTIONS: u64 = 1 << (VALUE_BITS - COUNTER_BITS);
+/// Most connections a run can have: indexes must fit above the counter (far beyond any
+/// open-file limit, so only the tests check it).
+#[cfg(test)]
+const MAX_CONNECTIONS: u64 = 1 << (VALUE_BITS - COUNTER_BITS);
 
 /// A UUID's text: 36 characters.
 const UUID_LEN: usize = 36;
 /// The run's fixed part of every UUID: `rrrrrrrr-rrrr-8rrr-`.
 const PREFIX_LEN: usize = 19;
 /// The longest id on the wire: a UUID in quotes.
-pub const MAX_ID_JSON: usize = UUID_LEN + 2;
+pub(crate) const MAX_ID_JSON: usize = UUID_LEN + 2;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A run's id space.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ids {
+pub(crate) struct Ids {
     style: IdStyle,
     /// `rrrrrrrr-rrrr-8rrr-` for this run.
     prefix: [u8; PREFIX_LEN],
 }
 
 /// One id's wire text, in a buffer of its own (no allocation).
-pub struct IdJson {
+pub(crate) struct IdJson {
     buf: [u8; MAX_ID_JSON],
     len: usize,
 }
 
 impl IdJson {
     /// The JSON text: `"…"` or digits.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
@@ -80,12 +66,12 @@ impl IdJson {
 impl Ids {
     /// A fresh id space: a new random nonce, so two runs (even two clients at once
     /// against one server) do not share ids.
-    pub fn new(style: IdStyle) -> Ids {
+    pub(crate) fn new(style: IdStyle) -> Ids {
         Ids::with_nonce(style, rand::random())
     }
 
     /// The id space of `nonce` (its low 60 bits).
-    pub fn with_nonce(style: IdStyle, nonce: u64) -> Ids {
+    pub(crate) fn with_nonce(style: IdStyle, nonce: u64) -> Ids {
         let mut prefix = *b"00000000-0000-8000-";
         let mut nibbles = (0..15)
             .rev()
@@ -96,12 +82,8 @@ impl Ids {
         Ids { style, prefix }
     }
 
-    pub fn style(&self) -> IdStyle {
-        self.style
-    }
-
     /// The wire text of request `counter` of connection `index`.
-    pub fn json(&self, index: usize, counter: u64) -> IdJson {
+    pub(crate) fn json(&self, index: usize, counter: u64) -> IdJson {
         let value = ((index as u64) << COUNTER_BITS) | (counter & COUNTER_MASK);
         let mut buf = [0u8; MAX_ID_JSON];
         let len = match self.style {
@@ -134,7 +116,7 @@ impl Ids {
     /// The (connection index, counter) an id's text stands for, if it is exactly an id
     /// this run wrote: `text` is the id as [`crate::protocol::Response::id_text`] gives
     /// it, so an integer id echoed as a string matches too.
-    pub fn parse(&self, text: &str) -> Option<(usize, u64)> {
+    pub(crate) fn parse(&self, text: &str) -> Option<(usize, u64)> {
         let value = match self.style {
             IdStyle::Integer => parse_decimal(text)?,
             IdStyle::Uuid => {
@@ -160,7 +142,8 @@ impl Ids {
     }
 
     /// True if `text` is the id of request `counter` of connection `index`.
-    pub fn matches(&self, text: Option<&Cow<'_, str>>, index: usize, counter: u64) -> bool {
+    #[cfg(test)]
+    fn matches(&self, text: Option<&Cow<'_, str>>, index: usize, counter: u64) -> bool {
         text.and_then(|t| self.parse(t)) == Some((index, counter & COUNTER_MASK))
     }
 }

@@ -29,24 +29,24 @@ use hdrhistogram::Histogram;
 use super::load::record_ns;
 
 /// The length of one interval.
-pub const INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
 /// The first line of every interval log.
-pub const LOG_FORMAT_HEADER: &str = "#[Histogram log format version 1.3]";
+pub(crate) const LOG_FORMAT_HEADER: &str = "#[Histogram log format version 1.3]";
 /// The tag of the uncorrected (from actual send time) histograms of an open-loop run.
-pub const UNCORRECTED_TAG: &str = "uncorrected";
+pub(crate) const UNCORRECTED_TAG: &str = "uncorrected";
 /// `Interval_Max` is the histogram's max divided by this (ns to ms, as Java's default).
-pub const MAX_VALUE_DIVISOR: f64 = 1_000_000.0;
+pub(crate) const MAX_VALUE_DIVISOR: f64 = 1_000_000.0;
 
 /// One thread's finished second, serialized.
 #[derive(Debug, Clone)]
-pub struct EncodedInterval {
+pub(crate) struct EncodedInterval {
     index: u64,
     main: Vec<u8>,
     uncorrected: Option<Vec<u8>>,
 }
 
 /// Records one thread's latencies into per-second histograms.
-pub struct IntervalRecorder {
+pub(crate) struct IntervalRecorder {
     base: Instant,
     index: u64,
     main: Histogram<u64>,
@@ -56,7 +56,7 @@ pub struct IntervalRecorder {
 
 impl IntervalRecorder {
     /// Seconds count from `base`; `uncorrected` keeps a second histogram per interval.
-    pub fn new(base: Instant, uncorrected: bool) -> IntervalRecorder {
+    pub(crate) fn new(base: Instant, uncorrected: bool) -> IntervalRecorder {
         IntervalRecorder {
             base,
             index: 0,
@@ -67,7 +67,7 @@ impl IntervalRecorder {
     }
 
     /// Records a latency (ns) that ended at `at`, and its uncorrected twin if kept.
-    pub fn record(&mut self, at: Instant, ns: u64, uncorrected_ns: Option<u64>) {
+    pub(crate) fn record(&mut self, at: Instant, ns: u64, uncorrected_ns: Option<u64>) {
         let index = interval_index(at.saturating_duration_since(self.base));
         if index != self.index {
             self.close();
@@ -101,7 +101,7 @@ impl IntervalRecorder {
     }
 
     /// Every second this thread recorded something in.
-    pub fn finish(mut self) -> Vec<EncodedInterval> {
+    pub(crate) fn finish(mut self) -> Vec<EncodedInterval> {
         self.close();
         self.done
     }
@@ -125,12 +125,12 @@ pub struct Interval {
 
 /// A last interval shorter than this is folded into the one before it, so no interval
 /// is a sliver whose rate would mean nothing.
-pub const MIN_LAST_INTERVAL: Duration = Duration::from_millis(50);
+pub(crate) const MIN_LAST_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Merges the threads' seconds into one interval per second of `elapsed` (empty seconds
 /// included, so a stall shows as a gap in throughput). The last one is shorter when the
 /// run ended mid-second, or up to [`MIN_LAST_INTERVAL`] longer when it ended just after.
-pub fn merge(
+pub(crate) fn merge(
     threads: Vec<Vec<EncodedInterval>>,
     elapsed: Duration,
     uncorrected: bool,
@@ -181,7 +181,11 @@ pub fn merge(
 
 /// Writes `intervals` as an HdrHistogram interval log whose StartTime and BaseTime are
 /// `start` (the wall-clock start of the measured phase).
-pub fn write_log<W: Write>(intervals: &[Interval], start: SystemTime, w: &mut W) -> io::Result<()> {
+pub(crate) fn write_log<W: Write>(
+    intervals: &[Interval],
+    start: SystemTime,
+    w: &mut W,
+) -> io::Result<()> {
     let epoch = start
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

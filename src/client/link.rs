@@ -58,7 +58,7 @@ pub(super) struct Link {
 
 impl Link {
     /// Starts a non-blocking connect to `addr`, registered under `token`.
-    pub fn connect(
+    pub(super) fn connect(
         addr: SocketAddr,
         registry: &Registry,
         token: Token,
@@ -84,13 +84,13 @@ impl Link {
     }
 
     /// Takes the socket out of the event loop (it closes when dropped).
-    pub fn close(mut self, registry: &Registry) {
+    pub(super) fn close(mut self, registry: &Registry) {
         let _ = registry.deregister(&mut self.sock);
     }
 
     /// Moves the connect and the handshake on; true once requests may be sent. `Err`
     /// is a failed connect (or handshake, as [`HandshakeFailed`]).
-    pub fn progress(&mut self) -> io::Result<bool> {
+    pub(super) fn progress(&mut self) -> io::Result<bool> {
         if self.state == State::Connecting {
             if !self.writable && !self.readable {
                 return Ok(false);
@@ -163,13 +163,13 @@ impl Link {
     }
 
     /// True while TLS holds records the socket has not taken yet.
-    pub fn tls_pending(&self) -> bool {
+    pub(super) fn tls_pending(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Writes from `bytes` what the connection takes now: `Ok(0)` when it takes nothing.
     /// With TLS the bytes are taken by TLS, which sends them as the socket allows.
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+    pub(super) fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         if self.tls.is_some() {
             let n = self.tls.as_mut().expect("checked").writer().write(bytes)?;
             self.push_tls()?;
@@ -190,12 +190,12 @@ impl Link {
     }
 
     /// Sends what TLS still holds (after a writable event).
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub(super) fn flush(&mut self) -> io::Result<()> {
         self.push_tls()
     }
 
     /// The next whole frame's payload in the input buffer, taken from it.
-    pub fn next_frame(&mut self) -> Result<Option<Range<usize>>, FrameError> {
+    pub(super) fn next_frame(&mut self) -> Result<Option<Range<usize>>, FrameError> {
         match decode(&self.buf[self.start..self.end], self.max_frame)? {
             Decoded::Frame { consumed } => {
                 let payload = self.start + HEADER_LEN..self.start + consumed;
@@ -219,12 +219,12 @@ impl Link {
     }
 
     /// The bytes of a payload range given by [`Link::next_frame`].
-    pub fn payload(&self, range: Range<usize>) -> &[u8] {
+    pub(super) fn payload(&self, range: Range<usize>) -> &[u8] {
         &self.buf[range]
     }
 
     /// Bytes of a frame begun and not whole: (got, want) if any.
-    pub fn partial(&self) -> Option<(usize, usize)> {
+    pub(super) fn partial(&self) -> Option<(usize, usize)> {
         let got = self.end - self.start;
         if got == 0 {
             return None;
@@ -246,7 +246,7 @@ impl Link {
     }
 
     /// Reads what has arrived into the input buffer.
-    pub fn fill(&mut self) -> io::Result<Fill> {
+    pub(super) fn fill(&mut self) -> io::Result<Fill> {
         if self.end == self.buf.len() {
             let grow = (self.buf.len() * 2).max(INPUT_START);
             if self.start > 0 {

@@ -25,7 +25,7 @@ use crate::sync;
 /// Largest response frame accepted; larger ones count as malformed.
 pub(super) const MAX_RESPONSE_FRAME: u32 = crate::protocol::DEFAULT_MAX_FRAME;
 /// A thread stops after this many connection attempts in a row have failed.
-pub const MAX_CONNECT_ATTEMPTS: u32 = 8;
+pub(crate) const MAX_CONNECT_ATTEMPTS: u32 = 8;
 /// Pause before the second reconnect in a row; doubles with each further failure.
 const BACKOFF_START: Duration = Duration::from_millis(5);
 /// Longest pause between reconnects.
@@ -34,10 +34,10 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 const THREAD_STACK: usize = 512 * 1024;
 /// The key under which errors given as a plain string (no code) are counted among the
 /// server errors: the original ThreadCenter server's shape.
-pub const NO_CODE: &str = "(no code)";
+pub(crate) const NO_CODE: &str = "(no code)";
 
 /// `host:port` as a person types it (IPv6 literals in brackets).
-pub fn target_name(host: &str, port: u16) -> String {
+pub(crate) fn target_name(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {
@@ -199,12 +199,12 @@ impl Shared {
     }
 
     /// True once any connection was told SHUTTING_DOWN.
-    pub fn going_away(&self) -> bool {
+    pub(super) fn going_away(&self) -> bool {
         self.going_away.load(Ordering::Relaxed)
     }
 
     /// Notes a SHUTTING_DOWN answer.
-    pub fn told_shutting_down(&self) {
+    pub(super) fn told_shutting_down(&self) {
         self.going_away.store(true, Ordering::Relaxed);
     }
 }

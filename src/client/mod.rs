@@ -11,14 +11,14 @@
 mod book;
 pub mod document;
 mod events;
-pub mod ids;
-pub mod intervals;
+pub(crate) mod ids;
+pub(crate) mod intervals;
 mod link;
-pub mod load;
+pub(crate) mod load;
 mod pacing;
-pub mod print;
-pub mod report;
-pub mod tls;
+pub(crate) mod print;
+pub(crate) mod report;
+pub(crate) mod tls;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};

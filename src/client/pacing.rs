@@ -71,7 +71,7 @@ pub(super) fn due_before(t: Duration, ns_per_request: f64, index: u64, conns: u6
 
 impl Pacer {
     /// Connection `index`'s pacing for a run whose gate opened at `start`.
-    pub fn new(cfg: &LoadConfig, index: usize, start: Instant) -> Pacer {
+    pub(super) fn new(cfg: &LoadConfig, index: usize, start: Instant) -> Pacer {
         match cfg.model {
             LoadModel::Closed => {
                 let measure_from = start + cfg.warmup;
@@ -110,7 +110,7 @@ impl Pacer {
     }
 
     /// The next request to send at `now`, if one is due: (when it was due, measured).
-    pub fn take(&mut self, now: Instant) -> Option<(Instant, bool)> {
+    pub(super) fn take(&mut self, now: Instant) -> Option<(Instant, bool)> {
         match self {
             Pacer::Closed(c) => {
                 if c.not_before.is_some_and(|t| now < t) || c.finished(now) {
@@ -141,7 +141,7 @@ impl Pacer {
 
     /// When a connection with room in its pipeline may send next, and whether that time
     /// must be kept precisely (an open-loop due time); `None` if it will not send again.
-    pub fn next_send(&self, now: Instant) -> Option<(Instant, bool)> {
+    pub(super) fn next_send(&self, now: Instant) -> Option<(Instant, bool)> {
         match self {
             Pacer::Closed(c) => {
                 if c.finished(now) {
@@ -155,7 +155,7 @@ impl Pacer {
     }
 
     /// True once nothing more will be sent (what is in flight may still be answered).
-    pub fn exhausted(&self, now: Instant) -> bool {
+    pub(super) fn exhausted(&self, now: Instant) -> bool {
         match self {
             Pacer::Closed(c) => c.finished(now),
             Pacer::Open(s) => s.next >= s.total,
@@ -163,7 +163,7 @@ impl Pacer {
     }
 
     /// An answer came (or the connection was lost, `shutting_down` false).
-    pub fn answered(&mut self, shutting_down: bool, now: Instant) {
+    pub(super) fn answered(&mut self, shutting_down: bool, now: Instant) {
         if let Pacer::Closed(c) = self {
             if shutting_down {
                 // The server refuses new work: no tight loop while it closes.
@@ -178,7 +178,7 @@ impl Pacer {
 
     /// A connect failed at `now`: the request that would have gone cannot. True if it
     /// was a measured request (it counts as a failure).
-    pub fn skip_one(&mut self, now: Instant) -> bool {
+    pub(super) fn skip_one(&mut self, now: Instant) -> bool {
         match self {
             Pacer::Closed(c) => {
                 let measured = now >= c.measure_from && !c.finished(now);
@@ -204,7 +204,7 @@ impl Pacer {
     /// Stops sending; returns how many measured requests of the plan are left unsent.
     /// `this_one`: the closed loop was about to send (with `--duration` that one
     /// request counts; with `--requests` every one still planned does).
-    pub fn give_up(&mut self, now: Instant, this_one: bool) -> u64 {
+    pub(super) fn give_up(&mut self, now: Instant, this_one: bool) -> u64 {
         match self {
             Pacer::Closed(c) => {
                 let measured = now >= c.measure_from;

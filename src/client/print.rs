@@ -6,7 +6,7 @@ use super::report::{LatencyUs, Report, LATE_THRESHOLD};
 use super::Mode;
 
 /// Writes the summary of `report` to `w`.
-pub fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
+pub(crate) fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
     let cfg = &report.config;
     let what = match cfg.cmd {
         crate::domain::ClientCmd::Compute => format!("compute n={}", cfg.size),
@@ -119,7 +119,7 @@ fn latency_row<W: Write>(w: &mut W, label: &str, l: &LatencyUs) -> io::Result<()
 
 /// A duration given in microseconds, in the unit that keeps it readable: 850ns, 12.35us,
 /// 1.23ms, 2.501s.
-pub fn human_us(us: f64) -> String {
+pub(crate) fn human_us(us: f64) -> String {
     let ns = us * 1000.0;
     if ns < 1_000.0 {
         format!("{ns:.0}ns")

@@ -181,7 +181,7 @@ pub struct OpenReport {
 }
 
 /// A send this far behind its schedule counts as late.
-pub const LATE_THRESHOLD: Duration = Duration::from_millis(1);
+pub(crate) const LATE_THRESHOLD: Duration = Duration::from_millis(1);
 
 impl OpenReport {
     /// Measured requests sent per second: equals the offered rate when the client kept
@@ -243,7 +243,7 @@ fn per_second(amount: f64, secs: f64) -> f64 {
 }
 
 /// User + system CPU seconds of this process so far.
-pub fn process_cpu_s() -> f64 {
+pub(crate) fn process_cpu_s() -> f64 {
     // SAFETY: getrusage fills a struct we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {

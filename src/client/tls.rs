@@ -16,16 +16,16 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 /// A TLS connection to the server.
-pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+pub(crate) type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
 /// A TLS handshake that failed (a certificate rustls refuses, a server without TLS, ...).
 #[derive(Debug, thiserror::Error)]
 #[error("TLS handshake failed: {0}")]
-pub struct HandshakeFailed(pub io::Error);
+pub(crate) struct HandshakeFailed(pub io::Error);
 
 impl HandshakeFailed {
     /// True if `e` is a failed handshake.
-    pub fn is(e: &io::Error) -> bool {
+    pub(crate) fn is(e: &io::Error) -> bool {
         e.get_ref()
             .is_some_and(|inner| inner.is::<HandshakeFailed>())
     }
@@ -33,7 +33,7 @@ impl HandshakeFailed {
 
 /// What every connection of a run needs to speak TLS to the server.
 #[derive(Debug, Clone)]
-pub struct TlsTarget {
+pub(crate) struct TlsTarget {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
 }
@@ -41,7 +41,7 @@ pub struct TlsTarget {
 impl TlsTarget {
     /// Trusts `ca` (a PEM file) or, without it, the system's root certificates, and
     /// checks the server's certificate against `host`.
-    pub fn new(host: &str, ca: Option<&Path>) -> anyhow::Result<TlsTarget> {
+    pub(crate) fn new(host: &str, ca: Option<&Path>) -> anyhow::Result<TlsTarget> {
         let mut roots = RootCertStore::empty();
         match ca {
             Some(path) => {
@@ -96,12 +96,12 @@ impl TlsTarget {
     }
 
     /// A new client-side TLS session for one connection (the event loop drives it).
-    pub fn client(&self) -> io::Result<ClientConnection> {
+    pub(crate) fn client(&self) -> io::Result<ClientConnection> {
         ClientConnection::new(Arc::clone(&self.config), self.name.clone()).map_err(io::Error::other)
     }
 
     /// Runs the handshake over a connected socket (bounded by its timeouts).
-    pub fn handshake(&self, mut sock: TcpStream) -> io::Result<TlsStream> {
+    pub(crate) fn handshake(&self, mut sock: TcpStream) -> io::Result<TlsStream> {
         let mut conn = self.client()?;
         while conn.is_handshaking() {
             conn.complete_io(&mut sock)

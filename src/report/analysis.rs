@@ -15,13 +15,13 @@ use crate::rundir::Status;
 use crate::rundir::{axes_label, Axis, AxisValue, Cell, CellEntry, Measured, ResultRow};
 
 /// Throughput gain below which more concurrency "stops raising throughput".
-pub const GAIN: f64 = 0.10;
+pub(crate) const GAIN: f64 = 0.10;
 /// p99 rise above which more concurrency "only raises latency".
-pub const RISE: f64 = 0.10;
+pub(crate) const RISE: f64 = 0.10;
 
 /// A figure summarised over repetitions (its columns in summary.csv: `rundir::summary`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Metric {
+pub(crate) enum Metric {
     Throughput,
     LatencyMean,
     LatencyP50,
@@ -46,7 +46,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 17] = [
+    pub(crate) const ALL: [Metric; 17] = [
         Metric::Throughput,
         Metric::LatencyMean,
         Metric::LatencyP50,
@@ -69,7 +69,7 @@ impl Metric {
 
 /// Median and range over the successful repetitions of a cell.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stat {
+pub(crate) struct Stat {
     pub median: f64,
     pub min: f64,
     pub max: f64,
@@ -92,7 +92,7 @@ impl Stat {
 
 /// One row of summary.csv.
 #[derive(Debug, Clone)]
-pub struct CellSummary {
+pub(crate) struct CellSummary {
     pub id: String,
     pub cell: Cell,
     pub reps_ok: usize,
@@ -111,14 +111,14 @@ pub struct CellSummary {
 }
 
 impl CellSummary {
-    pub fn median(&self, m: Metric) -> Option<f64> {
+    pub(crate) fn median(&self, m: Metric) -> Option<f64> {
         self.stats.get(&m).map(|s| s.median)
     }
 }
 
 /// Cells that share every axis but concurrency, ordered by concurrency.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     /// The varying axes other than concurrency, e.g. `workers=2 size=10000`.
     pub label: String,
     /// Indexes into `Analysis::cells`, by increasing concurrency, successful cells only.
@@ -127,7 +127,7 @@ pub struct Series {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Saturation {
+pub(crate) struct Saturation {
     /// Index into `Analysis::cells`.
     pub cell: usize,
     /// The largest median throughput at any higher concurrency, and where.
@@ -139,12 +139,12 @@ pub struct Saturation {
 /// A gap between CPU samples longer than this means the runner itself was not scheduled:
 /// the whole machine stalled (an overloaded or paused host), and the run's latencies
 /// include the pause.
-pub const STALL_S: f64 = 0.5;
+pub(crate) const STALL_S: f64 = 0.5;
 
 /// Open-loop cells that share every axis but the rate, ordered by rate: the hockey stick,
 /// and where it crosses the SLO.
 #[derive(Debug, Clone)]
-pub struct RateSeries {
+pub(crate) struct RateSeries {
     /// The varying axes other than the rate, e.g. `workers=2 concurrency=4`.
     pub label: String,
     /// Indexes into `Analysis::cells`, by increasing rate (failed cells included).
@@ -156,7 +156,7 @@ pub struct RateSeries {
     pub first_over: Option<usize>,
 }
 
-pub struct Analysis {
+pub(crate) struct Analysis {
     /// Successful runs during whose measured window the sampler went more than
     /// [`STALL_S`] without a sample: (run name, longest gap in seconds), in run order.
     pub stalls: Vec<(String, f64)>,
@@ -173,7 +173,7 @@ pub struct Analysis {
 }
 
 /// Everything the report states about a run, from its raw files.
-pub fn analyse(data: &RunData) -> Analysis {
+pub(crate) fn analyse(data: &RunData) -> Analysis {
     let m = &data.manifest;
     let mut cells: Vec<CellSummary> = m
         .cells
@@ -334,7 +334,7 @@ fn stalls(data: &RunData) -> Vec<(String, f64)> {
 impl Analysis {
     /// `` `c007` (workers=2 concurrency=8) ``: the id and the axes that vary in this run
     /// (concurrency always).
-    pub fn cell_name(&self, c: &CellSummary) -> String {
+    pub(crate) fn cell_name(&self, c: &CellSummary) -> String {
         let mut axes: Vec<Axis> = self.varying.clone();
         if !axes.contains(&Axis::Concurrency) {
             axes.push(Axis::Concurrency);
@@ -351,7 +351,7 @@ impl Analysis {
 
 /// Groups the open-loop cells by every varying axis but the rate, and finds in each
 /// group the highest rate within the SLO (see [`RateSeries`]).
-pub fn rate_series(
+pub(crate) fn rate_series(
     cells: &[CellSummary],
     varying: &[Axis],
     slo_p99_us: Option<f64>,
@@ -403,7 +403,7 @@ pub fn rate_series(
 
 /// The longest time between consecutive CPU samples (or from the client's start to the
 /// first) that overlaps the window `[from_s, to_s]`.
-pub fn longest_gap(samples: &[crate::rundir::Sample], from_s: f64, to_s: f64) -> f64 {
+pub(crate) fn longest_gap(samples: &[crate::rundir::Sample], from_s: f64, to_s: f64) -> f64 {
     let mut prev = 0.0;
     let mut longest: f64 = 0.0;
     for s in samples {
@@ -419,7 +419,7 @@ pub fn longest_gap(samples: &[crate::rundir::Sample], from_s: f64, to_s: f64) ->
 /// server's stages, and the rest, the client's mean latency minus the server's total
 /// (network and client). Means, because they add up; quantiles do not.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Breakdown {
+pub(crate) struct Breakdown {
     pub queue_us: f64,
     pub service_us: f64,
     pub return_us: f64,
@@ -428,9 +428,9 @@ pub struct Breakdown {
 }
 
 impl Breakdown {
-    pub const PARTS: [&'static str; 4] = ["queue", "service", "return", "rest"];
+    pub(crate) const PARTS: [&'static str; 4] = ["queue", "service", "return", "rest"];
 
-    pub fn of(c: &CellSummary) -> Option<Breakdown> {
+    pub(crate) fn of(c: &CellSummary) -> Option<Breakdown> {
         Some(Breakdown {
             queue_us: c.median(Metric::StageQueue)?,
             service_us: c.median(Metric::StageService)?,
@@ -440,16 +440,16 @@ impl Breakdown {
     }
 
     /// In the order of [`Breakdown::PARTS`].
-    pub fn parts(&self) -> [f64; 4] {
+    pub(crate) fn parts(&self) -> [f64; 4] {
         [self.queue_us, self.service_us, self.return_us, self.rest_us]
     }
 
-    pub fn sum_us(&self) -> f64 {
+    pub(crate) fn sum_us(&self) -> f64 {
         self.parts().iter().sum()
     }
 
     /// The largest part's index in [`Breakdown::PARTS`], and its share of the sum.
-    pub fn dominant(&self) -> (usize, f64) {
+    pub(crate) fn dominant(&self) -> (usize, f64) {
         let parts = self.parts();
         let (i, v) = parts
             .iter()
@@ -461,7 +461,7 @@ impl Breakdown {
     }
 
     /// How the report names a part in a sentence.
-    pub fn describe(part: usize) -> &'static str {
+    pub(crate) fn describe(part: usize) -> &'static str {
         [
             "queueing",
             "service (compute)",
@@ -472,7 +472,7 @@ impl Breakdown {
 }
 
 /// The saturation rule (see the module documentation) over one series' points.
-pub fn saturation(cells: &[CellSummary], points: &[usize]) -> Option<Saturation> {
+pub(crate) fn saturation(cells: &[CellSummary], points: &[usize]) -> Option<Saturation> {
     let t = |i: usize| cells[i].median(Metric::Throughput);
     let p99 = |i: usize| cells[i].median(Metric::LatencyP99);
     let &last = points.last()?;

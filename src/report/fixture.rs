@@ -2,7 +2,6 @@
 //! analysed by the real `analyse`, so a test states what a section must say of them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
 
@@ -15,7 +14,7 @@ use crate::rundir::{
     StageFigures, Status,
 };
 
-pub fn cell(concurrency: u64, rate: Option<u64>) -> Cell {
+pub(super) fn cell(concurrency: u64, rate: Option<u64>) -> Cell {
     Cell {
         target: "builtin".into(),
         pool: Some(PoolKind::Process),
@@ -28,7 +27,7 @@ pub fn cell(concurrency: u64, rate: Option<u64>) -> Cell {
 }
 
 /// A repetition of `cell`: measured (throughput, p99 µs) or failed.
-pub fn row(id: &str, cell: &Cell, rep: u32, measured: Option<(f64, f64)>) -> ResultRow {
+pub(super) fn row(id: &str, cell: &Cell, rep: u32, measured: Option<(f64, f64)>) -> ResultRow {
     let measured = measured.map(|(t, p99)| Measured {
         sent: 100,
         ok: 100,
@@ -78,7 +77,11 @@ pub fn row(id: &str, cell: &Cell, rep: u32, measured: Option<(f64, f64)>) -> Res
 }
 
 /// A run of `cells` (id, cell) and `rows`, analysed as `report` would.
-pub fn run(cells: &[(&str, Cell)], mut rows: Vec<ResultRow>, slo_p99_us: Option<f64>) -> Analysed {
+pub(super) fn run(
+    cells: &[(&str, Cell)],
+    mut rows: Vec<ResultRow>,
+    slo_p99_us: Option<f64>,
+) -> Analysed {
     for (i, r) in rows.iter_mut().enumerate() {
         r.seq = i + 1;
     }
@@ -114,7 +117,6 @@ pub fn run(cells: &[(&str, Cell)], mut rows: Vec<ResultRow>, slo_p99_us: Option<
     }))
     .unwrap();
     let data = RunData {
-        dir: PathBuf::from("synthetic"),
         manifest,
         rows,
         histograms: BTreeMap::new(),
@@ -126,7 +128,7 @@ pub fn run(cells: &[(&str, Cell)], mut rows: Vec<ResultRow>, slo_p99_us: Option<
 }
 
 /// Closed loop at concurrency 1 and 4 (two repetitions each), 8 failing both.
-pub fn closed() -> Analysed {
+pub(super) fn closed() -> Analysed {
     let (c1, c4, c8) = (cell(1, None), cell(4, None), cell(8, None));
     let rows = vec![
         row("c001", &c1, 1, Some((500.0, 2000.0))),
@@ -150,7 +152,7 @@ fn histogram(n: u64) -> Histogram<u64> {
 
 /// [`closed`], with each successful cell's merged histogram and an interval log for
 /// `c001-r1`: what the spectra and over-time charts draw.
-pub fn closed_with_histograms() -> Analysed {
+pub(super) fn closed_with_histograms() -> Analysed {
     let mut run = closed();
     for id in ["c001", "c002"] {
         run.data.histograms.insert(id.into(), histogram(200));
@@ -168,7 +170,7 @@ pub fn closed_with_histograms() -> Analysed {
 
 /// Open loop at three rates under a 5 ms SLO (the last one breaks it), with server stage
 /// timings.
-pub fn open_loop() -> Analysed {
+pub(super) fn open_loop() -> Analysed {
     let (r1, r2, r3) = (
         cell(2, Some(1000)),
         cell(2, Some(2000)),

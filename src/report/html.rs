@@ -19,11 +19,11 @@ use super::Analysed;
 use crate::rundir;
 
 /// The run report's page, beside report.md.
-pub const REPORT_HTML: &str = "report.html";
+pub(crate) const REPORT_HTML: &str = "report.html";
 
 /// report.html, an [`Output`] of the analysed run: report.md's text and the charts'
 /// SVGs, each rendered here by the same outputs that write report.md and plots/.
-pub struct ReportHtml {
+pub(crate) struct ReportHtml {
     pub charts: &'static [&'static dyn Chart],
 }
 
@@ -61,12 +61,12 @@ pub(crate) fn the_file<'a>(files: &'a [Artefact], path: &Path) -> anyhow::Result
 pub(crate) struct Images(BTreeMap<String, Vec<u8>>);
 
 impl Images {
-    pub fn new() -> Images {
+    pub(crate) fn new() -> Images {
         Images::default()
     }
 
     /// Every SVG among an output's files.
-    pub fn add(&mut self, files: Vec<Artefact>) {
+    pub(crate) fn add(&mut self, files: Vec<Artefact>) {
         for file in files {
             if file.path.extension().is_some_and(|e| e == "svg") {
                 let link = file

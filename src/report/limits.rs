@@ -32,11 +32,11 @@ use crate::rundir::Limits;
 
 /// How far above 100% an efficiency may read before it is flagged: the ceilings and the
 /// cells are measured at different moments on a machine that is never perfectly quiet.
-pub const TOLERANCE_PCT: f64 = 10.0;
+pub(crate) const TOLERANCE_PCT: f64 = 10.0;
 
 /// A cell's ceilings and efficiencies; `None` where not measured or not applicable.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CellLimits {
+pub(crate) struct CellLimits {
     pub loopback_rps: Option<f64>,
     pub compute_rps: Option<f64>,
     pub ceiling_rps: Option<f64>,
@@ -46,7 +46,7 @@ pub struct CellLimits {
 }
 
 /// summary.csv's columns for them (`rundir::summary`), as report.md names them.
-pub const COLUMNS: [&str; 6] = [
+pub(crate) const COLUMNS: [&str; 6] = [
     "loopback_ceiling_rps",
     "compute_ceiling_rps",
     "ceiling_rps",
@@ -57,7 +57,7 @@ pub const COLUMNS: [&str; 6] = [
 
 impl CellLimits {
     /// `pipeline`: the client's `--pipeline` of open-loop cells (manifest.json).
-    pub fn of(
+    pub(crate) fn of(
         limits: Option<&Limits>,
         cores: usize,
         pipeline: Option<u64>,
@@ -124,7 +124,7 @@ impl CellLimits {
     }
 
     /// The larger efficiency when it is above 100% + [`TOLERANCE_PCT`].
-    pub fn too_high(&self) -> Option<f64> {
+    pub(crate) fn too_high(&self) -> Option<f64> {
         [self.efficiency_pct, self.latency_efficiency_pct]
             .into_iter()
             .flatten()
@@ -139,7 +139,7 @@ fn pct(v: Option<f64>) -> String {
 
 /// report.md's section: the loopback floor and compute ceilings as measured, then each
 /// cell against them.
-pub fn markdown(data: &RunData, a: &Analysis) -> String {
+pub(crate) fn markdown(data: &RunData, a: &Analysis) -> String {
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(w, "## Machine limits and efficiency\n");

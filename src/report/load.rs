@@ -3,7 +3,7 @@
 //! into memory, naming any file that is missing or corrupt.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
@@ -12,8 +12,7 @@ use crate::rundir::Sample;
 use crate::rundir::{self, Manifest, ResultRow, Status};
 
 /// Everything a report is made of.
-pub struct RunData {
-    pub dir: PathBuf,
+pub(crate) struct RunData {
     pub manifest: Manifest,
     /// In execution order.
     pub rows: Vec<ResultRow>,
@@ -27,7 +26,7 @@ pub struct RunData {
 }
 
 impl RunData {
-    pub fn load(dir: &Path) -> anyhow::Result<RunData> {
+    pub(crate) fn load(dir: &Path) -> anyhow::Result<RunData> {
         if !dir.is_dir() {
             bail!("{} is not a run directory", dir.display());
         }
@@ -82,7 +81,6 @@ impl RunData {
             }
         }
         Ok(RunData {
-            dir: dir.to_path_buf(),
             manifest,
             rows,
             histograms,

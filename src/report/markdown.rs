@@ -15,7 +15,7 @@ use super::Analysed;
 use crate::rundir::{self, Manifest, RunStatus, Status, TargetInfo};
 
 /// `850 µs`, `12.34 ms`.
-pub fn fmt_us(v: f64) -> String {
+pub(crate) fn fmt_us(v: f64) -> String {
     if !v.is_finite() {
         "–".into()
     } else if v >= 1000.0 {
@@ -25,7 +25,7 @@ pub fn fmt_us(v: f64) -> String {
     }
 }
 
-pub fn fmt_rps(v: f64) -> String {
+pub(crate) fn fmt_rps(v: f64) -> String {
     format!("{v:.1} req/s")
 }
 
@@ -50,7 +50,7 @@ fn load_model(c: &CellSummary, pipeline: Option<u64>) -> String {
 }
 
 /// report.md, showing `charts` in its Plots section.
-pub struct ReportMd {
+pub(crate) struct ReportMd {
     pub charts: &'static [&'static dyn Chart],
 }
 
@@ -68,7 +68,7 @@ impl Output<Analysed> for ReportMd {
 }
 
 /// report.md's text: its sections, in order.
-pub fn render(run: &Analysed, charts: &[&dyn Chart]) -> String {
+pub(crate) fn render(run: &Analysed, charts: &[&dyn Chart]) -> String {
     let (data, a) = (&run.data, &run.analysis);
     let m = &data.manifest;
     let pipeline = m.experiment.client_pipeline;

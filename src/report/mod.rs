@@ -13,19 +13,19 @@
 //! `--baseline`, `compare` (match, judge; compare.md, compare.csv, compare.svg and
 //! compare.html behind the same seam) and `stats` (the tests).
 
-pub mod analysis;
-pub mod compare;
+pub(crate) mod analysis;
+pub(crate) mod compare;
 #[cfg(test)]
 mod fixture;
-pub mod html;
-pub mod limits;
-pub mod load;
-pub mod markdown;
-pub mod noise;
-pub mod output;
-pub mod plots;
-pub mod stats;
-pub mod summary;
+pub(crate) mod html;
+pub(crate) mod limits;
+pub(crate) mod load;
+pub(crate) mod markdown;
+pub(crate) mod noise;
+pub(crate) mod output;
+pub(crate) mod plots;
+pub(crate) mod stats;
+pub(crate) mod summary;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -36,7 +36,7 @@ use crate::cli::ReportArgs;
 use crate::rundir;
 use output::Output;
 
-pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if args.baseline.is_some() || args.baseline_target.is_some() {
         return run_compare(args);
     }
@@ -102,7 +102,7 @@ fn run_compare(args: &ReportArgs) -> anyhow::Result<ExitCode> {
 
 /// What every output of a run's report renders from: its raw files as read, and what
 /// the analysis found in them.
-pub struct Analysed {
+pub(crate) struct Analysed {
     pub data: load::RunData,
     pub analysis: analysis::Analysis,
 }
@@ -133,7 +133,7 @@ fn registry() -> Vec<&'static dyn Output<Analysed>> {
 }
 
 /// Renders summary.csv, plots/ and report.md from the raw files in `dir`.
-pub fn render(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn render(dir: &Path) -> anyhow::Result<()> {
     let data = load::RunData::load(dir)
         .with_context(|| format!("cannot render the report of {}", dir.display()))?;
     let analysis = analysis::analyse(&data);

@@ -13,16 +13,16 @@ use crate::rundir::{MachineInfo, ResultRow, Status};
 
 /// A 1-minute load average at or above this share of the logical cores before the run
 /// means the machine was busy with something else.
-pub const BUSY_LOAD_SHARE: f64 = 0.5;
+pub(crate) const BUSY_LOAD_SHARE: f64 = 0.5;
 
 /// True when the machine was busy before the run (see [`BUSY_LOAD_SHARE`]).
-pub fn busy(machine: &MachineInfo) -> bool {
+pub(crate) fn busy(machine: &MachineInfo) -> bool {
     machine.load_before[0] >= BUSY_LOAD_SHARE * machine.logical_cores.max(1) as f64
 }
 
 /// A client using this share of the CPU it could use (min(concurrency, cores) cores) or
 /// more was itself the bottleneck.
-pub const CLIENT_SATURATED: f64 = 0.9;
+pub(crate) const CLIENT_SATURATED: f64 = 0.9;
 
 /// The CPU a client at `concurrency` could use, in percent of one core: one core per
 /// connection, up to the machine's cores.
@@ -31,7 +31,7 @@ fn client_usable_pct(concurrency: u64, cores: usize) -> f64 {
 }
 
 /// True when the client of this repetition was CPU-saturated.
-pub fn client_saturated(row: &ResultRow, cores: usize) -> bool {
+pub(crate) fn client_saturated(row: &ResultRow, cores: usize) -> bool {
     let Some(cpu) = row.cpu.as_ref() else {
         return false;
     };
@@ -40,10 +40,10 @@ pub fn client_saturated(row: &ResultRow, cores: usize) -> bool {
 
 /// A spread (range / median across repetitions) above this is flagged: twice the default
 /// comparison threshold, so a comparison against the cell cannot resolve that threshold.
-pub const NOISY_SPREAD_PCT: f64 = NOISY_SPREAD_FACTOR * DEFAULT_THRESHOLD_PCT;
+pub(crate) const NOISY_SPREAD_PCT: f64 = NOISY_SPREAD_FACTOR * DEFAULT_THRESHOLD_PCT;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CellNoise {
+pub(crate) struct CellNoise {
     /// (max − min) / median of throughput across the ok repetitions, percent (2 or more).
     pub throughput_spread_pct: Option<f64>,
     /// The same for p99.
@@ -53,7 +53,7 @@ pub struct CellNoise {
 }
 
 impl CellNoise {
-    pub fn of(c: &CellSummary, cores: usize) -> CellNoise {
+    pub(crate) fn of(c: &CellSummary, cores: usize) -> CellNoise {
         let spread = |m: Metric| {
             let s = c.stats.get(&m)?;
             (c.reps_ok >= 2 && s.median > 0.0).then(|| (s.max - s.min) / s.median * 100.0)
@@ -69,7 +69,7 @@ impl CellNoise {
 
 /// report.md's section: the machine before the run, the spread across repetitions, and
 /// whether the client was the bottleneck.
-pub fn markdown(data: &RunData, a: &Analysis) -> String {
+pub(crate) fn markdown(data: &RunData, a: &Analysis) -> String {
     let mut out = String::new();
     let w = &mut out;
     let m = &data.manifest;

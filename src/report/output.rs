@@ -9,14 +9,14 @@ use anyhow::Context as _;
 
 /// One file an output makes: where in the run directory, and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Artefact {
+pub(crate) struct Artefact {
     /// Relative to the run directory (`report.md`, `plots/saturation.svg`).
     pub path: PathBuf,
     pub bytes: Vec<u8>,
 }
 
 impl Artefact {
-    pub fn new(path: impl Into<PathBuf>, bytes: impl Into<Vec<u8>>) -> Artefact {
+    pub(crate) fn new(path: impl Into<PathBuf>, bytes: impl Into<Vec<u8>>) -> Artefact {
         Artefact {
             path: path.into(),
             bytes: bytes.into(),
@@ -26,7 +26,7 @@ impl Artefact {
 
 /// An artefact maker over an input `I` (an analysed run, a comparison). Pure: the same
 /// input gives the same bytes, and nothing is written until every output has rendered.
-pub trait Output<I: ?Sized> {
+pub(crate) trait Output<I: ?Sized> {
     /// A short name for errors: `report.md`, `plots`.
     fn name(&self) -> &'static str;
     /// The files this output makes from `input`: none, one, or several (one per cell).
@@ -35,7 +35,7 @@ pub trait Output<I: ?Sized> {
 
 /// Renders every output, then writes their files under `dir` (creating subdirectories).
 /// Returns the paths written, relative to `dir`, in the registry's order.
-pub fn write<I: ?Sized>(
+pub(crate) fn write<I: ?Sized>(
     dir: &Path,
     outputs: &[&dyn Output<I>],
     input: &I,

@@ -10,7 +10,7 @@
 
 /// The median of `values` (the mean of the two middle values for an even count); NaN
 /// when empty.
-pub fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -20,7 +20,7 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// The median of `sorted` (ascending, not empty).
-pub fn median_of_sorted(sorted: &[f64]) -> f64 {
+pub(crate) fn median_of_sorted(sorted: &[f64]) -> f64 {
     let n = sorted.len();
     if n % 2 == 1 {
         sorted[n / 2]
@@ -31,14 +31,14 @@ pub fn median_of_sorted(sorted: &[f64]) -> f64 {
 
 /// SplitMix64: small, fast, and the same sequence on every platform and crate version.
 #[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
+pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
-    pub fn new(seed: u64) -> SplitMix64 {
+    pub(crate) fn new(seed: u64) -> SplitMix64 {
         SplitMix64(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -47,7 +47,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in `0..n` (n > 0), without modulo bias.
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         let n = n as u64;
         let zone = u64::MAX - u64::MAX % n;
         loop {
@@ -60,7 +60,7 @@ impl SplitMix64 {
 }
 
 /// FNV-1a of a string: a stable seed for the bootstrap of one (cell, metric).
-pub fn seed_of(text: &str) -> u64 {
+pub(crate) fn seed_of(text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h ^= u64::from(b);
@@ -76,7 +76,7 @@ const EXACT_MAX_N: usize = 60;
 /// come from the same distribution. Ties get mid-ranks. Exact (by counting every split of
 /// the pooled ranks) up to [`EXACT_MAX_N`] values in all, then the normal approximation
 /// with tie and continuity corrections. 1.0 when either side is empty.
-pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
     let (m, n) = (a.len(), b.len());
     if m == 0 || n == 0 {
         return 1.0;
@@ -199,7 +199,7 @@ fn normal_upper_tail(z: f64) -> f64 {
 
 /// The smallest two-sided p-value a Mann–Whitney test of `m` against `n` values can give
 /// (complete separation): 2 / C(m + n, m).
-pub fn min_p_value(m: usize, n: usize) -> f64 {
+pub(crate) fn min_p_value(m: usize, n: usize) -> f64 {
     if m == 0 || n == 0 {
         return 1.0;
     }
@@ -211,7 +211,7 @@ pub fn min_p_value(m: usize, n: usize) -> f64 {
 }
 
 /// The fewest repetitions per side (equal sides) with which the test can reach `alpha`.
-pub fn min_reps(alpha: f64) -> usize {
+pub(crate) fn min_reps(alpha: f64) -> usize {
     (1..1000)
         .find(|&k| min_p_value(k, k) <= alpha)
         .unwrap_or(1000)
@@ -221,7 +221,7 @@ pub fn min_reps(alpha: f64) -> usize {
 /// are centred on 0. Zero differences are dropped (Wilcoxon's rule); ties get mid-ranks.
 /// Exact (every assignment of signs counted) up to [`EXACT_MAX_N`] differences, then the
 /// normal approximation with tie and continuity corrections. 1.0 when nothing is left.
-pub fn signed_rank_p(d: &[f64]) -> f64 {
+pub(crate) fn signed_rank_p(d: &[f64]) -> f64 {
     let mut abs: Vec<(f64, bool)> = d
         .iter()
         .filter(|x| **x != 0.0 && x.is_finite())
@@ -260,7 +260,7 @@ pub fn signed_rank_p(d: &[f64]) -> f64 {
 }
 
 /// The smallest two-sided p-value a signed-rank test of `n` pairs can give: 2 / 2^n.
-pub fn min_p_value_paired(n: usize) -> f64 {
+pub(crate) fn min_p_value_paired(n: usize) -> f64 {
     if n == 0 {
         return 1.0;
     }
@@ -268,14 +268,14 @@ pub fn min_p_value_paired(n: usize) -> f64 {
 }
 
 /// The fewest pairs with which the signed-rank test can reach `alpha`.
-pub fn min_pairs(alpha: f64) -> usize {
+pub(crate) fn min_pairs(alpha: f64) -> usize {
     (1..1000)
         .find(|&n| min_p_value_paired(n) <= alpha)
         .unwrap_or(1000)
 }
 
 /// The `confidence` percentile-bootstrap interval of the median of `values`.
-pub fn bootstrap_median_ci(
+pub(crate) fn bootstrap_median_ci(
     values: &[f64],
     resamples: usize,
     confidence: f64,
@@ -302,7 +302,7 @@ pub fn bootstrap_median_ci(
 /// `resamples` times, each side is resampled with replacement and the ratio of the two
 /// medians taken; the interval is the central `confidence` share of those ratios.
 /// `None` when a side is empty or a baseline median is 0.
-pub fn bootstrap_ratio_ci(
+pub(crate) fn bootstrap_ratio_ci(
     a: &[f64],
     b: &[f64],
     resamples: usize,
@@ -342,7 +342,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Relative spread of a sample: (max − min) / median, in percent; 0 for one value.
-pub fn spread_pct(values: &[f64]) -> f64 {
+pub(crate) fn spread_pct(values: &[f64]) -> f64 {
     let m = median(values);
     if values.len() < 2 || m == 0.0 || !m.is_finite() {
         return 0.0;

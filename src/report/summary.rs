@@ -8,7 +8,7 @@ use crate::rundir;
 use crate::rundir::summary::{summary_csv, SummaryRow};
 
 /// summary.csv: one row per cell, in cell order.
-pub struct SummaryCsv;
+pub(crate) struct SummaryCsv;
 
 impl Output<Analysed> for SummaryCsv {
     fn name(&self) -> &'static str {
@@ -26,7 +26,7 @@ impl Output<Analysed> for SummaryCsv {
 
 /// One cell's row. A struct literal, one line per column (74 of them, hence its length):
 /// a column left out is a compile error.
-pub fn row(c: &CellSummary) -> SummaryRow {
+pub(crate) fn row(c: &CellSummary) -> SummaryRow {
     let median = |m: Metric| c.stats.get(&m).map(|s| s.median);
     let min = |m: Metric| c.stats.get(&m).map(|s| s.min);
     let max = |m: Metric| c.stats.get(&m).map(|s| s.max);

@@ -27,26 +27,29 @@ macro_rules! decimals {
     ($name:ident, $d:expr) => {
         // Not every precision has a required column (and an optional one) today.
         #[allow(dead_code)]
-        pub mod $name {
+        pub(crate) mod $name {
             use serde::{Deserialize, Deserializer, Serializer};
 
-            pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+            pub(crate) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&super::num(*v, $d))
             }
 
-            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+            pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
                 super::parse(&String::deserialize(d)?)
             }
 
             /// A column that may be empty (not measured) or absent (an older file).
-            pub mod opt {
+            pub(crate) mod opt {
                 use serde::{Deserialize, Deserializer, Serializer};
 
-                pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+                pub(crate) fn serialize<S: Serializer>(
+                    v: &Option<f64>,
+                    s: S,
+                ) -> Result<S::Ok, S::Error> {
                     s.serialize_str(&v.map_or(String::new(), |v| super::super::num(v, $d)))
                 }
 
-                pub fn deserialize<'de, D: Deserializer<'de>>(
+                pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
                     d: D,
                 ) -> Result<Option<f64>, D::Error> {
                     match Option::<String>::deserialize(d)? {

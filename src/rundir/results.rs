@@ -228,14 +228,14 @@ pub struct ResultRecord {
 mod rate {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(r) => s.serialize_u64(*r),
             None => s.serialize_str(super::CLOSED),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         match Option::<String>::deserialize(d)?.as_deref().map(str::trim) {
             None | Some("") | Some(super::CLOSED) => Ok(None),
             Some(r) => r.parse().map(Some).map_err(|_| {

@@ -31,20 +31,20 @@ use crate::protocol::{self, frame, FrameReader};
 use crate::rundir::{Cell, ComputeTime, Limits, Loopback, LoopbackLevel};
 
 /// Echo trials per concurrency level; the best is kept.
-pub const ECHO_TRIALS: u32 = 3;
+pub(crate) const ECHO_TRIALS: u32 = 3;
 /// The length of one echo trial.
-pub const ECHO_TRIAL: Duration = Duration::from_millis(150);
+pub(crate) const ECHO_TRIAL: Duration = Duration::from_millis(150);
 /// Round trips before the first trial (connections, caches).
-pub const ECHO_WARMUP: Duration = Duration::from_millis(50);
+pub(crate) const ECHO_WARMUP: Duration = Duration::from_millis(50);
 /// Levels above this many connections are not measured (2 threads per connection).
-pub const ECHO_MAX_CONCURRENCY: u64 = 1024;
+pub(crate) const ECHO_MAX_CONCURRENCY: u64 = 1024;
 /// Timings of compute(n) per size, at most (fewer when one takes long).
-pub const COMPUTE_SAMPLES: u32 = 9;
+pub(crate) const COMPUTE_SAMPLES: u32 = 9;
 /// Time budget for timing one size.
-pub const COMPUTE_BUDGET: Duration = Duration::from_millis(400);
+pub(crate) const COMPUTE_BUDGET: Duration = Duration::from_millis(400);
 
 /// Measures the limits for the concurrencies and compute sizes of `cells`.
-pub fn measure(cells: &[Cell], interrupted: &AtomicBool) -> Limits {
+pub(crate) fn measure(cells: &[Cell], interrupted: &AtomicBool) -> Limits {
     let mut levels: Vec<u64> = cells.iter().map(|c| c.concurrency).collect();
     levels.sort_unstable();
     levels.dedup();
@@ -93,7 +93,7 @@ pub fn measure(cells: &[Cell], interrupted: &AtomicBool) -> Limits {
 }
 
 /// The payload of a compute request as the client sends it (the frame without its header).
-pub fn request_payload(n: u64) -> Vec<u8> {
+pub(crate) fn request_payload(n: u64) -> Vec<u8> {
     let mut framed = Vec::new();
     protocol::message::encode_request(&mut framed, 1_000_000, &protocol::Command::Compute { n });
     framed[4..].to_vec()
@@ -101,7 +101,7 @@ pub fn request_payload(n: u64) -> Vec<u8> {
 
 /// Times compute(n): up to `samples` timings within `budget` (at least one), each of
 /// enough calls to last a millisecond or more, so that tiny sizes are not timer noise.
-pub fn time_compute(n: u64, samples: u32, budget: Duration) -> ComputeTime {
+pub(crate) fn time_compute(n: u64, samples: u32, budget: Duration) -> ComputeTime {
     let once = || {
         let t = Instant::now();
         std::hint::black_box(protocol::compute(std::hint::black_box(n)));
@@ -140,7 +140,7 @@ fn no_trials(trials: usize) -> Trials {
 /// One echo level: `c` connections, each a closed loop of one framed payload out and its
 /// echo back; `trials` windows of `trial` after a warm-up. The best window's rate, and
 /// the lowest median and 99th percentile of any window.
-pub fn echo_level(
+pub(crate) fn echo_level(
     c: usize,
     payload: &[u8],
     trials: u32,

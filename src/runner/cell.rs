@@ -28,7 +28,7 @@ use crate::client::tls::TlsTarget;
 use crate::rundir::{self, Cell, Measured, OpenMeasured, ResultRow, Sample, Status};
 
 /// Everything a run of one cell needs from the run as a whole.
-pub struct Env<'a> {
+pub(crate) struct Env<'a> {
     /// This executable: `server` and `client` are its subcommands.
     pub exe: &'a Path,
     pub exp: &'a Experiment,
@@ -124,7 +124,7 @@ impl RunFiles {
 }
 
 /// Runs one cell × repetition and returns its row (it never panics on a failed cell).
-pub fn run(
+pub(crate) fn run(
     env: &Env<'_>,
     sys: &mut Option<System>,
     cell_id: &str,

@@ -15,7 +15,7 @@ use crate::rundir::{CpuMeans, Sample};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 /// The sampling period.
-pub const PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+pub(crate) const PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Accumulated CPU time per pid, summed over a process tree.
 #[derive(Default)]
@@ -71,7 +71,7 @@ fn descendants(sys: &System, root: Pid) -> Vec<Pid> {
 }
 
 /// Samples one cell × repetition.
-pub struct Sampler {
+pub(crate) struct Sampler {
     sys: System,
     cores: f64,
     start: Instant,
@@ -85,7 +85,7 @@ pub struct Sampler {
 
 impl Sampler {
     /// Takes the baseline: CPU the server used while starting is not counted.
-    pub fn begin(mut sys: System, server_pid: u32) -> Sampler {
+    pub(crate) fn begin(mut sys: System, server_pid: u32) -> Sampler {
         let cores = sys.cpus().len().max(1) as f64;
         let server_root = Pid::from_u32(server_pid);
         refresh(&mut sys);
@@ -105,19 +105,19 @@ impl Sampler {
     }
 
     /// A fresh System with the CPU list loaded (its first usage reading starts here).
-    pub fn system() -> anyhow::Result<System> {
+    pub(crate) fn system() -> anyhow::Result<System> {
         let mut sys = System::new().context("cannot read CPU statistics (sysinfo)")?;
         sys.refresh_cpu_all();
         Ok(sys)
     }
 
     /// Resets the clock to "the client starts now".
-    pub fn mark_start(&mut self) {
+    pub(crate) fn mark_start(&mut self) {
         self.start = Instant::now();
         self.last_t = 0.0;
     }
 
-    pub fn sample(&mut self, client_pid: Option<u32>) {
+    pub(crate) fn sample(&mut self, client_pid: Option<u32>) {
         refresh(&mut self.sys);
         let t = self.start.elapsed().as_secs_f64();
         let dt = (t - self.last_t).max(1e-9);
@@ -142,7 +142,7 @@ impl Sampler {
     }
 
     /// The samples and the System, for the next cell.
-    pub fn finish(self) -> (Vec<Sample>, System) {
+    pub(crate) fn finish(self) -> (Vec<Sample>, System) {
         (self.samples, self.sys)
     }
 }
@@ -159,7 +159,7 @@ fn refresh(sys: &mut System) {
 /// Mean CPU over `[from_s, to_s]` from cumulative samples: the CPU time between the first
 /// sample at or after `from_s` and the last one at or before `to_s`, over that span. Falls
 /// back to every sample when the window holds fewer than two.
-pub fn window_means(samples: &[Sample], from_s: f64, to_s: f64) -> Option<CpuMeans> {
+pub(crate) fn window_means(samples: &[Sample], from_s: f64, to_s: f64) -> Option<CpuMeans> {
     let inside: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.t_s >= from_s - 1e-9 && s.t_s <= to_s + 1e-9)

@@ -964,7 +964,7 @@ fn default_axis(axis: Axis, targets: &BTreeMap<String, Target>) -> Vec<AxisValue
 
 /// The machine's cores: the default `workers`, and what `cores` in a range stands for.
 fn available_cores() -> u64 {
-    crate::server::available_cores() as u64
+    crate::machine::available_cores() as u64
 }
 
 /// `[client] timeout` when the file gives none: the client's own `--timeout` default.

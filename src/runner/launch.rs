@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 /// SIGKILLs every group this process started and has not yet reaped.
-pub fn kill_all_groups() {
+pub(crate) fn kill_all_groups() {
     let groups = LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
     for pgid in groups {
         // SAFETY: kill(2) on a process group this process created and still holds
@@ -31,13 +31,13 @@ pub fn kill_all_groups() {
 
 /// Orphaned descendants (a dead server's workers) are re-parented to this process, so it
 /// can reap them and tell when a process group is really gone.
-pub fn become_subreaper() {
+pub(crate) fn become_subreaper() {
     // SAFETY: prctl with an integer argument; affects only this process.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
 
 /// A child process leading its own process group (pgid = pid).
-pub struct Group {
+pub(crate) struct Group {
     child: Child,
     pgid: i32,
     /// Set once the leader is reaped; the group id is only safe to signal before that.
@@ -48,7 +48,7 @@ pub struct Group {
 
 /// How a group ended.
 #[derive(Debug, Clone)]
-pub struct Stopped {
+pub(crate) struct Stopped {
     /// The leader's exit, as text ("exit status 0", "signal 9 (SIGKILL)").
     pub status: String,
     pub exit_code: Option<i32>,
@@ -60,7 +60,7 @@ pub struct Stopped {
 
 impl Group {
     /// Starts `cmd` as the leader of a new process group, stdin closed.
-    pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
+    pub(crate) fn spawn(cmd: &mut Command) -> io::Result<Group> {
         cmd.stdin(Stdio::null()).process_group(0);
         // Register before any signal can arrive for it: hold the lock across spawn.
         let mut live = crate::sync::lock(&LIVE_GROUPS);
@@ -75,17 +75,17 @@ impl Group {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+    pub(crate) fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
         self.child.stdout.take()
     }
 
     /// The leader's exit if it has exited, without reaping it (waitid WNOWAIT), so the
     /// group id stays reserved until the group is cleaned up.
-    pub fn peek_exit(&self) -> Option<String> {
+    pub(crate) fn peek_exit(&self) -> Option<String> {
         if let Some(status) = self.status {
             return Some(describe(status));
         }
@@ -112,7 +112,7 @@ impl Group {
         })
     }
 
-    pub fn has_exited(&self) -> bool {
+    pub(crate) fn has_exited(&self) -> bool {
         self.peek_exit().is_some()
     }
 
@@ -132,7 +132,7 @@ impl Group {
     }
 
     /// Waits up to `limit` for the leader to exit by itself.
-    pub fn wait_exit(&self, limit: Duration) -> bool {
+    pub(crate) fn wait_exit(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
             if self.has_exited() {
@@ -147,7 +147,7 @@ impl Group {
 
     /// SIGTERM to the leader, up to `grace` for it to leave, then SIGKILL to the whole
     /// group; reaps everything and checks that the group is gone.
-    pub fn stop(mut self, grace: Duration) -> Stopped {
+    pub(crate) fn stop(mut self, grace: Duration) -> Stopped {
         let graceful = if self.has_exited() {
             true
         } else {
@@ -158,7 +158,7 @@ impl Group {
     }
 
     /// SIGKILL to the whole group at once; reaps and checks.
-    pub fn kill(mut self) -> Stopped {
+    pub(crate) fn kill(mut self) -> Stopped {
         self.finish(false)
     }
 
@@ -219,7 +219,7 @@ fn reap_group(pgid: i32, limit: Duration) -> Vec<i32> {
 }
 
 /// Pids whose process group is `pgid` (from /proc).
-pub fn members_of(pgid: i32) -> Vec<i32> {
+pub(crate) fn members_of(pgid: i32) -> Vec<i32> {
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return pids;
@@ -274,7 +274,7 @@ fn signal_name(sig: i32) -> &'static str {
 
 /// Why a server did not become ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotReady {
+pub(crate) enum NotReady {
     Exited(String),
     TimedOut(Duration),
     BadLine(String),
@@ -303,7 +303,7 @@ impl std::fmt::Display for NotReady {
 
 /// Reads the built-in server's readiness line (docs/formats.md) from its stdout and
 /// returns the address it names. Lines after it are read and dropped.
-pub fn await_ready_line(
+pub(crate) fn await_ready_line(
     group: &mut Group,
     limit: Duration,
     interrupted: &AtomicBool,
@@ -345,7 +345,7 @@ pub fn await_ready_line(
 }
 
 /// `threadcenter listening addr=IP:PORT …` → the address; unknown keys are ignored.
-pub fn parse_ready_line(line: &str) -> Result<SocketAddr, NotReady> {
+pub(crate) fn parse_ready_line(line: &str) -> Result<SocketAddr, NotReady> {
     let line = line.trim_end();
     line.strip_prefix("threadcenter listening ")
         .and_then(|rest| {
@@ -357,7 +357,7 @@ pub fn parse_ready_line(line: &str) -> Result<SocketAddr, NotReady> {
 }
 
 /// Waits until `addr` accepts a TCP connection (for servers that print no readiness line).
-pub fn await_connectable(
+pub(crate) fn await_connectable(
     group: &Group,
     addr: SocketAddr,
     limit: Duration,
@@ -382,12 +382,12 @@ pub fn await_connectable(
 }
 
 /// A loopback port free right now (bound, read, released), for an external server.
-pub fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// The last `lines` lines of a log file (at most its last 8 KiB), for error messages.
-pub fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let Ok(mut file) = File::open(path) else {
         return String::new();
     };

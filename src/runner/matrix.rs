@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::experiment::{Target, TargetKind};
 use crate::domain::ClientCmd;
-pub use crate::rundir::cell_id;
+pub(crate) use crate::rundir::cell_id;
 use crate::rundir::{Axis, AxisValue, Cell};
 
 /// Gives the pool its meaning for the cell's target: the target's own pool when the
@@ -43,7 +43,7 @@ impl Filter {
 
 /// The cartesian product of `axes`, less the cells an `exclude` matches, plus each
 /// `include`'s own product (its axes over the matrix's single values), without repeats.
-pub fn expand(
+pub(crate) fn expand(
     axes: &BTreeMap<Axis, Vec<AxisValue>>,
     exclude: &[Filter],
     include: &[Filter],
@@ -107,7 +107,7 @@ fn product(axes: &BTreeMap<Axis, Vec<AxisValue>>) -> Vec<Cell> {
 
 /// One measurement to make: a cell (by index) and its repetition (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot {
+pub(crate) struct Slot {
     pub cell: usize,
     pub rep: u32,
 }
@@ -115,7 +115,7 @@ pub struct Slot {
 /// Sequential: repetition 1 of every cell in matrix order, then repetition 2, … (so slow
 /// drift spreads over every cell). Shuffled: all of those in a random order drawn from
 /// `seed`, reproducibly (SplitMix64 + Fisher–Yates, independent of any crate's RNG).
-pub fn schedule(cells: usize, repetitions: u32, shuffle_seed: Option<u64>) -> Vec<Slot> {
+pub(crate) fn schedule(cells: usize, repetitions: u32, shuffle_seed: Option<u64>) -> Vec<Slot> {
     let mut slots: Vec<Slot> = (1..=repetitions)
         .flat_map(|rep| (0..cells).map(move |cell| Slot { cell, rep }))
         .collect();
@@ -140,7 +140,7 @@ pub fn schedule(cells: usize, repetitions: u32, shuffle_seed: Option<u64>) -> Ve
 /// target run back to back (groups in matrix order of their first cell), the targets'
 /// order reversed every other repetition (A B, B A, …), so drift in the machine and any
 /// first-or-second effect fall on every target alike.
-pub fn schedule_interleaved(cells: &[Cell], repetitions: u32) -> Vec<Slot> {
+pub(crate) fn schedule_interleaved(cells: &[Cell], repetitions: u32) -> Vec<Slot> {
     let others: Vec<Axis> = Axis::ALL
         .into_iter()
         .filter(|a| *a != Axis::Target)

@@ -8,16 +8,16 @@
 //! (the run directory), `progress` (bar or plain lines), `stats` (the server's `stats`
 //! around each measured window), `tls` (the certificate of a run with TLS targets).
 
-pub mod ceilings;
-pub mod cell;
-pub mod cpu;
+pub(crate) mod ceilings;
+pub(crate) mod cell;
+pub(crate) mod cpu;
 pub mod experiment;
-pub mod launch;
-pub mod matrix;
-pub mod progress;
-pub mod stats;
+pub(crate) mod launch;
+pub(crate) mod matrix;
+pub(crate) mod progress;
+pub(crate) mod stats;
 pub mod store;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub enum Progress {
+pub(crate) enum Progress {
     Bar(ProgressBar),
     Plain { total: usize },
 }
 
 impl Progress {
-    pub fn new(total: usize) -> Progress {
+    pub(crate) fn new(total: usize) -> Progress {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total as u64);
             let style = ProgressStyle::with_template(
@@ -29,7 +29,7 @@ impl Progress {
     }
 
     /// A run is starting.
-    pub fn start(&self, seq: usize, what: &str) {
+    pub(crate) fn start(&self, seq: usize, what: &str) {
         match self {
             Progress::Bar(bar) => bar.set_message(what.to_string()),
             Progress::Plain { total } => {
@@ -39,7 +39,7 @@ impl Progress {
     }
 
     /// A run is done; `result` says how it went.
-    pub fn done(&self, seq: usize, what: &str, result: &str) {
+    pub(crate) fn done(&self, seq: usize, what: &str, result: &str) {
         match self {
             Progress::Bar(bar) => {
                 if result.starts_with("FAILED") {
@@ -57,14 +57,14 @@ impl Progress {
     }
 
     /// A message that must not be overdrawn by the bar.
-    pub fn note(&self, msg: &str) {
+    pub(crate) fn note(&self, msg: &str) {
         match self {
             Progress::Bar(bar) => bar.println(msg),
             Progress::Plain { .. } => eprintln!("{msg}"),
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Progress::Bar(bar) = self {
             bar.finish_and_clear();
         }

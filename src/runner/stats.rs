@@ -21,15 +21,19 @@ use crate::protocol::{Command, FrameReader, DEFAULT_MAX_FRAME};
 use crate::rundir::{StageFigure, StageFigures};
 
 /// `format` of `stats/<run>.json`.
-pub const FORMAT: &str = "threadcenter-run-stats";
-pub const VERSION: u32 = 1;
+pub(crate) const FORMAT: &str = "threadcenter-run-stats";
+pub(crate) const VERSION: u32 = 1;
 
 /// How long one `stats` exchange may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Sends one `stats` request (`reset` as given) and returns the `stats` object; over
 /// TLS when `tls` is given (a `tls = true` target).
-pub fn query(addr: SocketAddr, reset: bool, tls: Option<&TlsTarget>) -> Result<Value, String> {
+pub(crate) fn query(
+    addr: SocketAddr,
+    reset: bool,
+    tls: Option<&TlsTarget>,
+) -> Result<Value, String> {
     let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr} for stats: {e}"))?;
     stream
@@ -82,7 +86,7 @@ fn exchange<S: Read + Write>(
 
 /// `stats/<run>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunStats {
+pub(crate) struct RunStats {
     pub format: String,
     pub version: u32,
     /// Seconds after the client started when the stage histograms were reset (the end
@@ -99,7 +103,7 @@ pub struct RunStats {
 }
 
 impl RunStats {
-    pub fn new() -> RunStats {
+    pub(crate) fn new() -> RunStats {
         RunStats {
             format: FORMAT.into(),
             version: VERSION,
@@ -112,13 +116,13 @@ impl RunStats {
     }
 
     /// Notes a failure; the first one is kept.
-    pub fn fail(&mut self, why: String) {
+    pub(crate) fn fail(&mut self, why: String) {
         self.error.get_or_insert(why);
     }
 
     /// The stage figures for results.csv, when the measured window was timed: the
     /// reset worked and the end snapshot has stage timing on.
-    pub fn stages(&self) -> Option<StageFigures> {
+    pub(crate) fn stages(&self) -> Option<StageFigures> {
         self.at_reset.as_ref()?;
         let end = self.at_end.as_ref()?;
         if end.get("stage_timing") != Some(&Value::Bool(true)) {
@@ -143,7 +147,7 @@ impl RunStats {
     }
 
     /// Writes the file whole or not at all (a temporary file renamed).
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("json.tmp");
         let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         text.push('\n');

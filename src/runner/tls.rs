@@ -11,16 +11,16 @@ use anyhow::Context as _;
 use crate::client::tls::TlsTarget;
 
 /// The directory in a run directory, and its files.
-pub const TLS_DIR: &str = "tls";
-pub const CERT_FILE: &str = "cert.pem";
-pub const KEY_FILE: &str = "key.pem";
+pub(crate) const TLS_DIR: &str = "tls";
+pub(crate) const CERT_FILE: &str = "cert.pem";
+pub(crate) const KEY_FILE: &str = "key.pem";
 
 /// The address every target listens on and the name the client checks.
-pub const HOST: &str = "127.0.0.1";
+pub(crate) const HOST: &str = "127.0.0.1";
 
 /// A run's certificate, its key, and the client side that trusts exactly it.
 #[derive(Debug, Clone)]
-pub struct RunCert {
+pub(crate) struct RunCert {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client: TlsTarget,
@@ -29,7 +29,7 @@ pub struct RunCert {
 impl RunCert {
     /// Makes a self-signed certificate for 127.0.0.1 and `localhost` (an ECDSA P-256
     /// key) and writes it to `<dir>/tls/`, the key readable by its owner only.
-    pub fn generate(dir: &Path) -> anyhow::Result<RunCert> {
+    pub(crate) fn generate(dir: &Path) -> anyhow::Result<RunCert> {
         let made = rcgen::generate_simple_self_signed(vec![HOST.into(), "localhost".into()])
             .context("cannot generate the run's TLS certificate")?;
         let tls_dir = dir.join(TLS_DIR);

@@ -11,12 +11,12 @@ use crate::domain::IoModel;
 
 /// Descriptors kept for the server itself (listener, workers' pipes, epoll, logs...),
 /// or a quarter of a smaller limit.
-pub fn reserve(nofile: u64) -> u64 {
+pub(crate) fn reserve(nofile: u64) -> u64 {
     256.min(nofile / 4)
 }
 
 /// Descriptors one connection holds: threads give the writer a handle of its own.
-pub fn fds_per_connection(io: IoModel) -> u64 {
+pub(crate) fn fds_per_connection(io: IoModel) -> u64 {
     match io {
         IoModel::Threads => 2,
         IoModel::Events => 1,
@@ -32,7 +32,7 @@ const MAPS_PER_THREADED_CONNECTION: u64 = 8;
 const MAPS_RESERVED: u64 = 2048;
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit in force.
-pub fn raise_nofile() -> u64 {
+pub(crate) fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -66,7 +66,7 @@ fn max_map_count() -> Option<u64> {
 
 /// The most connections `io` can hold under an open-file limit of `nofile` (and, for
 /// threads, under `maps` memory maps).
-pub fn connections_allowed(io: IoModel, nofile: u64, maps: Option<u64>) -> u64 {
+pub(crate) fn connections_allowed(io: IoModel, nofile: u64, maps: Option<u64>) -> u64 {
     let by_fds = nofile.saturating_sub(reserve(nofile)) / fds_per_connection(io);
     by_fds.min(threads_allowed(io, maps)).clamp(1, 1_000_000)
 }
@@ -85,7 +85,7 @@ fn threads_allowed(io: IoModel, maps: Option<u64>) -> u64 {
 /// open-file limit cannot hold is taken with a warning (connections past the limit are
 /// refused as they come); with threads, one the memory-map limit cannot hold is
 /// lowered to it, since a thread that cannot map its signal stack aborts the process.
-pub fn max_connections(io: IoModel, asked: Option<u64>) -> u64 {
+pub(crate) fn max_connections(io: IoModel, asked: Option<u64>) -> u64 {
     let nofile = raise_nofile();
     let maps = max_map_count();
     let allowed = connections_allowed(io, nofile, maps);

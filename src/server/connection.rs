@@ -25,17 +25,17 @@ use crate::server::pool::{mono_ns, Refused, RoomWaker, Task};
 use crate::server::tls::{self, HandshakeTimeout, TlsReader};
 use crate::server::Context;
 
-pub const SHUTTING_DOWN: &str = "the server is shutting down and accepts no new work";
+pub(crate) const SHUTTING_DOWN: &str = "the server is shutting down and accepts no new work";
 
 /// How often a reader blocked in `read` wakes to check for shutdown.
-pub const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// Shutdown: once a connection has nothing in flight, requests that arrive within this
 /// are still answered (SHUTTING_DOWN), so that a client sending one request at a time
 /// hears that the server is going away rather than finding the connection closed.
-pub const QUIET: Duration = Duration::from_millis(20);
+pub(crate) const QUIET: Duration = Duration::from_millis(20);
 /// Shutdown: the longest a connection stays open once it has nothing in flight, to
 /// finish a frame it had begun, flush its answers, and see the client close.
-pub const FLUSH_ALLOWANCE: Duration = Duration::from_millis(500);
+pub(crate) const FLUSH_ALLOWANCE: Duration = Duration::from_millis(500);
 /// Shutdown: the read timeout while closing.
 const CLOSING_POLL: Duration = Duration::from_millis(5);
 
@@ -50,7 +50,7 @@ impl Drop for OpenGuard {
 
 /// Serves one accepted connection on the calling thread (its reader), with a writer
 /// thread beside it. Returns when the connection is finished.
-pub fn serve(ctx: Arc<Context>, stream: TcpStream) {
+pub(crate) fn serve(ctx: Arc<Context>, stream: TcpStream) {
     let guard = Arc::new(OpenGuard(Arc::clone(&ctx)));
     let _ = stream.set_nodelay(true);
     let session = match ctx.config.tls.as_ref().map(tls::session).transpose() {
@@ -113,7 +113,7 @@ pub fn serve(ctx: Arc<Context>, stream: TcpStream) {
 
 /// A connection the server cannot serve after all (a thread or a descriptor it could
 /// not get): answered OVERLOADED, if the socket takes it at once, and closed.
-pub fn refuse_unserved(ctx: &Context, stream: &TcpStream, why: &str) {
+pub(crate) fn refuse_unserved(ctx: &Context, stream: &TcpStream, why: &str) {
     ctx.metrics.connections_refused.fetch_add(1, Relaxed);
     ctx.metrics.error(ErrorCode::Overloaded);
     let mut frame = Vec::with_capacity(160);
@@ -315,7 +315,7 @@ impl<S: Source> Reader<'_, S> {
 }
 
 /// Answers a frame whose declared length is over `--max-frame`; the caller closes.
-pub fn frame_too_large(ctx: &Context, outbox: &Outbox, len: u32, max: u32) {
+pub(crate) fn frame_too_large(ctx: &Context, outbox: &Outbox, len: u32, max: u32) {
     let swapped = len.swap_bytes();
     let hint = if swapped > 0 && swapped <= max {
         format!("; read little-endian it would be {swapped}: the length prefix must be big-endian")
@@ -349,7 +349,7 @@ fn reply_error(
 /// loop, which must not block), a compute request that meets a full queue under
 /// `--when-full wait` comes back, to be handed over again with [`submit`] once the pool
 /// calls the waker; without it the calling thread waits for room.
-pub fn handle(
+pub(crate) fn handle(
     ctx: &Context,
     outbox: &Arc<Outbox>,
     payload: &[u8],
@@ -415,7 +415,7 @@ pub fn handle(
 
 /// Hands a compute task (counted in its outbox's in-flight) to the pool; a refusal is
 /// its answer. Returns the task if the pool said [`Refused::Later`] (only with `park`).
-pub fn submit(ctx: &Context, task: Task, park: Option<&RoomWaker>) -> Option<Task> {
+pub(crate) fn submit(ctx: &Context, task: Task, park: Option<&RoomWaker>) -> Option<Task> {
     let (task, why) = ctx.pool.submit(task, park).err()?;
     let (code, message) = match why {
         Refused::Later => return Some(task),

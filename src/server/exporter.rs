@@ -30,7 +30,7 @@ use crate::server::stages::{Stage, StageHist};
 use crate::server::Context;
 
 /// Upper bounds (seconds) of the stage-latency histogram buckets; `+Inf` follows.
-pub const BUCKETS_S: [f64; 22] = [
+pub(crate) const BUCKETS_S: [f64; 22] = [
     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
     5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -39,7 +39,7 @@ pub const BUCKETS_S: [f64; 22] = [
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Binds the metrics listener (before the readiness line, so a bad address fails early).
-pub fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+pub(crate) fn bind(addr: &str) -> anyhow::Result<TcpListener> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .with_context(|| {
@@ -55,14 +55,14 @@ pub fn bind(addr: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// The running metrics endpoint; stops its thread when dropped.
-pub struct Exporter {
+pub(crate) struct Exporter {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Exporter {
-    pub fn start(listener: TcpListener, ctx: Arc<Context>) -> anyhow::Result<Exporter> {
+    pub(crate) fn start(listener: TcpListener, ctx: Arc<Context>) -> anyhow::Result<Exporter> {
         let addr = listener.local_addr()?;
         if !addr.ip().is_loopback() {
             eprintln!("threadcenter server: note: /metrics is served on {addr}, which is not a loopback address, in plaintext and to anyone");

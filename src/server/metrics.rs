@@ -11,7 +11,7 @@ use crate::protocol::ErrorCode;
 use crate::server::stages::StageTimings;
 
 /// Outcomes a response is counted under: `ok`, then each error code.
-pub const OUTCOMES: usize = 1 + ErrorCode::ALL.len();
+pub(crate) const OUTCOMES: usize = 1 + ErrorCode::ALL.len();
 
 /// Counters shared by every connection; each update is one relaxed atomic add.
 pub struct Metrics {

@@ -11,17 +11,17 @@
 //! `--max-connections`, or when a descriptor or a thread cannot be had) are answered
 //! OVERLOADED and closed; the others go on.
 
-pub mod capacity;
-pub mod connection;
-pub mod events;
-pub mod exporter;
-pub mod metrics;
-pub mod outbox;
-pub mod pool;
-pub mod refuse;
+pub(crate) mod capacity;
+pub(crate) mod connection;
+pub(crate) mod events;
+pub(crate) mod exporter;
+pub(crate) mod metrics;
+pub(crate) mod outbox;
+pub(crate) mod pool;
+pub(crate) mod refuse;
 pub mod stages;
-pub mod tls;
-pub mod worker;
+pub(crate) mod tls;
+pub(crate) mod worker;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -81,7 +81,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn from_args(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
-        let workers = args.workers.unwrap_or_else(available_cores);
+        let workers = args.workers.unwrap_or_else(crate::machine::available_cores);
         if workers == 0 {
             bail!("--workers must be at least 1");
         }
@@ -91,7 +91,9 @@ impl ServerConfig {
             workers,
             pool: args.pool,
             io: args.io,
-            io_threads: args.io_threads.map_or_else(available_cores, |n| n as usize),
+            io_threads: args
+                .io_threads
+                .map_or_else(crate::machine::available_cores, |n| n as usize),
             max_frame: args.max_frame,
             max_n: args.max_n,
             queue_capacity: usize::try_from(args.queue_capacity).unwrap_or(usize::MAX),
@@ -113,10 +115,6 @@ impl ServerConfig {
             stage_timing: !args.no_stage_timing,
         })
     }
-}
-
-pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// State shared by the accept loop and every connection.

@@ -19,18 +19,18 @@ use crate::protocol::message::encode_error;
 use crate::protocol::ErrorCode;
 
 /// How long a refused socket is kept to drain its input.
-pub const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// Refused sockets kept at once.
-pub const HELD_MAX: usize = 1024;
+pub(crate) const HELD_MAX: usize = 1024;
 
-pub struct Refuser {
+pub(crate) struct Refuser {
     tx: SyncSender<(TcpStream, u64)>,
 }
 
 impl Refuser {
     /// Starts the refusing thread; it ends once the `Refuser` is dropped and every
     /// held socket is closed.
-    pub fn start() -> Refuser {
+    pub(crate) fn start() -> Refuser {
         let (tx, rx) = mpsc::sync_channel(HELD_MAX);
         let spawned = std::thread::Builder::new()
             .name("refuser".into())
@@ -44,7 +44,7 @@ impl Refuser {
     }
 
     /// Answers `stream` OVERLOADED and closes it, without blocking the caller.
-    pub fn refuse(&self, stream: TcpStream, limit: u64) {
+    pub(crate) fn refuse(&self, stream: TcpStream, limit: u64) {
         match self.tx.try_send((stream, limit)) {
             Ok(()) => {}
             // Too many at once (or no thread): close without a word.

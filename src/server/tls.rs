@@ -28,15 +28,15 @@ use crate::server::outbox::Outbox;
 use crate::sync;
 
 /// One connection's TLS state, shared by its reader and its writer.
-pub type Session = Arc<Mutex<ServerConnection>>;
+pub(crate) type Session = Arc<Mutex<ServerConnection>>;
 
 /// Locks a session; a panic elsewhere must not take the connection's other side down.
-pub fn lock(session: &Session) -> MutexGuard<'_, ServerConnection> {
+pub(crate) fn lock(session: &Session) -> MutexGuard<'_, ServerConnection> {
     sync::lock(session)
 }
 
 /// Reads a PEM certificate chain and private key into a rustls server configuration.
-pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub(crate) fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let pem =
         fs::read(cert).with_context(|| format!("cannot read --tls-cert {}", cert.display()))?;
     let chain = CertificateDer::pem_slice_iter(&pem)
@@ -77,7 +77,7 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::Serv
 }
 
 /// A new server-side session for one accepted connection.
-pub fn session(config: &Arc<rustls::ServerConfig>) -> io::Result<Session> {
+pub(crate) fn session(config: &Arc<rustls::ServerConfig>) -> io::Result<Session> {
     let mut conn = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
     // The outbox bounds unsent bytes; rustls holds at most one batch of them.
     conn.set_buffer_limit(None);
@@ -87,11 +87,11 @@ pub fn session(config: &Arc<rustls::ServerConfig>) -> io::Result<Session> {
 /// The error of a TLS handshake that did not finish within its limit.
 #[derive(Debug, thiserror::Error)]
 #[error("TLS handshake not finished within {0:?} (--frame-timeout)")]
-pub struct HandshakeTimeout(pub Duration);
+pub(crate) struct HandshakeTimeout(pub Duration);
 
 impl HandshakeTimeout {
     /// True if `e` is a handshake timeout.
-    pub fn is(e: &io::Error) -> bool {
+    pub(crate) fn is(e: &io::Error) -> bool {
         e.get_ref()
             .is_some_and(|inner| inner.is::<HandshakeTimeout>())
     }
@@ -102,7 +102,7 @@ impl HandshakeTimeout {
 /// Read timeouts (or `WouldBlock`) of the socket come through as they are, so the
 /// reader still wakes to check for shutdown. The handshake must finish within
 /// `handshake_limit`.
-pub struct TlsReader {
+pub(crate) struct TlsReader {
     session: Session,
     outbox: Arc<Outbox>,
     raw: Box<[u8]>,
@@ -113,7 +113,11 @@ pub struct TlsReader {
 }
 
 impl TlsReader {
-    pub fn new(session: Session, outbox: Arc<Outbox>, handshake_limit: Duration) -> TlsReader {
+    pub(crate) fn new(
+        session: Session,
+        outbox: Arc<Outbox>,
+        handshake_limit: Duration,
+    ) -> TlsReader {
         TlsReader {
             session,
             outbox,
@@ -125,12 +129,12 @@ impl TlsReader {
         }
     }
 
-    pub fn socket(&self) -> &TcpStream {
+    pub(crate) fn socket(&self) -> &TcpStream {
         self.outbox.stream()
     }
 
     /// True once the handshake has overrun its limit (for a reader that is not reading).
-    pub fn handshake_expired(&self) -> bool {
+    pub(crate) fn handshake_expired(&self) -> bool {
         Instant::now() > self.handshake_deadline && lock(&self.session).is_handshaking()
     }
 }

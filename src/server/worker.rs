@@ -10,8 +10,8 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use crate::cli::WorkerArgs;
 use crate::server::pool::{mono_ns, run_compute, Done};
 
-pub const TASK_LEN: usize = 16;
-pub const RESULT_LEN: usize = 32;
+pub(crate) const TASK_LEN: usize = 16;
+pub(crate) const RESULT_LEN: usize = 32;
 
 /// Results are flushed when no further task is buffered, or when this much time has
 /// passed since the last flush, so a batch of big tasks does not hold back the first.
@@ -22,12 +22,12 @@ const FLUSH_AFTER_NS: u64 = 50_000;
 /// enough for `--task-timeout`: a result never waits behind a long task.
 const FLUSH_BEFORE_N: u64 = 16_384;
 
-pub fn encode_task(out: &mut Vec<u8>, seq: u64, n: u64) {
+pub(crate) fn encode_task(out: &mut Vec<u8>, seq: u64, n: u64) {
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&n.to_le_bytes());
 }
 
-pub fn decode_result(rec: &[u8]) -> (u64, Done) {
+pub(crate) fn decode_result(rec: &[u8]) -> (u64, Done) {
     let word = |i: usize| u64::from_le_bytes(rec[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
     (
         word(0),
@@ -41,7 +41,7 @@ pub fn decode_result(rec: &[u8]) -> (u64, Done) {
 
 /// The worker's main loop. Exits 0 when stdin closes: the server is done with it, or
 /// the server is gone.
-pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<()> {
     // Ctrl-C reaches the whole foreground process group; the server decides when a
     // worker stops (by closing its stdin), so a drain can finish its last tasks.
     // SAFETY: setting signal dispositions to SIG_IGN before any thread starts.
@@ -60,7 +60,7 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
 }
 
 /// Computes every task read from `input` and writes its result to `output`.
-pub fn serve<R: Read, W: Write>(
+pub(crate) fn serve<R: Read, W: Write>(
     mut input: BufReader<R>,
     mut output: BufWriter<W>,
 ) -> io::Result<()> {

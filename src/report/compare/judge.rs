@@ -10,7 +10,7 @@ use crate::rundir::num;
 use super::{ALPHA, CONFIDENCE, RESAMPLES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Regressed,
     Inconclusive,
     Improved,
@@ -19,14 +19,14 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict, in the order the summaries count them.
-    pub const ALL: [Verdict; 4] = [
+    pub(crate) const ALL: [Verdict; 4] = [
         Verdict::Regressed,
         Verdict::Improved,
         Verdict::Unchanged,
         Verdict::Inconclusive,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::Regressed => "regressed",
             Verdict::Inconclusive => "inconclusive",
@@ -38,7 +38,7 @@ impl Verdict {
 
 /// How the two sides' repetitions relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Design {
+pub(crate) enum Design {
     /// Two runs: independent samples. Ratio of medians; Mann–Whitney U.
     Independent,
     /// Two targets of one run: repetition i of each side is a pair measured under the
@@ -50,7 +50,7 @@ pub enum Design {
 
 impl Design {
     /// The name in compare.csv's `design` column.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Design::Independent => "independent",
             Design::Paired => "paired",
@@ -60,7 +60,7 @@ impl Design {
 
 /// One metric of one matched pair of cells.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Judged {
+pub(crate) struct Judged {
     pub metric: CMetric,
     pub design: Design,
     pub n_base: usize,
@@ -89,7 +89,7 @@ pub struct Judged {
 
 /// Decides one metric from its baseline and new repetitions (paired: `base[i]` and
 /// `new[i]` are one pair).
-pub fn judge(
+pub(crate) fn judge(
     metric: CMetric,
     base: &[f64],
     new: &[f64],
@@ -153,7 +153,7 @@ pub fn judge(
 }
 
 /// Sets the verdict and its reason from the figures, `p_adjusted` and `family`.
-pub fn decide(j: &mut Judged) {
+pub(crate) fn decide(j: &mut Judged) {
     // Holm's first step compares the smallest p with alpha / m: a test that cannot get
     // there even with the most extreme data can never be significant.
     let alpha_best = ALPHA / j.family.max(1) as f64;
@@ -269,7 +269,7 @@ fn too_noisy(j: &Judged) -> String {
 
 /// Holm–Bonferroni over every test of a comparison: adjusted p-values (in the order
 /// given) that keep the chance of any false "significant" below alpha for the family.
-pub fn holm(ps: &[f64]) -> Vec<f64> {
+pub(crate) fn holm(ps: &[f64]) -> Vec<f64> {
     let m = ps.len();
     let mut order: Vec<usize> = (0..m).collect();
     order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]).then(a.cmp(&b)));

@@ -17,7 +17,7 @@ use super::judge::{decide, holm, judge, Design, Judged};
 use super::{Comparison, Pair, NOISY_SPREAD_FACTOR};
 
 /// The targets of a run's cells, sorted, each once.
-pub fn target_names(manifest: &Manifest) -> Vec<&str> {
+pub(crate) fn target_names(manifest: &Manifest) -> Vec<&str> {
     let mut names: Vec<&str> = manifest
         .cells
         .iter()
@@ -29,7 +29,7 @@ pub fn target_names(manifest: &Manifest) -> Vec<&str> {
 }
 
 /// One side of a comparison: a run directory, optionally restricted to one target.
-pub struct Side {
+pub(crate) struct Side {
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub rows: Vec<ResultRow>,
@@ -37,7 +37,7 @@ pub struct Side {
 }
 
 impl Side {
-    pub fn load(dir: &Path, target: Option<&str>) -> anyhow::Result<Side> {
+    pub(crate) fn load(dir: &Path, target: Option<&str>) -> anyhow::Result<Side> {
         if !dir.is_dir() {
             bail!("{} is not a run directory", dir.display());
         }
@@ -98,7 +98,7 @@ impl Side {
 }
 
 /// Matches and judges. `cli` thresholds override the new run's experiment file's.
-pub fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comparison> {
+pub(crate) fn compare(base: &Side, new: &Side, cli: &Thresholds) -> anyhow::Result<Comparison> {
     let base_cells = base.cells();
     let new_cells = new.cells();
     let by_target = base.target.is_some() || new.target.is_some();

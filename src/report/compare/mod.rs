@@ -38,30 +38,30 @@ use crate::rundir::Cell;
 mod csv_rows;
 mod fmt;
 mod html;
-pub mod judge;
-pub mod matching;
+pub(crate) mod judge;
+pub(crate) mod matching;
 mod md;
 mod plot;
 mod text;
 
-pub use judge::{Design, Judged, Verdict};
-pub use matching::{compare, target_names, Side};
-pub use text::text;
+pub(crate) use judge::{Design, Judged, Verdict};
+pub(crate) use matching::{compare, target_names, Side};
+pub(crate) use text::text;
 
 /// Significance level of the Mann–Whitney test.
-pub const ALPHA: f64 = 0.05;
+pub(crate) const ALPHA: f64 = 0.05;
 /// Confidence of the bootstrap interval.
-pub const CONFIDENCE: f64 = 0.95;
+pub(crate) const CONFIDENCE: f64 = 0.95;
 /// Bootstrap resamples per (cell, metric).
-pub const RESAMPLES: usize = 10_000;
+pub(crate) const RESAMPLES: usize = 10_000;
 /// A cell's relative spread (range / median) across repetitions above this many times
 /// the metric's threshold is flagged: that comparison cannot resolve the threshold.
-pub const NOISY_SPREAD_FACTOR: f64 = 2.0;
+pub(crate) const NOISY_SPREAD_FACTOR: f64 = 2.0;
 
-pub const COMPARE_MD: &str = "compare.md";
-pub const COMPARE_CSV: &str = "compare.csv";
-pub const COMPARE_SVG: &str = "compare.svg";
-pub const COMPARE_HTML: &str = "compare.html";
+pub(crate) const COMPARE_MD: &str = "compare.md";
+pub(crate) const COMPARE_CSV: &str = "compare.csv";
+pub(crate) const COMPARE_SVG: &str = "compare.svg";
+pub(crate) const COMPARE_HTML: &str = "compare.html";
 
 /// Every file a comparison writes into the new side's run directory, in the order they
 /// are listed after the table. Another artefact is one more `Output` and one more entry.
@@ -72,13 +72,13 @@ pub(crate) const COMPARE_OUTPUTS: &[&dyn Output<Comparison>] = &[
     &html::CompareHtml,
 ];
 
-pub const EXIT_NO_REGRESSION: u8 = 0;
-pub const EXIT_REGRESSION: u8 = 1;
-pub const EXIT_INCONCLUSIVE: u8 = 2;
+pub(crate) const EXIT_NO_REGRESSION: u8 = 0;
+pub(crate) const EXIT_REGRESSION: u8 = 1;
+pub(crate) const EXIT_INCONCLUSIVE: u8 = 2;
 
 /// A matched pair of cells and its metrics.
 #[derive(Debug, Clone)]
-pub struct Pair {
+pub(crate) struct Pair {
     /// The matched parameters, e.g. `workers=2 size=200000 concurrency=2`.
     pub label: String,
     pub base_cell: String,
@@ -89,7 +89,7 @@ pub struct Pair {
 }
 
 /// Two runs (or two targets of one) matched and judged: what every output renders.
-pub struct Comparison {
+pub(crate) struct Comparison {
     pub design: Design,
     pub base_name: String,
     pub new_name: String,
@@ -103,7 +103,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    pub fn count(&self, v: Verdict) -> usize {
+    pub(crate) fn count(&self, v: Verdict) -> usize {
         self.pairs
             .iter()
             .flat_map(|p| &p.metrics)
@@ -112,7 +112,7 @@ impl Comparison {
     }
 
     /// The exit status the contract gives this comparison.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         if self.count(Verdict::Regressed) > 0 {
             EXIT_REGRESSION
         } else if self.count(Verdict::Inconclusive) > 0 {
@@ -122,7 +122,7 @@ impl Comparison {
         }
     }
 
-    pub fn overall(&self) -> &'static str {
+    pub(crate) fn overall(&self) -> &'static str {
         match self.exit_code() {
             EXIT_REGRESSION => "REGRESSION",
             EXIT_INCONCLUSIVE => "INCONCLUSIVE",

@@ -11,7 +11,7 @@ use super::judge::fmt_p;
 use super::Comparison;
 
 /// The table printed on stdout.
-pub fn text(c: &Comparison) -> String {
+pub(crate) fn text(c: &Comparison) -> String {
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(w, "threadcenter compare: {}", c.new_name);

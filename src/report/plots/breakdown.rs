@@ -14,7 +14,7 @@ use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 use crate::rundir::Axis;
 
-pub const FILE: &str = "breakdown.svg";
+pub(crate) const FILE: &str = "breakdown.svg";
 const TITLE: &str = "Where the mean latency goes, per cell";
 
 /// The parts' colours, in `analysis::Breakdown::PARTS`' order.
@@ -23,7 +23,7 @@ const COLORS: [RGBColor; 4] = [PALETTE[0], PALETTE[1], PALETTE[2], GREY];
 /// The legend's row under the bars.
 const LEGEND_H: u32 = 34;
 
-pub struct Breakdown;
+pub(crate) struct Breakdown;
 
 impl Output<Analysed> for Breakdown {
     fn name(&self) -> &'static str {

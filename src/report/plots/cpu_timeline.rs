@@ -12,10 +12,10 @@ use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 use crate::rundir::{Sample, Status};
 
-pub const FILE: &str = "cpu_timeline.svg";
-pub const TITLE: &str = "CPU over time, peak cell";
+pub(crate) const FILE: &str = "cpu_timeline.svg";
+pub(crate) const TITLE: &str = "CPU over time, peak cell";
 
-pub struct CpuTimeline;
+pub(crate) struct CpuTimeline;
 
 /// A line's label and the figure of a sample it plots.
 type Part = (&'static str, fn(&Sample) -> f64);

@@ -11,10 +11,10 @@ use crate::report::analysis::Metric;
 use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 
-pub const FILE: &str = "cpu_vs_concurrency.svg";
-pub const TITLE: &str = "Server CPU vs concurrency";
+pub(crate) const FILE: &str = "cpu_vs_concurrency.svg";
+pub(crate) const TITLE: &str = "Server CPU vs concurrency";
 
-pub struct CpuVsConcurrency;
+pub(crate) struct CpuVsConcurrency;
 
 impl Output<Analysed> for CpuVsConcurrency {
     fn name(&self) -> &'static str {

@@ -10,10 +10,10 @@ use crate::report::analysis::Metric;
 use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 
-pub const FILE: &str = "latency_vs_throughput.svg";
-pub const TITLE: &str = "p99 latency vs throughput (numbers at points: client concurrency)";
+pub(crate) const FILE: &str = "latency_vs_throughput.svg";
+pub(crate) const TITLE: &str = "p99 latency vs throughput (numbers at points: client concurrency)";
 
-pub struct LatencyVsThroughput;
+pub(crate) struct LatencyVsThroughput;
 
 impl Output<Analysed> for LatencyVsThroughput {
     fn name(&self) -> &'static str {

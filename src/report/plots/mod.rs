@@ -10,15 +10,15 @@
 mod axis;
 mod draw;
 
-pub mod breakdown;
-pub mod cpu_timeline;
-pub mod cpu_vs_concurrency;
-pub mod latency_vs_throughput;
-pub mod open_loop;
-pub mod over_time;
-pub mod p99_vs_concurrency;
-pub mod spectrum;
-pub mod throughput_vs_concurrency;
+pub(crate) mod breakdown;
+pub(crate) mod cpu_timeline;
+pub(crate) mod cpu_vs_concurrency;
+pub(crate) mod latency_vs_throughput;
+pub(crate) mod open_loop;
+pub(crate) mod over_time;
+pub(crate) mod p99_vs_concurrency;
+pub(crate) mod spectrum;
+pub(crate) mod throughput_vs_concurrency;
 
 use std::path::Path;
 
@@ -31,7 +31,7 @@ use super::Analysed;
 use crate::rundir;
 
 /// A chart: an output whose files go under plots/, and what report.md shows of it.
-pub trait Chart: Output<Analysed> {
+pub(crate) trait Chart: Output<Analysed> {
     /// Its entries in report.md's Plots section, in order; none when it drew nothing or
     /// the report shows it in another section.
     fn figures(&self, run: &Analysed) -> Vec<Figure>;
@@ -39,7 +39,7 @@ pub trait Chart: Output<Analysed> {
 
 /// How a report shows a chart: a heading, an optional paragraph, then its images.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Figure {
+pub(crate) struct Figure {
     pub heading: String,
     pub intro: Option<&'static str>,
     /// (alt text, file name in plots/) of each image.
@@ -48,7 +48,7 @@ pub struct Figure {
 
 impl Figure {
     /// One image under a heading, both named `title`.
-    pub fn one(title: &str, file: &str) -> Figure {
+    pub(crate) fn one(title: &str, file: &str) -> Figure {
         Figure {
             heading: title.to_string(),
             intro: None,
@@ -63,7 +63,7 @@ fn artefact(file: &str, svg: String) -> Artefact {
 }
 
 /// A file-name-safe form of a series label.
-pub fn slug(label: &str) -> String {
+pub(crate) fn slug(label: &str) -> String {
     label
         .replace('=', "-")
         .chars()

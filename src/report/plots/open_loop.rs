@@ -11,11 +11,11 @@ use crate::report::markdown::fmt_us;
 use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 
-pub const FILE: &str = "open_loop_latency_vs_throughput.svg";
-pub const TITLE: &str =
+pub(crate) const FILE: &str = "open_loop_latency_vs_throughput.svg";
+pub(crate) const TITLE: &str =
     "Open loop: p99 vs throughput, corrected (solid) and uncorrected (dashed); numbers: offered rate";
 
-pub struct OpenLoop;
+pub(crate) struct OpenLoop;
 
 /// (median throughput, median `m`) of cell `i`.
 fn point(a: &Analysis, i: usize, m: Metric) -> Option<(f64, f64)> {

@@ -14,11 +14,11 @@ use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 use crate::rundir::{Interval, Status};
 
-pub const FILE: &str = "over_time.svg";
+pub(crate) const FILE: &str = "over_time.svg";
 const TITLE: &str = "Over time";
 
 /// The fewest one-second intervals a run needs to be drawn.
-pub const MIN_INTERVALS: usize = 5;
+pub(crate) const MIN_INTERVALS: usize = 5;
 
 /// Each row's height (two panels side by side).
 const ROW_H: u32 = 340;
@@ -32,7 +32,7 @@ const INTRO: &str = "Throughput and p99 in each second of the measured phase, fr
 
 /// (repetition, interval log) of every successful run of `cell` whose log has at least
 /// [`MIN_INTERVALS`] intervals.
-pub fn runs<'a>(data: &'a RunData, cell: &str) -> Vec<(u32, &'a Vec<Interval>)> {
+pub(crate) fn runs<'a>(data: &'a RunData, cell: &str) -> Vec<(u32, &'a Vec<Interval>)> {
     data.rows
         .iter()
         .filter(|r| r.cell_id == cell && r.status == Status::Ok)
@@ -71,7 +71,7 @@ fn chosen(run: &Analysed) -> Vec<(usize, String)> {
     out
 }
 
-pub struct OverTime;
+pub(crate) struct OverTime;
 
 impl Output<Analysed> for OverTime {
     fn name(&self) -> &'static str {

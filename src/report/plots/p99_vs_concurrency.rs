@@ -7,10 +7,10 @@ use crate::report::analysis::Metric;
 use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 
-pub const FILE: &str = "p99_vs_concurrency.svg";
-pub const TITLE: &str = "p99 latency vs concurrency";
+pub(crate) const FILE: &str = "p99_vs_concurrency.svg";
+pub(crate) const TITLE: &str = "p99 latency vs concurrency";
 
-pub struct P99VsConcurrency;
+pub(crate) struct P99VsConcurrency;
 
 impl Output<Analysed> for P99VsConcurrency {
     fn name(&self) -> &'static str {

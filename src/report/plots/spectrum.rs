@@ -9,16 +9,16 @@ use crate::report::analysis::Metric;
 use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 
-pub const PEAKS_FILE: &str = "percentile_spectrum.svg";
-pub const PEAKS_TITLE: &str = "Latency by percentile (each series at its peak)";
+pub(crate) const PEAKS_FILE: &str = "percentile_spectrum.svg";
+pub(crate) const PEAKS_TITLE: &str = "Latency by percentile (each series at its peak)";
 
 /// `spectrum-<series>.svg`.
-pub fn series_file(label: &str) -> String {
+pub(crate) fn series_file(label: &str) -> String {
     format!("spectrum-{}.svg", slug(label))
 }
 
 /// Each series at its peak-throughput cell, in one chart.
-pub struct PeakSpectra;
+pub(crate) struct PeakSpectra;
 
 impl Output<Analysed> for PeakSpectra {
     fn name(&self) -> &'static str {
@@ -51,7 +51,7 @@ impl Chart for PeakSpectra {
 }
 
 /// One chart per series with more than one concurrency: a line per cell.
-pub struct SeriesSpectra;
+pub(crate) struct SeriesSpectra;
 
 impl SeriesSpectra {
     /// (title, file, cells) of each series' chart.

@@ -10,10 +10,10 @@ use crate::report::analysis::Metric;
 use crate::report::output::{Artefact, Output};
 use crate::report::Analysed;
 
-pub const FILE: &str = "throughput_vs_concurrency.svg";
-pub const TITLE: &str = "Throughput vs concurrency";
+pub(crate) const FILE: &str = "throughput_vs_concurrency.svg";
+pub(crate) const TITLE: &str = "Throughput vs concurrency";
 
-pub struct ThroughputVsConcurrency;
+pub(crate) struct ThroughputVsConcurrency;
 
 impl Output<Analysed> for ThroughputVsConcurrency {
     fn name(&self) -> &'static str {

@@ -87,7 +87,7 @@ enum Turn {
     Done,
 }
 
-pub struct Loop {
+pub(super) struct Loop {
     ctx: Arc<Context>,
     shared: Arc<Shared>,
     poll: Poll,

@@ -34,15 +34,15 @@ use crate::server::Context;
 use crate::sync;
 
 /// How often a loop checks its connections' deadlines while serving.
-pub const TICK: Duration = Duration::from_millis(50);
+pub(crate) const TICK: Duration = Duration::from_millis(50);
 /// How often once the server is shutting down (the quiet time is 20 ms).
-pub const CLOSING_TICK: Duration = Duration::from_millis(5);
+pub(crate) const CLOSING_TICK: Duration = Duration::from_millis(5);
 
 /// The token of a loop's waker; connections have the others.
 const WAKER: Token = Token(usize::MAX);
 
 /// The event loops, as the accept loop sees them.
-pub struct Loops {
+pub(crate) struct Loops {
     loops: Vec<Arc<Shared>>,
     threads: Vec<JoinHandle<()>>,
     next: AtomicUsize,
@@ -100,7 +100,7 @@ impl LoopWake for Shared {
 
 impl Loops {
     /// Starts `n` loops serving connections with `ctx`.
-    pub fn start(ctx: &Arc<Context>, n: usize) -> anyhow::Result<Loops> {
+    pub(crate) fn start(ctx: &Arc<Context>, n: usize) -> anyhow::Result<Loops> {
         let mut loops = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
@@ -127,14 +127,14 @@ impl Loops {
     }
 
     /// Hands an accepted (and counted) connection to the next loop.
-    pub fn dispatch(&self, stream: TcpStream) {
+    pub(crate) fn dispatch(&self, stream: TcpStream) {
         let i = self.next.fetch_add(1, Relaxed) % self.loops.len();
         self.loops[i].post(|inbox| inbox.incoming.push(stream));
     }
 
     /// Tells every loop the server is shutting down; each ends once its connections
     /// have closed.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         for l in &self.loops {
             l.post(|inbox| inbox.stop = true);
         }
@@ -142,7 +142,7 @@ impl Loops {
 
     /// Waits up to `limit` for the loops to end (they have, once every connection
     /// closed); true if they did.
-    pub fn join(self, limit: Duration) -> bool {
+    pub(crate) fn join(self, limit: Duration) -> bool {
         let deadline = std::time::Instant::now() + limit;
         while self.threads.iter().any(|t| !t.is_finished()) {
             if std::time::Instant::now() >= deadline {

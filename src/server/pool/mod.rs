@@ -1,7 +1,7 @@
 //! The worker pool: where compute tasks wait, run and get answered. Two kinds share one interface.
 
-pub mod process;
-pub mod thread;
+pub(crate) mod process;
+pub(crate) mod thread;
 
 use std::sync::{Arc, Condvar, MutexGuard};
 
@@ -81,23 +81,23 @@ pub enum Refused {
 }
 
 /// What the queue does when it is full (`--when-full`).
-pub use crate::domain::WhenFull;
+pub(crate) use crate::domain::WhenFull;
 
 /// Called (under the pool's lock: it must not block) when a full queue gets room: how a
 /// pool wakes an event loop that has a connection paused on it.
-pub type RoomWaker = Arc<dyn Fn() + Send + Sync>;
+pub(crate) type RoomWaker = Arc<dyn Fn() + Send + Sync>;
 
 /// Who waits for room in a full queue: producer threads blocked on the pool's
 /// `not_full` condvar, and event loops that asked to be woken.
 #[derive(Default)]
-pub struct Waiters {
+pub(crate) struct Waiters {
     producers: usize,
     loops: Vec<RoomWaker>,
 }
 
 impl Waiters {
     /// Wakes every waiter after room was made (a notify costs a syscall: none at 0).
-    pub fn room(&mut self, not_full: &Condvar) {
+    pub(crate) fn room(&mut self, not_full: &Condvar) {
         if self.producers > 0 {
             not_full.notify_all();
         }
@@ -108,7 +108,7 @@ impl Waiters {
 
     /// [`Waiters::room`] for one task's room: wakes one blocked producer, not all of
     /// them (each loop is woken: it may have several connections waiting).
-    pub fn room_for_one(&mut self, not_full: &Condvar) {
+    pub(crate) fn room_for_one(&mut self, not_full: &Condvar) {
         if self.producers > 0 {
             not_full.notify_one();
         }
@@ -186,7 +186,7 @@ pub trait Pool: Send + Sync {
 }
 
 /// Does the compute work of one task, with the test-only slowdown applied.
-pub fn run_compute(n: u64) -> u64 {
+pub(crate) fn run_compute(n: u64) -> u64 {
     let extra = test_hooks::extra_work_pct();
     if extra > 0 {
         std::hint::black_box(crate::protocol::compute(n.saturating_mul(extra) / 100));
@@ -196,7 +196,7 @@ pub fn run_compute(n: u64) -> u64 {
 
 /// [`run_compute`] that gives up (`None`) once `deadline` has passed, checking the
 /// clock every [`crate::protocol::compute::CHECK_EVERY`] steps (a few milliseconds).
-pub fn run_compute_until(n: u64, deadline: std::time::Instant) -> Option<u64> {
+pub(crate) fn run_compute_until(n: u64, deadline: std::time::Instant) -> Option<u64> {
     let keep_going = || std::time::Instant::now() < deadline;
     let extra = test_hooks::extra_work_pct();
     if extra > 0 {
@@ -314,7 +314,7 @@ mod tests {
 }
 
 /// Test-only behaviour switched on by environment variables; never set in production.
-pub mod test_hooks {
+pub(crate) mod test_hooks {
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
 
@@ -323,7 +323,7 @@ pub mod test_hooks {
     /// ready in that window (ping, stats, compute results, errors) waits until it ends,
     /// so every request in flight or arriving then is delayed. The open-loop tests'
     /// stall. Unset, this costs one load of an initialised `OnceLock` per response.
-    pub fn stall_window() -> Option<(Instant, Instant)> {
+    pub(crate) fn stall_window() -> Option<(Instant, Instant)> {
         static WINDOW: OnceLock<Option<(Instant, Instant)>> = OnceLock::new();
         *WINDOW.get_or_init(|| {
             let spec = std::env::var("THREADCENTER_TEST_STALL").ok()?;
@@ -338,7 +338,7 @@ pub mod test_hooks {
 
     /// Holds the calling thread until the stall window is over, if it is open now.
     #[inline]
-    pub fn stall_if_due() {
+    pub(crate) fn stall_if_due() {
         if let Some((from, until)) = stall_window() {
             let now = Instant::now();
             if now >= from && now < until {
@@ -349,7 +349,7 @@ pub mod test_hooks {
 
     /// `THREADCENTER_TEST_EXTRA_WORK_PCT=30`: every compute does 30% more steps
     /// (and still answers compute(n)). The CI gate's planted slowdown.
-    pub fn extra_work_pct() -> u64 {
+    pub(crate) fn extra_work_pct() -> u64 {
         static PCT: OnceLock<u64> = OnceLock::new();
         *PCT.get_or_init(|| {
             std::env::var("THREADCENTER_TEST_EXTRA_WORK_PCT")

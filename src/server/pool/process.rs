@@ -35,9 +35,9 @@ use crate::server::worker::{decode_result, encode_task, RESULT_LEN};
 use crate::sync;
 
 /// The largest batch of tasks written to one worker at once.
-pub const BATCH_MAX: usize = 16;
+pub(crate) const BATCH_MAX: usize = 16;
 
-pub struct ProcessPool {
+pub(crate) struct ProcessPool {
     shared: Arc<Shared>,
     supervisors: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -190,7 +190,7 @@ impl Shared {
 
 impl ProcessPool {
     /// Starts `workers` worker processes of the executable `exe`.
-    pub fn start(
+    pub(crate) fn start(
         exe: PathBuf,
         workers: usize,
         capacity: usize,
@@ -244,17 +244,6 @@ impl ProcessPool {
             sync::lock(&pool.supervisors).push(handle);
         }
         Ok(pool)
-    }
-
-    /// Pids of the worker processes alive now (for tests and `stats`).
-    pub fn pids(&self) -> Vec<u32> {
-        self.shared
-            .lock()
-            .slots
-            .iter()
-            .map(|s| s.pid)
-            .filter(|&p| p != 0)
-            .collect()
     }
 }
 

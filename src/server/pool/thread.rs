@@ -24,7 +24,7 @@ use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
 use crate::sync;
 
-pub struct ThreadPool {
+pub(crate) struct ThreadPool {
     shared: Arc<Shared>,
     handles: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -82,7 +82,7 @@ impl Shared {
 }
 
 impl ThreadPool {
-    pub fn start(
+    pub(crate) fn start(
         workers: usize,
         capacity: usize,
         when_full: WhenFull,
