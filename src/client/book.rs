@@ -235,6 +235,10 @@ impl Book {
     }
 
     /// Settles one answer that arrived at `now`.
+    ///
+    /// Longer than most (~90 lines): the hot path of every answer, a single match from
+    /// the parsed response to its slot, its verification and the one counter it lands
+    /// in, so that each outcome is counted exactly once in one place.
     pub(super) fn settle(
         &mut self,
         payload: &[u8],

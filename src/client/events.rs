@@ -70,36 +70,7 @@ pub(super) fn run(shared: Arc<Shared>) -> anyhow::Result<Report> {
     let run = run_threads(&shared, |thread, s| EventLoop::run_thread(&s, thread))?;
 
     let open = matches!(config.model, LoadModel::Open { .. });
-    let mut total = Tally::new(open);
-    let mut thread_intervals = Vec::new();
-    let mut busy = Vec::new();
-    for t in run.threads {
-        let t = t?;
-        busy.push(t.busy());
-        thread_intervals.extend(t.intervals.map(IntervalRecorder::finish));
-        total.ok += t.ok;
-        total.failures.merge(&t.failures);
-        for (kind, message) in t.first_errors {
-            total.first_errors.entry(kind).or_insert(message);
-        }
-        for (into, from) in [
-            (&mut total.corrected, &t.corrected),
-            (&mut total.uncorrected, &t.uncorrected),
-            (&mut total.lateness, &t.lateness),
-        ] {
-            into.add(from)
-                .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
-        }
-        total.sent += t.sent;
-        total.late += t.late;
-        total.late_own += t.late_own;
-        total.last_done = total.last_done.max(t.last_done);
-        total.last_send = total.last_send.max(t.last_send);
-        total.first_due = match (total.first_due, t.first_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
+    let (total, thread_intervals, busy) = merge_threads(run.threads, open)?;
     let cpu = cpu_before.until_now();
     let elapsed = total.last_done.map_or(Duration::ZERO, |t| {
         t.saturating_duration_since(run.measure_from)
@@ -153,6 +124,45 @@ pub(super) fn run(shared: Arc<Shared>) -> anyhow::Result<Report> {
         cpu,
         warnings,
     })
+}
+
+/// Merges what each event-loop thread measured: counts, histograms, interval logs,
+/// and each thread's busy share.
+fn merge_threads(
+    threads: Vec<anyhow::Result<Tally>>,
+    open: bool,
+) -> anyhow::Result<(Tally, Vec<Vec<intervals::EncodedInterval>>, Vec<f64>)> {
+    let mut total = Tally::new(open);
+    let mut thread_intervals = Vec::new();
+    let mut busy = Vec::new();
+    for t in threads {
+        let t = t?;
+        busy.push(t.busy());
+        thread_intervals.extend(t.intervals.map(IntervalRecorder::finish));
+        total.ok += t.ok;
+        total.failures.merge(&t.failures);
+        for (kind, message) in t.first_errors {
+            total.first_errors.entry(kind).or_insert(message);
+        }
+        for (into, from) in [
+            (&mut total.corrected, &t.corrected),
+            (&mut total.uncorrected, &t.uncorrected),
+            (&mut total.lateness, &t.lateness),
+        ] {
+            into.add(from)
+                .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
+        }
+        total.sent += t.sent;
+        total.late += t.late;
+        total.late_own += t.late_own;
+        total.last_done = total.last_done.max(t.last_done);
+        total.last_send = total.last_send.max(t.last_send);
+        total.first_due = match (total.first_due, t.first_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok((total, thread_intervals, busy))
 }
 
 /// Says when the client, not the server, may have set the figures.

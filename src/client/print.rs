@@ -6,6 +6,9 @@ use super::report::{LatencyUs, Report, LATE_THRESHOLD};
 use super::Mode;
 
 /// Writes the summary of `report` to `w`.
+///
+/// Longer than most (~90 lines): the summary screen top to bottom, a few lines per
+/// block in the order a person reads it; the blocks share the widths and units.
 pub(crate) fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
     let cfg = &report.config;
     let what = match cfg.cmd {

@@ -301,13 +301,7 @@ impl<S: Source> Reader<'_, S> {
             match socket.read(&mut sink) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if super::transient(&e) => {}
                 Err(_) => break,
             }
         }

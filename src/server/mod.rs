@@ -278,29 +278,7 @@ pub fn serve(
         .map(exporter::bind)
         .transpose()?;
     let metrics = Arc::new(Metrics::new(config.stage_timing));
-    let pool: Box<dyn Pool> = match config.pool {
-        PoolKind::Process => Box::new(
-            ProcessPool::start(
-                config.worker_exe.clone(),
-                config.workers,
-                config.queue_capacity,
-                config.when_full,
-                config.task_timeout,
-                Arc::clone(&metrics),
-            )
-            .context("cannot start the worker pool")?,
-        ),
-        PoolKind::Thread => Box::new(
-            ThreadPool::start(
-                config.workers,
-                config.queue_capacity,
-                config.when_full,
-                config.task_timeout,
-                Arc::clone(&metrics),
-            )
-            .context("cannot start the worker threads")?,
-        ),
-    };
+    let pool = start_pool(&config, &metrics)?;
     let ctx = Arc::new(Context {
         config,
         metrics,
@@ -320,6 +298,48 @@ pub fn serve(
         IoModel::Threads => None,
         IoModel::Events => Some(events::Loops::start(&ctx, ctx.config.io_threads)?),
     };
+    accept_until_shutdown(&ctx, listener, loops.as_ref());
+    if let Some(loops) = &loops {
+        loops.stop();
+    }
+    let drained = drain(&ctx);
+    if let Some(loops) = loops {
+        loops.join(Duration::from_secs(1));
+    }
+    drop(exporter);
+    drained
+}
+
+/// Starts the pool `config` asks for: worker processes, or threads.
+fn start_pool(config: &ServerConfig, metrics: &Arc<Metrics>) -> anyhow::Result<Box<dyn Pool>> {
+    Ok(match config.pool {
+        PoolKind::Process => Box::new(
+            ProcessPool::start(
+                config.worker_exe.clone(),
+                config.workers,
+                config.queue_capacity,
+                config.when_full,
+                config.task_timeout,
+                Arc::clone(metrics),
+            )
+            .context("cannot start the worker pool")?,
+        ),
+        PoolKind::Thread => Box::new(
+            ThreadPool::start(
+                config.workers,
+                config.queue_capacity,
+                config.when_full,
+                config.task_timeout,
+                Arc::clone(metrics),
+            )
+            .context("cannot start the worker threads")?,
+        ),
+    })
+}
+
+/// Accepts connections until the shutdown flag is set: each goes to an event loop
+/// (`loops`) or a thread of its own; past `--max-connections` it is refused.
+fn accept_until_shutdown(ctx: &Arc<Context>, listener: TcpListener, loops: Option<&events::Loops>) {
     let refuser = refuse::Refuser::start();
     let mut spare = Spare::new();
     while !ctx.shutting_down() {
@@ -336,32 +356,25 @@ pub fn serve(
             Ok((stream, _peer)) => {
                 ctx.metrics.connections_open.fetch_add(1, Relaxed);
                 ctx.metrics.connections_total.fetch_add(1, Relaxed);
-                match &loops {
+                match loops {
                     Some(loops) => loops.dispatch(stream),
-                    None => spawn_connection(&ctx, stream),
+                    None => spawn_connection(ctx, stream),
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => accept_failed(&ctx, &listener, &mut spare, e),
+            Err(e) if transient(&e) => {}
+            Err(e) => accept_failed(ctx, &listener, &mut spare, e),
         }
     }
     drop(listener);
     drop(refuser);
-    if let Some(loops) = &loops {
-        loops.stop();
-    }
-    let drained = drain(&ctx);
-    if let Some(loops) = loops {
-        loops.join(Duration::from_secs(1));
-    }
-    drop(exporter);
-    drained
+}
+
+/// An accept or read that failed for now (no data, a timeout, a signal): try again.
+pub(crate) fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// `--io threads`: starts the connection's reader thread (which starts its writer). A

@@ -313,6 +313,11 @@ impl Loop {
 
     /// Reads and handles frames until the socket has nothing more, the connection must
     /// pause, or its turn is over.
+    ///
+    /// Longer than most (~95 lines): one pass over the loop's shared read buffer, where
+    /// each way out (would block, a pause for room, the frame limit, a framing error,
+    /// EOF) must leave the partial frame and the connection's state consistent; split
+    /// up, each piece would need the buffer, the connection and the turn's counters.
     fn read(&mut self, token: usize, conn: &mut Conn) -> Turn {
         let max_frame = self.ctx.config.max_frame;
         let mut frames = FRAMES_PER_TURN;

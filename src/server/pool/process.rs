@@ -411,62 +411,7 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
     let rec = sh.metrics.stages.recorder();
     loop {
         let mut results = Results::new(child.stdout.take().expect("worker stdout is piped"));
-        let mut timed_out = false;
-        let mut wait = sh.result_wait(i);
-        let why = loop {
-            if wait.is_zero() {
-                timed_out = true;
-                break format!("exceeded --task-timeout {:?}", sh.task_timeout);
-            }
-            match results.fill(wait) {
-                Ok(Filled::Records) => {}
-                Ok(Filled::TimedOut) => {
-                    // A task may have been written meanwhile: its deadline counts now.
-                    wait = sh.result_wait(i);
-                    continue;
-                }
-                Ok(Filled::Eof) => break "closed its output".to_string(),
-                Err(e) => break format!("could not be read: {e}"),
-            }
-            let mut st = sh.lock();
-            let mut desync = None;
-            while let Some((seq, done)) = results.next() {
-                match st.slots[i].inflight.pop_front() {
-                    Some((want, task)) if want == seq => {
-                        let slot = &mut st.slots[i];
-                        slot.tasks += 1;
-                        slot.busy_ns += done.end_ns.saturating_sub(done.start_ns);
-                        answered.push((task, done));
-                    }
-                    other => {
-                        if let Some(entry) = other {
-                            st.slots[i].inflight.push_front(entry);
-                        }
-                        desync = Some(seq);
-                        break;
-                    }
-                }
-            }
-            // The worker went on to its next task when it wrote the last result: that
-            // task (or the next one written to an idle worker) has a whole timeout.
-            st.slots[i].head_since = Instant::now();
-            wait = sh.task_timeout;
-            if st.top_up(i) {
-                st.waiters.room(&sh.not_full);
-            }
-            if st.closing && st.all_done() {
-                for slot in &mut st.slots {
-                    slot.stdin = None;
-                }
-            }
-            drop(st);
-            for (task, done) in answered.drain(..) {
-                task.answer(done, &sh.metrics, &rec);
-            }
-            if let Some(seq) = desync {
-                break format!("answered task {seq} out of order");
-            }
-        };
+        let (why, timed_out) = serve_worker(sh, i, &mut results, &mut answered, &rec);
 
         // The worker is gone or unusable: reap it, fail its current task, replace it.
         let mut st = sh.lock();
@@ -507,6 +452,74 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
             Some(child) => child,
             None => return,
         };
+    }
+}
+
+/// Serves worker `i` through `results` until it fails: hands each result to its task,
+/// in order. Returns why it stopped, and whether that was the task timeout.
+fn serve_worker(
+    sh: &Shared,
+    i: usize,
+    results: &mut Results,
+    answered: &mut Vec<(Task, Done)>,
+    rec: &crate::server::stages::Recorder,
+) -> (String, bool) {
+    let mut wait = sh.result_wait(i);
+    loop {
+        if wait.is_zero() {
+            return (
+                format!("exceeded --task-timeout {:?}", sh.task_timeout),
+                true,
+            );
+        }
+        match results.fill(wait) {
+            Ok(Filled::Records) => {}
+            Ok(Filled::TimedOut) => {
+                // A task may have been written meanwhile: its deadline counts now.
+                wait = sh.result_wait(i);
+                continue;
+            }
+            Ok(Filled::Eof) => return ("closed its output".to_string(), false),
+            Err(e) => return (format!("could not be read: {e}"), false),
+        }
+        let mut st = sh.lock();
+        let mut desync = None;
+        while let Some((seq, done)) = results.next() {
+            match st.slots[i].inflight.pop_front() {
+                Some((want, task)) if want == seq => {
+                    let slot = &mut st.slots[i];
+                    slot.tasks += 1;
+                    slot.busy_ns += done.end_ns.saturating_sub(done.start_ns);
+                    answered.push((task, done));
+                }
+                other => {
+                    if let Some(entry) = other {
+                        st.slots[i].inflight.push_front(entry);
+                    }
+                    desync = Some(seq);
+                    break;
+                }
+            }
+        }
+        // The worker went on to its next task when it wrote the last result: that
+        // task (or the next one written to an idle worker) has a whole timeout.
+        st.slots[i].head_since = Instant::now();
+        wait = sh.task_timeout;
+        if st.top_up(i) {
+            st.waiters.room(&sh.not_full);
+        }
+        if st.closing && st.all_done() {
+            for slot in &mut st.slots {
+                slot.stdin = None;
+            }
+        }
+        drop(st);
+        for (task, done) in answered.drain(..) {
+            task.answer(done, &sh.metrics, rec);
+        }
+        if let Some(seq) = desync {
+            return (format!("answered task {seq} out of order"), false);
+        }
     }
 }
 
