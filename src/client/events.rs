@@ -43,7 +43,7 @@ use super::load::{
 };
 use super::pacing::Pacer;
 use super::report::{ClientCpu, OpenReport, Report, LATE_THRESHOLD};
-use super::LoadModel;
+use super::{LoadModel, Mode};
 use crate::protocol::frame::FrameError;
 use crate::protocol::message::encode_request_with_id;
 
@@ -72,8 +72,17 @@ pub(super) fn run(shared: Arc<Shared>) -> anyhow::Result<Report> {
     let open = matches!(config.model, LoadModel::Open { .. });
     let (total, thread_intervals, busy) = merge_threads(run.threads, open)?;
     let cpu = cpu_before.until_now();
+    // With --duration the window lasts until its end even when the last answer came
+    // just before it and the next request was not sent (the end had passed): the
+    // connections were there and ready for the whole of it. A run that stopped early
+    // (the server went away) ends when its threads did.
+    let window_end = match config.mode {
+        Mode::Duration(d) => Some((run.measure_from + d).min(run.joined)),
+        _ => None,
+    };
     let elapsed = total.last_done.map_or(Duration::ZERO, |t| {
-        t.saturating_duration_since(run.measure_from)
+        t.max(window_end.unwrap_or(t))
+            .saturating_duration_since(run.measure_from)
     });
     let intervals = if config.intervals {
         Some(intervals::merge(thread_intervals, elapsed, open)?)

@@ -68,6 +68,8 @@ pub(super) struct Finished<T> {
     pub measure_from: Instant,
     /// The same moment by the wall clock (the interval log's StartTime).
     pub measure_start: SystemTime,
+    /// When every thread had returned: no connection measured anything after it.
+    pub joined: Instant,
 }
 
 /// Runs `body(thread, shared)` on each of the `--threads` threads, all released at once
@@ -97,6 +99,7 @@ where
         threads,
         measure_from: start + warmup,
         measure_start,
+        joined: Instant::now(),
     })
 }
 
