@@ -190,16 +190,22 @@ fn verdict(v: &Verdicts, cell: &str, m: &str) -> String {
     row(v, cell, m)["verdict"].clone()
 }
 
-#[test]
-fn a_clear_regression_exits_1_and_writes_its_files() {
-    let tmp = tempfile::tempdir().unwrap();
+/// Two runs (6 repetitions) in `dir`: a steady baseline, and a new run whose cell c002
+/// (concurrency 8) is 20% slower while c001 is the same. Returns (base, new).
+fn a_slower_c002(dir: &Path) -> (PathBuf, PathBuf) {
     let t = toml(6, "");
-    let base = write_run(&tmp.path().join("base"), &t, &steady);
-    // Cell c002 (concurrency 8) is 20% slower; c001 is the same.
-    let new = write_run(&tmp.path().join("new"), &t, &|i, _, r| {
+    let base = write_run(&dir.join("base"), &t, &steady);
+    let new = write_run(&dir.join("new"), &t, &|i, _, r| {
         let speed = if i == 1 { 0.8 } else { 1.0 };
         Some(BASE.scaled(speed * jitter(r + 3)))
     });
+    (base, new)
+}
+
+#[test]
+fn a_clear_regression_exits_1_and_writes_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, new) = a_slower_c002(tmp.path());
     let out = report(&[&new, &base], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v = verdicts(&new);
@@ -470,12 +476,7 @@ fn a_reader_that_goes_away_does_not_change_the_verdict() {
     // written. The comparison still writes its files and exits by its verdict (1 here),
     // never with a panic.
     let tmp = tempfile::tempdir().unwrap();
-    let t = toml(6, "");
-    let base = write_run(&tmp.path().join("base"), &t, &steady);
-    let new = write_run(&tmp.path().join("new"), &t, &|i, _, r| {
-        let speed = if i == 1 { 0.8 } else { 1.0 };
-        Some(BASE.scaled(speed * jitter(r + 3)))
-    });
+    let (base, new) = a_slower_c002(tmp.path());
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_threadcenter"));
     cmd.arg("report")
         .arg(&new)
