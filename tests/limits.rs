@@ -225,14 +225,8 @@ fn when_full_wait_pauses_only_its_connection(io: Io) {
             "1",
         ],
     );
-    let worker = server.worker_pids()[0];
-    let stopped = sut::Stopped(worker);
-    sut::kill(worker, libc::SIGSTOP);
-    let mut c = server.connect();
     // One on the (stopped) worker, one in the queue, the third waits for room.
-    for i in 0..3 {
-        c.send(&json!({"id": i, "cmd": "compute", "n": 1000}));
-    }
+    let (stopped, mut c) = computes_on_a_stopped_worker(&server, 3);
     sut::wait_until(Duration::from_secs(10), || {
         stats(&server)["requests"]["compute"] == 3
     });
@@ -251,6 +245,19 @@ fn when_full_wait_pauses_only_its_connection(io: Io) {
     assert_eq!(ids, [0, 1, 2]);
 }
 
+/// Stops the server's only worker (SIGCONT when the guard drops) and sends `n` computes
+/// with ids 0..n on a new connection.
+fn computes_on_a_stopped_worker(server: &Server, n: u64) -> (sut::Stopped, sut::Conn) {
+    let worker = server.worker_pids()[0];
+    let stopped = sut::Stopped(worker);
+    sut::kill(worker, libc::SIGSTOP);
+    let mut c = server.connect();
+    for i in 0..n {
+        c.send(&json!({"id": i, "cmd": "compute", "n": 1000}));
+    }
+    (stopped, c)
+}
+
 /// `--max-in-flight`: a connection with that many requests in the pool is not read
 /// until answers go out; other connections are served meanwhile.
 fn max_in_flight_pauses_reading_a_connection(io: Io) {
@@ -265,13 +272,7 @@ fn max_in_flight_pauses_reading_a_connection(io: Io) {
             "1",
         ],
     );
-    let worker = server.worker_pids()[0];
-    let stopped = sut::Stopped(worker);
-    sut::kill(worker, libc::SIGSTOP);
-    let mut c = server.connect();
-    for i in 0..5 {
-        c.send(&json!({"id": i, "cmd": "compute", "n": 1000}));
-    }
+    let (stopped, mut c) = computes_on_a_stopped_worker(&server, 5);
     sut::wait_until(Duration::from_secs(10), || {
         stats(&server)["requests"]["compute"] == 2
     });
