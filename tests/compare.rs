@@ -93,6 +93,7 @@ fn write_run(dir: &Path, toml: &str, fig: &dyn Fn(usize, &str, u32) -> Option<Fi
                 reason: "the server exited during the cell".into(),
                 measured: None,
                 cpu: None,
+                footprint: None,
                 stages: None,
                 startup_s: 0.05,
                 stop_s: 0.05,

@@ -262,6 +262,12 @@ fn check_row_against_raw(row: &ResultRow, raw: &BTreeMap<String, String>) {
         raw["pool"],
         "{what}"
     );
+    // Absent before schema 4: no `--io` was passed then.
+    assert_eq!(
+        row.cell.io.map_or("", |p| p.as_str()),
+        raw.get("io").map_or("", String::as_str),
+        "{what}"
+    );
     assert_eq!(Some(row.cell.workers), int(raw, "workers"), "{what}");
     assert_eq!(row.cell.cmd.as_str(), raw["cmd"], "{what}");
     assert_eq!(Some(row.cell.size), int(raw, "size"), "{what}");
@@ -330,6 +336,23 @@ fn check_row_against_raw(row: &ResultRow, raw: &BTreeMap<String, String>) {
         "{what}"
     );
     assert_eq!(row.stop_s, num(raw, "stop_s").unwrap_or(0.0), "{what}");
+    // Schema 4's memory and threads: absent before, read as not measured.
+    let f = row.footprint.as_ref();
+    assert_eq!(
+        f.map(|f| f.server_rss_kib),
+        int(raw, "server_rss_kib"),
+        "{what}"
+    );
+    assert_eq!(
+        f.and_then(|f| f.client_rss_kib),
+        int(raw, "client_rss_kib"),
+        "{what}"
+    );
+    assert_eq!(
+        f.map(|f| f.server_threads),
+        int(raw, "server_threads"),
+        "{what}"
+    );
     assert_eq!(Some(row.wall_s), num(raw, "wall_s"), "{what}");
     match &row.stages {
         None => assert_eq!(int(raw, "server_timed"), None, "{what}"),
@@ -513,6 +536,17 @@ fn check_run_files(f: &Fixture, dir: &Path, rows: &[ResultRow]) {
             assert_eq!(Some(s.server_cpu_s), num(r, "server_cpu_s"), "{what}");
             assert_eq!(Some(s.server_pct), num(r, "server_pct"), "{what}");
             assert_eq!(Some(s.machine_pct), num(r, "machine_pct"), "{what}");
+            let fp = s.footprint.as_ref();
+            assert_eq!(
+                fp.map(|f| f.server_rss_kib),
+                int(r, "server_rss_kib"),
+                "{what}"
+            );
+            assert_eq!(
+                fp.map(|f| f.server_threads),
+                int(r, "server_threads"),
+                "{what}"
+            );
         }
         assert!(
             samples.windows(2).all(|w| w[0].t_s <= w[1].t_s),

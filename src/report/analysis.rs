@@ -43,10 +43,14 @@ pub(crate) enum Metric {
     StageReturn,
     StageTotal,
     StageRest,
+    /// Peak memory and threads over the measured window (schema 4).
+    ServerRssKib,
+    ClientRssKib,
+    ServerThreads,
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 17] = [
+    pub(crate) const ALL: [Metric; 20] = [
         Metric::Throughput,
         Metric::LatencyMean,
         Metric::LatencyP50,
@@ -64,6 +68,9 @@ impl Metric {
         Metric::StageReturn,
         Metric::StageTotal,
         Metric::StageRest,
+        Metric::ServerRssKib,
+        Metric::ClientRssKib,
+        Metric::ServerThreads,
     ];
 }
 
@@ -262,6 +269,9 @@ fn values(m: Metric, rows: &[&ResultRow]) -> Vec<f64> {
         Metric::StageReturn => each(&|r| Some(r.stages?.return_.mean_us)),
         Metric::StageTotal => each(&|r| Some(r.stages?.total.mean_us)),
         Metric::StageRest => each(&|r| Some(r.measured?.latency_mean_us - r.stages?.total.mean_us)),
+        Metric::ServerRssKib => each(&|r| Some(r.footprint?.server_rss_kib as f64)),
+        Metric::ClientRssKib => each(&|r| Some(r.footprint?.client_rss_kib? as f64)),
+        Metric::ServerThreads => each(&|r| Some(r.footprint?.server_threads as f64)),
     }
 }
 
@@ -554,6 +564,7 @@ mod tests {
             cell: Cell {
                 target: "builtin".into(),
                 pool: Some(PoolKind::Process),
+                io: None,
                 workers: 2,
                 cmd: ClientCmd::Compute,
                 size: 1,
@@ -653,6 +664,7 @@ mod tests {
             server_pct: 0.0,
             client_pct: 0.0,
             machine_pct: 0.0,
+            footprint: None,
         };
         let samples = [at(0.1), at(0.2), at(0.3), at(2.9), at(3.0)];
         assert!((longest_gap(&samples, 0.25, 3.0) - 2.6).abs() < 1e-9);

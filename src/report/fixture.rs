@@ -18,6 +18,7 @@ pub(super) fn cell(concurrency: u64, rate: Option<u64>) -> Cell {
     Cell {
         target: "builtin".into(),
         pool: Some(PoolKind::Process),
+        io: None,
         workers: 2,
         cmd: ClientCmd::Compute,
         size: 1000,
@@ -69,6 +70,7 @@ pub(super) fn row(id: &str, cell: &Cell, rep: u32, measured: Option<(f64, f64)>)
             machine_pct: 190.0,
             server_peak_pct: 180.0,
         }),
+        footprint: None,
         stages: None,
         startup_s: 0.1,
         stop_s: 0.1,

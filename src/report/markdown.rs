@@ -81,6 +81,7 @@ pub(crate) fn render(run: &Analysed, charts: &[&dyn Chart]) -> String {
     where_the_time_goes(w, a);
     open_loop(w, a, pipeline);
     w.push_str(&super::limits::markdown(data, a));
+    w.push_str(&super::memory::markdown(data, a));
     w.push_str(&super::noise::markdown(data, a));
     results(w, a, pipeline);
     plots_section(w, run, charts);
@@ -706,6 +707,7 @@ mod tests {
                 "### Saturation point by series",
                 "### Where the time goes",
                 "## Machine limits and efficiency",
+                "## Memory per connection",
                 "## Noise",
                 "## Results",
                 "## Plots",

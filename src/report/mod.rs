@@ -21,6 +21,7 @@ pub(crate) mod html;
 pub(crate) mod limits;
 pub(crate) mod load;
 pub(crate) mod markdown;
+pub(crate) mod memory;
 pub(crate) mod noise;
 pub(crate) mod output;
 pub(crate) mod plots;

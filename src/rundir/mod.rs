@@ -20,10 +20,10 @@ pub mod results;
 pub mod summary;
 
 pub use cell::{axes_label, cell_id, varying_axes, Axis, AxisValue, Cell, CLOSED};
-pub use cpu::{CpuMeans, Sample};
+pub use cpu::{CpuMeans, Footprint, Sample};
 pub use fixed::num;
 pub use hlog::{intervals_file, read_hlog, read_interval_log, write_hlog, Interval};
-pub use limits::{ComputeTime, Limits, Loopback, LoopbackLevel};
+pub use limits::{ComputeTime, Limits, Loopback, LoopbackLevel, MANY_CONNECTIONS};
 pub use manifest::{
     CellEntry, ExperimentInfo, MachineInfo, Manifest, OrderInfo, RunStatus, TargetInfo, ToolInfo,
     SCHEMA_VERSION, SCHEMA_VERSIONS_READ,

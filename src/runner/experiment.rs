@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::matrix::{self, Filter};
-use crate::domain::{parse_pct, CMetric, ClientCmd, PoolKind, Thresholds, CLIENT_TIMEOUT};
+use crate::domain::{parse_pct, CMetric, ClientCmd, IoModel, PoolKind, Thresholds, CLIENT_TIMEOUT};
 use crate::rundir::{Axis, AxisValue, Cell};
 
 /// What the runner gives a placeholder in an external target's `command`.
@@ -71,6 +71,9 @@ pub struct ClientSettings {
     /// `[slo] p99`: the latency the report holds open-loop cells to, to find the highest
     /// rate whose p99 stays under it.
     pub slo_p99: Option<Duration>,
+    /// `[client] threads`: the client's `--threads` (event-loop threads), at most the
+    /// cell's concurrency; `None`: the client's own default.
+    pub threads: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +222,7 @@ struct RawTarget {
 struct RawClient {
     timeout: Option<Spanned<String>>,
     pipeline: Option<Spanned<i64>>,
+    threads: Option<Spanned<i64>>,
 }
 
 /// `[slo]`: service-level objectives the report checks open-loop cells against.
@@ -270,6 +274,7 @@ impl RawCompare {
 struct RawMatrix {
     target: Option<Spanned<AxisInput>>,
     pool: Option<Spanned<AxisInput>>,
+    io: Option<Spanned<AxisInput>>,
     workers: Option<Spanned<AxisInput>>,
     cmd: Option<Spanned<AxisInput>>,
     size: Option<Spanned<AxisInput>>,
@@ -282,6 +287,7 @@ impl RawMatrix {
         match axis {
             Axis::Target => self.target.as_ref(),
             Axis::Pool => self.pool.as_ref(),
+            Axis::Io => self.io.as_ref(),
             Axis::Workers => self.workers.as_ref(),
             Axis::Cmd => self.cmd.as_ref(),
             Axis::Size => self.size.as_ref(),
@@ -643,11 +649,38 @@ fn client_settings(
         None => None,
         Some(slo) => Some(src.nonzero_duration(&slo.p99, "slo.p99")?),
     };
+    let threads = match raw.client.as_ref().and_then(|c| c.threads.as_ref()) {
+        None => None,
+        Some(t) => Some(client_threads(src, t)?),
+    };
     Ok(ClientSettings {
         timeout,
         pipeline,
         slo_p99,
+        threads,
     })
+}
+
+/// The most `--threads` the client takes.
+pub const MAX_CLIENT_THREADS: u64 = 100_000;
+
+/// `[client] threads`: 1 to [`MAX_CLIENT_THREADS`].
+fn client_threads(src: &Source<'_>, t: &Spanned<i64>) -> Result<u64, ExperimentError> {
+    let key = "client.threads";
+    let v = src.positive(t, key).map_err(|mut e| {
+        e.message.push_str(
+            " (the client's event-loop threads; leave it out for the client's default, min(concurrency, cores))",
+        );
+        e
+    })?;
+    if v > MAX_CLIENT_THREADS {
+        return Err(src.error(
+            t.span(),
+            key,
+            format!("at most {MAX_CLIENT_THREADS} client threads, not {v}"),
+        ));
+    }
+    Ok(v)
 }
 
 /// Where each target that sets `tls = true` sets it (its key and span), by target name:
@@ -953,6 +986,8 @@ fn default_axis(axis: Axis, targets: &BTreeMap<String, Target>) -> Vec<AxisValue
         Axis::Target => targets.keys().map(|k| AxisValue::Str(k.clone())).collect(),
         // Each target's own pool (see matrix::expand); a placeholder value here.
         Axis::Pool => vec![AxisValue::Str(String::new())],
+        // The server's own default: no `--io` passed.
+        Axis::Io => vec![AxisValue::Str(String::new())],
         Axis::Workers => vec![AxisValue::Int(available_cores())],
         Axis::Cmd => vec![AxisValue::Str("compute".into())],
         Axis::Size => vec![AxisValue::Int(500_000)],
@@ -1010,6 +1045,12 @@ fn axis_value(
             })?;
             parse_pool(s).map(|p| AxisValue::Str(p.as_str().into()))
         }
+        Axis::Io => match value.as_str().map(str::parse::<IoModel>) {
+            Some(Ok(io)) => Ok(AxisValue::Str(io.as_str().into())),
+            _ => Err(format!(
+                "expected \"threads\" (a reader and a writer thread per connection) or \"events\" (epoll loops), found {value}"
+            )),
+        },
         Axis::Cmd => match value.as_str().map(str::parse::<ClientCmd>) {
             Some(Ok(cmd)) => Ok(AxisValue::Str(cmd.as_str().into())),
             _ => Err(format!("expected \"compute\" or \"ping\", found {value}")),
@@ -1266,6 +1307,64 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("client.pipeline"), "{e}");
         let e = err(&format!("{OK}[slo]\np99 = \"soon\"\n"));
         assert_eq!(e.key.as_deref(), Some("slo.p99"), "{e}");
+    }
+
+    #[test]
+    fn the_io_axis_multiplies_builtin_cells_only_and_client_threads_are_checked() {
+        let e = parse(Path::new("x.toml"), OK).unwrap();
+        assert!(e.cells.iter().all(|c| c.io.is_none()), "no axis: no --io");
+        assert_eq!(e.client.threads, None);
+        let text = "name = \"t\"\nduration = \"1s\"\n[client]\nthreads = 3\n\
+                    [targets.a]\n[targets.ext]\ncommand = [\"s\", \"{port}\"]\n\
+                    [matrix]\nio = [\"threads\", \"events\"]\nconcurrency = [4]\n";
+        let e = parse(Path::new("x.toml"), text).unwrap();
+        assert_eq!(e.client.threads, Some(3));
+        let got: Vec<(&str, Option<IoModel>)> =
+            e.cells.iter().map(|c| (c.target.as_str(), c.io)).collect();
+        assert_eq!(
+            got,
+            [
+                ("a", Some(IoModel::Threads)),
+                ("a", Some(IoModel::Events)),
+                ("ext", None)
+            ],
+            "an external target is not multiplied by io"
+        );
+        assert_eq!(
+            e.cells[1].label(),
+            "target=a pool=process io=events workers=2 cmd=compute size=500000 concurrency=4"
+                .replace("workers=2", &format!("workers={}", available_cores()))
+        );
+
+        for (body, key, needle) in [
+            (
+                "[matrix]\nio = [\"fibres\"]\n",
+                "matrix.io",
+                "\"events\" (epoll loops)",
+            ),
+            ("[matrix]\nio = 1\n", "matrix.io", "expected \"threads\""),
+            (
+                "[client]\nthreads = 0\n[matrix]\n",
+                "client.threads",
+                "at least 1",
+            ),
+            (
+                "[client]\nthreads = 100001\n[matrix]\n",
+                "client.threads",
+                "at most 100000",
+            ),
+            (
+                "[client]\nthreads = \"2\"\n[matrix]\n",
+                "client.threads",
+                "integer",
+            ),
+        ] {
+            let e = err(&format!(
+                "name = \"t\"\nduration = \"1s\"\n{body}concurrency = [1]\n"
+            ));
+            assert_eq!(e.key.as_deref(), Some(key), "{body}: {e}");
+            assert!(e.message.contains(needle), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub(crate) mod ceilings;
 pub(crate) mod cell;
 pub(crate) mod cpu;
+pub(crate) mod event_echo;
 pub mod experiment;
 pub(crate) mod launch;
 pub(crate) mod matrix;

@@ -67,6 +67,7 @@ fn experiment_info(exp: &Experiment) -> ExperimentInfo {
         client_timeout_s: exp.client.timeout.as_secs_f64(),
         client_pipeline: Some(exp.client.pipeline),
         slo_p99_us: exp.client.slo_p99.map(|d| d.as_secs_f64() * 1e6),
+        client_threads: exp.client.threads,
         compare: exp.compare.clone(),
         targets: exp
             .targets

@@ -3,7 +3,7 @@
 
 use serde::{Serialize, Serializer};
 
-use crate::domain::{ClientCmd, PoolKind};
+use crate::domain::{ClientCmd, IoModel, PoolKind};
 use crate::report::output::{Artefact, Output};
 use crate::rundir::{num, Cell};
 
@@ -31,6 +31,8 @@ struct CompareRow<'a> {
     target: &'a str,
     /// Empty for an external target.
     pool: Option<PoolKind>,
+    /// Empty when the run has no `io` axis, and for an external target.
+    io: Option<IoModel>,
     workers: u64,
     /// Always set; an `Option` so that a blank row (for [`header`]) can be made.
     cmd: Option<ClientCmd>,
@@ -81,6 +83,7 @@ impl<'a> CompareRow<'a> {
             base_cell: &p.base_cell,
             target: &c.target,
             pool: c.pool,
+            io: c.io,
             workers: c.workers,
             cmd: Some(c.cmd),
             size: c.size,
@@ -177,6 +180,7 @@ mod tests {
         let cell = Cell {
             target: "head".into(),
             pool: Some(PoolKind::Thread),
+            io: None,
             workers: 2,
             cmd: ClientCmd::Ping,
             size: 1000,
