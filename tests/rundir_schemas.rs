@@ -166,6 +166,27 @@ const FIXTURES: &[Fixture] = &[
         slo_p99_us: Some(20_000.0),
         binary_target: None,
     },
+    Fixture {
+        dir: "v4",
+        schema_version: 4,
+        git_commit: "e5e621f484b1",
+        cells: &["c001", "c002", "c003", "c004"],
+        runs: &[
+            ok("c001", 6871, 13737.503, None),
+            ok("c002", 1658, 3306.770, None),
+            ok("c003", 250, 454.247, Some(500)),
+            Run {
+                cell: "c004",
+                ..NEVER_STARTED
+            },
+        ],
+        absent_columns: &[],
+        stages: true,
+        limits: true,
+        compare: true,
+        slo_p99_us: Some(20_000.0),
+        binary_target: None,
+    },
 ];
 
 const fn ok(cell: &'static str, sent: u64, throughput_rps: f64, rate: Option<u64>) -> Run {
@@ -467,6 +488,15 @@ fn check_results(f: &Fixture, dir: &Path) -> Vec<ResultRow> {
         }
         if row.status == Status::Ok {
             assert!(row.cpu.is_some(), "{what}: cpu");
+            // Memory and threads came with schema 4.
+            assert_eq!(
+                row.footprint.is_some(),
+                f.schema_version >= 4,
+                "{what}: footprint"
+            );
+            if let Some(fp) = &row.footprint {
+                assert!(fp.server_rss_kib > 0 && fp.server_threads >= 1, "{what}");
+            }
             assert_eq!(row.stages.is_some(), f.stages, "{what}: stages");
             assert!(row.wall_s > 0.0, "{what}");
         } else {
