@@ -418,7 +418,13 @@ fn errors_exit_3_and_name_what_is_wrong() {
     let m = fs::read_to_string(future.join("manifest.json")).unwrap();
     fs::write(
         future.join("manifest.json"),
-        m.replace("\"schema_version\": 3", "\"schema_version\": 99"),
+        m.replace(
+            &format!(
+                "\"schema_version\": {}",
+                threadcenter::rundir::SCHEMA_VERSION
+            ),
+            "\"schema_version\": 99",
+        ),
     )
     .unwrap();
     let out = report(&[&new, &future], &[]);

@@ -504,7 +504,7 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
     // manifest.json
     let m: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(m["schema_version"], 4);
+    assert_eq!(m["schema_version"], threadcenter::rundir::SCHEMA_VERSION);
     assert_eq!(m["status"], "complete");
     assert_eq!(m["order"]["kind"], "shuffled");
     assert_eq!(m["order"]["seed"], 5);
@@ -869,7 +869,13 @@ fn a_tiny_experiment_runs_end_to_end_and_every_output_reads_back() {
         let text = fs::read_to_string(d.join("manifest.json")).unwrap();
         fs::write(
             d.join("manifest.json"),
-            text.replace("\"schema_version\": 3", "\"schema_version\": 99"),
+            text.replace(
+                &format!(
+                    "\"schema_version\": {}",
+                    threadcenter::rundir::SCHEMA_VERSION
+                ),
+                "\"schema_version\": 99",
+            ),
         )
         .unwrap()
     });
