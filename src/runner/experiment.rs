@@ -1356,7 +1356,7 @@ mod tests {
             (
                 "[client]\nthreads = \"2\"\n[matrix]\n",
                 "client.threads",
-                "integer",
+                "invalid type",
             ),
         ] {
             let e = err(&format!(
