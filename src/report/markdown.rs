@@ -183,7 +183,7 @@ fn run_table(w: &mut String, m: &Manifest) {
     let _ = writeln!(w);
 }
 
-/// `built-in server, pool process, args `…``, or `external: `…``; and TLS.
+/// `built-in server, pool process, args `…``, `container `…``, or `external: `…``; and TLS.
 fn target(t: &TargetInfo) -> String {
     let how = if t.kind == "builtin" {
         format!(
@@ -195,6 +195,13 @@ fn target(t: &TargetInfo) -> String {
             } else {
                 format!(", args `{}`", t.args.join(" "))
             }
+        )
+    } else if let Some(image) = &t.image {
+        format!(
+            "container `{}`, `--cpus {}`, args `{}`",
+            md_escape(image),
+            t.cpus.unwrap_or_default(),
+            md_escape(&t.args.join(" "))
         )
     } else {
         format!("external: `{}`", md_escape(&t.command.join(" ")))

@@ -88,7 +88,7 @@ pub struct ExperimentInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetInfo {
-    /// `builtin` or `external`.
+    /// `builtin`, `external` or `container`.
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolKind>,
@@ -104,6 +104,12 @@ pub struct TargetInfo {
     /// Served and measured over TLS with the run's certificate (`tls/`); absent: plaintext.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// A container target's image and its `--cpus` (absent for the other kinds; no
+    /// schema bump: older readers ignore them, older files lack them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

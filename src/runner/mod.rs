@@ -10,6 +10,7 @@
 
 pub(crate) mod ceilings;
 pub(crate) mod cell;
+pub(crate) mod container;
 pub(crate) mod cpu;
 pub mod experiment;
 pub(crate) mod launch;
@@ -55,6 +56,7 @@ pub fn run(
     render: &dyn Fn(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(args)?;
+    container::preflight(&plan.exp)?;
     if args.dry_run {
         print_plan(&plan);
         return Ok(ExitCode::SUCCESS);
@@ -380,6 +382,7 @@ fn print_plan(plan: &Plan) {
                 command.join(" "),
                 if t.tls { " (TLS)" } else { "" }
             ),
+            TargetKind::Container(c) => println!("  {name}: {}", container::describe(c)),
         }
     }
     println!("cells:");

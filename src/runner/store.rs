@@ -87,6 +87,8 @@ fn target_info(t: &Target) -> TargetInfo {
         ready_timeout_s: t.ready_timeout.as_secs_f64(),
         stop_grace_s: t.stop_grace.as_secs_f64(),
         tls: t.tls,
+        image: None,
+        cpus: None,
     };
     match &t.kind {
         TargetKind::Builtin { pool, args, binary } => TargetInfo {
@@ -99,6 +101,13 @@ fn target_info(t: &Target) -> TargetInfo {
         TargetKind::External { command } => TargetInfo {
             kind: "external".into(),
             command: command.clone(),
+            ..base
+        },
+        TargetKind::Container(c) => TargetInfo {
+            kind: "container".into(),
+            args: c.args.clone(),
+            image: Some(c.image.clone()),
+            cpus: Some(c.cpus),
             ..base
         },
     }
