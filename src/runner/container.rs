@@ -385,6 +385,88 @@ fn gone(args: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::experiment::parse;
+    use std::path::Path;
+
+    const HEAD: &str = "name = \"t\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1]\nworkers = [2]\nsize = [10]\n";
+
+    fn file(target: &str) -> String {
+        format!("{HEAD}[targets.p]\n[targets.c]\n{target}\n")
+    }
+
+    fn refused(target: &str) -> String {
+        parse(Path::new("x.toml"), &file(target))
+            .expect_err("should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_container_target_is_read_with_its_defaults() {
+        let e = parse(Path::new("x.toml"), &file("image = \"tc:local\"")).unwrap();
+        let TargetKind::Container(c) = &e.targets["c"].kind else {
+            panic!("{:?}", e.targets["c"]);
+        };
+        assert_eq!(c.image, "tc:local");
+        assert_eq!(c.args, DEFAULT_ARGS);
+        assert_eq!(c.cpus, crate::machine::available_cores() as f64);
+        // No pool: the container's cell and the process's differ in it.
+        let pools: Vec<_> = e
+            .cells
+            .iter()
+            .map(|c| (c.target.as_str(), c.pool))
+            .collect();
+        assert_eq!(
+            pools,
+            [("c", None), ("p", Some(crate::domain::PoolKind::Process))]
+        );
+        let e = parse(
+            Path::new("x.toml"),
+            &file("image = \"other\"\ncpus = 1.5\nargs = [\"--listen\", \"{host}:{port}\", \"-j{workers}\"]"),
+        )
+        .unwrap();
+        let TargetKind::Container(c) = &e.targets["c"].kind else {
+            panic!()
+        };
+        assert_eq!((c.cpus, c.args.len()), (1.5, 3));
+        let e = parse(Path::new("x.toml"), &file("image = \"a\"\ncpus = 2")).unwrap();
+        let TargetKind::Container(c) = &e.targets["c"].kind else {
+            panic!()
+        };
+        assert_eq!(c.cpus, 2.0, "a whole number of CPUs reads too");
+    }
+
+    #[test]
+    fn what_a_container_target_cannot_take_is_refused_with_the_key() {
+        for (target, key, says) in [
+            ("image = \"\"", "targets.c.image", "must name an image"),
+            (
+                "image = \"a\"\ncommand = [\"x\"]",
+                "targets.c.image",
+                "not both",
+            ),
+            (
+                "image = \"a\"\npool = \"thread\"",
+                "targets.c.pool",
+                "--pool",
+            ),
+            ("image = \"a\"\ntls = true", "targets.c.tls", "TLS"),
+            (
+                "image = \"a\"\nclient_image = \"a\"",
+                "targets.c.client_image",
+                "compose.yaml",
+            ),
+            ("image = \"a\"\ncpus = 0.0", "targets.c.cpus", "positive"),
+            (
+                "image = \"a\"\nargs = [\"{dir}\"]",
+                "targets.c.args",
+                "{dir}",
+            ),
+            ("cpus = 1.0", "targets.c.cpus", "container target"),
+        ] {
+            let e = refused(target);
+            assert!(e.contains(key) && e.contains(says), "{target}: {e}");
+        }
+    }
 
     #[test]
     fn the_dry_run_shows_the_docker_command() {
