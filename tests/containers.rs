@@ -362,8 +362,11 @@ fn assert_runs(run: &Path) {
     }
     let manifest: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["targets"]["container"]["kind"], "container");
-    assert_eq!(manifest["targets"]["container"]["cpus"], 1.5);
+    assert_eq!(
+        manifest["experiment"]["targets"]["container"]["kind"],
+        "container"
+    );
+    assert_eq!(manifest["experiment"]["targets"]["container"]["cpus"], 1.5);
     // The container's output went to the run's server log: its readiness line.
     let logs: Vec<PathBuf> = fs::read_dir(run.join("logs"))
         .unwrap()
