@@ -94,10 +94,14 @@ pub(crate) fn preflight(exp: &Experiment) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Err(e) = docker(&["version", "--format", "{{.Server.Version}}"]) {
+        let fix = if e.starts_with("cannot run") {
+            ""
+        } else {
+            "\nStart the Docker daemon (`dockerd`, or `systemctl start docker`) and check \
+             that `docker info` works for this user"
+        };
         anyhow::bail!(
-            "target `{}` runs in a container, and Docker does not answer: {e}\n\
-             Start the Docker daemon (`dockerd`, or `systemctl start docker`) and check that \
-             `docker info` works for this user",
+            "target `{}` runs in a container, and Docker does not answer: {e}{fix}",
             images[0].0
         );
     }
