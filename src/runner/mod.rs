@@ -6,7 +6,8 @@
 //! Modules: `experiment` (the file), `matrix` (cells and order), `launch` (process groups),
 //! `cpu` (sampling), `ceilings` (machine limits), `cell` (one cell × repetition), `store`
 //! (the run directory), `progress` (bar or plain lines), `stats` (the server's `stats`
-//! around each measured window), `tls` (the certificate of a run with TLS targets).
+//! around each measured window), `tls` (the certificate of a run with TLS targets),
+//! `container` (targets run as containers).
 
 pub(crate) mod ceilings;
 pub(crate) mod cell;
