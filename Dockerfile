@@ -34,7 +34,8 @@ RUN touch src/main.rs src/lib.rs \
 
 FROM debian:${DEBIAN_RELEASE}-slim
 ARG UID=10001
-RUN useradd --system --uid "${UID}" --user-group --no-create-home \
+RUN groupadd --system --gid "${UID}" threadcenter \
+    && useradd --system --uid "${UID}" --gid "${UID}" --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin threadcenter
 COPY --from=build /out/threadcenter /usr/local/bin/threadcenter
 USER ${UID}:${UID}
