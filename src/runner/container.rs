@@ -213,7 +213,7 @@ pub(crate) fn start(
         .try_clone()
         .map_err(|e| format!("cannot open the log: {e}"))?;
     let mut cmd = Command::new("docker");
-    cmd.args(["run", "--rm", "--name", &container.name])
+    cmd.args(["run", "--rm", "--pull", "never", "--name", &container.name])
         .args(["--network", &container.network, "--ip", &ip.to_string()])
         .args(["--cpus", &spec.cpus.to_string()])
         .args(["--label", "threadcenter.runner=1"])
