@@ -6,7 +6,8 @@ use std::time::Duration;
 
 /// A setting's duration: `0 s`, `250 ms`, `1.5 s`, `32.5 s`, `2 min 30 s`, `1 h 5 min`.
 /// Sub-second values keep their milliseconds (or microseconds); longer ones round to what
-/// a person reads (tenths of a second under a minute, whole seconds under an hour).
+/// a person reads (hundredths of a second under 10 s, tenths under a minute, whole
+/// seconds under an hour, minutes under a day, hours beyond).
 pub(crate) fn duration(d: Duration) -> String {
     let ns = d.as_nanos();
     const US: u128 = 1_000;
@@ -18,8 +19,10 @@ pub(crate) fn duration(d: Duration) -> String {
         format!("{} µs", trim(ns as f64 / US as f64, 1))
     } else if ns < S {
         format!("{} ms", trim(ns as f64 / MS as f64, 1))
+    } else if ns < 10 * S {
+        format!("{} s", trim(d.as_secs_f64(), 2))
     } else if ns < 60 * S {
-        format!("{} s", trim(d.as_secs_f64(), 3))
+        format!("{} s", trim(d.as_secs_f64(), 1))
     } else if ns < 3600 * S {
         let secs = d.as_secs_f64().round() as u64;
         match (secs / 60, secs % 60) {
@@ -87,6 +90,8 @@ mod tests {
             (Duration::from_millis(1500), "1.5 s"),
             (Duration::from_millis(32_500), "32.5 s"),
             (Duration::from_secs(5), "5 s"),
+            (Duration::from_millis(2250), "2.25 s"),
+            (Duration::from_millis(31_750), "31.8 s"),
             (Duration::from_secs(120), "2 min"),
             (Duration::from_secs(150), "2 min 30 s"),
             (Duration::from_secs(3900), "1 h 5 min"),

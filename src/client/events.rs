@@ -606,7 +606,13 @@ impl<'a> EventLoop<'a> {
             conns,
             index,
             timers: BinaryHeap::new(),
-            tally: Tally::new(matches!(cfg.model, LoadModel::Open { .. })),
+            tally: Tally {
+                live: shared
+                    .live
+                    .as_ref()
+                    .map(|_| super::live::LiveLocal::new(now)),
+                ..Tally::new(matches!(cfg.model, LoadModel::Open { .. }))
+            },
             due: Vec::new(),
             ready: Vec::new(),
         })
@@ -719,9 +725,18 @@ impl<'a> EventLoop<'a> {
                 }
                 self.step(token, now);
             }
+            self.publish_live(now, false);
         }
+        self.publish_live(Instant::now(), true);
         self.tally.wall = start.elapsed();
         Ok(())
+    }
+
+    /// On a terminal: hands the live line this thread's counts now and then.
+    fn publish_live(&mut self, now: Instant, force: bool) {
+        if let (Some(local), Some(live)) = (self.tally.live.as_mut(), self.shared.live.as_ref()) {
+            local.publish(live, now, force);
+        }
     }
 
     /// Steps connection `token` and re-arms its timer.

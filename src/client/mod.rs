@@ -14,6 +14,7 @@ mod events;
 pub(crate) mod ids;
 pub(crate) mod intervals;
 mod link;
+pub(crate) mod live;
 pub(crate) mod load;
 mod pacing;
 pub(crate) mod print;
@@ -230,15 +231,43 @@ impl LoadConfig {
 
 /// `threadcenter client`: exit 0 if every request succeeded, 1 if any failed; `Err` (exit 2)
 /// if the run could not start or its files could not be written.
+///
+/// On a terminal (stdout) the target line comes at once and a live line is redrawn
+/// while the load runs (`live.rs`); elsewhere nothing is printed until the end.
 pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
     let config = LoadConfig::from_args(args)?;
-    let report = run_load(&config)?;
+    let on_terminal = !args.quiet && io::stdout().is_terminal();
+    let mut printer = None;
+    let report = if on_terminal {
+        load::run_load_observed(&config, |addr| {
+            let mut out = io::stdout().lock();
+            let _ = print::print_target(&config, addr, &mut out).and_then(|()| out.flush());
+            let live = live::Live::new();
+            printer = Some(live::Printer::start(
+                std::sync::Arc::clone(&live),
+                config.warmup,
+                Box::new(io::stdout()),
+            ));
+            Some(live)
+        })
+    } else {
+        run_load(&config)
+    };
+    if let Some(p) = printer {
+        p.stop();
+    }
+    let report = report?;
     for warning in &report.warnings {
         eprintln!("threadcenter client: warning: {warning}");
     }
     if !args.quiet {
         let mut out = io::stdout().lock();
-        print::print_report(&report, &mut out)?;
+        if on_terminal {
+            print::print_results(&report, &mut out)?;
+        } else {
+            print::print_report(&report, &mut out)?;
+        }
         out.flush()?;
     }
     if let Some(path) = &args.json {
