@@ -192,7 +192,7 @@ fn warnings(open: &OpenReport, cpu: &ClientCpu) -> Vec<String> {
             open.late_own,
             open.sent,
             open.late_own as f64 * 100.0 / open.sent as f64,
-            humantime::format_duration(LATE_THRESHOLD)
+            crate::human::duration(LATE_THRESHOLD)
         ));
     }
     out
@@ -293,7 +293,7 @@ impl Conn {
                         io::ErrorKind::TimedOut,
                         format!(
                             "no connection within {}",
-                            humantime::format_duration(cfg.timeout)
+                            crate::human::duration(cfg.timeout)
                         ),
                     );
                     return self.connect_failed(cx, e, now);

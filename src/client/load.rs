@@ -447,10 +447,7 @@ pub(super) fn count_failure(
         Outcome::Timeout => {
             failures.timeout += 1;
             note_first(first_errors, "timeout", || {
-                format!(
-                    "no response within {}",
-                    humantime::format_duration(cfg.timeout)
-                )
+                format!("no response within {}", crate::human::duration(cfg.timeout))
             });
         }
     }

@@ -191,28 +191,25 @@ impl LoadConfig {
             let what = match self.cmd {
                 ClientCmd::Compute => format!(
                     "a round trip ({}) plus compute({}) at {MIN_NS_PER_STEP} ns a step",
-                    humantime::format_duration(MIN_ROUND_TRIP),
+                    crate::human::duration(MIN_ROUND_TRIP),
                     self.size
                 ),
                 ClientCmd::Ping => {
-                    format!(
-                        "a round trip ({})",
-                        humantime::format_duration(MIN_ROUND_TRIP)
-                    )
+                    format!("a round trip ({})", crate::human::duration(MIN_ROUND_TRIP))
                 }
             };
             bail!(
-                "--rate {rate} cannot be carried by {} connection(s) with {pipeline} request(s) in flight each: every answer would have to come within {:.1} us, and no request takes less than {:.1} us ({what}); at most {capacity:.0}/s fits. Raise --pipeline or --concurrency, or lower --rate",
+                "--rate {rate} cannot be carried by {} connection(s) with {pipeline} request(s) in flight each: every answer would have to come within {}, and no request takes less than {} ({what}); at most {capacity:.0}/s fits. Raise --pipeline or --concurrency, or lower --rate",
                 self.concurrency,
-                conns * pipeline as f64 / rate * 1e6,
-                min_latency.as_secs_f64() * 1e6,
+                crate::human::latency_us(conns * pipeline as f64 / rate * 1e6),
+                crate::human::latency_us(min_latency.as_secs_f64() * 1e6),
             );
         }
         if self.timeout < min_latency {
             bail!(
                 "--timeout {} is shorter than the least time a request takes ({}): every request would time out",
-                humantime::format_duration(self.timeout),
-                humantime::format_duration(min_latency)
+                crate::human::duration(self.timeout),
+                crate::human::duration(min_latency)
             );
         }
         if let Mode::Duration(d) = self.mode {
@@ -220,7 +217,7 @@ impl LoadConfig {
             if scheduled < conns {
                 bail!(
                     "--rate {rate} for {} schedules {scheduled:.1} request(s), fewer than the {} connection(s): lengthen --duration, raise --rate or lower --concurrency",
-                    humantime::format_duration(d),
+                    crate::human::duration(d),
                     self.concurrency
                 );
             }

@@ -173,7 +173,7 @@ mod tests {
             failures,
             elapsed: Duration::from_millis(500),
             histogram,
-            first_errors: [("timeout".to_string(), "no response within 1s".to_string())]
+            first_errors: [("timeout".to_string(), "no response within 1 s".to_string())]
                 .into_iter()
                 .collect(),
             measure_start: std::time::SystemTime::now(),
@@ -215,7 +215,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("first timeout: no response within 1s"),
+            text.contains("first timeout: no response within 1 s"),
             "{text}"
         );
         assert!(text.contains("no successful request"), "{text}");
