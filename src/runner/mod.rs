@@ -218,12 +218,7 @@ fn run_cells(
     manifest: &mut Manifest,
     results: &mut rundir::ResultsWriter,
 ) -> anyhow::Result<()> {
-    // Concurrency always, so a one-cell run's lines still say what runs.
-    let mut varying = varying_axes(&plan.exp.cells);
-    if !varying.contains(&rundir::Axis::Concurrency) {
-        varying.push(rundir::Axis::Concurrency);
-        varying.sort();
-    }
+    let label_axes = label_axes(&plan.exp.cells);
     let mut sys = Some(sys);
     for (i, slot) in plan.slots.iter().enumerate() {
         if env.interrupted.load(Ordering::Relaxed) {
@@ -235,7 +230,7 @@ fn run_cells(
         let what = format!(
             "{id} r{} {}",
             slot.rep,
-            crate::rundir::axes_label(varying.iter().map(|&a| (a, cell.get(a))))
+            crate::rundir::axes_label(label_axes.iter().map(|&a| (a, cell.get(a))))
         );
         progress.start(seq, &what);
         let row = cell::run(env, &mut sys, id, cell, slot.rep, seq);
@@ -253,6 +248,17 @@ fn run_cells(
         }
     }
     Ok(())
+}
+
+/// The axes a progress line names: those that vary, and concurrency always, so a
+/// one-cell run's lines still say what runs (as report.md names cells).
+fn label_axes(cells: &[rundir::Cell]) -> Vec<rundir::Axis> {
+    let mut axes = varying_axes(cells);
+    if !axes.contains(&rundir::Axis::Concurrency) {
+        axes.push(rundir::Axis::Concurrency);
+        axes.sort();
+    }
+    axes
 }
 
 /// Closes the manifest, renders the report, points `latest` at the run, and says how
@@ -446,6 +452,20 @@ fn print_plan(plan: &Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_name_a_lone_cells_concurrency() {
+        let exp = experiment::parse(
+            Path::new("x.toml"),
+            "name = \"t\"\nduration = \"1s\"\n[matrix]\nworkers = [1, 2]\nconcurrency = [4]\n",
+        )
+        .unwrap();
+        let label = |cells: &[rundir::Cell], cell: &rundir::Cell| {
+            rundir::axes_label(label_axes(cells).iter().map(|&a| (a, cell.get(a))))
+        };
+        assert_eq!(label(&exp.cells, &exp.cells[1]), "workers=2 concurrency=4");
+        assert_eq!(label(&exp.cells[..1], &exp.cells[0]), "concurrency=4");
+    }
 
     #[test]
     fn durations_print_as_the_cli_reads_them() {

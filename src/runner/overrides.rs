@@ -184,9 +184,11 @@ pub(crate) fn relocate(
         overrides
             .iter()
             .filter(|o| {
+                // The key itself, a key inside it, or a table it was set in.
                 k == o.key
                     || k.starts_with(&format!("{}.", o.key))
                     || k.starts_with(&format!("{}[", o.key))
+                    || o.key.starts_with(&format!("{k}."))
             })
             .max_by_key(|o| o.key.len())
     });
@@ -319,5 +321,17 @@ mod tests {
         };
         let err = relocate(err, &bad, &eff, &overrides[..1]);
         assert_eq!(err.line, 7, "{err}");
+        // An error about a table an override made names the flag too.
+        let file = format!("{FILE}[server]\n");
+        let made = [o("targets.b.binary", "x")];
+        let eff = apply(Path::new("x.toml"), &file, &made).unwrap();
+        let err = super::super::experiment::parse(Path::new("x.toml"), &eff).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("targets"), "{err}");
+        let err = relocate(err, &file, &eff, &made);
+        assert!(
+            err.message.ends_with("(given by --set targets.b.binary=x)"),
+            "{err}"
+        );
+        assert_eq!(err.line, 0, "{err}");
     }
 }
