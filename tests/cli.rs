@@ -278,7 +278,7 @@ fn docs_are_built_in_and_help_points_at_them() {
     let out = threadcenter(&["docs", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("the pages are experiments"),
+        stderr(&out).contains("the pages are compare, experiments, "),
         "{}",
         explain(&out)
     );
