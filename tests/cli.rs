@@ -159,6 +159,10 @@ fn dry_run_refuses_programs_that_cannot_start_and_absurd_durations() {
             vec!["\"./missing.sh\" does not exist", "taken from the directory the run starts in"],
         ),
         (
+            "name = \"e\"\nduration = \"1s\"\n[server]\ncommand = [\"./missing.sh\"]\n[matrix]\nconcurrency = [1]\n".to_string(),
+            vec!["`server.command`", "does not exist"],
+        ),
+        (
             ext("[\"./plain.sh\", \"{port}\"]"),
             vec!["is not executable", "chmod +x ./plain.sh"],
         ),

@@ -29,7 +29,7 @@ pub(crate) fn check(exp: &Experiment, exp_dir: &Path, cwd: &Path) -> Result<(), 
                 line: 0,
                 column: 0,
                 // A file with one [server] table names it `server`.
-                key: Some(if exp.source.contains("[server]") {
+                key: Some(if has_server_table(&exp.source) {
                     key.replacen(&format!("targets.{name}"), "server", 1)
                 } else {
                     key
@@ -40,6 +40,11 @@ pub(crate) fn check(exp: &Experiment, exp_dir: &Path, cwd: &Path) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// True when the file gives its one target as `[server]` (not `[targets.NAME]`).
+fn has_server_table(source: &str) -> bool {
+    toml::from_str::<toml::Table>(source).is_ok_and(|t| t.contains_key("server"))
 }
 
 /// Where `program` is, as execvp(3) finds it, or what is wrong and how to fix it.
