@@ -14,15 +14,9 @@ use super::plots::{self, Chart};
 use super::Analysed;
 use crate::rundir::{self, Manifest, RunStatus, Status, TargetInfo};
 
-/// `850 µs`, `12.34 ms`.
+/// `850 µs`, `12.34 ms`: the crate's one latency format (`human::latency_us`).
 pub(crate) fn fmt_us(v: f64) -> String {
-    if !v.is_finite() {
-        "–".into()
-    } else if v >= 1000.0 {
-        format!("{:.2} ms", v / 1000.0)
-    } else {
-        format!("{v:.0} µs")
-    }
+    crate::human::latency_us(v)
 }
 
 pub(crate) fn fmt_rps(v: f64) -> String {
@@ -166,8 +160,10 @@ fn run_table(w: &mut String, m: &Manifest) {
     );
     let _ = writeln!(
         w,
-        "| settings | {} repetition(s); warm-up {} s, then {measured}; cooldown {} s; order {order} |",
-        e.repetitions, e.warmup_s, e.cooldown_s
+        "| settings | {}; warm-up {} s, then {measured}; cooldown {} s; order {order} |",
+        crate::human::count(u64::from(e.repetitions), "repetition", "repetitions"),
+        e.warmup_s,
+        e.cooldown_s
     );
     let _ = writeln!(
         w,
@@ -274,12 +270,12 @@ fn peak(w: &mut String, a: &Analysis, cores: f64) {
     let t = c.median(Metric::Throughput).unwrap_or(f64::NAN);
     let _ = writeln!(
         w,
-        "- **Peak throughput: {} at {}**, p50 {}, p99 {} (medians of {} repetition(s)).",
+        "- **Peak throughput: {} at {}**, p50 {}, p99 {} (medians of {}).",
         fmt_rps(t),
         a.cell_name(c),
         fmt_us(c.median(Metric::LatencyP50).unwrap_or(f64::NAN)),
         fmt_us(c.median(Metric::LatencyP99).unwrap_or(f64::NAN)),
-        c.reps_ok
+        crate::human::count(c.reps_ok as u64, "repetition", "repetitions")
     );
     if let Some(server) = c.median(Metric::ServerCpu) {
         let client = c.median(Metric::ClientCpu).unwrap_or(f64::NAN);
@@ -381,7 +377,7 @@ fn where_the_time_goes(w: &mut String, a: &Analysis) {
     let _ = writeln!(
         w,
         "Each request's mean latency as the client saw it, split into the server's stages \
-         (docs/stats.md): **queue** (frame read → a worker starts it), **service** (the compute, \
+         (`threadcenter docs stats`): **queue** (frame read → a worker starts it), **service** (the compute, \
          measured in the worker), **return** (worker done → response handed to the socket), and \
          the **rest**, network and client (client mean − server total mean). Means, because they \
          add up; the server's figures cover the measured window (`stats/`, reset at the end of \
@@ -476,7 +472,7 @@ fn open_loop(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
     let _ = writeln!(
         w,
         "Open-loop cells send at a fixed rate{} and time each request from when it was due, so \
-         a server that falls behind shows it in every request that waited (docs/open-loop.md). \
+         a server that falls behind shows it in every request that waited (`threadcenter docs open-loop`). \
          p99 is that corrected latency; the uncorrected p99 (from the actual send) is beside it.\n",
         match pipeline {
             Some(k) if k > 1 => format!(" with up to {k} requests in flight per connection"),
@@ -622,9 +618,9 @@ fn results(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
     let _ = writeln!(
         w,
         "\nThroughput in requests/s. Closed loop: each connection sends its next request when \
-         the last is answered (the seed's model). Open loop: requests are sent on a fixed \
+         the last is answered (as the original ThreadCenter client does). Open loop: requests are sent on a fixed \
          schedule at the given rate, and latencies are measured from when each was due \
-         (corrected for coordinated omission; docs/open-loop.md).\n"
+         (corrected for coordinated omission; `threadcenter docs open-loop`).\n"
     );
 }
 
@@ -687,7 +683,7 @@ fn files(w: &mut String) {
         "`experiment.toml` (the file as run), `manifest.json`, `results.csv` (one row per run), \
          `summary.csv` (one row per cell), `hdr/` (per run: `.hgrm` percentile distribution and \
          `.hlog` histogram log), `cpu/` (CPU samples every 100 ms), `client/` (the client's JSON), \
-         `logs/` (server and client output), `plots/`. Columns are documented in docs/results.md; \
+         `logs/` (server and client output), `plots/`. Columns are documented in `threadcenter docs results`; \
          `threadcenter report <this directory>` renders this report again from the raw files."
     );
 }
@@ -735,7 +731,7 @@ mod tests {
         assert!(
             text.contains(
                 "- **Peak throughput: 1237.5 req/s at `c002` (concurrency=4)**, p50 850 µs, \
-                 p99 12.34 ms (medians of 2 repetition(s))."
+                 p99 12.34 ms (medians of 2 repetitions)."
             ),
             "{text}"
         );

@@ -84,6 +84,12 @@ pub struct ExperimentInfo {
     /// The file's `[compare]` thresholds (schema 3).
     #[serde(default, skip_serializing_if = "Thresholds::is_empty")]
     pub compare: Thresholds,
+    /// `run`'s overrides of the file (`--set`, `--repetitions`, `--warmup`,
+    /// `--duration`), as `key=TOML value`, in the order applied; absent: none (and in
+    /// runs written before overrides existed). Needs no schema bump: older readers
+    /// ignore it, this one reads runs without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

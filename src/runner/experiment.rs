@@ -380,14 +380,26 @@ impl Source<'_> {
         }
     }
 
+    /// A duration, at most [`crate::cli::MAX_RUN_DURATION`] (24 h): longer is a typo.
     fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ExperimentError> {
-        crate::cli::parse_duration(value.get_ref()).map_err(|e| {
+        let d = crate::cli::parse_duration(value.get_ref()).map_err(|e| {
             self.error(
                 value.span(),
                 key,
                 format!("bad duration {:?}: {e}", value.get_ref()),
             )
-        })
+        })?;
+        if d > crate::cli::MAX_RUN_DURATION {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "{:?} is longer than 24 h, the longest duration an experiment takes (cells are measured for seconds to minutes): write e.g. \"30s\" or \"10m\"",
+                    value.get_ref()
+                ),
+            ));
+        }
+        Ok(d)
     }
 
     /// A duration that must not be zero (how long something lasts or may take).
@@ -483,6 +495,15 @@ fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
 
 /// Reads and checks an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
+    load_with(path, &[])
+}
+
+/// Reads an experiment file, applies `run`'s overrides to it (`overrides.rs`), and checks
+/// the result; `source` is then the effective file.
+pub(crate) fn load_with(
+    path: &Path,
+    overrides: &[super::overrides::Override],
+) -> Result<Experiment, ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|e| ExperimentError {
         path: path.to_path_buf(),
         line: 0,
@@ -491,7 +512,14 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
         message: format!("cannot read the experiment file: {e}"),
         snippet: None,
     })?;
-    parse(path, &text)
+    if overrides.is_empty() {
+        return parse(path, &text);
+    }
+    let effective = super::overrides::apply(path, &text, overrides)?;
+    let mut exp = parse(path, &effective)
+        .map_err(|e| super::overrides::relocate(e, &text, &effective, overrides))?;
+    exp.source = super::overrides::annotate(path, &effective, overrides);
+    Ok(exp)
 }
 
 /// Checks an experiment given as text; `path` names it in errors and anchors `{dir}`.
@@ -501,6 +529,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Experiment, ExperimentError> {
         let span = e.span().unwrap_or(0..0);
         let key = key_at(text, &span).unwrap_or_default();
         let message = e.message().trim_end().replace('\n', "; ");
+        let message = super::wording::user_words(&message, &key);
         src.error(span, &key, message)
     })?;
     resolve(&src, raw)

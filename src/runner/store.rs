@@ -68,6 +68,7 @@ fn experiment_info(exp: &Experiment) -> ExperimentInfo {
         client_pipeline: Some(exp.client.pipeline),
         slo_p99_us: exp.client.slo_p99.map(|d| d.as_secs_f64() * 1e6),
         compare: exp.compare.clone(),
+        overrides: Vec::new(),
         targets: exp
             .targets
             .iter()

@@ -38,9 +38,7 @@ pub(crate) struct Side {
 
 impl Side {
     pub(crate) fn load(dir: &Path, target: Option<&str>) -> anyhow::Result<Side> {
-        if !dir.is_dir() {
-            bail!("{} is not a run directory", dir.display());
-        }
+        rundir::check_run_dir(dir)?;
         let manifest = Manifest::read(dir)?;
         let rows = rundir::read_results(dir)?;
         if let Some(t) = target {
