@@ -20,6 +20,9 @@ pub(crate) fn check(exp: &Experiment, exp_dir: &Path, cwd: &Path) -> Result<(), 
                 binary: Some(b), ..
             } => (format!("targets.{name}.binary"), b),
             TargetKind::Builtin { binary: None, .. } => continue,
+            // An image is checked by `container::preflight` (the daemon answers, the
+            // image is present), which runs beside this check.
+            TargetKind::Container(_) => continue,
         };
         let program = program.replace("{dir}", &exp_dir.display().to_string());
         let path_var = std::env::var_os("PATH").unwrap_or_default();
