@@ -187,6 +187,7 @@ mod tests {
             design: Design::Independent,
             base_name: "base".into(),
             new_name: "new".into(),
+            planned_reps: 6,
             thresholds: BTreeMap::new(),
             pairs: vec![Pair {
                 label: "concurrency=4".into(),

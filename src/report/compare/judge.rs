@@ -5,7 +5,6 @@
 
 use crate::domain::CMetric;
 use crate::report::stats;
-use crate::rundir::num;
 
 use super::{ALPHA, CONFIDENCE, RESAMPLES};
 
@@ -267,7 +266,6 @@ fn p_text(j: &Judged) -> String {
 fn too_noisy(j: &Judged) -> String {
     let (ratio, threshold_pct) = (j.ratio, j.threshold_pct);
     let t = threshold_pct / 100.0;
-    let change = (ratio - 1.0) * 100.0;
     let (lo, hi) = j.ci.unwrap_or((f64::NAN, f64::NAN));
     let n = j.n_base.min(j.n_new);
     let half = (hi - lo) / 2.0;
@@ -282,19 +280,14 @@ fn too_noisy(j: &Judged) -> String {
     };
     let hint = if needed <= 100.0 {
         format!(
-            "about {} repetitions per side could settle it",
+            "about {} repetitions a side could settle it",
             (needed as usize).max(n + 1)
         )
     } else {
-        "more than 100 repetitions per side would be needed: reduce the noise instead".into()
+        "more than 100 repetitions a side would: reduce the noise".into()
     };
-    format!(
-        "too noisy to tell: {change:+.1}%, {}, and the {:.0}% interval [{}, {}] reaches past ±{threshold_pct}%; {hint}",
-        p_text(j),
-        CONFIDENCE * 100.0,
-        num(lo, 3),
-        num(hi, 3),
-    )
+    // The change, p and interval have columns of their own.
+    format!("too noisy: the interval reaches past ±{threshold_pct}%; {hint}")
 }
 
 /// Holm–Bonferroni over every test of a comparison: adjusted p-values (in the order

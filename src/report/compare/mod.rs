@@ -100,6 +100,8 @@ pub(crate) struct Comparison {
     pub only_base: Vec<String>,
     /// About the two runs as a whole (different machines, settings, a busy machine).
     pub notes: Vec<String>,
+    /// The repetitions the thinner side's experiment planned per cell.
+    pub planned_reps: u32,
 }
 
 impl Comparison {
@@ -155,6 +157,11 @@ impl Comparison {
             ),
         };
         let how = match self.design {
+            _ if self.planned_reps as usize >= need => format!(
+                "note that {} were planned: failed repetitions left fewer (see the warnings), \
+                 so run again",
+                self.planned_reps
+            ),
             Design::Independent => format!(
                 "run both sides again with `repetitions = {need}` or more in the experiment file"
             ),
