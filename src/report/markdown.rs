@@ -127,8 +127,8 @@ fn title(w: &mut String, m: &Manifest) {
     }
 }
 
-/// `after 9 of 72 runs (63 not run)`, or `before its first run ended: nothing was
-/// measured`.
+/// `after 9 of 72 runs (63 not run)`, or `before the first of its 72 runs ended:
+/// nothing was measured`.
 fn stopped_at(m: &Manifest) -> String {
     let planned = m.order.runs.len();
     if m.runs_done == 0 {
