@@ -219,9 +219,13 @@ pub(crate) fn decide(j: &mut Judged) {
             Verdict::Improved
         };
         j.reason = format!("{change:+.1}%, beyond ±{threshold_pct}% ({})", p_text(j));
-    } else if j.ci.is_none() {
+    } else if j.ci.is_none() && j.n_base.min(j.n_new) < reps_for_interval() {
         j.reason = too_few(j);
         j.too_few = true;
+    } else if j.ci.is_none() {
+        // Enough values, but some resample's baseline median was 0 (a repetition that
+        // measured no CPU, say): no ratio, so no interval.
+        j.reason = "no interval: a resampled baseline median is 0".into();
     } else if inside {
         j.verdict = Verdict::Unchanged;
         j.reason = format!(
@@ -410,6 +414,25 @@ mod tests {
             assert!(j.reason.contains(reason), "{what}: {j:?}");
             assert_eq!(j.too_few, reason.starts_with("too few"), "{what}: {j:?}");
         }
+    }
+
+    #[test]
+    fn enough_values_without_an_interval_are_not_called_too_few() {
+        // Three of the baseline's seven measured 0: some resampled medians are 0, no ratio.
+        let base = [0.0, 0.0, 0.0, 300.0, 300.0, 310.0, 320.0];
+        let new = [300.0, 305.0, 310.0, 300.0, 305.0, 310.0, 300.0];
+        let j = judge(
+            CMetric::CpuPerRequest,
+            &base,
+            &new,
+            Design::Independent,
+            5.0,
+            1,
+        );
+        assert_eq!(j.ci, None, "{j:?}");
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(!j.too_few, "{j:?}");
+        assert_eq!(j.reason, "no interval: a resampled baseline median is 0");
     }
 
     #[test]
