@@ -788,7 +788,7 @@ fn not_run(w: &mut String, data: &RunData, a: &Analysis) {
         .filter(|c| !c.not_run() && c.reps_ok + c.reps_failed < c.reps_planned)
         .map(|c| {
             format!(
-                "{} ({} of {})",
+                "{} ran {} of {}",
                 a.cell_name(c),
                 c.reps_ok + c.reps_failed,
                 c.reps_planned
@@ -799,7 +799,7 @@ fn not_run(w: &mut String, data: &RunData, a: &Analysis) {
         let _ = writeln!(
             w,
             "- Cells with fewer repetitions than planned: {}.",
-            short.join(", ")
+            short.join("; ")
         );
     }
     let _ = writeln!(w);
@@ -935,7 +935,7 @@ mod tests {
         );
         assert!(not_run.contains("Cells never measured: `c003` (concurrency=8)."));
         assert!(not_run.contains(
-            "Cells with fewer repetitions than planned: `c002` (concurrency=4) (1 of 2)."
+            "Cells with fewer repetitions than planned: `c002` (concurrency=4) ran 1 of 2."
         ));
         assert!(text.contains("| `c003` (concurrency=8) | closed loop | not run | – |"));
         // The series' saturation row says what was not measured, not "no successful run".
