@@ -73,7 +73,7 @@ pub fn run(
     launch::become_subreaper();
     let interrupted = install_interrupt_handler()?;
     let sys = cpu::Sampler::system()?;
-    let (dir, mut manifest) = open_run_dir(&plan, &args.out, &sys, &interrupted)?;
+    let (dir, mut manifest) = open_run_dir(&plan, &args.out, &sys)?;
     let mut results = rundir::ResultsWriter::create(&dir)?;
     let run_cert = if plan.exp.targets.values().any(|t| t.tls) {
         Some(tls::RunCert::generate(&dir)?)
@@ -82,6 +82,7 @@ pub fn run(
     };
     let exp = &plan.exp;
     let progress = progress::Progress::new(plan.slots.len());
+    // The plan line first, so that a Ctrl-C while the limits are measured comes after it.
     progress.note(&format!(
         "threadcenter run {}: {}{} → {}",
         exp.name,
@@ -89,6 +90,7 @@ pub fn run(
         estimate(exp, plan.slots.len()).map_or(String::new(), |d| format!(", about {d}")),
         dir.display()
     ));
+    measure_limits(&plan, &dir, &mut manifest, &interrupted)?;
     let env = cell::Env {
         exe: &exe,
         exp,
@@ -185,13 +187,11 @@ impl Plan {
     }
 }
 
-/// Creates the run directory: the experiment file, and the manifest with the machine
-/// and its limits (measured here, before the first cell).
+/// Creates the run directory: the experiment file, and the manifest with the machine.
 fn open_run_dir(
     plan: &Plan,
     out: &Path,
     sys: &sysinfo::System,
-    interrupted: &AtomicBool,
 ) -> anyhow::Result<(PathBuf, Manifest)> {
     let exp = &plan.exp;
     let machine = store::machine_info(sys);
@@ -201,14 +201,23 @@ fn open_run_dir(
     let mut manifest = store::new_manifest(exp, machine, &plan.ids, plan.seed, plan.run_names());
     manifest.experiment.overrides = plan.overrides.iter().map(|o| o.entry()).collect();
     manifest.write(&dir).context("cannot write manifest.json")?;
+    Ok((dir, manifest))
+}
+
+/// Measures the machine's limits before the first cell and records them in the manifest.
+fn measure_limits(
+    plan: &Plan,
+    dir: &Path,
+    manifest: &mut Manifest,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<()> {
     // After `machine_info` read the load average: this measurement loads the machine.
     eprintln!(
         "threadcenter run {}: measuring the machine's limits (loopback echo, compute)…",
-        exp.name
+        plan.exp.name
     );
-    manifest.limits = Some(ceilings::measure(&exp.cells, interrupted));
-    manifest.write(&dir).context("cannot write manifest.json")?;
-    Ok((dir, manifest))
+    manifest.limits = Some(ceilings::measure(&plan.exp.cells, interrupted));
+    manifest.write(dir).context("cannot write manifest.json")
 }
 
 /// Runs every cell × repetition in the plan's order (until Ctrl-C), appending each
@@ -237,6 +246,12 @@ fn run_cells(
         );
         progress.start(seq, &what);
         let row = cell::run(env, &mut sys, id, cell, slot.rep, seq);
+        if row.status == Status::Failed && env.interrupted.load(Ordering::Relaxed) {
+            // Cut short by Ctrl-C: not a failure of the cell, and nothing measured. It is
+            // not run, like the runs after it.
+            progress.done(seq, &what, "cut short by Ctrl-C: not run");
+            break;
+        }
         results.append(&row)?;
         manifest.runs_done += 1;
         if row.status == Status::Failed {
@@ -284,17 +299,24 @@ fn finish(
     manifest.finished_at = Some(rundir::rfc3339(SystemTime::now()));
     manifest.write(dir).context("cannot write manifest.json")?;
     let rendered = render(dir);
-    rundir::update_latest(&args.out, dir)
-        .with_context(|| format!("cannot point {}/latest at the run", args.out.display()))?;
-    rendered.with_context(|| {
-        format!(
+    // `latest` is the newest run that measured something: an empty or all-failed run
+    // leaves it where it was (its own path is printed below either way).
+    let measured = manifest.runs_done > manifest.runs_failed;
+    if measured {
+        rundir::update_latest(&args.out, dir)
+            .with_context(|| format!("cannot point {}/latest at the run", args.out.display()))?;
+    }
+    if let Err(e) = rendered {
+        crate::print_stdout(&format!("{}\n", dir.display()))?;
+        return Err(e.context(format!(
             "the run's raw files are in {}, but its report could not be rendered",
             dir.display()
-        )
-    })?;
+        )));
+    }
 
+    let not_run = plan.slots.len().saturating_sub(manifest.runs_done);
     eprintln!(
-        "{} {} of {} in {}, {} failed; report: {}",
+        "{} {} of {} in {}, {} failed{}; report: {}",
         if was_interrupted {
             "interrupted after"
         } else {
@@ -306,8 +328,19 @@ fn finish(
             (run_started.elapsed().as_secs_f64() * 10.0).round() / 10.0
         )),
         manifest.runs_failed,
+        if not_run > 0 {
+            format!(", {not_run} not run")
+        } else {
+            String::new()
+        },
         dir.join(rundir::REPORT_FILE).display()
     );
+    if !measured {
+        eprintln!(
+            "{}/latest not moved: this run measured nothing",
+            args.out.display()
+        );
+    }
     crate::print_stdout(&format!("{}\n", dir.display()))?;
     Ok(if was_interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
