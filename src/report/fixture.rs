@@ -204,3 +204,29 @@ pub(super) fn open_loop() -> Analysed {
         Some(5000.0),
     )
 }
+
+/// Workers 1 and 2 against concurrency 1 and 4, `reps` repetitions each: one worker
+/// saturates at concurrency 1; two reach about 1.8× its peak at 4 (repetition r of the
+/// two-worker cells is 5% faster or slower than the others', so the ratio has a range).
+pub(super) fn two_workers(reps: u32) -> Analysed {
+    let at = |workers: u64, concurrency: u64| Cell {
+        workers,
+        ..cell(concurrency, None)
+    };
+    let cells = [
+        ("c001", at(1, 1), 1000.0, 1000.0),
+        ("c002", at(1, 4), 1050.0, 4000.0),
+        ("c003", at(2, 1), 1000.0, 1000.0),
+        ("c004", at(2, 4), 1900.0, 2100.0),
+    ];
+    let mut rows = Vec::new();
+    for rep in 1..=reps {
+        let wobble = [1.0, 1.05, 0.95][(rep as usize - 1) % 3];
+        for (id, c, t, p99) in &cells {
+            let t = if c.workers == 2 { t * wobble } else { *t };
+            rows.push(row(id, c, rep, Some((t, *p99))));
+        }
+    }
+    let entries: Vec<(&str, Cell)> = cells.iter().map(|(id, c, _, _)| (*id, c.clone())).collect();
+    run(&entries, rows, None)
+}

@@ -14,6 +14,7 @@
 //! compare.html behind the same seam) and `stats` (the tests).
 
 pub(crate) mod analysis;
+pub(crate) mod certainty;
 pub(crate) mod compare;
 #[cfg(test)]
 mod fixture;

@@ -91,11 +91,17 @@ pub struct ExperimentInfo {
     /// The file's `[compare]` thresholds (schema 3).
     #[serde(default, skip_serializing_if = "Thresholds::is_empty")]
     pub compare: Thresholds,
+    /// `run`'s overrides of the file (`--set`, `--repetitions`, `--warmup`,
+    /// `--duration`), as `key=TOML value`, in the order applied; absent: none (and in
+    /// runs written before overrides existed). Needs no schema bump: older readers
+    /// ignore it, this one reads runs without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetInfo {
-    /// `builtin` or `external`.
+    /// `builtin`, `external` or `container`.
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolKind>,
@@ -111,6 +117,12 @@ pub struct TargetInfo {
     /// Served and measured over TLS with the run's certificate (`tls/`); absent: plaintext.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// A container target's image and its `--cpus` (absent for the other kinds; no
+    /// schema bump: older readers ignore them, older files lack them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

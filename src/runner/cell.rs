@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use sysinfo::System;
 
+use super::container::{self, Server};
 use super::cpu::{self, Sampler};
 use super::experiment::{Experiment, Target, TargetKind};
 use super::launch::{self, Group};
@@ -229,6 +230,7 @@ fn problems(
             stopped.leftover
         ));
     }
+    problems.extend(stopped.problems.iter().cloned());
     if let Some(m) = &outcome.measured {
         if m.failed > 0 && outcome.problem.is_none() {
             problems.insert(
@@ -303,7 +305,7 @@ fn start_server(
     cell: &Cell,
     tls: Option<&RunCert>,
     log: &Path,
-) -> Result<(Group, SocketAddr), String> {
+) -> Result<(Server, SocketAddr), String> {
     let log_file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let clone = |f: &File| {
@@ -337,7 +339,7 @@ fn start_server(
             let mut group = Group::spawn(&mut cmd)
                 .map_err(|e| format!("cannot start `{} server`: {e}", exe.display()))?;
             match launch::await_ready_line(&mut group, target.ready_timeout, env.interrupted) {
-                Ok(addr) => Ok((group, addr)),
+                Ok(addr) => Ok((Server::Process(group), addr)),
                 Err(why) => {
                     group.kill();
                     Err(format!("{why}{}", stderr_tail(log)))
@@ -358,12 +360,23 @@ fn start_server(
                 .map_err(|e| format!("cannot start {:?}: {e}", words.join(" ")))?;
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             match launch::await_connectable(&group, addr, target.ready_timeout, env.interrupted) {
-                Ok(()) => Ok((group, addr)),
+                Ok(()) => Ok((Server::Process(group), addr)),
                 Err(why) => {
                     group.kill();
                     Err(format!("{why}{}", stderr_tail(log)))
                 }
             }
+        }
+        TargetKind::Container(spec) => {
+            let at = container::start(
+                spec,
+                cell.workers,
+                target.ready_timeout,
+                env.interrupted,
+                log_file,
+            );
+            at.map(|(c, addr)| (Server::Container(c), addr))
+                .map_err(|why| format!("{why}{}", stderr_tail(log)))
         }
     }
 }

@@ -125,11 +125,27 @@ pub enum TargetKind {
     },
     /// Any program that speaks the protocol; placeholders filled per cell.
     External { command: Vec<String> },
+    /// A server run as a container (`image`); see `runner::container`.
+    Container(ContainerTarget),
+}
+
+/// `[targets.X] image = "…"`: a server image run with `docker run` on a network of the
+/// run's own. Any image whose command takes `{host}`, `{port}` and `{workers}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerTarget {
+    pub image: String,
+    /// The container's command (after the image's entrypoint), placeholders filled per
+    /// cell; `server --host {host} --port {port} --workers {workers}` when not given.
+    pub args: Vec<String>,
+    /// `docker run --cpus`: the machine's cores unless given.
+    pub cpus: f64,
 }
 
 impl Target {
+    /// Not the built-in server run as this machine's process: its exit status on SIGTERM
+    /// is its own business (a container's is checked by `runner::container`).
     pub fn is_external(&self) -> bool {
-        matches!(self.kind, TargetKind::External { .. })
+        !matches!(self.kind, TargetKind::Builtin { .. })
     }
 }
 
@@ -215,6 +231,9 @@ struct RawTarget {
     ready_timeout: Option<Spanned<String>>,
     stop_grace: Option<Spanned<String>>,
     tls: Option<Spanned<bool>>,
+    image: Option<Spanned<String>>,
+    client_image: Option<Spanned<String>>,
+    cpus: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,14 +386,26 @@ impl Source<'_> {
         }
     }
 
+    /// A duration, at most [`crate::cli::MAX_RUN_DURATION`] (24 h): longer is a typo.
     fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ExperimentError> {
-        crate::cli::parse_duration(value.get_ref()).map_err(|e| {
+        let d = crate::cli::parse_duration(value.get_ref()).map_err(|e| {
             self.error(
                 value.span(),
                 key,
                 format!("bad duration {:?}: {e}", value.get_ref()),
             )
-        })
+        })?;
+        if d > crate::cli::MAX_RUN_DURATION {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "{:?} is longer than 24 h, the longest duration an experiment takes (cells are measured for seconds to minutes): write e.g. \"30s\" or \"10m\"",
+                    value.get_ref()
+                ),
+            ));
+        }
+        Ok(d)
     }
 
     /// A duration that must not be zero (how long something lasts or may take).
@@ -470,6 +501,15 @@ fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
 
 /// Reads and checks an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
+    load_with(path, &[])
+}
+
+/// Reads an experiment file, applies `run`'s overrides to it (`overrides.rs`), and checks
+/// the result; `source` is then the effective file.
+pub(crate) fn load_with(
+    path: &Path,
+    overrides: &[super::overrides::Override],
+) -> Result<Experiment, ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|e| ExperimentError {
         path: path.to_path_buf(),
         line: 0,
@@ -478,7 +518,14 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
         message: format!("cannot read the experiment file: {e}"),
         snippet: None,
     })?;
-    parse(path, &text)
+    if overrides.is_empty() {
+        return parse(path, &text);
+    }
+    let effective = super::overrides::apply(path, &text, overrides)?;
+    let mut exp = parse(path, &effective)
+        .map_err(|e| super::overrides::relocate(e, &text, &effective, overrides))?;
+    exp.source = super::overrides::annotate(path, &effective, overrides);
+    Ok(exp)
 }
 
 /// Checks an experiment given as text; `path` names it in errors and anchors `{dir}`.
@@ -488,6 +535,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Experiment, ExperimentError> {
         let span = e.span().unwrap_or(0..0);
         let key = key_at(text, &span).unwrap_or_default();
         let message = e.message().trim_end().replace('\n', "; ");
+        let message = super::wording::user_words(&message, &key);
         src.error(span, &key, message)
     })?;
     resolve(&src, raw)
@@ -712,6 +760,8 @@ fn targets(
         (Some(server), None) => {
             let name = if server.get_ref().command.is_some() {
                 "external"
+            } else if server.get_ref().image.is_some() {
+                "container"
             } else {
                 "builtin"
             };
@@ -824,10 +874,29 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
         Some(t) => src.duration(t, &format!("{key}.stop_grace"))?,
     };
     let tls = raw.tls.as_ref().is_some_and(|t| *t.get_ref());
-    let kind = match &raw.command {
-        Some(command) => external_target(src, raw, command, key, tls)?,
-        None => builtin_target(src, raw, key)?,
+    let kind = match (&raw.command, &raw.image) {
+        (Some(_), Some(image)) => return Err(src.error(
+            image.span(),
+            &format!("{key}.image"),
+            "give a target either a `command` (a program) or an `image` (a container), not both",
+        )),
+        (Some(command), None) => external_target(src, raw, command, key, tls)?,
+        (None, Some(image)) => container_target(src, raw, image, key, tls)?,
+        (None, None) => builtin_target(src, raw, key)?,
     };
+    if raw.image.is_none() {
+        let only = [
+            (raw.client_image.as_ref().map(Spanned::span), "client_image"),
+            (raw.cpus.as_ref().map(Spanned::span), "cpus"),
+        ];
+        if let Some((span, field)) = only.iter().find_map(|(s, f)| Some((s.clone()?, f))) {
+            return Err(src.error(
+                span,
+                &format!("{key}.{field}"),
+                format!("`{field}` is for a container target: add `image = \"threadcenter:local\"` (scripts/image.sh), or remove it"),
+            ));
+        }
+    }
     Ok(Target {
         kind,
         ready_timeout,
@@ -899,6 +968,75 @@ fn external_target(
             .map(|w| w.get_ref().clone())
             .collect(),
     })
+}
+
+/// A target with an `image`: `args` with `{host}`, `{port}`, `{workers}` only, no TLS
+/// yet, and none of the built-in server's process keys.
+fn container_target(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    image: &Spanned<String>,
+    key: &str,
+    tls: bool,
+) -> Result<TargetKind, ExperimentError> {
+    let not_here = [
+        (raw.pool.as_ref().map(Spanned::span), "pool", "`pool` is for the built-in server run as a process; pass `--pool` in a container target's `args`"),
+        (raw.binary.as_ref().map(Spanned::span), "binary", "`binary` is for the built-in server run as a process; a container target names its `image`"),
+        (raw.tls.as_ref().filter(|t| *t.get_ref()).map(Spanned::span), "tls", "a container target does not serve TLS yet: measure it in plaintext (remove `tls`)"),
+        (raw.client_image.as_ref().map(Spanned::span), "client_image", "the runner does not run its client in a container yet (it runs on the host, against the container's address); compose.yaml runs clients in containers (docs/containers.md)"),
+    ];
+    if let Some((span, field, message)) = not_here
+        .iter()
+        .find_map(|(s, f, m)| Some((s.clone()?, f, m)))
+    {
+        return Err(src.error(span, &format!("{key}.{field}"), *message));
+    }
+    debug_assert!(!tls);
+    let image_of = |i: &Spanned<String>, field: &str| {
+        let name = i.get_ref().trim();
+        if name.is_empty() || name.chars().any(char::is_whitespace) {
+            Err(src.error(
+                i.span(),
+                &format!("{key}.{field}"),
+                "must name an image, e.g. \"threadcenter:local\" (scripts/image.sh builds it)",
+            ))
+        } else {
+            Ok(name.to_string())
+        }
+    };
+    let akey = format!("{key}.args");
+    let args = match &raw.args {
+        None => super::container::DEFAULT_ARGS
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        Some(a) => {
+            if let Some(bad) = a.get_ref().iter().find_map(|w| {
+                placeholders(w)
+                    .into_iter()
+                    .find(|p| !super::container::PLACEHOLDERS.contains(p))
+            }) {
+                return Err(src.error(a.span(), &akey, format!("unknown placeholder {{{bad}}}: a container target's args take {{host}}, {{port}} and {{workers}}")));
+            }
+            a.get_ref().clone()
+        }
+    };
+    let cpus = match &raw.cpus {
+        None => available_cores() as f64,
+        Some(c) if c.get_ref().is_finite() && *c.get_ref() > 0.0 => *c.get_ref(),
+        Some(c) => {
+            return Err(src.error(
+                c.span(),
+                &format!("{key}.cpus"),
+                "must be a positive number of CPUs, e.g. cpus = 1.5",
+            ))
+        }
+    };
+    Ok(TargetKind::Container(ContainerTarget {
+        image: image_of(image, "image")?,
+        args,
+        cpus,
+    }))
 }
 
 /// A target without a `command`: this executable's server (or `binary`'s).
@@ -1356,7 +1494,7 @@ mod tests {
             (
                 "[client]\nthreads = \"2\"\n[matrix]\n",
                 "client.threads",
-                "invalid type",
+                "expected a whole number",
             ),
         ] {
             let e = err(&format!(

@@ -191,6 +191,7 @@ mod tests {
             design: Design::Independent,
             base_name: "base".into(),
             new_name: "new".into(),
+            planned_reps: 6,
             thresholds: BTreeMap::new(),
             pairs: vec![Pair {
                 label: "concurrency=4".into(),
@@ -263,8 +264,8 @@ mod tests {
 
     #[test]
     fn a_row_holds_the_cell_and_fixed_decimals() {
-        let base = [1000.0, 1010.0, 990.0];
-        let new = [800.0, 805.0, 795.0];
+        let base = [1000.0, 1010.0, 990.0, 1000.0, 1005.0, 995.0];
+        let new = [800.0, 805.0, 795.0, 800.0, 802.0, 798.0];
         let mut j = judge(
             CMetric::Throughput,
             &base,
@@ -296,7 +297,7 @@ mod tests {
             ("rate", "500"),
             ("metric", "throughput"),
             ("better", "higher"),
-            ("n_base", "3"),
+            ("n_base", "6"),
             ("base_median", "1000.000"),
             ("new_median", "800.000"),
             ("ratio", "0.8000"),
