@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{Shared, CLOSING_TICK, TICK, WAKER};
+use super::ticker::Ticker;
+use super::{Inbox, Shared, CLOSING_TICK, TICK, TIMER, WAKER};
 use crate::protocol::frame::{decode, Decoded, HEADER_LEN};
 use crate::protocol::FrameError;
 use crate::server::connection::{self, frame_too_large, refuse_unserved, FLUSH_ALLOWANCE, QUIET};
@@ -134,28 +135,50 @@ impl Loop {
 
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
+        let mut ticker = match Ticker::new(self.poll.registry(), TIMER, TICK) {
+            Ok(ticker) => Some(ticker),
+            Err(e) => {
+                eprintln!("threadcenter server: an event loop has no timerfd ({e}); it wakes by timeout instead");
+                None
+            }
+        };
         let mut next_tick = Instant::now() + TICK;
         let mut turn = Vec::new();
         loop {
-            let now = Instant::now();
-            let timeout = if self.again.is_empty() {
-                next_tick.saturating_duration_since(now)
+            // With the timerfd the wait needs no timeout of its own.
+            let timeout = if !self.again.is_empty() {
+                Some(Duration::ZERO)
+            } else if ticker.is_some() {
+                None
             } else {
-                Duration::ZERO
+                Some(next_tick.saturating_duration_since(Instant::now()))
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     eprintln!("threadcenter server: an event loop's poll failed: {e}");
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 continue;
             }
+            let (mut woken, mut ticked) = (false, false);
             for ev in events.iter() {
-                if ev.token() != WAKER {
-                    self.drive(ev.token().0);
+                match ev.token() {
+                    WAKER => woken = true,
+                    TIMER => ticked = true,
+                    token => self.drive(token.0),
                 }
             }
-            let inbox = self.shared.take();
+            if ticked {
+                if let Some(t) = &ticker {
+                    t.clear();
+                }
+            }
+            // The inbox wakes the loop whenever it stops being empty.
+            let inbox = if woken {
+                self.shared.take()
+            } else {
+                Inbox::default()
+            };
             for stream in inbox.incoming {
                 self.adopt(stream);
             }
@@ -177,7 +200,13 @@ impl Loop {
             } else {
                 TICK
             };
-            if now >= next_tick {
+            if let Some(t) = &mut ticker {
+                if let Err(e) = t.set_every(every) {
+                    eprintln!("threadcenter server: cannot set an event loop's timer: {e}");
+                    ticker = None;
+                }
+            }
+            if ticked || now >= next_tick {
                 self.tick(now);
                 next_tick = now + every;
             } else {
