@@ -7,6 +7,7 @@ pub mod domain;
 pub mod hdr;
 pub(crate) mod machine;
 pub mod protocol;
+pub(crate) mod remote;
 pub(crate) mod report;
 pub mod rundir;
 pub mod runner;
@@ -49,5 +50,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => runner::run(&args, &report::render),
         Command::Report(args) => report::run(&args),
         Command::Worker(args) => server::worker::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::RemoteWrap(args) => remote::run_wrapper(&args),
     }
 }

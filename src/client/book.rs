@@ -412,6 +412,7 @@ mod tests {
             tls: false,
             ca: None,
             ids: IdStyle::Uuid,
+            wait_go: false,
         }
     }
 

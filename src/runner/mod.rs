@@ -14,6 +14,7 @@ pub(crate) mod cpu;
 pub mod experiment;
 pub(crate) mod launch;
 pub(crate) mod matrix;
+pub(crate) mod multihost;
 pub(crate) mod progress;
 pub(crate) mod stats;
 pub mod store;
@@ -55,13 +56,19 @@ pub fn run(
     render: &dyn Fn(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(args)?;
+    let exe = std::env::current_exe()
+        .context("cannot find this executable to run the server and client")?;
+    let fleet = (!plan.exp.hosts.hosts.is_empty())
+        .then(|| crate::remote::ssh::Fleet::new(plan.exp.hosts.hosts.clone(), &exe))
+        .transpose()?;
     if args.dry_run {
         print_plan(&plan);
+        if let Some(fleet) = &fleet {
+            fleet.dry_run()?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
 
-    let exe = std::env::current_exe()
-        .context("cannot find this executable to run the server and client")?;
     launch::become_subreaper();
     let interrupted = install_interrupt_handler()?;
     let sys = cpu::Sampler::system()?;
@@ -95,6 +102,7 @@ pub fn run(
         exp_dir: std::fs::canonicalize(exp_dir).unwrap_or_else(|_| exp_dir.to_path_buf()),
         interrupted: &interrupted,
         tls: run_cert.as_ref(),
+        fleet: fleet.as_ref(),
     };
     let run_started = Instant::now();
     run_cells(&env, &plan, sys, &progress, &mut manifest, &mut results)?;
