@@ -17,6 +17,7 @@ pub(crate) mod analysis;
 pub(crate) mod compare;
 #[cfg(test)]
 mod fixture;
+pub(crate) mod hosts;
 pub(crate) mod html;
 pub(crate) mod limits;
 pub(crate) mod load;

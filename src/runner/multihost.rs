@@ -170,6 +170,7 @@ pub(crate) fn run(
         hrows: Vec::new(),
         skew_ms: None,
         client_cpu: 0.0,
+        started: std::collections::BTreeSet::new(),
     };
     cellrun.go(&mut row, started);
     row.reason = cellrun.problems.join("; ");
@@ -201,6 +202,8 @@ struct CellRun<'a> {
     skew_ms: Option<f64>,
     /// The client groups' CPU over the window, summed (% of one core).
     client_cpu: f64,
+    /// The hosts where a wrapper was started (the ones the leftover check visits).
+    started: std::collections::BTreeSet<String>,
 }
 
 impl CellRun<'_> {
@@ -305,17 +308,22 @@ impl CellRun<'_> {
         h.reason = reasons.join("; ");
         self.hrows.insert(0, h);
         self.problems.extend(reasons);
-        // Once everything is stopped (hosts may share a machine, as the test hosts do).
+        // Once everything is stopped (hosts may share a machine, as the test hosts do),
+        // on each host where something was started.
         let mut checked = std::collections::BTreeSet::new();
         for host in std::iter::once(&server_host).chain(&env.exp.hosts.client_hosts) {
-            if checked.insert(host) {
+            if self.started.contains(host) && checked.insert(host) {
                 self.check_leftovers(host);
             }
         }
     }
 
     /// The server under the wrapper on `host`, ready; the address clients use.
-    fn start_server(&self, host: &str, target: &Target) -> Result<(Tracked, SocketAddr), String> {
+    fn start_server(
+        &mut self,
+        host: &str,
+        target: &Target,
+    ) -> Result<(Tracked, SocketAddr), String> {
         let cell = self.cell;
         // The host's address when it is one of its own (an IP); all of them otherwise.
         let address = &self.fleet.hosts[host].address;
@@ -338,6 +346,7 @@ impl CellRun<'_> {
         let session =
             self.fleet
                 .spawn(Some(host), &self.tag, &[], &words, &self.files.server_log)?;
+        self.started.insert(host.to_string());
         let mut t = Tracked::new(session);
         let deadline = Instant::now() + target.ready_timeout + Duration::from_secs(10);
         loop {
@@ -419,7 +428,10 @@ impl CellRun<'_> {
                 &words,
                 &log,
             ) {
-                Ok(session) => clients.push(Tracked::new(session)),
+                Ok(session) => {
+                    self.started.insert(name.clone());
+                    clients.push(Tracked::new(session));
+                }
                 Err(reason) => {
                     let mut h = self.host_row(Role::Client, &name);
                     h.reason.clone_from(&reason);
@@ -429,6 +441,10 @@ impl CellRun<'_> {
             }
         }
         if clients.len() < hosts.len() {
+            self.fail_clients(
+                &mut clients,
+                "not measured: another client host could not start its share (see its row)",
+            );
             return None;
         }
         let deadline = Instant::now() + s.cell_timeout;
@@ -567,7 +583,9 @@ impl CellRun<'_> {
             h.reason = why.to_string();
             self.hrows.push(h);
         }
-        self.problems.push(why.to_string());
+        if !clients.is_empty() {
+            self.problems.push(why.to_string());
+        }
     }
 
     /// `threadcenter client` for one host's share of the connections (and the rate).
@@ -661,15 +679,15 @@ impl CellRun<'_> {
                         ));
                     }
                     match crate::hdr::decode_base64_v2(&doc.histogram.data) {
-                        Ok(hist) => match merged.as_mut() {
-                            None => merged = Some(hist),
-                            Some(m) => {
-                                if let Err(e) = m.add(&hist) {
-                                    reasons
-                                        .push(format!("cannot merge {}'s histogram: {e}", c.host));
-                                }
+                        Ok(hist) => {
+                            // An auto-resizing histogram takes every host's range.
+                            let m = merged.get_or_insert_with(|| {
+                                Histogram::new(hist.sigfig()).expect("sigfig from a histogram")
+                            });
+                            if let Err(e) = m.add(&hist) {
+                                reasons.push(format!("cannot merge {}'s histogram: {e}", c.host));
                             }
-                        },
+                        }
                         Err(e) => {
                             reasons.push(format!("{}'s histogram does not decode: {e}", c.host))
                         }
