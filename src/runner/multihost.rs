@@ -310,12 +310,13 @@ impl CellRun<'_> {
         self.problems.extend(reasons);
         // Once everything is stopped (hosts may share a machine, as the test hosts do),
         // on each host where something was started.
-        let mut checked = std::collections::BTreeSet::new();
-        for host in std::iter::once(&server_host).chain(&env.exp.hosts.client_hosts) {
-            if self.started.contains(host) && checked.insert(host) {
-                self.check_leftovers(host);
-            }
-        }
+        let hosts: Vec<String> = self
+            .started
+            .iter()
+            .filter(|h| *h != LOCAL)
+            .cloned()
+            .collect();
+        self.check_leftovers(&hosts);
     }
 
     /// The server under the wrapper on `host`, ready; the address clients use.
@@ -814,16 +815,35 @@ impl CellRun<'_> {
         });
     }
 
-    /// The after-cell check: nothing carrying this cell's tag is left on `host`.
-    fn check_leftovers(&mut self, host: &str) {
-        match self.fleet.leftovers(host, &self.tag) {
-            Ok(pids) if pids.is_empty() => {}
-            Ok(pids) => self.problems.push(format!(
-                "processes of this cell were still on host {host} after it (killed now): {pids:?}"
-            )),
-            Err(e) => self.problems.push(format!(
-                "cannot check host {host} for processes left by this cell: {e}"
-            )),
+    /// The after-cell check, on every host at once: nothing carrying this cell's tag
+    /// is left there.
+    fn check_leftovers(&mut self, hosts: &[String]) {
+        let (fleet, tag) = (self.fleet, self.tag.as_str());
+        let found: Vec<(&String, Result<Vec<i32>, String>)> = std::thread::scope(|s| {
+            let checks: Vec<_> = hosts
+                .iter()
+                .map(|h| (h, s.spawn(move || fleet.leftovers(h, tag))))
+                .collect();
+            checks
+                .into_iter()
+                .map(|(h, j)| {
+                    let r = j
+                        .join()
+                        .unwrap_or_else(|_| Err("the check's thread panicked".into()));
+                    (h, r)
+                })
+                .collect()
+        });
+        for (host, r) in found {
+            match r {
+                Ok(pids) if pids.is_empty() => {}
+                Ok(pids) => self.problems.push(format!(
+                    "processes of this cell were still on host {host} after it (killed now): {pids:?}"
+                )),
+                Err(e) => self.problems.push(format!(
+                    "cannot check host {host} for processes left by this cell: {e}"
+                )),
+            }
         }
     }
 }
