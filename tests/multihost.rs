@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -449,17 +449,40 @@ fn a_host_whose_sshd_is_down_fails_its_cells_and_the_run_goes_on() {
     assert!(tagged(rd.file_name().unwrap().to_str().unwrap()).is_empty());
 }
 
-/// Starts a long one-cell run and waits until both client hosts are measuring.
-fn start_long_run(hosts: &TestHosts, dir: &Path) -> (ChildGuard, PathBuf) {
+/// Waits until both client hosts run the client of cell `cell` (`c001`).
+fn await_clients(cell: &str) {
+    wait_for(
+        Duration::from_secs(90),
+        &format!("{cell}'s clients to run on both hosts"),
+        || {
+            let clients = with_cmdline("--wait-go");
+            tagged(&format!(".{cell}-"))
+                .iter()
+                .filter(|p| clients.contains(p))
+                .count()
+                >= 2
+        },
+    );
+}
+
+/// One run of two long cells: in the first, every ssh process of the runner is killed
+/// (its sessions and its master connections); in the second, the runner gets Ctrl-C.
+/// Neither leaves a process on any host, the run goes on after the first, and the
+/// second ends it with exit status 130 and its ssh masters gone.
+#[test]
+#[ignore = "needs sshd and root"]
+fn lost_ssh_connections_and_ctrl_c_leave_nothing_on_any_host() {
+    let hosts = TestHosts::up();
+    let dir = tempfile::tempdir().unwrap();
     let file = hosts.experiment(
-        dir,
+        dir.path(),
         with(
             "duration = \"60s\"",
-            "workers = [1]\nsize = [1000]\nconcurrency = [2]\n",
+            "workers = [1]\nsize = [1000]\nconcurrency = [2, 4]\n",
             true,
         ),
     );
-    let out_dir = dir.join("out");
+    let out_dir = dir.path().join("out");
     let mut cmd = Command::new(BIN);
     cmd.args([
         "run",
@@ -469,43 +492,38 @@ fn start_long_run(hosts: &TestHosts, dir: &Path) -> (ChildGuard, PathBuf) {
     ])
     .stdin(Stdio::null())
     .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let runner = ChildGuard::spawn(cmd).unwrap();
-    wait_for(
-        Duration::from_secs(60),
-        "the clients to run on both hosts",
-        || {
-            let clients = with_cmdline("--wait-go");
-            tagged("").iter().filter(|p| clients.contains(p)).count() >= 2
-        },
-    );
-    (runner, out_dir)
-}
+    .stderr(Stdio::null());
+    let mut runner = ChildGuard::spawn(cmd).unwrap();
 
-fn wait_exit(runner: &mut ChildGuard) -> ExitStatus {
-    runner
-        .wait_timeout(Duration::from_secs(60))
-        .expect("the runner exits")
-}
-
-#[test]
-#[ignore = "needs sshd and root"]
-fn killing_the_runners_ssh_connections_mid_cell_leaves_nothing_on_any_host() {
-    let hosts = TestHosts::up();
-    let dir = tempfile::tempdir().unwrap();
-    let (mut runner, out_dir) = start_long_run(&hosts, dir.path());
-    // Every ssh the runner started (sessions and the masters it reaps as subreaper).
+    await_clients("c001");
+    // Every ssh the runner started: its sessions, and the masters it reaps as subreaper.
     let ssh = children_named(runner.id(), "ssh");
     assert!(!ssh.is_empty());
     for pid in ssh {
-        // Processes the runner (this test's child) started.
         let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     }
-    wait_for(Duration::from_secs(20), "every host to be clean", || {
-        tagged("").is_empty()
+    wait_for(Duration::from_secs(20), "c001's processes to go", || {
+        tagged(".c001-").is_empty()
     });
-    let status = wait_exit(&mut runner);
-    assert_eq!(status.code(), Some(1), "the cell failed");
+
+    // The run goes on: new masters, the second cell.
+    await_clients("c002");
+    let _ = Command::new("kill")
+        .args(["-INT", &runner.id().to_string()])
+        .status();
+    let status = runner
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the runner exits");
+    assert_eq!(status.code(), Some(130), "interrupted");
+    assert!(
+        tagged("").is_empty(),
+        "nothing of the run is left on a host"
+    );
+    let control = format!("threadcenter-ssh-{}-", runner.id());
+    wait_for(Duration::from_secs(10), "ssh's masters to exit", || {
+        with_cmdline(&control).is_empty()
+    });
+
     let rd = std::fs::read_dir(&out_dir)
         .unwrap()
         .flatten()
@@ -513,28 +531,7 @@ fn killing_the_runners_ssh_connections_mid_cell_leaves_nothing_on_any_host() {
         .unwrap()
         .path();
     let results = csv_rows(&rd.join("results.csv"));
+    assert_eq!(results.len(), 2, "{results:?}");
     assert!(results[0]["reason"].contains("went away"), "{results:?}");
-    assert!(tagged("").is_empty());
-}
-
-#[test]
-#[ignore = "needs sshd and root"]
-fn ctrl_c_on_the_runner_cleans_every_host() {
-    let hosts = TestHosts::up();
-    let dir = tempfile::tempdir().unwrap();
-    let (mut runner, _) = start_long_run(&hosts, dir.path());
-    let _ = Command::new("kill")
-        .args(["-INT", &runner.id().to_string()])
-        .status();
-    let status = wait_exit(&mut runner);
-    assert_eq!(status.code(), Some(130), "interrupted");
-    assert!(
-        tagged("").is_empty(),
-        "nothing of the run is left on a host"
-    );
-    // The master connections were told to exit.
-    let control = format!("threadcenter-ssh-{}-", runner.id());
-    wait_for(Duration::from_secs(10), "ssh's masters to exit", || {
-        with_cmdline(&control).is_empty()
-    });
+    assert!(results[1]["reason"].contains("interrupted"), "{results:?}");
 }

@@ -415,11 +415,6 @@ impl Session {
         }
     }
 
-    /// The session's process ended (the wrapper exited, or ssh lost the host).
-    pub(crate) fn has_exited(&self) -> bool {
-        self.group.as_ref().is_none_or(Group::has_exited)
-    }
-
     /// Closes the wrapper's stdin (it kills its group and exits), then stops the ssh
     /// process; what its log says, when it failed.
     pub(crate) fn close(&mut self, grace: Duration) -> String {

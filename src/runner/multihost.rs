@@ -36,6 +36,9 @@ struct Tracked {
     left: Option<Vec<i32>>,
     files: BTreeMap<String, Vec<u8>>,
     done: bool,
+    /// The session's stdout has ended (its reader thread is gone): every line it
+    /// held has been taken in.
+    eof: bool,
 }
 
 impl Tracked {
@@ -49,6 +52,7 @@ impl Tracked {
             left: None,
             files: BTreeMap::new(),
             done: false,
+            eof: false,
         }
     }
 
@@ -56,7 +60,15 @@ impl Tracked {
     /// `watch`.
     fn pump(&mut self, watch: &str) -> Option<Instant> {
         let mut seen = None;
-        while let Ok((at, e)) = self.session.events.try_recv() {
+        loop {
+            let (at, e) = match self.session.events.try_recv() {
+                Ok(x) => x,
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.eof = true;
+                    break;
+                }
+            };
             match e {
                 Event::Out(line) => {
                     if line.trim() == watch {
@@ -82,12 +94,12 @@ impl Tracked {
         seen
     }
 
-    /// The session ended without the wrapper's last line: the host (or ssh) went away.
+    /// The session's output ended without the wrapper's last line: the host (or ssh)
+    /// went away.
     fn lost(&self) -> Option<String> {
-        if self.done || !self.session.has_exited() {
+        if self.done || !self.eof {
             return None;
         }
-        // What is still in the pipe arrives before the process's exit is seen.
         Some(format!(
             "host {} went away (its ssh session ended before the wrapper's report{}){}",
             self.host,
