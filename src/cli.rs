@@ -94,6 +94,10 @@ pub struct WrapArgs {
     /// Instead of running a command: kill and list the processes carrying --tag.
     #[arg(long)]
     pub check: bool,
+    /// Kill the group and exit when no line has come on stdin for this long (the
+    /// runner sends one every second): a network that drops silently ends it too.
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub alive_timeout: Option<Duration>,
     /// The command and its arguments.
     #[arg(last = true)]
     pub command: Vec<String>,

@@ -10,7 +10,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::wrap::Event;
@@ -21,6 +21,11 @@ use crate::runner::launch::Group;
 pub(crate) fn local_version() -> String {
     format!("threadcenter {}", env!("CARGO_PKG_VERSION"))
 }
+
+/// A wrapper that hears nothing from the runner for this long kills its group; the
+/// runner writes a line every [`HEARTBEAT`].
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(15);
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// How long a one-off ssh command (version check, copy, leftover check) may take.
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
@@ -289,7 +294,13 @@ impl Fleet {
         words: &[String],
         log: &Path,
     ) -> Result<Session, String> {
-        let mut wrap_args: Vec<String> = vec!["remote-wrap".into(), "--tag".into(), tag.into()];
+        let mut wrap_args: Vec<String> = vec![
+            "remote-wrap".into(),
+            "--tag".into(),
+            tag.into(),
+            "--alive-timeout".into(),
+            format!("{}s", ALIVE_TIMEOUT.as_secs()),
+        ];
         if let Some(c) = host.and_then(|h| self.hosts[h].cpus.as_ref()) {
             wrap_args.extend(["--cpus".into(), c.clone()]);
         }
@@ -331,7 +342,20 @@ impl Fleet {
         cmd.stdout(Stdio::piped()).stderr(Stdio::from(log_file));
         let mut group = Group::spawn_with_stdin(&mut cmd)
             .map_err(|e| format!("cannot start ssh: {e}; install the OpenSSH client"))?;
-        let stdin = group.take_stdin();
+        let stdin = Arc::new(Mutex::new(group.take_stdin()));
+        let beat = Arc::clone(&stdin);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(HEARTBEAT);
+            let mut w = crate::sync::lock(&beat);
+            let Some(pipe) = w.as_mut() else { break };
+            if pipe
+                .write_all(b"alive\n")
+                .and_then(|()| pipe.flush())
+                .is_err()
+            {
+                break;
+            }
+        });
         let stdout = group.take_stdout().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -397,7 +421,8 @@ pub(crate) struct Session {
     /// `None`: the wrapper runs here.
     pub host: Option<String>,
     group: Option<Group>,
-    stdin: Option<ChildStdin>,
+    /// Shared with the heartbeat thread; `None` once closed.
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
     pub events: mpsc::Receiver<(Instant, Event)>,
     /// The session's stderr (ssh's and the remote command's).
     pub log: PathBuf,
@@ -406,7 +431,7 @@ pub(crate) struct Session {
 impl Session {
     /// Sends a control line (`go`, `term`); false if the session is gone.
     pub(crate) fn send(&mut self, line: &str) -> bool {
-        match self.stdin.as_mut() {
+        match crate::sync::lock(&self.stdin).as_mut() {
             Some(w) => w
                 .write_all(format!("{line}\n").as_bytes())
                 .and_then(|()| w.flush())
@@ -418,7 +443,7 @@ impl Session {
     /// Closes the wrapper's stdin (it kills its group and exits), then stops the ssh
     /// process; what its log says, when it failed.
     pub(crate) fn close(&mut self, grace: Duration) -> String {
-        self.stdin = None;
+        *crate::sync::lock(&self.stdin) = None;
         match self.group.take() {
             Some(g) => {
                 g.wait_exit(grace);
@@ -439,7 +464,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.stdin = None;
+        *crate::sync::lock(&self.stdin) = None;
         if let Some(g) = self.group.take() {
             g.stop(Duration::from_secs(2));
         }

@@ -184,7 +184,14 @@ pub(crate) fn run(args: &WrapArgs) -> anyhow::Result<ExitCode> {
         out: Arc::new(Mutex::new(io::stdout())),
         gone: Arc::clone(&gone),
     };
-    let result = supervise(&words, &args.tag, cpus.as_ref(), &sends, &em);
+    let result = supervise(
+        &words,
+        &args.tag,
+        cpus.as_ref(),
+        &sends,
+        &em,
+        args.alive_timeout,
+    );
     let _ = std::fs::remove_dir_all(&tmp);
     result?;
     Ok(ExitCode::SUCCESS)
@@ -212,6 +219,7 @@ fn supervise(
     cpus: Option<&CpuList>,
     sends: &[(String, PathBuf)],
     em: &Emitter,
+    alive_timeout: Option<Duration>,
 ) -> anyhow::Result<()> {
     let Some((program, rest)) = words.split_first() else {
         anyhow::bail!("remote-wrap: no command given after --");
@@ -257,8 +265,13 @@ fn supervise(
     }
     let mut child_in = child.stdin.take();
     let gone = Arc::clone(&em.gone);
+    let began = Instant::now();
+    // Milliseconds after `began` of the last line from the runner.
+    let heard = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let heard_in = Arc::clone(&heard);
     std::thread::spawn(move || {
         for line in io::stdin().lock().lines() {
+            heard_in.store(began.elapsed().as_millis() as u64, Ordering::SeqCst);
             match line.as_deref().map(str::trim) {
                 Ok("go") => {
                     if let Some(w) = child_in.as_mut() {
@@ -280,6 +293,16 @@ fn supervise(
     let mut sampler = CpuSampler::new(cpus);
     let mut next = Instant::now();
     let status = loop {
+        if let Some(limit) = alive_timeout {
+            let silent =
+                (began.elapsed().as_millis() as u64).saturating_sub(heard.load(Ordering::SeqCst));
+            if silent > limit.as_millis() as u64 && !em.gone.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "remote-wrap: nothing from the runner for {}s: it is gone (or the network is); killing the group",
+                    silent / 1000
+                );
+            }
+        }
         if em.gone.load(Ordering::SeqCst) {
             // SAFETY: the group this wrapper created; its leader is not reaped yet.
             unsafe { libc::kill(-pgid, libc::SIGKILL) };

@@ -36,6 +36,8 @@ struct Tracked {
     left: Option<Vec<i32>>,
     files: BTreeMap<String, Vec<u8>>,
     done: bool,
+    /// The wrapper said it started the command (so ssh reached the host).
+    started: bool,
     /// The session's stdout has ended (its reader thread is gone): every line it
     /// held has been taken in.
     eof: bool,
@@ -52,6 +54,7 @@ impl Tracked {
             left: None,
             files: BTreeMap::new(),
             done: false,
+            started: false,
             eof: false,
         }
     }
@@ -88,7 +91,7 @@ impl Tracked {
                     self.files.insert(name, bytes);
                 }
                 Event::Done => self.done = true,
-                Event::Started { .. } => {}
+                Event::Started { .. } => self.started = true,
             }
         }
         seen
@@ -100,16 +103,23 @@ impl Tracked {
         if self.done || !self.eof {
             return None;
         }
+        let ssh = match self.session.log_tail() {
+            t if t.is_empty() => String::new(),
+            t => format!(" — its log (ssh and the command's stderr): {t}"),
+        };
+        if !self.started {
+            return Some(format!(
+                "cannot start the command on host {}: its ssh session ended first{ssh}",
+                self.host
+            ));
+        }
         Some(format!(
             "host {} went away (its ssh session ended before the wrapper's report{}){}",
             self.host,
             self.exit.as_ref().map_or(String::new(), |(s, _)| format!(
                 "; the command had ended: {s}"
             )),
-            match self.session.log_tail() {
-                t if t.is_empty() => String::new(),
-                t => format!(" — ssh: {t}"),
-            }
+            ssh
         ))
     }
 
