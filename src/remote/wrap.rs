@@ -342,9 +342,11 @@ fn clear_group(pgid: i32) -> Vec<i32> {
     loop {
         // SAFETY: the group this wrapper created (members keep its id reserved).
         let rc = unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        // errno now, before waitpid sets it (ECHILD once nothing is left to reap).
+        let gone = rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
         // SAFETY: reaps this process's own exited children; never blocks.
         while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
-        if rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        if gone {
             return Vec::new();
         }
         if Instant::now() >= deadline {
