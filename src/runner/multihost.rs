@@ -919,6 +919,61 @@ fn merged_figures(docs: &[ClientDoc], hist: &Histogram<u64>) -> Measured {
 mod tests {
     use super::*;
 
+    /// A client document with `values` (ns) as its histogram.
+    fn doc(values: &[u64], throughput: f64) -> ClientDoc {
+        let mut h = crate::hdr::new_latency_histogram();
+        for &v in values {
+            h.record(v).unwrap();
+        }
+        serde_json::from_value(serde_json::json!({
+            "format": "threadcenter-client", "version": 1, "elapsed_s": 2.0,
+            "requests": {"sent": values.len(), "ok": values.len(), "failed": 0},
+            "throughput_rps": throughput,
+            "latency_us": {"p50": 1.0, "p99": 2.0},
+            "histogram": {"unit": "ns", "encoding": "hdr-v2-deflate-base64",
+                          "data": crate::hdr::encode_base64_v2(&h)},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_cells_figures_are_the_exact_merge_and_the_sums() {
+        // Two hosts with different ranges: the merge is the histogram of all values.
+        let a: Vec<u64> = (1..=900).map(|i| i * 1_000).collect();
+        let b: Vec<u64> = (1..=100).map(|i| i * 1_000_000).collect();
+        let docs = [doc(&a, 450.0), doc(&b, 50.0)];
+        let mut merged = Histogram::<u64>::new(3).unwrap();
+        let mut all = crate::hdr::new_latency_histogram();
+        for d in &docs {
+            merged
+                .add(crate::hdr::decode_base64_v2(&d.histogram.data).unwrap())
+                .unwrap();
+        }
+        for &v in a.iter().chain(&b) {
+            all.record(v).unwrap();
+        }
+        let m = merged_figures(&docs, &merged);
+        assert_eq!((m.sent, m.ok, m.failed), (1000, 1000, 0));
+        assert_eq!(m.throughput_rps, 500.0);
+        assert_eq!(merged.len(), all.len());
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            let want = all.value_at_quantile(q) as f64 / 1000.0;
+            let got = [
+                m.latency_p50_us,
+                m.latency_p90_us,
+                m.latency_p99_us,
+                m.latency_p99_9_us,
+            ][[0.5, 0.9, 0.99, 0.999]
+                .iter()
+                .position(|x| *x == q)
+                .unwrap()];
+            assert_eq!(got, want, "q {q}");
+        }
+        // p99 is the slow host's, which an average of the hosts' p99s would miss.
+        assert!(m.latency_p99_us > 90_000.0, "{}", m.latency_p99_us);
+        assert!(m.open.is_none());
+    }
+
     #[test]
     fn connections_split_evenly_and_add_up() {
         assert_eq!(split(8, 2), vec![4, 4]);
