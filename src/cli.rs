@@ -18,7 +18,7 @@ use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_N};
 /// processes; `client` drives it with threaded load and records HDR latency histograms.
 /// `run` executes a whole experiment matrix and writes CSV, plots and a report.
 #[derive(Debug, Parser)]
-#[command(name = "threadcenter", version, propagate_version = true)]
+#[command(name = "threadcenter", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,12 +31,22 @@ pub enum Command {
     /// Prints one readiness line on stdout once it accepts connections:
     /// `threadcenter listening addr=IP:PORT pid=PID workers=N pool=KIND tls=on|off`
     /// (IPv6 addresses in brackets; `metrics=IP:PORT` with --metrics; readers must
-    /// ignore keys they do not know, see docs/formats.md). Everything else goes to
-    /// stderr.
+    /// ignore keys they do not know: `threadcenter docs formats`). Everything else goes
+    /// to stderr.
+    ///
     /// SIGINT/SIGTERM: stop accepting, answer every request already received,
     /// stop the workers, exit 0. A second signal exits at once.
+    ///
+    /// Exit status: 0 after a clean stop (every request answered); 1 if a second
+    /// signal cut the drain short; 2 if the server could not start (bad flags, the port
+    /// in use, unreadable TLS files) or requests were still unanswered after
+    /// --drain-timeout.
     Server(ServerArgs),
     /// Drive a server with load and report throughput and latency percentiles.
+    ///
+    /// On a terminal it prints its target at once and a live line (requests sent and
+    /// answered, the rate, the p99 of the last second) while it runs; otherwise (a pipe,
+    /// a file) it prints only the summary at the end.
     ///
     /// Exit status: 0 if every request succeeded, 1 if any failed, 2 if the run
     /// could not start (bad flags, server unreachable).
@@ -50,8 +60,9 @@ pub enum Command {
     /// manifest.json, results.csv, summary.csv, hdr/, cpu/, plots/*.svg, report.md),
     /// points OUT/latest at it, and prints its path on stdout.
     ///
-    /// The file format is in docs/experiments.md; the outputs in docs/results.md.
-    /// Progress goes to stderr. Ctrl-C stops the current cell, kills its processes and
+    /// The file format: `threadcenter docs experiments`; the outputs: `threadcenter docs
+    /// results`. --repetitions, --warmup, --duration and --set KEY=VALUE override the
+    /// file's settings without editing it (recorded in manifest.json). Progress goes to stderr. Ctrl-C stops the current cell, kills its processes and
     /// writes a partial report; a second Ctrl-C exits at once.
     ///
     /// Exit status: 0 if every run succeeded, 1 if some failed (see report.md), 2 if
@@ -65,11 +76,16 @@ pub enum Command {
     ///
     /// With --baseline (or --baseline-target) it compares instead: cells matched by their
     /// parameters, per metric a ratio with a 95% interval and a verdict; it prints a table
-    /// and writes DIR/compare.md, compare.csv and compare.svg (docs/compare.md).
+    /// and writes DIR/compare.md, compare.csv and compare.svg (`threadcenter docs compare`).
     ///
     /// Exit status: 0 rendered, or no regression; 1 a regression; 2 inconclusive or too
     /// noisy to tell; 3 an error (bad flags, missing or corrupt files).
     Report(ReportArgs),
+    /// Print the documentation shipped with this binary: a topic, or the list of them.
+    ///
+    /// The same pages as docs/*.md in the source, so the references in --help work for
+    /// an installed binary too.
+    Docs(DocsArgs),
     /// Hidden: one pool worker process, fed by the server over stdin/stdout.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -200,19 +216,19 @@ pub struct ClientArgs {
     pub threads: Option<u64>,
     /// Requests per connection [default: 5, unless --duration is given]. Closed loop: sent
     /// one after another; open loop: the connection's share of the schedule.
-    #[arg(long, short = 'n', conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, short = 'n', conflicts_with = "duration", allow_negative_numbers = true, value_parser = parse_requests)]
     pub requests: Option<u64>,
-    /// Send for this long instead of a fixed count (e.g. 10s, 500ms, 2m).
-    #[arg(long, short = 'd', value_parser = parse_duration)]
+    /// Send for this long instead of a fixed count (e.g. 10s, 500ms, 2m; at most 24h).
+    #[arg(long, short = 'd', value_parser = parse_run_duration)]
     pub duration: Option<Duration>,
     /// n for compute: the work per request (a few ns per step in this server).
-    #[arg(long, short = 's', default_value_t = 500_000)]
+    #[arg(long, short = 's', default_value_t = 500_000, allow_negative_numbers = true, value_parser = parse_size)]
     pub size: u64,
     /// Command to send.
     #[arg(long, value_enum, default_value_t = ClientCmd::Compute)]
     pub cmd: ClientCmd,
     /// Load sent before measuring; its latencies are not recorded (e.g. 1s).
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = parse_run_duration)]
     pub warmup: Duration,
     /// A request with no answer after this long counts as a timeout.
     #[arg(long, default_value = crate::domain::CLIENT_TIMEOUT, value_parser = parse_duration)]
@@ -221,7 +237,8 @@ pub struct ClientArgs {
     /// the server does (e.g. 5000, 0.5). Latency is measured from each request's intended
     /// send time (corrected for coordinated omission) and from its actual send time.
     /// Without --rate the client is closed loop: each connection waits for an answer
-    /// before it sends again (the seed's model). See docs/open-loop.md.
+    /// before it sends again (the model of the original ThreadCenter client this project
+    /// started from). See `threadcenter docs open-loop`.
     #[arg(long, value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// Open loop only: up to K requests in flight per connection, so one slow answer
@@ -251,8 +268,8 @@ pub struct ClientArgs {
     /// The CA certificate(s), PEM, that --tls trusts instead of the system's roots.
     #[arg(long, value_name = "PEM", requires = "tls")]
     pub ca: Option<PathBuf>,
-    /// How request ids are spelled: `uuid` (a UUID-shaped string, as the seed's client
-    /// sends) or `integer`. Either way they are unique across the run's connections, as
+    /// How request ids are spelled: `uuid` (a UUID-shaped string, as the original
+    /// ThreadCenter client sends) or `integer`. Either way they are unique across the run's connections, as
     /// the original ThreadCenter server needs, and answers are matched by the id's text.
     #[arg(long, value_enum, default_value_t = crate::domain::IdStyle::Uuid)]
     pub ids: crate::domain::IdStyle,
@@ -272,15 +289,31 @@ pub struct WorkerArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The experiment file (TOML; see docs/experiments.md and experiments/).
+    /// The experiment file (TOML; see `threadcenter docs experiments` and experiments/).
     #[arg(value_name = "FILE.toml")]
     pub file: PathBuf,
     /// Where run directories go: OUT/<UTC time>-<name>/, and OUT/latest links to the newest.
     #[arg(long, short = 'o', value_name = "OUT", default_value = "reports")]
     pub out: PathBuf,
-    /// Check the file and print its cells and their order; run nothing.
+    /// Check the file (with the overrides), its commands and durations, and print the
+    /// effective settings, the cells and their order; run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Repetitions of each cell, instead of the file's `repetitions`.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub repetitions: Option<String>,
+    /// Warm-up of each cell, instead of the file's `warmup` (e.g. 1s).
+    #[arg(long, value_name = "DURATION")]
+    pub warmup: Option<String>,
+    /// How long each cell is measured, instead of the file's `duration` (or `requests`).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Set any key of the experiment file, as if written there: a dotted key and a TOML
+    /// value, e.g. `--set matrix.workers=[1,2]`, `--set client.timeout=5s`,
+    /// `--set 'targets.py.command=["python3","s.py","{port}"]'`. A bare word is a
+    /// string. Repeatable; every check of the file applies.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::runner::overrides::parse_set)]
+    pub set: Vec<(String, String)>,
     /// Seed for `order = "shuffled"`, overriding the file's (the one used is recorded).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -309,6 +342,26 @@ pub struct ReportArgs {
     pub thresholds: Vec<(Option<crate::domain::CMetric>, f64)>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct DocsArgs {
+    /// The page to print (e.g. `experiments`); without it, the list of pages.
+    #[arg(value_name = "TOPIC")]
+    pub topic: Option<String>,
+}
+
+/// `--version`: the package version and the commit it was built from, as manifests
+/// record it (`unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("THREADCENTER_GIT_COMMIT"),
+    ")"
+);
+
+/// The longest duration a run or a client is given: 24 hours. A cell is measured for
+/// seconds to minutes; anything longer is a typo (`1 year`, `5000h`).
+pub const MAX_RUN_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// The largest --pipeline: requests in flight on one connection.
 pub const MAX_PIPELINE: u64 = 65_536;
 
@@ -329,6 +382,54 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}: write a duration such as 500ms, 5s or 2m"))
+}
+
+/// A duration of load (`--duration`, `--warmup`): at most [`MAX_RUN_DURATION`].
+pub fn parse_run_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > MAX_RUN_DURATION {
+        return Err(format!(
+            "{s} is longer than 24h, the longest load this tool runs: write a duration such as 30s, 10m or 2h"
+        ));
+    }
+    Ok(d)
+}
+
+/// A whole number of at least `min` for a flag: what was wrong with `s` and an example,
+/// instead of clap's "invalid digit found in string" or "0 is not in 1..18446744073709551615".
+fn whole_number(s: &str, what: &str, min: u64, example: &str) -> Result<u64, String> {
+    let t = s.trim().replace('_', "");
+    let n = t.parse::<u64>().map_err(|_| {
+        let why = if t.starts_with('-') && t.parse::<f64>().is_ok() {
+            "is negative"
+        } else if t.parse::<f64>().is_ok() {
+            "is not a whole number"
+        } else {
+            "is not a number"
+        };
+        format!("{s:?} {why}: {what} is a whole number of at least {min}, e.g. {example}")
+    })?;
+    if n < min {
+        return Err(format!(
+            "{what} must be at least {min}, not {n}; e.g. {example}"
+        ));
+    }
+    Ok(n)
+}
+
+/// `--size`: n for compute, 0 or more.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    whole_number(s, "--size (n of compute)", 0, "--size 500000")
+}
+
+/// `--requests`: at least 1 per connection.
+pub fn parse_requests(s: &str) -> Result<u64, String> {
+    whole_number(
+        s,
+        "--requests (per connection; or --duration 10s to send for a time)",
+        1,
+        "--requests 100",
+    )
 }
 
 /// A duration that must be more than zero.

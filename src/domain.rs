@@ -46,7 +46,7 @@ impl FromStr for PoolKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IoModel {
-    /// Two threads per connection: a blocking reader and a writer (the seed's model).
+    /// Two threads per connection: a blocking reader and a writer (as the original ThreadCenter server has it).
     #[default]
     Threads,
     /// A few epoll loops (`--io-threads`), each owning many non-blocking connections.
@@ -130,7 +130,7 @@ pub const CLIENT_TIMEOUT: &str = "30s";
 /// How request ids are spelled on the wire (`--ids`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum IdStyle {
-    /// A UUID-shaped string, as the seed's client sends (the default).
+    /// A UUID-shaped string, as the original ThreadCenter client sends (the default).
     #[default]
     Uuid,
     /// A JSON integer.

@@ -3,8 +3,10 @@
 
 pub mod cli;
 pub mod client;
+pub(crate) mod docs;
 pub mod domain;
 pub mod hdr;
+pub(crate) mod human;
 pub(crate) mod machine;
 pub mod protocol;
 pub(crate) mod remote;
@@ -49,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(args) => client::run(&args),
         Command::Run(args) => runner::run(&args, &report::render),
         Command::Report(args) => report::run(&args),
+        Command::Docs(args) => docs::run(&args),
         Command::Worker(args) => server::worker::run(&args).map(|()| ExitCode::SUCCESS),
         Command::RemoteWrap(args) => remote::run_wrapper(&args),
     }

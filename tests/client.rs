@@ -337,7 +337,7 @@ fn a_stalled_server_gives_timeouts() {
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("timeout 4"), "{stdout}");
-    assert!(stdout.contains("no response within 200ms"), "{stdout}");
+    assert!(stdout.contains("no response within 200 ms"), "{stdout}");
     check_doc_invariants(&doc);
     assert_eq!((doc.requests.ok, doc.failures.timeout), (0, 4));
     assert_eq!(server.requests(), 4);

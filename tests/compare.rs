@@ -93,6 +93,7 @@ fn write_run(dir: &Path, toml: &str, fig: &dyn Fn(usize, &str, u32) -> Option<Fi
                 reason: "the server exited during the cell".into(),
                 measured: None,
                 cpu: None,
+                footprint: None,
                 stages: None,
                 startup_s: 0.05,
                 stop_s: 0.05,
@@ -320,13 +321,35 @@ fn too_few_repetitions_are_inconclusive_and_say_how_many_are_needed() {
     for row in v.values() {
         assert_eq!(row["verdict"], "inconclusive");
         // 2 cells × 5 metrics = 10 tests: Holm's first step asks p ≤ 0.005, which takes
-        // 6 repetitions a side (3 alone would need 4 even for a single test).
-        assert!(row["reason"].contains("needs at least 6"), "{row:?}");
-        assert!(
-            row["reason"].contains("10 figures at once (Holm)"),
+        // 6 repetitions a side; a 95% interval of a median takes 6 as well.
+        assert_eq!(
+            row["reason"], "too few repetitions: 3 and 3, 6 needed a side",
+            "{row:?}"
+        );
+        // Three values cannot support a 95% interval: none is given.
+        assert_eq!(
+            (row["ci_low"].as_str(), row["ci_high"].as_str()),
+            ("", ""),
             "{row:?}"
         );
     }
+    // What is missing and how to get it is said once, on lines a terminal can show.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout
+            .matches("inconclusive for too few repetitions")
+            .count(),
+        1,
+        "{stdout}"
+    );
+    assert!(stdout.contains("`repetitions = 6`"), "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.chars().count() <= 160),
+        "a line longer than 160 characters:\n{stdout}"
+    );
+    let md = fs::read_to_string(new.join("compare.md")).unwrap();
+    assert_eq!(md.matches("**Too few repetitions.**").count(), 1, "{md}");
+    assert!(md.contains("10 of 10 verdicts are inconclusive"), "{md}");
 }
 
 #[test]
@@ -417,7 +440,13 @@ fn errors_exit_3_and_name_what_is_wrong() {
     let m = fs::read_to_string(future.join("manifest.json")).unwrap();
     fs::write(
         future.join("manifest.json"),
-        m.replace("\"schema_version\": 3", "\"schema_version\": 99"),
+        m.replace(
+            &format!(
+                "\"schema_version\": {}",
+                threadcenter::rundir::SCHEMA_VERSION
+            ),
+            "\"schema_version\": 99",
+        ),
     )
     .unwrap();
     let out = report(&[&new, &future], &[]);

@@ -478,7 +478,7 @@ fn a_silent_server_gives_timeouts_for_every_scheduled_request() {
     assert_eq!(doc.requests.sent, 50);
     assert_eq!(doc.requests.ok, 0);
     assert_eq!(doc.failures.timeout, 50, "{:?}", doc.failures);
-    assert!(doc.first_errors["timeout"].contains("300ms"));
+    assert!(doc.first_errors["timeout"].contains("300 ms"));
     // The pipeline filled, so sends were held back: late, but not the client's doing.
     let o = open_loop(&doc);
     assert!(o.late > 0 && o.late_own <= o.late / 4, "{o:?}");

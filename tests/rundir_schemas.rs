@@ -166,6 +166,27 @@ const FIXTURES: &[Fixture] = &[
         slo_p99_us: Some(20_000.0),
         binary_target: None,
     },
+    Fixture {
+        dir: "v4",
+        schema_version: 4,
+        git_commit: "e5e621f484b1",
+        cells: &["c001", "c002", "c003", "c004"],
+        runs: &[
+            ok("c001", 6871, 13737.503, None),
+            ok("c002", 1658, 3306.770, None),
+            ok("c003", 250, 454.247, Some(500)),
+            Run {
+                cell: "c004",
+                ..NEVER_STARTED
+            },
+        ],
+        absent_columns: &[],
+        stages: true,
+        limits: true,
+        compare: true,
+        slo_p99_us: Some(20_000.0),
+        binary_target: None,
+    },
 ];
 
 const fn ok(cell: &'static str, sent: u64, throughput_rps: f64, rate: Option<u64>) -> Run {
@@ -262,6 +283,12 @@ fn check_row_against_raw(row: &ResultRow, raw: &BTreeMap<String, String>) {
         raw["pool"],
         "{what}"
     );
+    // Absent before schema 4: no `--io` was passed then.
+    assert_eq!(
+        row.cell.io.map_or("", |p| p.as_str()),
+        raw.get("io").map_or("", String::as_str),
+        "{what}"
+    );
     assert_eq!(Some(row.cell.workers), int(raw, "workers"), "{what}");
     assert_eq!(row.cell.cmd.as_str(), raw["cmd"], "{what}");
     assert_eq!(Some(row.cell.size), int(raw, "size"), "{what}");
@@ -330,6 +357,23 @@ fn check_row_against_raw(row: &ResultRow, raw: &BTreeMap<String, String>) {
         "{what}"
     );
     assert_eq!(row.stop_s, num(raw, "stop_s").unwrap_or(0.0), "{what}");
+    // Schema 4's memory and threads: absent before, read as not measured.
+    let f = row.footprint.as_ref();
+    assert_eq!(
+        f.map(|f| f.server_rss_kib),
+        int(raw, "server_rss_kib"),
+        "{what}"
+    );
+    assert_eq!(
+        f.and_then(|f| f.client_rss_kib),
+        int(raw, "client_rss_kib"),
+        "{what}"
+    );
+    assert_eq!(
+        f.map(|f| f.server_threads),
+        int(raw, "server_threads"),
+        "{what}"
+    );
     assert_eq!(Some(row.wall_s), num(raw, "wall_s"), "{what}");
     match &row.stages {
         None => assert_eq!(int(raw, "server_timed"), None, "{what}"),
@@ -444,6 +488,15 @@ fn check_results(f: &Fixture, dir: &Path) -> Vec<ResultRow> {
         }
         if row.status == Status::Ok {
             assert!(row.cpu.is_some(), "{what}: cpu");
+            // Memory and threads came with schema 4.
+            assert_eq!(
+                row.footprint.is_some(),
+                f.schema_version >= 4,
+                "{what}: footprint"
+            );
+            if let Some(fp) = &row.footprint {
+                assert!(fp.server_rss_kib > 0 && fp.server_threads >= 1, "{what}");
+            }
             assert_eq!(row.stages.is_some(), f.stages, "{what}: stages");
             assert!(row.wall_s > 0.0, "{what}");
         } else {
@@ -513,6 +566,17 @@ fn check_run_files(f: &Fixture, dir: &Path, rows: &[ResultRow]) {
             assert_eq!(Some(s.server_cpu_s), num(r, "server_cpu_s"), "{what}");
             assert_eq!(Some(s.server_pct), num(r, "server_pct"), "{what}");
             assert_eq!(Some(s.machine_pct), num(r, "machine_pct"), "{what}");
+            let fp = s.footprint.as_ref();
+            assert_eq!(
+                fp.map(|f| f.server_rss_kib),
+                int(r, "server_rss_kib"),
+                "{what}"
+            );
+            assert_eq!(
+                fp.map(|f| f.server_threads),
+                int(r, "server_threads"),
+                "{what}"
+            );
         }
         assert!(
             samples.windows(2).all(|w| w[0].t_s <= w[1].t_s),

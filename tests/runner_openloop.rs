@@ -115,7 +115,7 @@ fn a_rate_axis_runs_open_loop_cells_and_the_report_names_the_model_and_the_susta
         "| closed loop |",
         "| open loop, 200 req/s, pipeline 8 |",
         "| open loop, 400 req/s, pipeline 8 |",
-        "SLO: **p99 ≤ 2000.00 ms**",
+        "SLO: **p99 ≤ 2.00 s**",
         "every tested rate met the SLO, up to 400 req/s",
         "open_loop_latency_vs_throughput.svg",
     ] {
@@ -129,7 +129,7 @@ fn a_rate_axis_runs_open_loop_cells_and_the_report_names_the_model_and_the_susta
             .join("open_loop_latency_vs_throughput.svg"),
     )
     .unwrap();
-    for needle in ["(corrected)", "(uncorrected)", "SLO: p99 2000.00 ms"] {
+    for needle in ["(corrected)", "(uncorrected)", "SLO: p99 2.00 s"] {
         assert!(svg.contains(needle), "{needle:?} not in the plot");
     }
 

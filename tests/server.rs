@@ -506,3 +506,40 @@ sut::io_tests!(
     requests_sent_during_the_drain_get_shutting_down,
     workers_die_with_a_killed_server,
 );
+
+/// A worker process writes each batch of results in one write, so that its server's
+/// supervisor wakes once per batch. Its stdout here is a datagram socket, which keeps
+/// each write whole as one datagram: one task in, one 32-byte record out, although the
+/// record is full of 0x0a bytes (at which a line-buffered stdout splits a write).
+#[test]
+fn a_worker_writes_its_results_whole() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixDatagram;
+    use std::process::{Command, Stdio};
+    let (results, theirs) = UnixDatagram::pair().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_threadcenter"));
+    cmd.arg("worker")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(OwnedFd::from(theirs)));
+    let mut worker = common::ChildGuard::spawn(cmd).unwrap();
+    let mut tasks = worker.child_mut().stdin.take().unwrap();
+    results
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for round in 0..5u64 {
+        let seq = u64::from_le_bytes([0x0a; 8]) + (round << 8);
+        let mut task = seq.to_le_bytes().to_vec();
+        task.extend_from_slice(&10u64.to_le_bytes());
+        tasks.write_all(&task).unwrap();
+        let mut record = [0u8; 64];
+        let got = results.recv(&mut record).unwrap();
+        assert_eq!(got, 32, "round {round}: one write of {:?}", &record[..got]);
+        assert_eq!(record[..8], seq.to_le_bytes());
+        assert_eq!(u64::from_le_bytes(record[8..16].try_into().unwrap()), 8360);
+    }
+    drop(tasks);
+    let status = worker
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the worker exits when its stdin closes");
+    assert!(status.success(), "{status:?}");
+}

@@ -44,6 +44,8 @@ pub(super) struct Tally {
     pub idle: Duration,
     /// From the gate opening to the thread's end.
     pub wall: Duration,
+    /// On a terminal: the counts the live line shows, published now and then.
+    pub live: Option<super::live::LiveLocal>,
 }
 
 impl Tally {
@@ -65,6 +67,7 @@ impl Tally {
             intervals: None,
             idle: Duration::ZERO,
             wall: Duration::ZERO,
+            live: None,
         }
     }
 
@@ -79,6 +82,9 @@ impl Tally {
     pub(super) fn fail(&mut self, outcome: Outcome<'_>, at: Instant, cfg: &LoadConfig) {
         count_failure(&mut self.failures, &mut self.first_errors, outcome, cfg);
         self.last_done = self.last_done.max(Some(at));
+        if let Some(l) = self.live.as_mut() {
+            l.failed += 1;
+        }
     }
 
     /// Counts `n` requests under failure `kind` (`connect` or `server_gone`): requests
@@ -105,6 +111,9 @@ impl Tally {
         };
         super::load::note_first(&mut self.first_errors, key, message);
         self.last_done = self.last_done.max(Some(at));
+        if let Some(l) = self.live.as_mut() {
+            l.failed += n;
+        }
     }
 }
 
@@ -318,6 +327,10 @@ impl Book {
                     if let Some(iv) = t.intervals.as_mut() {
                         iv.record(now, corrected, uncorrected);
                     }
+                    if let Some(l) = t.live.as_mut() {
+                        l.ok += 1;
+                        record_ns(&mut l.recent, corrected);
+                    }
                     t.last_done = t.last_done.max(Some(now));
                 }
                 failure => tally.fail(failure, now, cfg),
@@ -356,6 +369,9 @@ impl Book {
     pub(super) fn mark_sent(&mut self, slot: usize, now: Instant, tally: &mut Tally) {
         let s = &mut self.slots[slot];
         s.sent = Some(now);
+        if let Some(l) = tally.live.as_mut().filter(|_| s.measured) {
+            l.sent += 1;
+        }
         if !s.measured || !tally.open {
             return;
         }

@@ -192,7 +192,7 @@ fn warnings(open: &OpenReport, cpu: &ClientCpu) -> Vec<String> {
             open.late_own,
             open.sent,
             open.late_own as f64 * 100.0 / open.sent as f64,
-            humantime::format_duration(LATE_THRESHOLD)
+            crate::human::duration(LATE_THRESHOLD)
         ));
     }
     out
@@ -293,7 +293,7 @@ impl Conn {
                         io::ErrorKind::TimedOut,
                         format!(
                             "no connection within {}",
-                            humantime::format_duration(cfg.timeout)
+                            crate::human::duration(cfg.timeout)
                         ),
                     );
                     return self.connect_failed(cx, e, now);
@@ -606,7 +606,13 @@ impl<'a> EventLoop<'a> {
             conns,
             index,
             timers: BinaryHeap::new(),
-            tally: Tally::new(matches!(cfg.model, LoadModel::Open { .. })),
+            tally: Tally {
+                live: shared
+                    .live
+                    .as_ref()
+                    .map(|_| super::live::LiveLocal::new(now)),
+                ..Tally::new(matches!(cfg.model, LoadModel::Open { .. }))
+            },
             due: Vec::new(),
             ready: Vec::new(),
         })
@@ -719,9 +725,18 @@ impl<'a> EventLoop<'a> {
                 }
                 self.step(token, now);
             }
+            self.publish_live(now, false);
         }
+        self.publish_live(Instant::now(), true);
         self.tally.wall = start.elapsed();
         Ok(())
+    }
+
+    /// On a terminal: hands the live line this thread's counts now and then.
+    fn publish_live(&mut self, now: Instant, force: bool) {
+        if let (Some(local), Some(live)) = (self.tally.live.as_mut(), self.shared.live.as_ref()) {
+            local.publish(live, now, force);
+        }
     }
 
     /// Steps connection `token` and re-arms its timer.

@@ -15,6 +15,7 @@ use anyhow::{anyhow, bail};
 use hdrhistogram::Histogram;
 
 use super::ids::Ids;
+use super::live::Live;
 use super::report::{Failures, Report};
 use super::tls::{HandshakeFailed, TlsTarget};
 use super::LoadConfig;
@@ -50,13 +51,23 @@ pub(crate) fn target_name(host: &str, port: u16) -> String {
 /// `Err` only when the run cannot start: the host does not resolve, the server does not
 /// accept a connection, or threads cannot be created. Failed requests are in the report.
 pub fn run_load(config: &LoadConfig) -> anyhow::Result<Report> {
+    run_load_observed(config, |_| None)
+}
+
+/// [`run_load`], calling `on_ready` with the server's address once it accepted the
+/// preflight connection; the [`Live`] it returns gets the counts as the run goes.
+pub(crate) fn run_load_observed(
+    config: &LoadConfig,
+    on_ready: impl FnOnce(SocketAddr) -> Option<Arc<Live>>,
+) -> anyhow::Result<Report> {
     let tls = config
         .tls
         .then(|| TlsTarget::new(&config.host, config.ca.as_deref()))
         .transpose()?;
     super::events::ensure_open_files(config.concurrency as u64)?;
     let addr = preflight(config, tls.as_ref())?;
-    let shared = Arc::new(Shared::new(addr, config, tls));
+    let live = on_ready(addr);
+    let shared = Arc::new(Shared::new(addr, config, tls, live));
     super::events::run(shared)
 }
 
@@ -190,10 +201,17 @@ pub(super) struct Shared {
     /// Set once the server answered SHUTTING_DOWN on any connection: a connection lost
     /// after that, or a connect refused, means the server is going away.
     pub going_away: AtomicBool,
+    /// On a terminal: where the threads publish what the live line shows.
+    pub live: Option<Arc<Live>>,
 }
 
 impl Shared {
-    fn new(addr: SocketAddr, config: &LoadConfig, tls: Option<TlsTarget>) -> Shared {
+    fn new(
+        addr: SocketAddr,
+        config: &LoadConfig,
+        tls: Option<TlsTarget>,
+        live: Option<Arc<Live>>,
+    ) -> Shared {
         let (command, expected) = match config.cmd {
             ClientCmd::Compute => (
                 Command::Compute { n: config.size },
@@ -210,6 +228,7 @@ impl Shared {
             tls,
             ids: Ids::new(config.ids),
             going_away: AtomicBool::new(false),
+            live,
         }
     }
 
@@ -470,10 +489,7 @@ pub(super) fn count_failure(
         Outcome::Timeout => {
             failures.timeout += 1;
             note_first(first_errors, "timeout", || {
-                format!(
-                    "no response within {}",
-                    humantime::format_duration(cfg.timeout)
-                )
+                format!("no response within {}", crate::human::duration(cfg.timeout))
             });
         }
     }

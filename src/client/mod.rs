@@ -14,6 +14,7 @@ mod events;
 pub(crate) mod ids;
 pub(crate) mod intervals;
 mod link;
+pub(crate) mod live;
 pub(crate) mod load;
 mod pacing;
 pub(crate) mod print;
@@ -193,28 +194,25 @@ impl LoadConfig {
             let what = match self.cmd {
                 ClientCmd::Compute => format!(
                     "a round trip ({}) plus compute({}) at {MIN_NS_PER_STEP} ns a step",
-                    humantime::format_duration(MIN_ROUND_TRIP),
+                    crate::human::duration(MIN_ROUND_TRIP),
                     self.size
                 ),
                 ClientCmd::Ping => {
-                    format!(
-                        "a round trip ({})",
-                        humantime::format_duration(MIN_ROUND_TRIP)
-                    )
+                    format!("a round trip ({})", crate::human::duration(MIN_ROUND_TRIP))
                 }
             };
             bail!(
-                "--rate {rate} cannot be carried by {} connection(s) with {pipeline} request(s) in flight each: every answer would have to come within {:.1} us, and no request takes less than {:.1} us ({what}); at most {capacity:.0}/s fits. Raise --pipeline or --concurrency, or lower --rate",
+                "--rate {rate} cannot be carried by {} connection(s) with {pipeline} request(s) in flight each: every answer would have to come within {}, and no request takes less than {} ({what}); at most {capacity:.0}/s fits. Raise --pipeline or --concurrency, or lower --rate",
                 self.concurrency,
-                conns * pipeline as f64 / rate * 1e6,
-                min_latency.as_secs_f64() * 1e6,
+                crate::human::latency_us(conns * pipeline as f64 / rate * 1e6),
+                crate::human::latency_us(min_latency.as_secs_f64() * 1e6),
             );
         }
         if self.timeout < min_latency {
             bail!(
                 "--timeout {} is shorter than the least time a request takes ({}): every request would time out",
-                humantime::format_duration(self.timeout),
-                humantime::format_duration(min_latency)
+                crate::human::duration(self.timeout),
+                crate::human::duration(min_latency)
             );
         }
         if let Mode::Duration(d) = self.mode {
@@ -222,7 +220,7 @@ impl LoadConfig {
             if scheduled < conns {
                 bail!(
                     "--rate {rate} for {} schedules {scheduled:.1} request(s), fewer than the {} connection(s): lengthen --duration, raise --rate or lower --concurrency",
-                    humantime::format_duration(d),
+                    crate::human::duration(d),
                     self.concurrency
                 );
             }
@@ -233,15 +231,43 @@ impl LoadConfig {
 
 /// `threadcenter client`: exit 0 if every request succeeded, 1 if any failed; `Err` (exit 2)
 /// if the run could not start or its files could not be written.
+///
+/// On a terminal (stdout) the target line comes at once and a live line is redrawn
+/// while the load runs (`live.rs`); elsewhere nothing is printed until the end.
 pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
     let config = LoadConfig::from_args(args)?;
-    let report = run_load(&config)?;
+    let on_terminal = !args.quiet && io::stdout().is_terminal();
+    let mut printer = None;
+    let report = if on_terminal {
+        load::run_load_observed(&config, |addr| {
+            let mut out = io::stdout().lock();
+            let _ = print::print_target(&config, addr, &mut out).and_then(|()| out.flush());
+            let live = live::Live::new();
+            printer = Some(live::Printer::start(
+                std::sync::Arc::clone(&live),
+                config.warmup,
+                Box::new(io::stdout()),
+            ));
+            Some(live)
+        })
+    } else {
+        run_load(&config)
+    };
+    if let Some(p) = printer {
+        p.stop();
+    }
+    let report = report?;
     for warning in &report.warnings {
         eprintln!("threadcenter client: warning: {warning}");
     }
     if !args.quiet {
         let mut out = io::stdout().lock();
-        print::print_report(&report, &mut out)?;
+        if on_terminal {
+            print::print_results(&report, &mut out)?;
+        } else {
+            print::print_report(&report, &mut out)?;
+        }
         out.flush()?;
     }
     if let Some(path) = &args.json {

@@ -1,42 +1,60 @@
-//! The human summary on stdout: counts, failures by kind, window, throughput, percentiles.
+//! The human summary on stdout: target, load, counts, failures by kind, window,
+//! throughput, percentiles. Durations and latencies in `crate::human`'s format.
 
 use std::io::{self, Write};
+use std::net::SocketAddr;
 
 use super::report::{LatencyUs, Report, LATE_THRESHOLD};
-use super::Mode;
+use super::{LoadConfig, Mode};
+use crate::human;
 
 /// Writes the summary of `report` to `w`.
-///
-/// Longer than most (~90 lines): the summary screen top to bottom, a few lines per
-/// block in the order a person reads it; the blocks share the widths and units.
 pub(crate) fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
-    let cfg = &report.config;
+    print_target(&report.config, report.addr, w)?;
+    print_results(report, w)
+}
+
+/// The first line: where the load goes and what it asks (on a terminal, printed as
+/// soon as the server accepted a connection).
+pub(crate) fn print_target<W: Write>(
+    cfg: &LoadConfig,
+    addr: SocketAddr,
+    w: &mut W,
+) -> io::Result<()> {
     let what = match cfg.cmd {
         crate::domain::ClientCmd::Compute => format!("compute n={}", cfg.size),
         crate::domain::ClientCmd::Ping => "ping".to_string(),
     };
+    writeln!(w, "target      {addr} ({what})")
+}
+
+/// Everything after the target line.
+///
+/// Longer than most (~80 lines): the summary screen top to bottom, a few lines per
+/// block in the order a person reads it; the blocks share the widths and units.
+pub(crate) fn print_results<W: Write>(report: &Report, w: &mut W) -> io::Result<()> {
+    let cfg = &report.config;
     let span = match cfg.mode {
-        Mode::Requests(n) => format!("x {n} requests"),
-        Mode::Duration(d) => format!("for {}", humantime::format_duration(d)),
+        Mode::Requests(n) => format!("x {}", human::count(n, "request", "requests")),
+        Mode::Duration(d) => format!("for {}", human::duration(d)),
     };
     let load = match &report.open {
         None => format!(
-            "{} connections on {} threads {span}, one request at a time per connection",
-            cfg.concurrency, cfg.threads
+            "{} on {} {span}, one request at a time per connection",
+            human::count(cfg.concurrency as u64, "connection", "connections"),
+            human::count(cfg.threads as u64, "thread", "threads")
         ),
         Some(o) => format!(
-            "open loop, {} req/s over {} connections on {} threads {span}, up to {} in flight each",
-            o.rate, cfg.concurrency, cfg.threads, o.pipeline
+            "open loop, {} req/s over {} on {} {span}, up to {} in flight each",
+            o.rate,
+            human::count(cfg.concurrency as u64, "connection", "connections"),
+            human::count(cfg.threads as u64, "thread", "threads"),
+            o.pipeline
         ),
     };
-    writeln!(w, "target      {} ({what})", report.addr)?;
     write!(w, "load        {load}")?;
     if !cfg.warmup.is_zero() {
-        write!(
-            w,
-            ", after {} of warm-up",
-            humantime::format_duration(cfg.warmup)
-        )?;
+        write!(w, ", after {} of warm-up", human::duration(cfg.warmup))?;
     }
     writeln!(w)?;
     writeln!(
@@ -69,11 +87,11 @@ pub(crate) fn print_report<W: Write>(report: &Report, w: &mut W) -> io::Result<(
             w,
             "lateness    {} sends >= {} late ({} of them the client's own); p50 {}, p99 {}, max {}",
             o.late,
-            humantime::format_duration(LATE_THRESHOLD),
+            human::duration(LATE_THRESHOLD),
             o.late_own,
-            human_us(l.p50),
-            human_us(l.p99),
-            human_us(l.max)
+            human::latency_us(l.p50),
+            human::latency_us(l.p99),
+            human::latency_us(l.max)
         )?;
         writeln!(
             w,
@@ -115,24 +133,9 @@ fn latency_header<W: Write>(w: &mut W) -> io::Result<()> {
 fn latency_row<W: Write>(w: &mut W, label: &str, l: &LatencyUs) -> io::Result<()> {
     write!(w, "{label:<11}")?;
     for us in [l.mean, l.p50, l.p90, l.p99, l.p99_9, l.max] {
-        write!(w, " {:>9}", human_us(us))?;
+        write!(w, " {:>9}", human::latency_us(us))?;
     }
     writeln!(w)
-}
-
-/// A duration given in microseconds, in the unit that keeps it readable: 850ns, 12.35us,
-/// 1.23ms, 2.501s.
-pub(crate) fn human_us(us: f64) -> String {
-    let ns = us * 1000.0;
-    if ns < 1_000.0 {
-        format!("{ns:.0}ns")
-    } else if ns < 1_000_000.0 {
-        format!("{:.2}us", ns / 1e3)
-    } else if ns < 1_000_000_000.0 {
-        format!("{:.2}ms", ns / 1e6)
-    } else {
-        format!("{:.3}s", ns / 1e9)
-    }
 }
 
 #[cfg(test)]
@@ -142,14 +145,6 @@ mod tests {
     use crate::client::LoadConfig;
     use crate::domain::ClientCmd;
     use std::time::Duration;
-
-    #[test]
-    fn human_units() {
-        assert_eq!(human_us(0.85), "850ns");
-        assert_eq!(human_us(12.345), "12.35us");
-        assert_eq!(human_us(1234.0), "1.23ms");
-        assert_eq!(human_us(2_501_000.0), "2.501s");
-    }
 
     fn report(ok: u64, failures: Failures) -> Report {
         let mut histogram = crate::hdr::new_latency_histogram();
@@ -179,7 +174,7 @@ mod tests {
             failures,
             elapsed: Duration::from_millis(500),
             histogram,
-            first_errors: [("timeout".to_string(), "no response within 1s".to_string())]
+            first_errors: [("timeout".to_string(), "no response within 1 s".to_string())]
                 .into_iter()
                 .collect(),
             measure_start: std::time::SystemTime::now(),
@@ -204,7 +199,7 @@ mod tests {
         assert!(text.contains("elapsed     0.500 s\n"), "{text}");
         assert!(text.contains("p99.9"), "{text}");
         assert!(
-            text.contains("load        2 connections on 1 threads x 5 requests"),
+            text.contains("load        2 connections on 1 thread x 5 requests"),
             "{text}"
         );
         assert!(!text.contains("failed      "), "{text}");
@@ -221,7 +216,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("first timeout: no response within 1s"),
+            text.contains("first timeout: no response within 1 s"),
             "{text}"
         );
         assert!(text.contains("no successful request"), "{text}");

@@ -17,9 +17,10 @@ use super::wrap::Event;
 use crate::runner::experiment::Host as HostSpec;
 use crate::runner::launch::Group;
 
-/// What `threadcenter --version` prints: the version a host's binary must print too.
+/// What `threadcenter --version` prints (the version and the commit it was built
+/// from): what a host's binary must print too.
 pub(crate) fn local_version() -> String {
-    format!("threadcenter {}", env!("CARGO_PKG_VERSION"))
+    format!("threadcenter {}", crate::cli::VERSION)
 }
 
 /// A wrapper that hears nothing from the runner for this long kills its group; the

@@ -43,10 +43,14 @@ pub(crate) enum Metric {
     StageReturn,
     StageTotal,
     StageRest,
+    /// Peak memory and threads over the measured window (schema 4).
+    ServerRssKib,
+    ClientRssKib,
+    ServerThreads,
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 17] = [
+    pub(crate) const ALL: [Metric; 20] = [
         Metric::Throughput,
         Metric::LatencyMean,
         Metric::LatencyP50,
@@ -64,6 +68,9 @@ impl Metric {
         Metric::StageReturn,
         Metric::StageTotal,
         Metric::StageRest,
+        Metric::ServerRssKib,
+        Metric::ClientRssKib,
+        Metric::ServerThreads,
     ];
 }
 
@@ -108,11 +115,21 @@ pub(crate) struct CellSummary {
     pub limits: super::limits::CellLimits,
     /// Spread and client load (`super::noise`).
     pub noise: super::noise::CellNoise,
+    /// Runs of this cell in the run's plan (the repetitions it was meant to have).
+    pub reps_planned: usize,
+    /// Each successful repetition's (throughput, p99), by repetition number: what the
+    /// findings' certainty is computed from (`super::certainty`).
+    pub per_rep: BTreeMap<u32, (f64, f64)>,
 }
 
 impl CellSummary {
     pub(crate) fn median(&self, m: Metric) -> Option<f64> {
         self.stats.get(&m).map(|s| s.median)
+    }
+
+    /// No run of this cell ended: it was never measured (a run interrupted before it).
+    pub(crate) fn not_run(&self) -> bool {
+        self.reps_ok + self.reps_failed == 0
     }
 }
 
@@ -124,6 +141,10 @@ pub(crate) struct Series {
     /// Indexes into `Analysis::cells`, by increasing concurrency, successful cells only.
     pub points: Vec<usize>,
     pub saturation: Option<Saturation>,
+    /// The series' cells that were never run (an interrupted run), by concurrency.
+    pub not_run: Vec<usize>,
+    /// Its cells that ran but never succeeded.
+    pub failed: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -178,7 +199,7 @@ pub(crate) fn analyse(data: &RunData) -> Analysis {
     let mut cells: Vec<CellSummary> = m
         .cells
         .iter()
-        .map(|entry| summarise(entry, &data.rows))
+        .map(|entry| summarise(entry, &data.rows, &m.order.runs))
         .collect();
     cells.sort_by(|a, b| a.id.cmp(&b.id));
     let cores = m.machine.logical_cores;
@@ -206,8 +227,9 @@ pub(crate) fn analyse(data: &RunData) -> Analysis {
 }
 
 /// One cell over its rows: counts, and each metric's median and range over the
-/// successful repetitions (its limits and noise are the caller's).
-fn summarise(entry: &CellEntry, rows: &[ResultRow]) -> CellSummary {
+/// successful repetitions (its limits and noise are the caller's). `planned`: the run
+/// names of the run's order.
+fn summarise(entry: &CellEntry, rows: &[ResultRow], planned: &[String]) -> CellSummary {
     let rows: Vec<&ResultRow> = rows.iter().filter(|r| r.cell_id == entry.id).collect();
     let ok_rows: Vec<&ResultRow> = rows
         .iter()
@@ -236,6 +258,20 @@ fn summarise(entry: &CellEntry, rows: &[ResultRow]) -> CellSummary {
             .reduce(f64::max),
         limits: Default::default(),
         noise: Default::default(),
+        reps_planned: planned
+            .iter()
+            .filter(|name| {
+                name.strip_prefix(entry.id.as_str())
+                    .is_some_and(|rest| rest.starts_with("-r"))
+            })
+            .count(),
+        per_rep: ok_rows
+            .iter()
+            .filter_map(|r| {
+                let m = r.measured.as_ref()?;
+                Some((r.rep, (m.throughput_rps, m.latency_p99_us)))
+            })
+            .collect(),
     }
 }
 
@@ -262,6 +298,9 @@ fn values(m: Metric, rows: &[&ResultRow]) -> Vec<f64> {
         Metric::StageReturn => each(&|r| Some(r.stages?.return_.mean_us)),
         Metric::StageTotal => each(&|r| Some(r.stages?.total.mean_us)),
         Metric::StageRest => each(&|r| Some(r.measured?.latency_mean_us - r.stages?.total.mean_us)),
+        Metric::ServerRssKib => each(&|r| Some(r.footprint?.server_rss_kib as f64)),
+        Metric::ClientRssKib => each(&|r| Some(r.footprint?.client_rss_kib? as f64)),
+        Metric::ServerThreads => each(&|r| Some(r.footprint?.server_threads as f64)),
     }
 }
 
@@ -273,18 +312,26 @@ fn series(cells: &[CellSummary], varying: &[Axis]) -> Vec<Series> {
         .copied()
         .filter(|a| *a != Axis::Concurrency)
         .collect();
-    let mut groups: BTreeMap<Vec<AxisValue>, Vec<usize>> = BTreeMap::new();
+    // Per group: the successful cells, the ones never run, the ones that only failed.
+    type Group = (Vec<usize>, Vec<usize>, Vec<usize>);
+    let mut groups: BTreeMap<Vec<AxisValue>, Group> = BTreeMap::new();
     for (i, c) in cells.iter().enumerate() {
         let key: Vec<AxisValue> = axes.iter().map(|a| c.cell.get(*a)).collect();
-        let points = groups.entry(key).or_default();
+        let (points, not_run, failed) = groups.entry(key).or_default();
         if c.reps_ok > 0 && c.median(Metric::Throughput).is_some() {
             points.push(i);
+        } else if c.not_run() {
+            not_run.push(i);
+        } else {
+            failed.push(i);
         }
     }
     groups
         .into_iter()
-        .map(|(key, mut points)| {
-            points.sort_by_key(|&i| cells[i].cell.concurrency);
+        .map(|(key, (mut points, mut not_run, mut failed))| {
+            for list in [&mut points, &mut not_run, &mut failed] {
+                list.sort_by_key(|&i| cells[i].cell.concurrency);
+            }
             let label = if axes.is_empty() {
                 cells
                     .first()
@@ -297,6 +344,8 @@ fn series(cells: &[CellSummary], varying: &[Axis]) -> Vec<Series> {
                 label,
                 points,
                 saturation,
+                not_run,
+                failed,
             }
         })
         .collect()
@@ -473,28 +522,38 @@ impl Breakdown {
 
 /// The saturation rule (see the module documentation) over one series' points.
 pub(crate) fn saturation(cells: &[CellSummary], points: &[usize]) -> Option<Saturation> {
-    let t = |i: usize| cells[i].median(Metric::Throughput);
-    let p99 = |i: usize| cells[i].median(Metric::LatencyP99);
-    let &last = points.last()?;
-    let p99_last = p99(last)?;
-    for (k, &i) in points.iter().enumerate() {
-        if k + 1 == points.len() {
-            break;
-        }
-        let (Some(ti), Some(pi)) = (t(i), p99(i)) else {
+    let t: Vec<Option<f64>> = points
+        .iter()
+        .map(|&i| cells[i].median(Metric::Throughput))
+        .collect();
+    let p99: Vec<Option<f64>> = points
+        .iter()
+        .map(|&i| cells[i].median(Metric::LatencyP99))
+        .collect();
+    let (k, best_after_rps, p99_at_highest_us) = saturation_at(&t, &p99)?;
+    Some(Saturation {
+        cell: points[k],
+        best_after_rps,
+        highest_concurrency: cells[*points.last()?].cell.concurrency,
+        p99_at_highest_us,
+    })
+}
+
+/// The rule over throughputs and p99s by increasing concurrency: the saturation point's
+/// position, the best throughput after it, and the p99 at the highest concurrency.
+pub(crate) fn saturation_at(t: &[Option<f64>], p99: &[Option<f64>]) -> Option<(usize, f64, f64)> {
+    let p99_last = (*p99.last()?)?;
+    for k in 0..t.len().saturating_sub(1) {
+        let (Some(ti), Some(pi)) = (t[k], p99[k]) else {
             continue;
         };
-        let (best_after, _) = points[k + 1..]
+        let best_after = t[k + 1..]
             .iter()
-            .filter_map(|&j| t(j).map(|v| (v, j)))
-            .fold((f64::NEG_INFINITY, 0), |a, b| if b.0 > a.0 { b } else { a });
+            .flatten()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         if best_after <= ti * (1.0 + GAIN) && p99_last > pi * (1.0 + RISE) {
-            return Some(Saturation {
-                cell: i,
-                best_after_rps: best_after,
-                highest_concurrency: cells[last].cell.concurrency,
-                p99_at_highest_us: p99_last,
-            });
+            return Some((k, best_after, p99_last));
         }
     }
     None
@@ -554,6 +613,7 @@ mod tests {
             cell: Cell {
                 target: "builtin".into(),
                 pool: Some(PoolKind::Process),
+                io: None,
                 workers: 2,
                 cmd: ClientCmd::Compute,
                 size: 1,
@@ -569,6 +629,8 @@ mod tests {
             server_cpu_peak_pct: None,
             limits: Default::default(),
             noise: Default::default(),
+            reps_planned: 1,
+            per_rep: BTreeMap::from([(1, (t, p99))]),
         }
     }
 
@@ -653,6 +715,7 @@ mod tests {
             server_pct: 0.0,
             client_pct: 0.0,
             machine_pct: 0.0,
+            footprint: None,
         };
         let samples = [at(0.1), at(0.2), at(0.3), at(2.9), at(3.0)];
         assert!((longest_gap(&samples, 0.25, 3.0) - 2.6).abs() < 1e-9);

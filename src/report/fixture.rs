@@ -18,6 +18,7 @@ pub(super) fn cell(concurrency: u64, rate: Option<u64>) -> Cell {
     Cell {
         target: "builtin".into(),
         pool: Some(PoolKind::Process),
+        io: None,
         workers: 2,
         cmd: ClientCmd::Compute,
         size: 1000,
@@ -69,6 +70,7 @@ pub(super) fn row(id: &str, cell: &Cell, rep: u32, measured: Option<(f64, f64)>)
             machine_pct: 190.0,
             server_peak_pct: 180.0,
         }),
+        footprint: None,
         stages: None,
         startup_s: 0.1,
         stop_s: 0.1,
@@ -202,4 +204,30 @@ pub(super) fn open_loop() -> Analysed {
         rows,
         Some(5000.0),
     )
+}
+
+/// Workers 1 and 2 against concurrency 1 and 4, `reps` repetitions each: one worker
+/// saturates at concurrency 1; two reach about 1.8× its peak at 4 (repetition r of the
+/// two-worker cells is 5% faster or slower than the others', so the ratio has a range).
+pub(super) fn two_workers(reps: u32) -> Analysed {
+    let at = |workers: u64, concurrency: u64| Cell {
+        workers,
+        ..cell(concurrency, None)
+    };
+    let cells = [
+        ("c001", at(1, 1), 1000.0, 1000.0),
+        ("c002", at(1, 4), 1050.0, 4000.0),
+        ("c003", at(2, 1), 1000.0, 1000.0),
+        ("c004", at(2, 4), 1900.0, 2100.0),
+    ];
+    let mut rows = Vec::new();
+    for rep in 1..=reps {
+        let wobble = [1.0, 1.05, 0.95][(rep as usize - 1) % 3];
+        for (id, c, t, p99) in &cells {
+            let t = if c.workers == 2 { t * wobble } else { *t };
+            rows.push(row(id, c, rep, Some((t, *p99))));
+        }
+    }
+    let entries: Vec<(&str, Cell)> = cells.iter().map(|(id, c, _, _)| (*id, c.clone())).collect();
+    run(&entries, rows, None)
 }

@@ -4,7 +4,10 @@
 //!
 //! For a cell with concurrency C, W workers, compute size n on a machine with K cores:
 //!
-//! - loopback ceiling: the raw echo's round trips per second at C;
+//! - loopback ceiling: the raw echo's round trips per second at C: the better of the
+//!   thread-per-connection echo and, at [`MANY_CONNECTIONS`] or more, the event-loop echo
+//!   (schema 4), so a cell at 10,000 connections is judged against what an event-loop
+//!   server could do there;
 //! - compute ceiling (compute cells): min(W, K, C) / t(n), t(n) the fastest timing of one
 //!   compute(n) in one process (at most C requests are in flight in a closed loop, at
 //!   most W workers compute, at most K cores run them);
@@ -28,7 +31,7 @@ use super::analysis::{Analysis, CellSummary, Metric};
 use super::load::RunData;
 use super::markdown::fmt_us;
 use crate::domain::ClientCmd;
-use crate::rundir::Limits;
+use crate::rundir::{Limits, LoopbackLevel, MANY_CONNECTIONS};
 
 /// How far above 100% an efficiency may read before it is flagged: the ceilings and the
 /// cells are measured at different moments on a machine that is never perfectly quiet.
@@ -43,6 +46,8 @@ pub(crate) struct CellLimits {
     pub efficiency_pct: Option<f64>,
     pub latency_floor_us: Option<f64>,
     pub latency_efficiency_pct: Option<f64>,
+    /// The loopback ceiling (and latency floor) is the event-loop echo's.
+    pub event_floor: bool,
 }
 
 /// summary.csv's columns for them (`rundir::summary`), as report.md names them.
@@ -72,7 +77,7 @@ impl CellLimits {
         } else {
             1
         };
-        let echo = limits.loopback_at(c.cell.concurrency);
+        let (echo, event_floor) = floor_at(limits, c.cell.concurrency);
         let loopback_rps = echo
             .and_then(|l| l.round_trips_per_s)
             .filter(|_| pipeline == 1);
@@ -81,6 +86,7 @@ impl CellLimits {
                 .loopback
                 .levels
                 .iter()
+                .chain(limits.loopback_events.iter().flat_map(|e| &e.levels))
                 .filter_map(|l| l.p50_us)
                 .reduce(f64::min)
         } else {
@@ -120,6 +126,7 @@ impl CellLimits {
             efficiency_pct,
             latency_floor_us,
             latency_efficiency_pct,
+            event_floor,
         }
     }
 
@@ -130,6 +137,21 @@ impl CellLimits {
             .flatten()
             .filter(|e| *e > 100.0 + TOLERANCE_PCT)
             .reduce(f64::max)
+    }
+}
+
+/// The echo level a cell at `concurrency` is judged against: the thread echo's, or the
+/// event-loop echo's when that one was measured there and did better (`true`).
+fn floor_at(limits: &Limits, concurrency: u64) -> (Option<&LoopbackLevel>, bool) {
+    let threads = limits.loopback_at(concurrency);
+    let events = limits
+        .loopback_events_at(concurrency)
+        .filter(|l| l.round_trips_per_s.is_some());
+    let rate = |l: Option<&LoopbackLevel>| l.and_then(|l| l.round_trips_per_s);
+    match (rate(threads), rate(events)) {
+        (Some(t), Some(e)) if e > t => (events, true),
+        (None, Some(_)) => (events, true),
+        _ => (threads, false),
     }
 }
 
@@ -152,6 +174,7 @@ pub(crate) fn markdown(data: &RunData, a: &Analysis) -> String {
         return out;
     };
     loopback_table(w, limits);
+    events_table(w, limits);
     compute_table(w, limits, data.manifest.machine.logical_cores);
     efficiency_table(w, a);
     out
@@ -167,11 +190,50 @@ fn loopback_table(w: &mut String, limits: &Limits) {
          client thread per connection in one process; best of {} trials of {} s at each concurrency.\n",
         lb.payload_bytes, lb.trials, lb.trial_s
     );
+    level_rows(w, &lb.levels);
+}
+
+/// The event-loop echo's levels (schema 4), when the run has many connections.
+fn events_table(w: &mut String, limits: &Limits) {
+    let Some(ev) = limits.loopback_events.as_ref() else {
+        return;
+    };
+    let _ = writeln!(
+        w,
+        "\n**Event-loop echo floor** at {MANY_CONNECTIONS} connections or more: the same echo with \
+         every connection non-blocking on {} epoll loops at each end (what a server built for many \
+         connections could reach), best of {} trials of {} s. Cells at these concurrencies are \
+         judged against the better of the two floors (marked *events* below).\n",
+        ev.loops.map_or("a few".into(), |l| l.to_string()),
+        ev.trials,
+        ev.trial_s
+    );
+    level_rows(w, &ev.levels);
+    let fewer: Vec<String> = ev
+        .levels
+        .iter()
+        .filter_map(|l| {
+            l.measured_connections
+                .map(|m| format!("{} (measured at {m})", l.concurrency))
+        })
+        .collect();
+    if !fewer.is_empty() {
+        let _ = writeln!(
+            w,
+            "\nBoth ends of each echo connection are in the runner's process, so a level that needs \
+             more descriptors than its open-file limit is measured at the most connections that fit: {}.",
+            fewer.join(", ")
+        );
+    }
+}
+
+/// A table of echo levels: rate and latencies, or why one was not measured.
+fn level_rows(w: &mut String, levels: &[LoopbackLevel]) {
     let _ = writeln!(
         w,
         "| concurrency | round trips/s | p50 | p99 |\n|---|---|---|---|"
     );
-    for l in &lb.levels {
+    for l in levels {
         match (l.round_trips_per_s, l.p50_us, l.p99_us) {
             (Some(r), Some(p50), Some(p99)) => {
                 let _ = writeln!(
@@ -247,7 +309,10 @@ fn efficiency_table(w: &mut String, a: &Analysis) {
             "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
             c.id,
             r(c.median(Metric::Throughput)),
-            r(l.loopback_rps),
+            match l.loopback_rps {
+                Some(_) if l.event_floor => format!("{} *events*", r(l.loopback_rps)),
+                _ => r(l.loopback_rps),
+            },
             r(l.compute_rps),
             pct(l.efficiency_pct),
             us(c.median(Metric::LatencyP50)),
@@ -274,6 +339,52 @@ fn efficiency_table(w: &mut String, a: &Analysis) {
 mod tests {
     use super::*;
     use crate::rundir::summary::SummaryRow;
+
+    #[test]
+    fn many_connections_are_judged_against_the_better_floor() {
+        let level = |c: u64, rate: Option<f64>| LoopbackLevel {
+            round_trips_per_s: rate,
+            p50_us: rate.map(|r| 1e6 / r),
+            p99_us: rate.map(|r| 2e6 / r),
+            ..LoopbackLevel::missing(c, String::new())
+        };
+        let lb = |levels: Vec<LoopbackLevel>| crate::rundir::Loopback {
+            payload_bytes: 60,
+            trials: 3,
+            trial_s: 0.15,
+            levels,
+            loops: None,
+        };
+        let limits = Limits {
+            loopback: lb(vec![
+                level(16, Some(50_000.0)),
+                level(1000, Some(20_000.0)),
+                level(10_000, None),
+            ]),
+            loopback_events: Some(lb(vec![
+                level(1000, Some(40_000.0)),
+                level(10_000, Some(35_000.0)),
+            ])),
+            compute: vec![],
+        };
+        assert_eq!(floor_at(&limits, 16), (limits.loopback_at(16), false));
+        let (l, events) = floor_at(&limits, 1000);
+        assert_eq!(
+            (l.unwrap().round_trips_per_s, events),
+            (Some(40_000.0), true)
+        );
+        let (l, events) = floor_at(&limits, 10_000);
+        assert_eq!(
+            (l.unwrap().round_trips_per_s, events),
+            (Some(35_000.0), true)
+        );
+        // A schema-3 run has no event-loop floor: the thread echo's level, measured or not.
+        let old = Limits {
+            loopback_events: None,
+            ..limits.clone()
+        };
+        assert_eq!(floor_at(&old, 10_000), (old.loopback_at(10_000), false));
+    }
 
     #[test]
     fn the_columns_the_section_names_are_summary_columns_in_order() {

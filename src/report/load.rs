@@ -29,9 +29,7 @@ pub(crate) struct RunData {
 
 impl RunData {
     pub(crate) fn load(dir: &Path) -> anyhow::Result<RunData> {
-        if !dir.is_dir() {
-            bail!("{} is not a run directory", dir.display());
-        }
+        rundir::check_run_dir(dir)?;
         let manifest = Manifest::read(dir)?;
         let mut rows = rundir::read_results(dir)?;
         rows.sort_by_key(|r| r.seq);

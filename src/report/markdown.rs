@@ -8,21 +8,16 @@
 use std::fmt::Write as _;
 
 use super::analysis::{Analysis, Breakdown, CellSummary, Metric, RateSeries, Series, GAIN, RISE};
+use super::certainty;
 use super::load::RunData;
 use super::output::{Artefact, Output};
 use super::plots::{self, Chart};
 use super::Analysed;
 use crate::rundir::{self, Manifest, RunStatus, Status, TargetInfo};
 
-/// `850 µs`, `12.34 ms`.
+/// `850 µs`, `12.34 ms`: the crate's one latency format (`human::latency_us`).
 pub(crate) fn fmt_us(v: f64) -> String {
-    if !v.is_finite() {
-        "–".into()
-    } else if v >= 1000.0 {
-        format!("{:.2} ms", v / 1000.0)
-    } else {
-        format!("{v:.0} µs")
-    }
+    crate::human::latency_us(v)
 }
 
 pub(crate) fn fmt_rps(v: f64) -> String {
@@ -76,16 +71,18 @@ pub(crate) fn render(run: &Analysed, charts: &[&dyn Chart]) -> String {
     let w = &mut out;
     title(w, m);
     run_table(w, m);
-    findings(w, m, a);
-    saturation(w, a);
+    findings(w, data, a);
+    saturation(w, data, a);
     where_the_time_goes(w, a);
     open_loop(w, a, pipeline);
     w.push_str(&super::limits::markdown(data, a));
+    w.push_str(&super::memory::markdown(data, a));
     w.push_str(&super::noise::markdown(data, a));
     w.push_str(&super::hosts::markdown(data));
     results(w, a, pipeline);
     plots_section(w, run, charts);
     failures(w, data, a);
+    not_run(w, data, a);
     files(w);
     out
 }
@@ -93,30 +90,51 @@ pub(crate) fn render(run: &Analysed, charts: &[&dyn Chart]) -> String {
 /// The experiment's name, a warning when the run did not complete, its description.
 fn title(w: &mut String, m: &Manifest) {
     let e = &m.experiment;
-    let planned = m.order.runs.len();
     let _ = writeln!(w, "# {}\n", e.name);
     match m.status {
         RunStatus::Complete => {}
+        RunStatus::Interrupted if m.runs_done == 0 => {
+            let _ = writeln!(
+                w,
+                "> **Partial run.** It was interrupted (Ctrl-C) {}.\n",
+                stopped_at(m)
+            );
+        }
         RunStatus::Interrupted => {
             let _ = writeln!(
                 w,
-                "> **Partial run.** It was interrupted (Ctrl-C) after {} of {planned} runs; \
-                 everything below covers only what was measured.\n",
-                m.runs_done
+                "> **Partial run.** It was interrupted (Ctrl-C) {}; everything below covers only \
+                 what was measured.\n",
+                stopped_at(m)
             );
         }
         RunStatus::Running => {
             let _ = writeln!(
                 w,
                 "> **Incomplete run.** Its manifest still says `running`: the runner stopped \
-                 without finishing (killed, or it crashed) after {} of {planned} runs. \
-                 Everything below covers only what was measured.\n",
-                m.runs_done
+                 without finishing (killed, or it crashed) {}. Everything below covers only what \
+                 was measured.\n",
+                stopped_at(m)
             );
         }
     }
     if !e.description.is_empty() {
         let _ = writeln!(w, "{}\n", e.description);
+    }
+}
+
+/// `after 9 of 72 runs (63 not run)`, or `before the first of its 72 runs ended:
+/// nothing was measured`.
+fn stopped_at(m: &Manifest) -> String {
+    let planned = m.order.runs.len();
+    if m.runs_done == 0 {
+        format!("before the first of its {planned} runs ended: nothing was measured")
+    } else {
+        format!(
+            "after {} of {planned} runs ({} not run)",
+            m.runs_done,
+            planned.saturating_sub(m.runs_done)
+        )
     }
 }
 
@@ -167,15 +185,23 @@ fn run_table(w: &mut String, m: &Manifest) {
     );
     let _ = writeln!(
         w,
-        "| settings | {} repetition(s); warm-up {} s, then {measured}; cooldown {} s; order {order} |",
-        e.repetitions, e.warmup_s, e.cooldown_s
+        "| settings | {}; warm-up {} s, then {measured}; cooldown {} s; order {order} |",
+        crate::human::count(u64::from(e.repetitions), "repetition", "repetitions"),
+        e.warmup_s,
+        e.cooldown_s
     );
+    let not_run = m.order.runs.len().saturating_sub(m.runs_done);
     let _ = writeln!(
         w,
-        "| runs | {} of {} done, {} failed; {} cells |",
+        "| runs | {} of {} done, {} failed{}; {} cells |",
         m.runs_done,
         m.order.runs.len(),
         m.runs_failed,
+        if not_run > 0 {
+            format!(", {not_run} not run")
+        } else {
+            String::new()
+        },
         m.cells.len()
     );
     for (name, t) in &e.targets {
@@ -184,7 +210,7 @@ fn run_table(w: &mut String, m: &Manifest) {
     let _ = writeln!(w);
 }
 
-/// `built-in server, pool process, args `…``, or `external: `…``; and TLS.
+/// `built-in server, pool process, args `…``, `container `…``, or `external: `…``; and TLS.
 fn target(t: &TargetInfo) -> String {
     let how = if t.kind == "builtin" {
         format!(
@@ -196,6 +222,13 @@ fn target(t: &TargetInfo) -> String {
             } else {
                 format!(", args `{}`", t.args.join(" "))
             }
+        )
+    } else if let Some(image) = &t.image {
+        format!(
+            "container `{}`, `--cpus {}`, args `{}`",
+            md_escape(image),
+            t.cpus.unwrap_or_default(),
+            md_escape(&t.args.join(" "))
         )
     } else {
         format!("external: `{}`", md_escape(&t.command.join(" ")))
@@ -210,10 +243,15 @@ fn target(t: &TargetInfo) -> String {
 
 /// The findings: the peak and what it cost, cells where the client crowded the server,
 /// runs during which the machine stalled.
-fn findings(w: &mut String, m: &Manifest, a: &Analysis) {
+fn findings(w: &mut String, data: &RunData, a: &Analysis) {
+    let m = &data.manifest;
     let _ = writeln!(w, "## Findings\n");
     let cores = m.machine.logical_cores.max(1) as f64;
-    peak(w, a, cores);
+    if let Some((answer, peaks)) = certainty::answer(a) {
+        let caution = certainty::caution(&certainty::caveats(data, a, &peaks));
+        let _ = writeln!(w, "- **Answer:** {answer}{caution}");
+    }
+    peak(w, data, a, cores);
     let crowded: Vec<String> = a
         .cells
         .iter()
@@ -258,22 +296,40 @@ fn findings(w: &mut String, m: &Manifest, a: &Analysis) {
     let _ = writeln!(w);
 }
 
-/// The peak-throughput cell, and the CPU it took (when it was sampled).
-fn peak(w: &mut String, a: &Analysis, cores: f64) {
+/// The peak-throughput cell with how sure it is and what weakens it, and the CPU it took
+/// (when it was sampled).
+fn peak(w: &mut String, data: &RunData, a: &Analysis, cores: f64) {
     let Some(p) = a.peak else {
-        let _ = writeln!(w, "- No run succeeded, so there is no peak to report.");
+        let _ = if data.manifest.runs_done == 0 {
+            writeln!(
+                w,
+                "- Nothing was measured: no run ended, so there is no peak to report."
+            )
+        } else {
+            writeln!(w, "- No run succeeded, so there is no peak to report.")
+        };
         return;
     };
     let c = &a.cells[p];
     let t = c.median(Metric::Throughput).unwrap_or(f64::NAN);
+    let medians = if c.reps_ok == 1 {
+        "one repetition: not repeatable".to_string()
+    } else {
+        format!("medians of {} repetitions", c.reps_ok)
+    };
+    let range = if c.reps_ok >= 2 {
+        format!(" Throughput {}.", certainty::throughput_range(c))
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         w,
-        "- **Peak throughput: {} at {}**, p50 {}, p99 {} (medians of {} repetition(s)).",
+        "- **Peak throughput: {} at {}**, p50 {}, p99 {} ({medians}).{range}{}",
         fmt_rps(t),
         a.cell_name(c),
         fmt_us(c.median(Metric::LatencyP50).unwrap_or(f64::NAN)),
         fmt_us(c.median(Metric::LatencyP99).unwrap_or(f64::NAN)),
-        c.reps_ok
+        certainty::caution(&certainty::caveats(data, a, &[p]))
     );
     if let Some(server) = c.median(Metric::ServerCpu) {
         let client = c.median(Metric::ClientCpu).unwrap_or(f64::NAN);
@@ -297,27 +353,28 @@ fn by_rate_only(a: &Analysis, s: &Series) -> bool {
     s.points.len() == 1 && a.cells[s.points[0]].cell.rate.is_some()
 }
 
-/// The rule, then a row per series: its saturation point, or why it has none.
-fn saturation(w: &mut String, a: &Analysis) {
+/// The rule, then a row per series: its saturation point, or why it has none, and how
+/// sure it is (does each repetition alone agree; what weakens it).
+fn saturation(w: &mut String, data: &RunData, a: &Analysis) {
     let _ = writeln!(w, "### Saturation point by series\n");
     let _ = writeln!(
         w,
         "The saturation point of a series is the lowest tested concurrency C (with a higher one tested) \
          such that no higher concurrency gets more than {:.0}% more throughput than C, while p99 at the \
          highest tested concurrency is more than {:.0}% above C's: beyond C, added concurrency only \
-         adds latency.\n",
+         adds latency. Certainty: the rule applied to each repetition alone, on its own figures.\n",
         GAIN * 100.0,
         RISE * 100.0
     );
     if a.series.iter().any(|s| !by_rate_only(a, s)) {
         let _ = writeln!(
             w,
-            "| series | saturation point | throughput there | p99 there | beyond it |"
+            "| series | saturation point | throughput there | p99 there | beyond it | certainty |"
         );
-        let _ = writeln!(w, "|---|---|---|---|---|");
+        let _ = writeln!(w, "|---|---|---|---|---|---|");
     }
     for s in a.series.iter().filter(|s| !by_rate_only(a, s)) {
-        let _ = writeln!(w, "{}", saturation_row(a, s));
+        let _ = writeln!(w, "{}", saturation_row(data, a, s));
     }
     if a.series.iter().any(|s| by_rate_only(a, s)) {
         let _ = writeln!(
@@ -325,29 +382,63 @@ fn saturation(w: &mut String, a: &Analysis) {
             "\nOpen-loop cells, one concurrency per rate, are judged by rate in the next section."
         );
     }
+    // Beside the table it weakens: a machine already busy before the run.
+    let caution = certainty::caution(&certainty::caveats(data, a, &[]));
+    if !caution.is_empty() {
+        let _ = writeln!(w, "\n{}", caution.trim_start());
+    }
     let _ = writeln!(w);
 }
 
-fn saturation_row(a: &Analysis, s: &Series) -> String {
+/// `concurrency 4 and 8` of the cells `list`.
+fn concurrencies(a: &Analysis, list: &[usize]) -> String {
+    let items: Vec<String> = list
+        .iter()
+        .map(|&i| a.cells[i].cell.concurrency.to_string())
+        .collect();
+    match items.as_slice() {
+        [one] => format!("concurrency {one}"),
+        [rest @ .., last] => format!("concurrencies {} and {last}", rest.join(", ")),
+        [] => String::new(),
+    }
+}
+
+fn saturation_row(data: &RunData, a: &Analysis, s: &Series) -> String {
+    // Cells the interrupted run never reached: their absence, not a measurement.
+    let unmeasured = if s.not_run.is_empty() {
+        String::new()
+    } else {
+        format!("; {} not run", concurrencies(a, &s.not_run))
+    };
     let Some(sat) = s.saturation else {
         let why = match s.points.len() {
-            0 => "no successful run".to_string(),
-            1 => "one concurrency only: nothing to compare".to_string(),
+            0 if s.failed.is_empty() => "not run".to_string(),
+            0 => format!("no successful run{unmeasured}"),
+            1 => format!("one concurrency measured: nothing to compare{unmeasured}"),
             _ => {
                 let last = &a.cells[*s.points.last().unwrap_or(&0)];
                 format!(
-                    "not reached up to concurrency {}: throughput still rising, or p99 flat",
+                    "not reached up to concurrency {}: throughput still rising, or p99 flat{unmeasured}",
                     last.cell.concurrency
                 )
             }
         };
-        return format!("| {} | – | | | {why} |", s.label);
+        let certainty = if s.points.len() >= 2 {
+            certainty::saturation_agreement(a, s)
+        } else {
+            String::new()
+        };
+        return format!("| {} | – | | | {why} | {certainty} |", s.label);
     };
     let c = &a.cells[sat.cell];
     let t = c.median(Metric::Throughput).unwrap_or(f64::NAN);
     let p = c.median(Metric::LatencyP99).unwrap_or(f64::NAN);
+    let caveats = certainty::caveats(data, a, &s.points)
+        .into_iter()
+        .filter(|c| c.starts_with("the client"))
+        .collect::<Vec<_>>();
     format!(
-        "| {} | concurrency {} (`{}`) | {} | {} | best throughput {:+.1}%, p99 ×{:.1} by concurrency {} |",
+        "| {} | concurrency {} (`{}`) | {} | {} | best throughput {:+.1}%, p99 ×{:.1} by concurrency {}{unmeasured} | {}{} |",
         s.label,
         c.cell.concurrency,
         c.id,
@@ -355,7 +446,13 @@ fn saturation_row(a: &Analysis, s: &Series) -> String {
         fmt_us(p),
         (sat.best_after_rps / t - 1.0) * 100.0,
         sat.p99_at_highest_us / p,
-        sat.highest_concurrency
+        sat.highest_concurrency,
+        certainty::saturation_agreement(a, s),
+        if caveats.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", caveats.join("; "))
+        }
     )
 }
 
@@ -375,7 +472,7 @@ fn where_the_time_goes(w: &mut String, a: &Analysis) {
     let _ = writeln!(
         w,
         "Each request's mean latency as the client saw it, split into the server's stages \
-         (docs/stats.md): **queue** (frame read → a worker starts it), **service** (the compute, \
+         (`threadcenter docs stats`): **queue** (frame read → a worker starts it), **service** (the compute, \
          measured in the worker), **return** (worker done → response handed to the socket), and \
          the **rest**, network and client (client mean − server total mean). Means, because they \
          add up; the server's figures cover the measured window (`stats/`, reset at the end of \
@@ -470,7 +567,7 @@ fn open_loop(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
     let _ = writeln!(
         w,
         "Open-loop cells send at a fixed rate{} and time each request from when it was due, so \
-         a server that falls behind shows it in every request that waited (docs/open-loop.md). \
+         a server that falls behind shows it in every request that waited (`threadcenter docs open-loop`). \
          p99 is that corrected latency; the uncorrected p99 (from the actual send) is beside it.\n",
         match pipeline {
             Some(k) if k > 1 => format!(" with up to {k} requests in flight per connection"),
@@ -516,6 +613,7 @@ fn rate_table(w: &mut String, a: &Analysis) {
             let c = &a.cells[i];
             let within = match (a.slo_p99_us, c.reps_ok, c.median(Metric::LatencyP99)) {
                 (None, _, _) => "",
+                (Some(_), 0, _) if c.not_run() => "not run",
                 (Some(_), 0, _) => "failed",
                 (Some(v), _, Some(p)) if p <= v => "yes",
                 (Some(_), _, _) => "**no**",
@@ -596,13 +694,16 @@ fn results(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
             }
         };
         let one = |m: Metric, f: &dyn Fn(f64) -> String| median_or_dash(c, m, f);
+        let reps = if c.not_run() {
+            "not run".to_string()
+        } else {
+            format!("{}/{}", c.reps_ok, c.reps_ok + c.reps_failed)
+        };
         let _ = writeln!(
             w,
-            "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {reps} | {} | {} | {} | {} | {} | {} | {} | {} |",
             a.cell_name(c),
             load_model(c, pipeline),
-            c.reps_ok,
-            c.reps_ok + c.reps_failed,
             stat(Metric::Throughput, &|v| format!("{v:.1}")),
             one(Metric::LatencyP50, &fmt_us),
             stat(Metric::LatencyP99, &fmt_us),
@@ -616,9 +717,9 @@ fn results(w: &mut String, a: &Analysis, pipeline: Option<u64>) {
     let _ = writeln!(
         w,
         "\nThroughput in requests/s. Closed loop: each connection sends its next request when \
-         the last is answered (the seed's model). Open loop: requests are sent on a fixed \
+         the last is answered (as the original ThreadCenter client does). Open loop: requests are sent on a fixed \
          schedule at the given rate, and latencies are measured from when each was due \
-         (corrected for coordinated omission; docs/open-loop.md).\n"
+         (corrected for coordinated omission; `threadcenter docs open-loop`).\n"
     );
 }
 
@@ -636,41 +737,77 @@ fn plots_section(w: &mut String, run: &Analysed, charts: &[&dyn Chart]) {
     }
 }
 
-/// Every failed run with its reason, and the cells never measured; nothing when every run
-/// succeeded.
+/// Every failed run with its reason; nothing when no run failed. Runs an interrupted
+/// run never reached are not failures: [`not_run`] lists them.
 fn failures(w: &mut String, data: &RunData, a: &Analysis) {
     let failed: Vec<_> = data
         .rows
         .iter()
         .filter(|r| r.status == Status::Failed)
         .collect();
-    let unrun: Vec<&CellSummary> = a
-        .cells
-        .iter()
-        .filter(|c| c.reps_ok + c.reps_failed == 0)
-        .collect();
-    if failed.is_empty() && unrun.is_empty() {
+    if failed.is_empty() {
         return;
     }
     let _ = writeln!(w, "## Failed runs\n");
-    if !failed.is_empty() {
-        let _ = writeln!(w, "| run | cell | reason |\n|---|---|---|");
-        for r in &failed {
-            let c = a.cells.iter().find(|c| c.id == r.cell_id);
-            let _ = writeln!(
-                w,
-                "| `{}` | {} | {} |",
-                r.run_name(),
-                c.map_or(r.cell_id.clone(), |c| a.cell_name(c)),
-                md_escape(&r.reason)
-            );
-        }
-        let _ = writeln!(w);
+    let _ = writeln!(w, "| run | cell | reason |\n|---|---|---|");
+    for r in &failed {
+        let c = a.cells.iter().find(|c| c.id == r.cell_id);
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} |",
+            r.run_name(),
+            c.map_or(r.cell_id.clone(), |c| a.cell_name(c)),
+            md_escape(&r.reason)
+        );
     }
-    if !unrun.is_empty() {
-        let names: Vec<String> = unrun.iter().map(|c| a.cell_name(c)).collect();
-        let _ = writeln!(w, "Never measured: {}.\n", names.join(", "));
+    let _ = writeln!(w);
+}
+
+/// The planned runs that never ended (an interrupted or killed run): the cells never
+/// measured, and those with fewer repetitions than planned. Nothing for a whole run.
+fn not_run(w: &mut String, data: &RunData, a: &Analysis) {
+    let m = &data.manifest;
+    let missing = m.order.runs.len().saturating_sub(data.rows.len());
+    if missing == 0 {
+        return;
     }
+    let _ = writeln!(w, "## Not run\n");
+    let _ = writeln!(
+        w,
+        "{missing} of the {} planned runs never ran: the run stopped before them. They are \
+         neither failed nor measured.\n",
+        m.order.runs.len()
+    );
+    let never: Vec<String> = a
+        .cells
+        .iter()
+        .filter(|c| c.not_run())
+        .map(|c| a.cell_name(c))
+        .collect();
+    if !never.is_empty() {
+        let _ = writeln!(w, "- Cells never measured: {}.", never.join(", "));
+    }
+    let short: Vec<String> = a
+        .cells
+        .iter()
+        .filter(|c| !c.not_run() && c.reps_ok + c.reps_failed < c.reps_planned)
+        .map(|c| {
+            format!(
+                "{} ran {} of {}",
+                a.cell_name(c),
+                c.reps_ok + c.reps_failed,
+                c.reps_planned
+            )
+        })
+        .collect();
+    if !short.is_empty() {
+        let _ = writeln!(
+            w,
+            "- Cells with fewer repetitions than planned: {}.",
+            short.join("; ")
+        );
+    }
+    let _ = writeln!(w);
 }
 
 /// What the run directory holds.
@@ -681,7 +818,7 @@ fn files(w: &mut String) {
         "`experiment.toml` (the file as run), `manifest.json`, `results.csv` (one row per run), \
          `summary.csv` (one row per cell), `hdr/` (per run: `.hgrm` percentile distribution and \
          `.hlog` histogram log), `cpu/` (CPU samples every 100 ms), `client/` (the client's JSON), \
-         `logs/` (server and client output), `plots/`. Columns are documented in docs/results.md; \
+         `logs/` (server and client output), `plots/`. Columns are documented in `threadcenter docs results`; \
          `threadcenter report <this directory>` renders this report again from the raw files."
     );
 }
@@ -707,6 +844,7 @@ mod tests {
                 "### Saturation point by series",
                 "### Where the time goes",
                 "## Machine limits and efficiency",
+                "## Memory per connection",
                 "## Noise",
                 "## Results",
                 "## Plots",
@@ -729,7 +867,8 @@ mod tests {
         assert!(
             text.contains(
                 "- **Peak throughput: 1237.5 req/s at `c002` (concurrency=4)**, p50 850 µs, \
-                 p99 12.34 ms (medians of 2 repetition(s))."
+                 p99 12.34 ms (medians of 2 repetitions). Throughput range 1234.0–1241.0 req/s \
+                 over 2 repetitions, spread 1%.\n"
             ),
             "{text}"
         );
@@ -773,6 +912,62 @@ mod tests {
                 .starts_with("> **Partial run.** It was interrupted (Ctrl-C) after 4 of 6 runs"),
             "{after_title}"
         );
+    }
+
+    /// [`closed`] interrupted after its first three runs: c001 twice, c002 once.
+    fn interrupted_after_three() -> Analysed {
+        let mut run = closed();
+        run.data
+            .rows
+            .retain(|r| r.cell_id == "c001" || (r.cell_id == "c002" && r.rep == 1));
+        let m = &mut run.data.manifest;
+        m.status = RunStatus::Interrupted;
+        m.runs_done = 3;
+        m.runs_failed = 0;
+        run.analysis = analyse(&run.data);
+        run
+    }
+
+    #[test]
+    fn runs_never_reached_are_not_run_and_every_count_agrees() {
+        let text = render(&interrupted_after_three(), &[]);
+        assert!(text.contains("after 3 of 6 runs (3 not run)"), "{text}");
+        assert!(text.contains("| runs | 3 of 6 done, 0 failed, 3 not run; 3 cells |"));
+        assert!(!text.contains("## Failed runs"), "no run failed: {text}");
+        let not_run = &text[text.find("## Not run").unwrap()..text.find("## Files").unwrap()];
+        assert!(
+            not_run.contains("3 of the 6 planned runs never ran"),
+            "{not_run}"
+        );
+        assert!(not_run.contains("Cells never measured: `c003` (concurrency=8)."));
+        assert!(not_run.contains(
+            "Cells with fewer repetitions than planned: `c002` (concurrency=4) ran 1 of 2."
+        ));
+        assert!(text.contains("| `c003` (concurrency=8) | closed loop | not run | – |"));
+        // The series' saturation row says what was not measured, not "no successful run".
+        let row = text.lines().find(|l| l.starts_with("| builtin |")).unwrap();
+        assert!(row.contains("; concurrency 8 not run"), "{row}");
+        assert!(!text.contains("no successful run"), "{text}");
+    }
+
+    #[test]
+    fn a_run_interrupted_before_its_first_run_ended_says_nothing_was_measured() {
+        let mut run = closed();
+        run.data.rows.clear();
+        let m = &mut run.data.manifest;
+        m.status = RunStatus::Interrupted;
+        m.runs_done = 0;
+        m.runs_failed = 0;
+        run.analysis = analyse(&run.data);
+        let text = render(&run, &[]);
+        assert!(text.contains("before the first of its 6 runs ended: nothing was measured"));
+        assert!(
+            text.contains("- Nothing was measured: no run ended"),
+            "{text}"
+        );
+        assert!(!text.contains("No run succeeded"), "{text}");
+        assert!(text.contains("| builtin | – | | | not run |"), "{text}");
+        assert!(text.contains("| runs | 0 of 6 done, 0 failed, 6 not run; 3 cells |"));
     }
 
     #[test]

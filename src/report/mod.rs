@@ -14,6 +14,7 @@
 //! compare.html behind the same seam) and `stats` (the tests).
 
 pub(crate) mod analysis;
+pub(crate) mod certainty;
 pub(crate) mod compare;
 #[cfg(test)]
 mod fixture;
@@ -22,6 +23,7 @@ pub(crate) mod html;
 pub(crate) mod limits;
 pub(crate) mod load;
 pub(crate) mod markdown;
+pub(crate) mod memory;
 pub(crate) mod noise;
 pub(crate) mod output;
 pub(crate) mod plots;

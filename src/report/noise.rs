@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::analysis::{Analysis, CellSummary, Metric};
 use super::compare::NOISY_SPREAD_FACTOR;
 use super::load::RunData;
-use crate::domain::DEFAULT_THRESHOLD_PCT;
+use crate::domain::{CMetric, DEFAULT_THRESHOLD_PCT};
 use crate::rundir::{MachineInfo, ResultRow, Status};
 
 /// A 1-minute load average at or above this share of the logical cores before the run
@@ -107,10 +107,10 @@ fn spread(w: &mut String, a: &Analysis) {
     if multi.is_empty() {
         let _ = writeln!(
             w,
-            "- **Spread across repetitions:** none to state, no cell has two successful repetitions. \
-             Comparing runs needs at least {} per cell (`repetitions`).",
-            super::stats::min_reps(super::compare::ALPHA)
+            "- **Spread across repetitions:** none to state, no cell has two successful \
+             repetitions: every figure here is one repetition, not repeatable."
         );
+        comparing(w, a);
         return;
     }
     let spreads: Vec<f64> = multi
@@ -140,6 +140,7 @@ fn spread(w: &mut String, a: &Analysis) {
                 .then(|| format!("`{}` (throughput {t:.0}%, p99 {p:.0}%)", c.id))
         })
         .collect();
+    comparing(w, a);
     if !wide.is_empty() {
         let _ = writeln!(
             w,
@@ -153,6 +154,45 @@ fn spread(w: &mut String, a: &Analysis) {
             DEFAULT_THRESHOLD_PCT
         );
     }
+}
+
+/// What comparing this run with another of the same cells (`report --baseline`) asks of
+/// each side: the rule of `compare::judge::reps_needed`, and what this run has.
+fn comparing(w: &mut String, a: &Analysis) {
+    use super::compare::judge::{reps_for_interval, reps_for_test, reps_needed};
+    use super::compare::Design;
+    let cells = a.cells.len();
+    let family = cells * CMetric::ALL.len();
+    let need = reps_needed(Design::Independent, family);
+    let have = a
+        .cells
+        .iter()
+        .filter(|c| !c.not_run())
+        .map(|c| c.reps_ok)
+        .min()
+        .unwrap_or(0);
+    let _ = writeln!(
+        w,
+        "- **Comparing** this run with another of its {cells} cells (`report --baseline`) takes at \
+         least {need} successful repetitions per cell on each side: its {family} tests ({cells} cells \
+         × {} figures) need p ≤ {}/{family} at Holm–Bonferroni's first step, out of reach with \
+         fewer than {}, and a {:.0}% interval of a median needs {}. {}",
+        CMetric::ALL.len(),
+        super::compare::ALPHA,
+        reps_for_test(Design::Independent, family),
+        super::compare::CONFIDENCE * 100.0,
+        reps_for_interval(),
+        if a.cells.iter().all(|c| c.not_run()) {
+            "This run measured nothing.".to_string()
+        } else if have >= need {
+            format!("This run has {have} or more: enough.")
+        } else {
+            format!(
+                "This run has {have} in its thinnest cell: set `repetitions = {need}` in the \
+                 experiment file for verdicts."
+            )
+        }
+    );
 }
 
 /// The runs whose client was CPU-saturated, or that none was.

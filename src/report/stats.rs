@@ -260,6 +260,15 @@ pub(crate) fn signed_rank_p(d: &[f64]) -> f64 {
 }
 
 /// The smallest two-sided p-value a signed-rank test of `n` pairs can give: 2 / 2^n.
+/// The fewest values whose range covers their median with at least `confidence`: the
+/// sample range covers it with probability 1 − 2^(1−n), so 6 for 95%. Fewer values
+/// cannot support a distribution-free interval of that confidence.
+pub(crate) fn min_n_for_median_interval(confidence: f64) -> usize {
+    (1..64)
+        .find(|&n| 1.0 - 0.5f64.powi(n as i32 - 1) >= confidence)
+        .unwrap_or(64)
+}
+
 pub(crate) fn min_p_value_paired(n: usize) -> f64 {
     if n == 0 {
         return 1.0;

@@ -24,7 +24,7 @@ impl Output<Analysed> for SummaryCsv {
     }
 }
 
-/// One cell's row. A struct literal, one line per column (74 of them, hence its length):
+/// One cell's row. A struct literal, one line per column (78 of them, hence its length):
 /// a column left out is a compile error.
 pub(crate) fn row(c: &CellSummary) -> SummaryRow {
     let median = |m: Metric| c.stats.get(&m).map(|s| s.median);
@@ -35,6 +35,7 @@ pub(crate) fn row(c: &CellSummary) -> SummaryRow {
         cell: c.id.clone(),
         target: c.cell.target.clone(),
         pool: c.cell.pool,
+        io: c.cell.io,
         workers: c.cell.workers,
         cmd: Some(c.cell.cmd),
         size: c.cell.size,
@@ -106,5 +107,8 @@ pub(crate) fn row(c: &CellSummary) -> SummaryRow {
         throughput_spread_pct: c.noise.throughput_spread_pct,
         latency_p99_spread_pct: c.noise.p99_spread_pct,
         client_cpu_saturation_pct: c.noise.client_saturation_pct,
+        server_rss_kib: median(ServerRssKib),
+        client_rss_kib: median(ClientRssKib),
+        server_threads: median(ServerThreads),
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ClientCmd, PoolKind};
+use crate::domain::{ClientCmd, IoModel, PoolKind};
 
 /// A matrix axis. `ALL` is the product's order: the last axis varies fastest, so a
 /// sequential run sweeps concurrency within each combination of the others.
@@ -14,6 +14,8 @@ use crate::domain::{ClientCmd, PoolKind};
 pub enum Axis {
     Target,
     Pool,
+    /// The built-in server's I/O model (`--io`): `threads` or `events`.
+    Io,
     Workers,
     Cmd,
     Size,
@@ -24,9 +26,10 @@ pub enum Axis {
 }
 
 impl Axis {
-    pub const ALL: [Axis; 7] = [
+    pub const ALL: [Axis; 8] = [
         Axis::Target,
         Axis::Pool,
+        Axis::Io,
         Axis::Workers,
         Axis::Cmd,
         Axis::Size,
@@ -39,6 +42,7 @@ impl Axis {
         match self {
             Axis::Target => "target",
             Axis::Pool => "pool",
+            Axis::Io => "io",
             Axis::Workers => "workers",
             Axis::Cmd => "cmd",
             Axis::Size => "size",
@@ -74,6 +78,10 @@ pub struct Cell {
     pub target: String,
     /// The built-in server's pool; `None` for an external target, which chooses its own.
     pub pool: Option<PoolKind>,
+    /// The built-in server's `--io`; `None` when the matrix has no `io` axis (the server's
+    /// own default, no flag passed) or for an external target (schema 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<IoModel>,
     pub workers: u64,
     pub cmd: ClientCmd,
     pub size: u64,
@@ -91,6 +99,7 @@ impl Cell {
         match axis {
             Axis::Target => AxisValue::Str(self.target.clone()),
             Axis::Pool => AxisValue::Str(self.pool.map_or("", |p| p.as_str()).to_string()),
+            Axis::Io => AxisValue::Str(self.io.map_or("", |p| p.as_str()).to_string()),
             Axis::Workers => AxisValue::Int(self.workers),
             Axis::Cmd => AxisValue::Str(self.cmd.as_str().to_string()),
             Axis::Size => AxisValue::Int(self.size),
@@ -118,6 +127,9 @@ impl Cell {
             (Axis::Pool, AxisValue::Str(s)) => {
                 self.pool = s.parse::<PoolKind>().ok();
             }
+            (Axis::Io, AxisValue::Str(s)) => {
+                self.io = s.parse::<IoModel>().ok();
+            }
             (Axis::Workers, AxisValue::Int(v)) => self.workers = *v,
             (Axis::Cmd, AxisValue::Str(s)) => {
                 self.cmd = s.parse::<ClientCmd>().unwrap_or(ClientCmd::Compute);
@@ -135,7 +147,9 @@ impl Cell {
         Axis::ALL
             .iter()
             .filter(|&&a| {
-                !(a == Axis::Pool && self.pool.is_none() || a == Axis::Rate && self.rate.is_none())
+                !(a == Axis::Pool && self.pool.is_none()
+                    || a == Axis::Io && self.io.is_none()
+                    || a == Axis::Rate && self.rate.is_none())
             })
             .map(|&a| format!("{}={}", a.name(), self.get(a)))
             .collect::<Vec<_>>()
@@ -150,7 +164,7 @@ pub fn cell_id(index: usize, count: usize) -> String {
 }
 
 /// The axes with more than one value among `cells`, in axis order. Empty values (the
-/// pool of an external target) do not count: they are "not applicable", not a value.
+/// pool or io of an external target) do not count: they are "not applicable", not a value.
 pub fn varying_axes(cells: &[Cell]) -> Vec<Axis> {
     Axis::ALL
         .into_iter()

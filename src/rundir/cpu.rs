@@ -1,5 +1,6 @@
 //! `cpu/<run>.csv`: a run's CPU samples (every ~100 ms: the server's group, the client and
-//! the machine), and the window means that results.csv keeps.
+//! the machine) with the memory and threads of the server's process tree and the client's
+//! (schema 4), and the window figures that results.csv keeps.
 
 use std::fs::File;
 use std::path::Path;
@@ -21,6 +22,20 @@ pub struct Sample {
     pub server_pct: f64,
     pub client_pct: f64,
     pub machine_pct: f64,
+    /// Memory and threads at this sample (schema 4; `None` in older files, or when the
+    /// server's /proc entries could not be read).
+    pub footprint: Option<Footprint>,
+}
+
+/// What the server's process tree and the client hold: resident memory (RSS, summed over
+/// the server and its worker processes) in KiB, and the server tree's threads. In a
+/// sample, the values at that moment; in results.csv, the peak over the measured window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Footprint {
+    pub server_rss_kib: u64,
+    /// `None` when the client's /proc entry could not be read (not started, or exited).
+    pub client_rss_kib: Option<u64>,
+    pub server_threads: u64,
 }
 
 /// Mean CPU over a window, in percent of one core.
@@ -60,6 +75,13 @@ struct CpuRecord {
     client_pct: f64,
     #[serde(with = "fixed::d1")]
     machine_pct: f64,
+    /// Schema 4: empty in older files (and where not read).
+    #[serde(default)]
+    server_rss_kib: Option<u64>,
+    #[serde(default)]
+    client_rss_kib: Option<u64>,
+    #[serde(default)]
+    server_threads: Option<u64>,
 }
 
 /// Writes the samples; `phase` is `warmup` before `warmup_s`, then `measure`.
@@ -80,6 +102,9 @@ pub fn write_csv(path: &Path, samples: &[Sample], warmup_s: f64) -> anyhow::Resu
             server_pct: s.server_pct,
             client_pct: s.client_pct,
             machine_pct: s.machine_pct,
+            server_rss_kib: s.footprint.map(|f| f.server_rss_kib),
+            client_rss_kib: s.footprint.and_then(|f| f.client_rss_kib),
+            server_threads: s.footprint.map(|f| f.server_threads),
         })?;
     }
     if samples.is_empty() {
@@ -91,7 +116,7 @@ pub fn write_csv(path: &Path, samples: &[Sample], warmup_s: f64) -> anyhow::Resu
 }
 
 /// The header of an empty file (docs/results.md).
-const CSV_COLUMNS: [&str; 8] = [
+const CSV_COLUMNS: [&str; 11] = [
     "t_s",
     "phase",
     "server_cpu_s",
@@ -100,6 +125,9 @@ const CSV_COLUMNS: [&str; 8] = [
     "server_pct",
     "client_pct",
     "machine_pct",
+    "server_rss_kib",
+    "client_rss_kib",
+    "server_threads",
 ];
 
 /// Reads `cpu/<run>.csv` back.
@@ -123,6 +151,14 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
             server_pct: r.server_pct,
             client_pct: r.client_pct,
             machine_pct: r.machine_pct,
+            footprint: match (r.server_rss_kib, r.server_threads) {
+                (Some(server_rss_kib), Some(server_threads)) => Some(Footprint {
+                    server_rss_kib,
+                    client_rss_kib: r.client_rss_kib,
+                    server_threads,
+                }),
+                _ => None,
+            },
         });
     }
     Ok(samples)
@@ -144,6 +180,11 @@ mod tests {
             server_pct: 99.96,
             client_pct: 12.34,
             machine_pct: 150.0,
+            footprint: Some(Footprint {
+                server_rss_kib: 4096,
+                client_rss_kib: (t > 1.0).then_some(2048),
+                server_threads: 7,
+            }),
         };
         write_csv(&path, &[s(0.1), s(1.2)], 1.0).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -151,14 +192,24 @@ mod tests {
             text.lines().collect::<Vec<_>>(),
             [
                 CSV_COLUMNS.join(",").as_str(),
-                "0.100,warmup,0.123,0.500,1.000,100.0,12.3,150.0",
-                "1.200,measure,0.123,0.500,1.000,100.0,12.3,150.0",
+                "0.100,warmup,0.123,0.500,1.000,100.0,12.3,150.0,4096,,7",
+                "1.200,measure,0.123,0.500,1.000,100.0,12.3,150.0,4096,2048,7",
             ]
         );
         let back = read_csv(&path).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[1].t_s, 1.2);
         assert_eq!(back[1].server_pct, 100.0);
+        assert_eq!(back[0].footprint, s(0.1).footprint);
+        assert_eq!(back[1].footprint, s(1.2).footprint);
+        // A file of schema 3 has no memory columns: its samples have no footprint.
+        std::fs::write(
+            &path,
+            "t_s,phase,server_cpu_s,client_cpu_s,machine_cpu_s,server_pct,client_pct,machine_pct\n\
+             0.100,warmup,0.123,0.500,1.000,100.0,12.3,150.0\n",
+        )
+        .unwrap();
+        assert_eq!(read_csv(&path).unwrap()[0].footprint, None);
         write_csv(&path, &[], 1.0).unwrap();
         assert_eq!(read_csv(&path).unwrap(), []);
         std::fs::write(&path, "t_s,phase\n0.1,warmup\n").unwrap();

@@ -1,12 +1,19 @@
 //! The machine limits a run measured before its first cell (manifest.json's `limits`,
-//! schema 3): the loopback round-trip floor per concurrency and compute(n)'s time per size.
+//! schema 3): the loopback round-trip floor per concurrency (a thread per connection, and
+//! from schema 4 on event loops at [`MANY_CONNECTIONS`] or more) and compute(n)'s time
+//! per size.
 
 use serde::{Deserialize, Serialize};
 
 /// What manifest.json's `limits` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
+    /// The echo with a thread per connection at each end.
     pub loopback: Loopback,
+    /// The echo on event loops, at the levels of [`MANY_CONNECTIONS`] or more (schema 4;
+    /// absent before, and in runs without such levels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loopback_events: Option<Loopback>,
     /// One entry per compute size of the run, by increasing size.
     pub compute: Vec<ComputeTime>,
 }
@@ -19,7 +26,14 @@ pub struct Loopback {
     pub trial_s: f64,
     /// One entry per concurrency level of the run, by increasing concurrency.
     pub levels: Vec<LoopbackLevel>,
+    /// Event loops at each end (`loopback_events` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loops: Option<u64>,
 }
+
+/// From this many connections on, the runner also measures the event-loop echo floor and
+/// the report speaks of "many connections".
+pub const MANY_CONNECTIONS: u64 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoopbackLevel {
@@ -32,6 +46,24 @@ pub struct LoopbackLevel {
     pub p99_us: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Fewer connections than `concurrency` were measured: what fit in the runner's
+    /// open-file limit with both ends in one process (event-loop echo only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_connections: Option<u64>,
+}
+
+impl LoopbackLevel {
+    /// A level that was not measured, and why.
+    pub fn missing(concurrency: u64, note: String) -> LoopbackLevel {
+        LoopbackLevel {
+            concurrency,
+            round_trips_per_s: None,
+            p50_us: None,
+            p99_us: None,
+            note: Some(note),
+            measured_connections: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +79,15 @@ pub struct ComputeTime {
 impl Limits {
     pub fn loopback_at(&self, concurrency: u64) -> Option<&LoopbackLevel> {
         self.loopback
+            .levels
+            .iter()
+            .find(|l| l.concurrency == concurrency)
+    }
+
+    /// The event-loop echo at `concurrency`, when it was measured there.
+    pub fn loopback_events_at(&self, concurrency: u64) -> Option<&LoopbackLevel> {
+        self.loopback_events
+            .as_ref()?
             .levels
             .iter()
             .find(|l| l.concurrency == concurrency)

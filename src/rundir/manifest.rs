@@ -15,11 +15,14 @@ use super::MANIFEST_FILE;
 use crate::domain::{PoolKind, Thresholds};
 
 /// The manifest's format, as this build writes it; `report` refuses any it does not read.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// Versions this build reads: 1 had no `stats/` and no stage columns in results.csv; 2
 /// had no `limits` (the machine limits measured at the start of the run), no
-/// `experiment.compare` (comparison thresholds) and no target `binary`, all optional.
-pub const SCHEMA_VERSIONS_READ: [u32; 3] = [1, 2, 3];
+/// `experiment.compare` (comparison thresholds) and no target `binary`, all optional; 3
+/// had no `io` axis, no `[client] threads`, no memory and thread columns
+/// (`server_rss_kib`, `client_rss_kib`, `server_threads` in results.csv and cpu/) and no
+/// event-loop echo floor in `limits`, all optional too.
+pub const SCHEMA_VERSIONS_READ: [u32; 4] = [1, 2, 3, 4];
 
 /// `manifest.json`: what ran, where, when, in which order, and how far it got.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,15 +83,25 @@ pub struct ExperimentInfo {
     /// `[slo] p99` in microseconds, when the file sets one (absent in older runs).
     #[serde(default)]
     pub slo_p99_us: Option<f64>,
+    /// `[client] threads`: the client's `--threads` (at most each cell's concurrency);
+    /// absent: the client's default (schema 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_threads: Option<u64>,
     pub targets: BTreeMap<String, TargetInfo>,
     /// The file's `[compare]` thresholds (schema 3).
     #[serde(default, skip_serializing_if = "Thresholds::is_empty")]
     pub compare: Thresholds,
+    /// `run`'s overrides of the file (`--set`, `--repetitions`, `--warmup`,
+    /// `--duration`), as `key=TOML value`, in the order applied; absent: none (and in
+    /// runs written before overrides existed). Needs no schema bump: older readers
+    /// ignore it, this one reads runs without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetInfo {
-    /// `builtin` or `external`.
+    /// `builtin`, `external` or `container`.
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolKind>,
@@ -104,6 +117,12 @@ pub struct TargetInfo {
     /// Served and measured over TLS with the run's certificate (`tls/`); absent: plaintext.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// A container target's image and its `--cpus` (absent for the other kinds; no
+    /// schema bump: older readers ignore them, older files lack them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,15 +16,17 @@ mod fixed;
 pub mod hlog;
 pub mod hosts;
 pub mod limits;
+mod locate;
 pub mod manifest;
 pub mod results;
 pub mod summary;
 
 pub use cell::{axes_label, cell_id, varying_axes, Axis, AxisValue, Cell, CLOSED};
-pub use cpu::{CpuMeans, Sample};
+pub use cpu::{CpuMeans, Footprint, Sample};
 pub use fixed::num;
 pub use hlog::{intervals_file, read_hlog, read_interval_log, write_hlog, Interval};
-pub use limits::{ComputeTime, Limits, Loopback, LoopbackLevel};
+pub use limits::{ComputeTime, Limits, Loopback, LoopbackLevel, MANY_CONNECTIONS};
+pub use locate::check_run_dir;
 pub use manifest::{
     CellEntry, ExperimentInfo, MachineInfo, Manifest, OrderInfo, RunStatus, TargetInfo, ToolInfo,
     SCHEMA_VERSION, SCHEMA_VERSIONS_READ,

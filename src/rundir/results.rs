@@ -9,10 +9,10 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::cell::{Cell, CLOSED};
-use super::cpu::CpuMeans;
+use super::cpu::{CpuMeans, Footprint};
 use super::fixed::{d1, d3, d6};
 use super::RESULTS_FILE;
-use crate::domain::{CMetric, ClientCmd, PoolKind};
+use crate::domain::{CMetric, ClientCmd, IoModel, PoolKind};
 
 /// A cell × repetition ended `ok` (every request answered right), or `failed` with a reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +93,8 @@ pub struct ResultRow {
     pub reason: String,
     pub measured: Option<Measured>,
     pub cpu: Option<CpuMeans>,
+    /// Peak memory and threads over the measured window (schema 4), when sampled.
+    pub footprint: Option<Footprint>,
     /// The server's stage timings over the measured window (`stats/`), when it had them.
     pub stages: Option<StageFigures>,
     /// From starting the server until it is ready, seconds.
@@ -134,7 +136,7 @@ impl ResultRow {
 /// results.csv's layout: one field per column, in the file's order. Empty means "not
 /// measured"; a `#[serde(default)]` column was added after the first runs were written
 /// (the open loop's `rate` and figures, schema 2's stage timings, start-up and stop
-/// times), so files without it still read.
+/// times, schema 4's `io`, memory and threads), so files without it still read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ResultRecord {
     pub cell: String,
@@ -143,6 +145,8 @@ pub struct ResultRecord {
     // The axes, in `Axis::ALL`'s order.
     pub target: String,
     pub pool: Option<PoolKind>,
+    #[serde(default)]
+    pub io: Option<IoModel>,
     pub workers: u64,
     pub cmd: Option<ClientCmd>,
     pub size: u64,
@@ -221,6 +225,13 @@ pub struct ResultRecord {
     pub server_total_p50_us: Option<f64>,
     #[serde(default, with = "d1::opt")]
     pub server_total_p99_us: Option<f64>,
+    /// Peaks over the measured window (docs/results.md).
+    #[serde(default)]
+    pub server_rss_kib: Option<u64>,
+    #[serde(default)]
+    pub client_rss_kib: Option<u64>,
+    #[serde(default)]
+    pub server_threads: Option<u64>,
 }
 
 /// The `rate` column: a number of requests per second, or `closed` (empty in no file
@@ -260,6 +271,7 @@ impl From<&ResultRow> for ResultRecord {
             seq: row.seq,
             target: c.target.clone(),
             pool: c.pool,
+            io: c.io,
             workers: c.workers,
             cmd: Some(c.cmd),
             size: c.size,
@@ -303,6 +315,9 @@ impl From<&ResultRow> for ResultRecord {
             server_total_mean_us: stage(|s| s.total, |f| f.mean_us),
             server_total_p50_us: stage(|s| s.total, |f| f.p50_us),
             server_total_p99_us: stage(|s| s.total, |f| f.p99_us),
+            server_rss_kib: row.footprint.map(|f| f.server_rss_kib),
+            client_rss_kib: row.footprint.and_then(|f| f.client_rss_kib),
+            server_threads: row.footprint.map(|f| f.server_threads),
         }
     }
 }
@@ -409,6 +424,7 @@ impl TryFrom<ResultRecord> for ResultRow {
             cell: Cell {
                 target: r.target,
                 pool: r.pool,
+                io: r.io,
                 workers: r.workers,
                 cmd: need("cmd", r.cmd)?,
                 size: r.size,
@@ -419,6 +435,14 @@ impl TryFrom<ResultRecord> for ResultRow {
             reason: r.reason,
             measured,
             cpu,
+            footprint: match (r.server_rss_kib, r.server_threads) {
+                (Some(server_rss_kib), Some(server_threads)) => Some(Footprint {
+                    server_rss_kib,
+                    client_rss_kib: r.client_rss_kib,
+                    server_threads,
+                }),
+                _ => None,
+            },
             stages,
             startup_s: r.startup_s.unwrap_or(0.0),
             stop_s: r.stop_s.unwrap_or(0.0),
@@ -507,6 +531,7 @@ mod tests {
             cell: Cell {
                 target: "builtin".into(),
                 pool: Some(PoolKind::Thread),
+                io: None,
                 workers: 2,
                 cmd: ClientCmd::Compute,
                 size: 1000,
@@ -530,6 +555,7 @@ mod tests {
                 open: None,
             }),
             cpu: None,
+            footprint: None,
             stages: None,
             startup_s: 0.05,
             stop_s: 0.1,
@@ -565,6 +591,12 @@ mod tests {
             client_pct: 40.0,
             machine_pct: 190.0,
             server_peak_pct: 180.0,
+        });
+        staged.cell.io = Some(IoModel::Events);
+        staged.footprint = Some(Footprint {
+            server_rss_kib: 12_345,
+            client_rss_kib: Some(6_789),
+            server_threads: 9,
         });
         let fig = |x: f64| StageFigure {
             mean_us: x,
@@ -611,6 +643,8 @@ mod tests {
                 || c.contains("uncorrected")
                 || c.starts_with("lateness")
                 || c.starts_with("server_") && !c.starts_with("server_cpu")
+                || c == "io"
+                || c == "client_rss_kib"
         };
         let keep: Vec<usize> = (0..header.len()).filter(|&i| !late(&header[i])).collect();
         let mut out = String::new();

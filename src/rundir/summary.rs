@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 
 use super::cell::CLOSED;
 use super::fixed::{d1, d3};
-use crate::domain::{ClientCmd, PoolKind};
+use crate::domain::{ClientCmd, IoModel, PoolKind};
 
 /// One row of summary.csv. Per summarised figure, its median over the cell's successful
 /// repetitions (`throughput_rps`), then their range (`throughput_min_rps`,
@@ -20,6 +20,7 @@ pub struct SummaryRow {
     // The axes, in `Axis::ALL`'s order.
     pub target: String,
     pub pool: Option<PoolKind>,
+    pub io: Option<IoModel>,
     pub workers: u64,
     pub cmd: Option<ClientCmd>,
     pub size: u64,
@@ -161,6 +162,13 @@ pub struct SummaryRow {
     pub latency_p99_spread_pct: Option<f64>,
     #[serde(with = "d1::opt")]
     pub client_cpu_saturation_pct: Option<f64>,
+    // Memory and threads: medians of each repetition's peak (schema 4).
+    #[serde(with = "d1::opt")]
+    pub server_rss_kib: Option<f64>,
+    #[serde(with = "d1::opt")]
+    pub client_rss_kib: Option<f64>,
+    #[serde(with = "d1::opt")]
+    pub server_threads: Option<f64>,
 }
 
 /// The `rate` column: requests per second, or `closed` (as in results.csv).
@@ -228,16 +236,17 @@ mod tests {
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
         let values: Vec<&str> = lines.next().unwrap().split(',').collect();
         assert_eq!(lines.next(), None);
-        assert_eq!(header.len(), 74);
+        assert_eq!(header.len(), 78);
         assert_eq!(values.len(), header.len());
         assert_eq!(header, SummaryRow::columns());
         let at = |name: &str| values[header.iter().position(|h| *h == name).unwrap()];
         assert_eq!(
-            header[..9],
+            header[..10],
             [
                 "cell",
                 "target",
                 "pool",
+                "io",
                 "workers",
                 "cmd",
                 "size",
@@ -252,7 +261,7 @@ mod tests {
         assert_eq!(at("throughput_rps"), "1234.568");
         assert_eq!(at("latency_p99_us"), "0.0", "no negative zero");
         assert_eq!(at("latency_p99_min_us"), "", "not measured: empty");
-        assert_eq!(header.last(), Some(&"client_cpu_saturation_pct"));
+        assert_eq!(header.last(), Some(&"server_threads"));
     }
 
     #[test]

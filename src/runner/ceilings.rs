@@ -7,6 +7,11 @@
 //!   of the run's concurrency levels. Its round trips per second bound what any server
 //!   speaking this framing over loopback can answer at that concurrency, and its median
 //!   round trip bounds the latency.
+//! - the **event-loop echo floor** (`event_echo.rs`), at the levels of
+//!   [`MANY_CONNECTIONS`] or more: the same echo on a few mio loops at each end, which is
+//!   what a server built for many connections could reach there (the thread echo is not
+//!   measured above [`ECHO_MAX_CONCURRENCY`], and thousands of threads would make a poor
+//!   reference anyway). The report judges a cell against the better of the two floors.
 //! - the **compute ceiling**: the time of one `compute(n)` in one process, for each size;
 //!   `min(workers, cores) / time` bounds the compute throughput of a pool (the report
 //!   computes it per cell).
@@ -28,7 +33,7 @@ use hdrhistogram::Histogram;
 
 use crate::domain::ClientCmd;
 use crate::protocol::{self, frame, FrameReader};
-use crate::rundir::{Cell, ComputeTime, Limits, Loopback, LoopbackLevel};
+use crate::rundir::{Cell, ComputeTime, Limits, Loopback, LoopbackLevel, MANY_CONNECTIONS};
 
 /// Echo trials per concurrency level; the best is kept.
 pub(crate) const ECHO_TRIALS: u32 = 3;
@@ -64,18 +69,12 @@ pub(crate) fn measure(cells: &[Cell], interrupted: &AtomicBool) -> Limits {
         levels: levels
             .iter()
             .map(|&c| {
-                let missing = |note: String| LoopbackLevel {
-                    concurrency: c,
-                    round_trips_per_s: None,
-                    p50_us: None,
-                    p99_us: None,
-                    note: Some(note),
-                };
+                let missing = |note: String| LoopbackLevel::missing(c, note);
                 if interrupted.load(Ordering::Relaxed) {
                     missing("interrupted".into())
                 } else if c > ECHO_MAX_CONCURRENCY {
                     missing(format!(
-                        "not measured above {ECHO_MAX_CONCURRENCY} connections"
+                        "not measured above {ECHO_MAX_CONCURRENCY} connections (two threads each)"
                     ))
                 } else {
                     echo_level(c as usize, &payload, ECHO_TRIALS, ECHO_TRIAL)
@@ -83,13 +82,51 @@ pub(crate) fn measure(cells: &[Cell], interrupted: &AtomicBool) -> Limits {
                 }
             })
             .collect(),
+        loops: None,
     };
+    let loopback_events = event_floor(&levels, &payload, interrupted);
     let compute = sizes
         .iter()
         .take_while(|_| !interrupted.load(Ordering::Relaxed))
         .map(|&n| time_compute(n, COMPUTE_SAMPLES, COMPUTE_BUDGET))
         .collect();
-    Limits { loopback, compute }
+    Limits {
+        loopback,
+        loopback_events,
+        compute,
+    }
+}
+
+/// The event-loop echo at each level of [`MANY_CONNECTIONS`] or more; `None` when the run
+/// has none.
+fn event_floor(levels: &[u64], payload: &[u8], interrupted: &AtomicBool) -> Option<Loopback> {
+    let many: Vec<u64> = levels
+        .iter()
+        .copied()
+        .filter(|&c| c >= MANY_CONNECTIONS)
+        .collect();
+    if many.is_empty() {
+        return None;
+    }
+    let loops = crate::machine::available_cores().max(1);
+    Some(Loopback {
+        payload_bytes: payload.len(),
+        trials: ECHO_TRIALS,
+        trial_s: ECHO_TRIAL.as_secs_f64(),
+        levels: many
+            .into_iter()
+            .map(|c| {
+                if interrupted.load(Ordering::Relaxed) {
+                    return LoopbackLevel::missing(c, "interrupted".into());
+                }
+                super::event_echo::echo_level(c as usize, payload, ECHO_TRIALS, ECHO_TRIAL, loops)
+                    .unwrap_or_else(|e| {
+                        LoopbackLevel::missing(c, format!("the event-loop echo failed: {e}"))
+                    })
+            })
+            .collect(),
+        loops: Some(loops as u64),
+    })
 }
 
 /// The payload of a compute request as the client sends it (the frame without its header).
@@ -129,9 +166,9 @@ pub(crate) fn time_compute(n: u64, samples: u32, budget: Duration) -> ComputeTim
 }
 
 /// Per trial: the round trips that completed in it, and their latencies.
-type Trials = Vec<(u64, Histogram<u64>)>;
+pub(crate) type Trials = Vec<(u64, Histogram<u64>)>;
 
-fn no_trials(trials: usize) -> Trials {
+pub(crate) fn no_trials(trials: usize) -> Trials {
     (0..trials)
         .map(|_| (0, crate::hdr::new_latency_histogram()))
         .collect()
@@ -229,7 +266,7 @@ fn join_echo_clients(
 
 /// The best rate of any trial (trial k ran from `windows[k]` to the next start, the last
 /// one until `ended`), and the lowest median and 99th percentile.
-fn best_trial(
+pub(crate) fn best_trial(
     c: usize,
     per_trial: &Trials,
     windows: &[Instant],
@@ -257,6 +294,7 @@ fn best_trial(
         p50_us: Some(p50),
         p99_us: Some(p99),
         note: None,
+        measured_connections: None,
     })
 }
 
@@ -373,6 +411,7 @@ mod tests {
         let cell = |c: u64, cmd: ClientCmd, size: u64| Cell {
             target: "t".into(),
             pool: None,
+            io: None,
             workers: 1,
             cmd,
             size,

@@ -1,5 +1,5 @@
 //! One cell × repetition: start the target server, wait until it is ready, run the client
-//! with `--json`, `--hgrm` and `--interval-log` while sampling CPU (resetting the server's
+//! with `--json`, `--hgrm` and `--interval-log` while sampling CPU and memory (resetting the server's
 //! `stats` when the warm-up ends and reading them at the end), stop everything, and turn
 //! what the client wrote into a results row. Every failure becomes a `failed` row with
 //! its reason.
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use sysinfo::System;
 
+use super::container::{self, Server};
 use super::cpu::{self, Sampler};
 use super::experiment::{Experiment, Target, TargetKind};
 use super::launch::{self, Group};
@@ -148,6 +149,7 @@ pub(crate) fn run(
         reason: String::new(),
         measured: None,
         cpu: None,
+        footprint: None,
         stages: None,
         startup_s: 0.0,
         stop_s: 0.0,
@@ -179,9 +181,13 @@ pub(crate) fn run(
     let stopped = server.stop(target.stop_grace);
     row.stop_s = stopping.elapsed().as_secs_f64();
 
-    let problems = problems(&outcome, crashed, &stopped, target, &files.server_log);
+    let mut problems = problems(&outcome, crashed, &stopped, target, &files.server_log);
+    if let Some(note) = refused_note(cell, target, &outcome.failure_kinds) {
+        problems.push(note);
+    }
     row.measured = outcome.measured;
     row.cpu = outcome.cpu;
+    row.footprint = outcome.footprint;
     row.stages = outcome.stages;
     row.status = if problems.is_empty() {
         Status::Ok
@@ -229,6 +235,7 @@ fn problems(
             stopped.leftover
         ));
     }
+    problems.extend(stopped.problems.iter().cloned());
     if let Some(m) = &outcome.measured {
         if m.failed > 0 && outcome.problem.is_none() {
             problems.insert(
@@ -241,6 +248,40 @@ fn problems(
         }
     }
     problems
+}
+
+/// Why a built-in server answered OVERLOADED, when the cell asked for more connections
+/// than its default `--max-connections` holds on this machine: the same rule the server
+/// applies at start-up (`server::capacity`: its open-file limit raised to the hard one,
+/// and with `--io threads` the kernel's memory-map limit), so a refused cell says so.
+fn refused_note(cell: &Cell, target: &Target, failure_kinds: &str) -> Option<String> {
+    let TargetKind::Builtin { args, binary, .. } = &target.kind else {
+        return None;
+    };
+    if !failure_kinds.contains("OVERLOADED")
+        || binary.is_some()
+        || args.iter().any(|a| a.starts_with("--max-connections"))
+    {
+        return None;
+    }
+    use crate::server::capacity;
+    let io = cell.io.unwrap_or_default();
+    let nofile = capacity::raise_nofile();
+    let maps = capacity::max_map_count();
+    let allowed = capacity::connections_allowed(io, nofile, maps);
+    (cell.concurrency > allowed).then(|| {
+        format!(
+            "the server holds at most {allowed} connections by default with --io {} on this machine (open-file limit {nofile}{}), so the connections past it were refused with OVERLOADED instead of crashing it; measure {} connections with --io events",
+            io.as_str(),
+            match (io, maps) {
+                (crate::domain::IoModel::Threads, Some(m)) => {
+                    format!(", vm.max_map_count {m}: 8 maps per connection")
+                }
+                _ => String::new(),
+            },
+            cell.concurrency
+        )
+    })
 }
 
 /// " — stderr: last | lines" (or nothing when the log is empty).
@@ -269,7 +310,7 @@ fn start_server(
     cell: &Cell,
     tls: Option<&RunCert>,
     log: &Path,
-) -> Result<(Group, SocketAddr), String> {
+) -> Result<(Server, SocketAddr), String> {
     let log_file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let clone = |f: &File| {
@@ -288,6 +329,9 @@ fn start_server(
             if let Some(pool) = cell.pool {
                 cmd.args(["--pool", pool.as_str()]);
             }
+            if let Some(io) = cell.io {
+                cmd.args(["--io", io.as_str()]);
+            }
             if let Some(cert) = tls {
                 cmd.arg("--tls-cert")
                     .arg(&cert.cert)
@@ -300,7 +344,7 @@ fn start_server(
             let mut group = Group::spawn(&mut cmd)
                 .map_err(|e| format!("cannot start `{} server`: {e}", exe.display()))?;
             match launch::await_ready_line(&mut group, target.ready_timeout, env.interrupted) {
-                Ok(addr) => Ok((group, addr)),
+                Ok(addr) => Ok((Server::Process(group), addr)),
                 Err(why) => {
                     group.kill();
                     Err(format!("{why}{}", stderr_tail(log)))
@@ -321,12 +365,23 @@ fn start_server(
                 .map_err(|e| format!("cannot start {:?}: {e}", words.join(" ")))?;
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             match launch::await_connectable(&group, addr, target.ready_timeout, env.interrupted) {
-                Ok(()) => Ok((group, addr)),
+                Ok(()) => Ok((Server::Process(group), addr)),
                 Err(why) => {
                     group.kill();
                     Err(format!("{why}{}", stderr_tail(log)))
                 }
             }
+        }
+        TargetKind::Container(spec) => {
+            let at = container::start(
+                spec,
+                cell.workers,
+                target.ready_timeout,
+                env.interrupted,
+                log_file,
+            );
+            at.map(|(c, addr)| (Server::Container(c), addr))
+                .map_err(|why| format!("{why}{}", stderr_tail(log)))
         }
     }
 }
@@ -359,6 +414,8 @@ struct Client<'a> {
 struct Outcome {
     measured: Option<Measured>,
     cpu: Option<rundir::CpuMeans>,
+    /// Peak memory and threads over the measured window.
+    footprint: Option<rundir::Footprint>,
     /// The server's stage timings over the measured window.
     stages: Option<rundir::StageFigures>,
     /// Why the measurement is not to be trusted (client error, timeout, interrupt).
@@ -449,6 +506,7 @@ fn measure(
     out.failure_kinds = failure_kinds(&doc.failures);
     out.note(count_problem(&doc, &stopped));
     out.cpu = cpu::window_means(&samples, warmup_s, warmup_s + doc.elapsed_s);
+    out.footprint = cpu::window_footprint(&samples, warmup_s, warmup_s + doc.elapsed_s);
     let hlog_start = start_epoch + warmup_s;
     out.note(write_hlog(files, client.cell, &doc, hlog_start).err());
     out.note(histogram_problem(&doc));
@@ -473,6 +531,10 @@ fn client_command(env: &Env<'_>, client: &Client<'_>, files: &RunFiles) -> Comma
         .args(["--cmd", cell.cmd.as_str()])
         .args(["--warmup", &super::fmt_duration(s.warmup)])
         .args(["--timeout", &super::fmt_duration(env.exp.client.timeout)]);
+    if let Some(threads) = env.exp.client.threads {
+        // The client refuses more threads than connections: each thread needs one.
+        cmd.args(["--threads", &threads.min(cell.concurrency).to_string()]);
+    }
     if let Some(cert) = client.tls {
         cmd.arg("--tls").arg("--ca").arg(&cert.cert);
     }

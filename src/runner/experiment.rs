@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::matrix::{self, Filter};
-use crate::domain::{parse_pct, CMetric, ClientCmd, PoolKind, Thresholds, CLIENT_TIMEOUT};
+use crate::domain::{parse_pct, CMetric, ClientCmd, IoModel, PoolKind, Thresholds, CLIENT_TIMEOUT};
 use crate::rundir::{Axis, AxisValue, Cell};
 
 /// What the runner gives a placeholder in an external target's `command`.
@@ -107,6 +107,9 @@ pub struct ClientSettings {
     /// `[slo] p99`: the latency the report holds open-loop cells to, to find the highest
     /// rate whose p99 stays under it.
     pub slo_p99: Option<Duration>,
+    /// `[client] threads`: the client's `--threads` (event-loop threads), at most the
+    /// cell's concurrency; `None`: the client's own default.
+    pub threads: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,11 +161,27 @@ pub enum TargetKind {
     },
     /// Any program that speaks the protocol; placeholders filled per cell.
     External { command: Vec<String> },
+    /// A server run as a container (`image`); see `runner::container`.
+    Container(ContainerTarget),
+}
+
+/// `[targets.X] image = "…"`: a server image run with `docker run` on a network of the
+/// run's own. Any image whose command takes `{host}`, `{port}` and `{workers}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerTarget {
+    pub image: String,
+    /// The container's command (after the image's entrypoint), placeholders filled per
+    /// cell; `server --host {host} --port {port} --workers {workers}` when not given.
+    pub args: Vec<String>,
+    /// `docker run --cpus`: the machine's cores unless given.
+    pub cpus: f64,
 }
 
 impl Target {
+    /// Not the built-in server run as this machine's process: its exit status on SIGTERM
+    /// is its own business (a container's is checked by `runner::container`).
     pub fn is_external(&self) -> bool {
-        matches!(self.kind, TargetKind::External { .. })
+        !matches!(self.kind, TargetKind::Builtin { .. })
     }
 }
 
@@ -249,6 +268,9 @@ struct RawTarget {
     ready_timeout: Option<Spanned<String>>,
     stop_grace: Option<Spanned<String>>,
     tls: Option<Spanned<bool>>,
+    image: Option<Spanned<String>>,
+    client_image: Option<Spanned<String>>,
+    cpus: Option<Spanned<f64>>,
     host: Option<Spanned<String>>,
 }
 
@@ -268,6 +290,7 @@ struct RawHost {
 struct RawClient {
     timeout: Option<Spanned<String>>,
     pipeline: Option<Spanned<i64>>,
+    threads: Option<Spanned<i64>>,
     hosts: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -320,6 +343,7 @@ impl RawCompare {
 struct RawMatrix {
     target: Option<Spanned<AxisInput>>,
     pool: Option<Spanned<AxisInput>>,
+    io: Option<Spanned<AxisInput>>,
     workers: Option<Spanned<AxisInput>>,
     cmd: Option<Spanned<AxisInput>>,
     size: Option<Spanned<AxisInput>>,
@@ -332,6 +356,7 @@ impl RawMatrix {
         match axis {
             Axis::Target => self.target.as_ref(),
             Axis::Pool => self.pool.as_ref(),
+            Axis::Io => self.io.as_ref(),
             Axis::Workers => self.workers.as_ref(),
             Axis::Cmd => self.cmd.as_ref(),
             Axis::Size => self.size.as_ref(),
@@ -411,14 +436,26 @@ impl Source<'_> {
         }
     }
 
+    /// A duration, at most [`crate::cli::MAX_RUN_DURATION`] (24 h): longer is a typo.
     fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ExperimentError> {
-        crate::cli::parse_duration(value.get_ref()).map_err(|e| {
+        let d = crate::cli::parse_duration(value.get_ref()).map_err(|e| {
             self.error(
                 value.span(),
                 key,
                 format!("bad duration {:?}: {e}", value.get_ref()),
             )
-        })
+        })?;
+        if d > crate::cli::MAX_RUN_DURATION {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "{:?} is longer than 24 h, the longest duration an experiment takes (cells are measured for seconds to minutes): write e.g. \"30s\" or \"10m\"",
+                    value.get_ref()
+                ),
+            ));
+        }
+        Ok(d)
     }
 
     /// A duration that must not be zero (how long something lasts or may take).
@@ -514,6 +551,15 @@ fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
 
 /// Reads and checks an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
+    load_with(path, &[])
+}
+
+/// Reads an experiment file, applies `run`'s overrides to it (`overrides.rs`), and checks
+/// the result; `source` is then the effective file.
+pub(crate) fn load_with(
+    path: &Path,
+    overrides: &[super::overrides::Override],
+) -> Result<Experiment, ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|e| ExperimentError {
         path: path.to_path_buf(),
         line: 0,
@@ -522,7 +568,14 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
         message: format!("cannot read the experiment file: {e}"),
         snippet: None,
     })?;
-    parse(path, &text)
+    if overrides.is_empty() {
+        return parse(path, &text);
+    }
+    let effective = super::overrides::apply(path, &text, overrides)?;
+    let mut exp = parse(path, &effective)
+        .map_err(|e| super::overrides::relocate(e, &text, &effective, overrides))?;
+    exp.source = super::overrides::annotate(path, &effective, overrides);
+    Ok(exp)
 }
 
 /// Checks an experiment given as text; `path` names it in errors and anchors `{dir}`.
@@ -532,6 +585,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Experiment, ExperimentError> {
         let span = e.span().unwrap_or(0..0);
         let key = key_at(text, &span).unwrap_or_default();
         let message = e.message().trim_end().replace('\n', "; ");
+        let message = super::wording::user_words(&message, &key);
         src.error(span, &key, message)
     })?;
     resolve(&src, raw)
@@ -695,11 +749,38 @@ fn client_settings(
         None => None,
         Some(slo) => Some(src.nonzero_duration(&slo.p99, "slo.p99")?),
     };
+    let threads = match raw.client.as_ref().and_then(|c| c.threads.as_ref()) {
+        None => None,
+        Some(t) => Some(client_threads(src, t)?),
+    };
     Ok(ClientSettings {
         timeout,
         pipeline,
         slo_p99,
+        threads,
     })
+}
+
+/// The most `--threads` the client takes.
+pub const MAX_CLIENT_THREADS: u64 = 100_000;
+
+/// `[client] threads`: 1 to [`MAX_CLIENT_THREADS`].
+fn client_threads(src: &Source<'_>, t: &Spanned<i64>) -> Result<u64, ExperimentError> {
+    let key = "client.threads";
+    let v = src.positive(t, key).map_err(|mut e| {
+        e.message.push_str(
+            " (the client's event-loop threads; leave it out for the client's default, min(concurrency, cores))",
+        );
+        e
+    })?;
+    if v > MAX_CLIENT_THREADS {
+        return Err(src.error(
+            t.span(),
+            key,
+            format!("at most {MAX_CLIENT_THREADS} client threads, not {v}"),
+        ));
+    }
+    Ok(v)
 }
 
 /// Where each target that sets `tls = true` sets it (its key and span), by target name:
@@ -731,6 +812,8 @@ fn targets(
         (Some(server), None) => {
             let name = if server.get_ref().command.is_some() {
                 "external"
+            } else if server.get_ref().image.is_some() {
+                "container"
             } else {
                 "builtin"
             };
@@ -843,10 +926,29 @@ fn resolve_target(src: &Source<'_>, raw: &RawTarget, key: &str) -> Result<Target
         Some(t) => src.duration(t, &format!("{key}.stop_grace"))?,
     };
     let tls = raw.tls.as_ref().is_some_and(|t| *t.get_ref());
-    let kind = match &raw.command {
-        Some(command) => external_target(src, raw, command, key, tls)?,
-        None => builtin_target(src, raw, key)?,
+    let kind = match (&raw.command, &raw.image) {
+        (Some(_), Some(image)) => return Err(src.error(
+            image.span(),
+            &format!("{key}.image"),
+            "give a target either a `command` (a program) or an `image` (a container), not both",
+        )),
+        (Some(command), None) => external_target(src, raw, command, key, tls)?,
+        (None, Some(image)) => container_target(src, raw, image, key, tls)?,
+        (None, None) => builtin_target(src, raw, key)?,
     };
+    if raw.image.is_none() {
+        let only = [
+            (raw.client_image.as_ref().map(Spanned::span), "client_image"),
+            (raw.cpus.as_ref().map(Spanned::span), "cpus"),
+        ];
+        if let Some((span, field)) = only.iter().find_map(|(s, f)| Some((s.clone()?, f))) {
+            return Err(src.error(
+                span,
+                &format!("{key}.{field}"),
+                format!("`{field}` is for a container target: add `image = \"threadcenter:local\"` (scripts/image.sh), or remove it"),
+            ));
+        }
+    }
     Ok(Target {
         kind,
         ready_timeout,
@@ -918,6 +1020,75 @@ fn external_target(
             .map(|w| w.get_ref().clone())
             .collect(),
     })
+}
+
+/// A target with an `image`: `args` with `{host}`, `{port}`, `{workers}` only, no TLS
+/// yet, and none of the built-in server's process keys.
+fn container_target(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    image: &Spanned<String>,
+    key: &str,
+    tls: bool,
+) -> Result<TargetKind, ExperimentError> {
+    let not_here = [
+        (raw.pool.as_ref().map(Spanned::span), "pool", "`pool` is for the built-in server run as a process; pass `--pool` in a container target's `args`"),
+        (raw.binary.as_ref().map(Spanned::span), "binary", "`binary` is for the built-in server run as a process; a container target names its `image`"),
+        (raw.tls.as_ref().filter(|t| *t.get_ref()).map(Spanned::span), "tls", "a container target does not serve TLS yet: measure it in plaintext (remove `tls`)"),
+        (raw.client_image.as_ref().map(Spanned::span), "client_image", "the runner does not run its client in a container yet (it runs on the host, against the container's address); compose.yaml runs clients in containers (docs/containers.md)"),
+    ];
+    if let Some((span, field, message)) = not_here
+        .iter()
+        .find_map(|(s, f, m)| Some((s.clone()?, f, m)))
+    {
+        return Err(src.error(span, &format!("{key}.{field}"), *message));
+    }
+    debug_assert!(!tls);
+    let image_of = |i: &Spanned<String>, field: &str| {
+        let name = i.get_ref().trim();
+        if name.is_empty() || name.chars().any(char::is_whitespace) {
+            Err(src.error(
+                i.span(),
+                &format!("{key}.{field}"),
+                "must name an image, e.g. \"threadcenter:local\" (scripts/image.sh builds it)",
+            ))
+        } else {
+            Ok(name.to_string())
+        }
+    };
+    let akey = format!("{key}.args");
+    let args = match &raw.args {
+        None => super::container::DEFAULT_ARGS
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        Some(a) => {
+            if let Some(bad) = a.get_ref().iter().find_map(|w| {
+                placeholders(w)
+                    .into_iter()
+                    .find(|p| !super::container::PLACEHOLDERS.contains(p))
+            }) {
+                return Err(src.error(a.span(), &akey, format!("unknown placeholder {{{bad}}}: a container target's args take {{host}}, {{port}} and {{workers}}")));
+            }
+            a.get_ref().clone()
+        }
+    };
+    let cpus = match &raw.cpus {
+        None => available_cores() as f64,
+        Some(c) if c.get_ref().is_finite() && *c.get_ref() > 0.0 => *c.get_ref(),
+        Some(c) => {
+            return Err(src.error(
+                c.span(),
+                &format!("{key}.cpus"),
+                "must be a positive number of CPUs, e.g. cpus = 1.5",
+            ))
+        }
+    };
+    Ok(TargetKind::Container(ContainerTarget {
+        image: image_of(image, "image")?,
+        args,
+        cpus,
+    }))
 }
 
 /// A target without a `command`: this executable's server (or `binary`'s).
@@ -1005,6 +1176,8 @@ fn default_axis(axis: Axis, targets: &BTreeMap<String, Target>) -> Vec<AxisValue
         Axis::Target => targets.keys().map(|k| AxisValue::Str(k.clone())).collect(),
         // Each target's own pool (see matrix::expand); a placeholder value here.
         Axis::Pool => vec![AxisValue::Str(String::new())],
+        // The server's own default: no `--io` passed.
+        Axis::Io => vec![AxisValue::Str(String::new())],
         Axis::Workers => vec![AxisValue::Int(available_cores())],
         Axis::Cmd => vec![AxisValue::Str("compute".into())],
         Axis::Size => vec![AxisValue::Int(500_000)],
@@ -1062,6 +1235,12 @@ fn axis_value(
             })?;
             parse_pool(s).map(|p| AxisValue::Str(p.as_str().into()))
         }
+        Axis::Io => match value.as_str().map(str::parse::<IoModel>) {
+            Some(Ok(io)) => Ok(AxisValue::Str(io.as_str().into())),
+            _ => Err(format!(
+                "expected \"threads\" (a reader and a writer thread per connection) or \"events\" (epoll loops), found {value}"
+            )),
+        },
         Axis::Cmd => match value.as_str().map(str::parse::<ClientCmd>) {
             Some(Ok(cmd)) => Ok(AxisValue::Str(cmd.as_str().into())),
             _ => Err(format!("expected \"compute\" or \"ping\", found {value}")),
@@ -1319,6 +1498,7 @@ fn hosts(
         let target = &targets[&name];
         let refuse = match &target.kind {
             TargetKind::External { .. } => Some("an external `command` runs here only: a target on a host is the built-in server"),
+            TargetKind::Container(_) => Some("a container target runs here only: a target on a host is the built-in server"),
             TargetKind::Builtin { binary: Some(_), .. } => Some("a target on a host runs that host's binary: give `binary` in its [hosts] table instead"),
             _ if target.tls => Some("TLS targets run here only for now: remove `tls` or `host`"),
             _ => None,
@@ -1549,6 +1729,64 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("client.pipeline"), "{e}");
         let e = err(&format!("{OK}[slo]\np99 = \"soon\"\n"));
         assert_eq!(e.key.as_deref(), Some("slo.p99"), "{e}");
+    }
+
+    #[test]
+    fn the_io_axis_multiplies_builtin_cells_only_and_client_threads_are_checked() {
+        let e = parse(Path::new("x.toml"), OK).unwrap();
+        assert!(e.cells.iter().all(|c| c.io.is_none()), "no axis: no --io");
+        assert_eq!(e.client.threads, None);
+        let text = "name = \"t\"\nduration = \"1s\"\n[client]\nthreads = 3\n\
+                    [targets.a]\n[targets.ext]\ncommand = [\"s\", \"{port}\"]\n\
+                    [matrix]\nio = [\"threads\", \"events\"]\nconcurrency = [4]\n";
+        let e = parse(Path::new("x.toml"), text).unwrap();
+        assert_eq!(e.client.threads, Some(3));
+        let got: Vec<(&str, Option<IoModel>)> =
+            e.cells.iter().map(|c| (c.target.as_str(), c.io)).collect();
+        assert_eq!(
+            got,
+            [
+                ("a", Some(IoModel::Threads)),
+                ("a", Some(IoModel::Events)),
+                ("ext", None)
+            ],
+            "an external target is not multiplied by io"
+        );
+        assert_eq!(
+            e.cells[1].label(),
+            "target=a pool=process io=events workers=2 cmd=compute size=500000 concurrency=4"
+                .replace("workers=2", &format!("workers={}", available_cores()))
+        );
+
+        for (body, key, needle) in [
+            (
+                "[matrix]\nio = [\"fibres\"]\n",
+                "matrix.io",
+                "\"events\" (epoll loops)",
+            ),
+            ("[matrix]\nio = 1\n", "matrix.io", "expected \"threads\""),
+            (
+                "[client]\nthreads = 0\n[matrix]\n",
+                "client.threads",
+                "at least 1",
+            ),
+            (
+                "[client]\nthreads = 100001\n[matrix]\n",
+                "client.threads",
+                "at most 100000",
+            ),
+            (
+                "[client]\nthreads = \"2\"\n[matrix]\n",
+                "client.threads",
+                "expected a whole number",
+            ),
+        ] {
+            let e = err(&format!(
+                "name = \"t\"\nduration = \"1s\"\n{body}concurrency = [1]\n"
+            ));
+            assert_eq!(e.key.as_deref(), Some(key), "{body}: {e}");
+            assert!(e.message.contains(needle), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(crate) fn kill_all_groups() {
         // (its leader is not reaped, so the id cannot have been reused).
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
+    // A container outlives its killed `docker run`: remove those too.
+    super::container::remove_all();
 }
 
 /// Orphaned descendants (a dead server's workers) are re-parented to this process, so it
@@ -56,6 +58,8 @@ pub(crate) struct Stopped {
     pub graceful: bool,
     /// Pids of the group still present after SIGKILL and reaping: should always be empty.
     pub leftover: Vec<i32>,
+    /// What else went wrong stopping it (a container target's: `runner::container`).
+    pub problems: Vec<String>,
 }
 
 impl Group {
@@ -198,6 +202,7 @@ impl Group {
             exit_code: status.code(),
             graceful,
             leftover,
+            problems: Vec::new(),
         }
     }
 }

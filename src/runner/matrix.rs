@@ -14,7 +14,8 @@ pub(crate) use crate::rundir::cell_id;
 use crate::rundir::{Axis, AxisValue, Cell};
 
 /// Gives the pool its meaning for the cell's target: the target's own pool when the
-/// matrix leaves it open, none at all for an external command.
+/// matrix leaves it open, none at all for an external command (nor an `io`: an external
+/// command chooses its own I/O too).
 fn settle_pool(cell: &mut Cell, targets: &BTreeMap<String, Target>) {
     match targets.get(&cell.target).map(|t| &t.kind) {
         Some(TargetKind::Builtin { pool, .. }) => {
@@ -22,7 +23,10 @@ fn settle_pool(cell: &mut Cell, targets: &BTreeMap<String, Target>) {
                 cell.pool = Some(*pool);
             }
         }
-        _ => cell.pool = None,
+        _ => {
+            cell.pool = None;
+            cell.io = None;
+        }
     }
 }
 
@@ -81,6 +85,7 @@ fn product(axes: &BTreeMap<Axis, Vec<AxisValue>>) -> Vec<Cell> {
     let mut cells = vec![Cell {
         target: String::new(),
         pool: None,
+        io: None,
         workers: 1,
         cmd: ClientCmd::Compute,
         size: 0,
@@ -175,6 +180,7 @@ mod tests {
         let cell = |target: &str, concurrency: u64| Cell {
             target: target.into(),
             pool: None,
+            io: None,
             workers: 1,
             cmd: ClientCmd::Compute,
             size: 1,

@@ -6,19 +6,27 @@
 //! Modules: `experiment` (the file), `matrix` (cells and order), `launch` (process groups),
 //! `cpu` (sampling), `ceilings` (machine limits), `cell` (one cell × repetition), `store`
 //! (the run directory), `progress` (bar or plain lines), `stats` (the server's `stats`
-//! around each measured window), `tls` (the certificate of a run with TLS targets).
+//! around each measured window), `tls` (the certificate of a run with TLS targets),
+//! `container` (targets run as containers), `overrides` (`--set` and friends, applied
+//! to the file), `preflight` (the programs a run starts, checked before it starts),
+//! `wording` (serde's errors in the file's terms).
 
 pub(crate) mod ceilings;
 pub(crate) mod cell;
+pub(crate) mod container;
 pub(crate) mod cpu;
+pub(crate) mod event_echo;
 pub mod experiment;
 pub(crate) mod launch;
 pub(crate) mod matrix;
 pub(crate) mod multihost;
+pub(crate) mod overrides;
+pub(crate) mod preflight;
 pub(crate) mod progress;
 pub(crate) mod stats;
 pub mod store;
 pub(crate) mod tls;
+pub(crate) mod wording;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -56,6 +64,7 @@ pub fn run(
     render: &dyn Fn(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(args)?;
+    container::preflight(&plan.exp)?;
     let exe = std::env::current_exe()
         .context("cannot find this executable to run the server and client")?;
     let fleet = (!plan.exp.hosts.hosts.is_empty())
@@ -72,7 +81,7 @@ pub fn run(
     launch::become_subreaper();
     let interrupted = install_interrupt_handler()?;
     let sys = cpu::Sampler::system()?;
-    let (dir, mut manifest) = open_run_dir(&plan, &args.out, &sys, &interrupted)?;
+    let (dir, mut manifest) = open_run_dir(&plan, &args.out, &sys)?;
     let mut results = rundir::ResultsWriter::create(&dir)?;
     let run_cert = if plan.exp.targets.values().any(|t| t.tls) {
         Some(tls::RunCert::generate(&dir)?)
@@ -81,25 +90,20 @@ pub fn run(
     };
     let exp = &plan.exp;
     let progress = progress::Progress::new(plan.slots.len());
+    // The plan line first, so that a Ctrl-C while the limits are measured comes after it.
     progress.note(&format!(
-        "threadcenter run {}: {} cells × {} repetitions = {} runs{} → {}",
+        "threadcenter run {}: {}{} → {}",
         exp.name,
-        exp.cells.len(),
-        exp.settings.repetitions,
-        plan.slots.len(),
+        plan.size(),
         estimate(exp, plan.slots.len()).map_or(String::new(), |d| format!(", about {d}")),
         dir.display()
     ));
-    let exp_dir = exp
-        .path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    measure_limits(&plan, &dir, &mut manifest, &interrupted)?;
     let env = cell::Env {
         exe: &exe,
         exp,
         dir: &dir,
-        exp_dir: std::fs::canonicalize(exp_dir).unwrap_or_else(|_| exp_dir.to_path_buf()),
+        exp_dir: exp_dir(exp),
         interrupted: &interrupted,
         tls: run_cert.as_ref(),
         fleet: fleet.as_ref(),
@@ -126,11 +130,26 @@ struct Plan {
     slots: Vec<Slot>,
     /// The seed of a shuffled order (the command line's, the file's, or drawn now).
     seed: Option<u64>,
+    /// The command line's overrides of the file, as applied.
+    overrides: Vec<overrides::Override>,
+}
+
+/// What `{dir}` stands for: the experiment file's directory, absolute when it can be.
+fn exp_dir(exp: &Experiment) -> PathBuf {
+    let dir = exp
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 impl Plan {
     fn new(args: &RunArgs) -> anyhow::Result<Plan> {
-        let exp = experiment::load(&args.file)?;
+        let overrides = overrides::from_args(args)?;
+        let exp = experiment::load_with(&args.file, &overrides)?;
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        preflight::check(&exp, &exp_dir(&exp), &cwd)?;
         let seed = match exp.settings.order {
             Order::Shuffled => Some(args.seed.or(exp.settings.seed).unwrap_or_else(rand::random)),
             Order::Sequential | Order::Interleaved => None,
@@ -149,7 +168,23 @@ impl Plan {
             ids,
             slots,
             seed,
+            overrides,
         })
+    }
+
+    /// `2 cells × 3 repetitions = 6 runs`.
+    fn size(&self) -> String {
+        use crate::human::count;
+        format!(
+            "{} × {} = {}",
+            count(self.exp.cells.len() as u64, "cell", "cells"),
+            count(
+                u64::from(self.exp.settings.repetitions),
+                "repetition",
+                "repetitions"
+            ),
+            count(self.slots.len() as u64, "run", "runs"),
+        )
     }
 
     /// The runs' names, `c001-r1`, … in the order they run.
@@ -161,13 +196,11 @@ impl Plan {
     }
 }
 
-/// Creates the run directory: the experiment file, and the manifest with the machine
-/// and its limits (measured here, before the first cell).
+/// Creates the run directory: the experiment file, and the manifest with the machine.
 fn open_run_dir(
     plan: &Plan,
     out: &Path,
     sys: &sysinfo::System,
-    interrupted: &AtomicBool,
 ) -> anyhow::Result<(PathBuf, Manifest)> {
     let exp = &plan.exp;
     let machine = store::machine_info(sys);
@@ -175,15 +208,25 @@ fn open_run_dir(
     std::fs::write(dir.join(rundir::EXPERIMENT_FILE), &exp.source)
         .with_context(|| format!("cannot write {}", dir.display()))?;
     let mut manifest = store::new_manifest(exp, machine, &plan.ids, plan.seed, plan.run_names());
+    manifest.experiment.overrides = plan.overrides.iter().map(|o| o.entry()).collect();
     manifest.write(&dir).context("cannot write manifest.json")?;
+    Ok((dir, manifest))
+}
+
+/// Measures the machine's limits before the first cell and records them in the manifest.
+fn measure_limits(
+    plan: &Plan,
+    dir: &Path,
+    manifest: &mut Manifest,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<()> {
     // After `machine_info` read the load average: this measurement loads the machine.
     eprintln!(
         "threadcenter run {}: measuring the machine's limits (loopback echo, compute)…",
-        exp.name
+        plan.exp.name
     );
-    manifest.limits = Some(ceilings::measure(&exp.cells, interrupted));
-    manifest.write(&dir).context("cannot write manifest.json")?;
-    Ok((dir, manifest))
+    manifest.limits = Some(ceilings::measure(&plan.exp.cells, interrupted));
+    manifest.write(dir).context("cannot write manifest.json")
 }
 
 /// Runs every cell × repetition in the plan's order (until Ctrl-C), appending each
@@ -196,7 +239,7 @@ fn run_cells(
     manifest: &mut Manifest,
     results: &mut rundir::ResultsWriter,
 ) -> anyhow::Result<()> {
-    let varying = varying_axes(&plan.exp.cells);
+    let label_axes = label_axes(&plan.exp.cells);
     let mut sys = Some(sys);
     for (i, slot) in plan.slots.iter().enumerate() {
         if env.interrupted.load(Ordering::Relaxed) {
@@ -208,10 +251,16 @@ fn run_cells(
         let what = format!(
             "{id} r{} {}",
             slot.rep,
-            crate::rundir::axes_label(varying.iter().map(|&a| (a, cell.get(a))))
+            crate::rundir::axes_label(label_axes.iter().map(|&a| (a, cell.get(a))))
         );
         progress.start(seq, &what);
         let row = cell::run(env, &mut sys, id, cell, slot.rep, seq);
+        if row.status == Status::Failed && env.interrupted.load(Ordering::Relaxed) {
+            // Cut short by Ctrl-C: not a failure of the cell, and nothing measured. It is
+            // not run, like the runs after it.
+            progress.done(seq, &what, "cut short by Ctrl-C: not run");
+            break;
+        }
         results.append(&row)?;
         manifest.runs_done += 1;
         if row.status == Status::Failed {
@@ -226,6 +275,17 @@ fn run_cells(
         }
     }
     Ok(())
+}
+
+/// The axes a progress line names: those that vary, and concurrency always, so a
+/// one-cell run's lines still say what runs (as report.md names cells).
+fn label_axes(cells: &[rundir::Cell]) -> Vec<rundir::Axis> {
+    let mut axes = varying_axes(cells);
+    if !axes.contains(&rundir::Axis::Concurrency) {
+        axes.push(rundir::Axis::Concurrency);
+        axes.sort();
+    }
+    axes
 }
 
 /// Closes the manifest, renders the report, points `latest` at the run, and says how
@@ -248,28 +308,48 @@ fn finish(
     manifest.finished_at = Some(rundir::rfc3339(SystemTime::now()));
     manifest.write(dir).context("cannot write manifest.json")?;
     let rendered = render(dir);
-    rundir::update_latest(&args.out, dir)
-        .with_context(|| format!("cannot point {}/latest at the run", args.out.display()))?;
-    rendered.with_context(|| {
-        format!(
+    // `latest` is the newest run that measured something: an empty or all-failed run
+    // leaves it where it was (its own path is printed below either way).
+    let measured = manifest.runs_done > manifest.runs_failed;
+    if measured {
+        rundir::update_latest(&args.out, dir)
+            .with_context(|| format!("cannot point {}/latest at the run", args.out.display()))?;
+    }
+    if let Err(e) = rendered {
+        crate::print_stdout(&format!("{}\n", dir.display()))?;
+        return Err(e.context(format!(
             "the run's raw files are in {}, but its report could not be rendered",
             dir.display()
-        )
-    })?;
+        )));
+    }
 
+    let not_run = plan.slots.len().saturating_sub(manifest.runs_done);
     eprintln!(
-        "{} {} of {} runs in {:.1}s, {} failed; report: {}",
+        "{} {} of {} in {}, {} failed{}; report: {}",
         if was_interrupted {
             "interrupted after"
         } else {
             "done:"
         },
         manifest.runs_done,
-        plan.slots.len(),
-        run_started.elapsed().as_secs_f64(),
+        crate::human::count(plan.slots.len() as u64, "run", "runs"),
+        crate::human::duration(Duration::from_secs_f64(
+            (run_started.elapsed().as_secs_f64() * 10.0).round() / 10.0
+        )),
         manifest.runs_failed,
+        if not_run > 0 {
+            format!(", {not_run} not run")
+        } else {
+            String::new()
+        },
         dir.join(rundir::REPORT_FILE).display()
     );
+    if !measured {
+        eprintln!(
+            "{}/latest not moved: this run measured nothing",
+            args.out.display()
+        );
+    }
     crate::print_stdout(&format!("{}\n", dir.display()))?;
     Ok(if was_interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
@@ -320,9 +400,9 @@ fn sleep_unless(d: Duration, flag: &AtomicBool) {
 fn describe(row: &ResultRow) -> String {
     match (&row.status, &row.measured) {
         (Status::Ok, Some(m)) => format!(
-            "ok, {:.1} req/s, p99 {:.0} µs, server CPU {}",
+            "ok, {:.1} req/s, p99 {}, server CPU {}",
             m.throughput_rps,
-            m.latency_p99_us,
+            crate::human::latency_us(m.latency_p99_us),
             row.cpu
                 .map_or("?".into(), |c| format!("{:.0}%", c.server_pct))
         ),
@@ -330,17 +410,12 @@ fn describe(row: &ResultRow) -> String {
     }
 }
 
-/// `1.5s`, `32.5s`, `2m`: for people.
-pub fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string().replace(' ', "")
-}
-
 /// About how long the run takes, when cells are timed (not counted in requests).
 fn estimate(exp: &Experiment, runs: usize) -> Option<String> {
     let s = &exp.settings;
     let per = s.warmup + s.duration? + s.cooldown + Duration::from_millis(300);
     let total = (per.as_secs_f64() * runs as f64).round().max(1.0) as u64;
-    Some(human(Duration::from_secs(total)))
+    Some(crate::human::duration(Duration::from_secs(total)))
 }
 
 fn print_plan(plan: &Plan) {
@@ -349,22 +424,37 @@ fn print_plan(plan: &Plan) {
     macro_rules! println {
         ($($arg:tt)*) => {{ let _ = writeln!(out, $($arg)*); }};
     }
+    use crate::human::duration as human;
     let (exp, ids, slots, seed) = (&plan.exp, &plan.ids, &plan.slots, plan.seed);
     let s = &exp.settings;
     println!("experiment {:?}: {}", exp.name, exp.description);
+    if !plan.overrides.is_empty() {
+        let flags: Vec<&str> = plan.overrides.iter().map(|o| o.flag.as_str()).collect();
+        println!("  overridden: {}", flags.join(", "));
+    }
     println!(
-        "  {} cells × {} repetitions = {} runs; warmup {}, {}; cooldown {}; cell timeout {}",
-        exp.cells.len(),
-        s.repetitions,
-        slots.len(),
+        "  {}; warm-up {}, {}; cooldown {}; cell timeout {}",
+        plan.size(),
         human(s.warmup),
         match (s.duration, s.requests) {
-            (Some(d), _) => format!("duration {}", human(d)),
-            (_, Some(n)) => format!("{n} requests per client thread"),
+            (Some(d), _) => format!("measured for {}", human(d)),
+            (_, Some(n)) => format!("{n} requests per connection"),
             _ => String::new(),
         },
         human(s.cooldown),
         human(s.cell_timeout),
+    );
+    println!(
+        "  client timeout {}{}{}",
+        human(exp.client.timeout),
+        if exp.client.pipeline > 1 {
+            format!(", pipeline {}", exp.client.pipeline)
+        } else {
+            String::new()
+        },
+        exp.client
+            .slo_p99
+            .map_or(String::new(), |p| format!(", SLO p99 {}", human(p)))
     );
     if let Some(e) = estimate(exp, slots.len()) {
         println!("  about {e}");
@@ -388,6 +478,7 @@ fn print_plan(plan: &Plan) {
                 command.join(" "),
                 if t.tls { " (TLS)" } else { "" }
             ),
+            TargetKind::Container(c) => println!("  {name}: {}", container::describe(c)),
         }
     }
     println!("cells:");
@@ -407,6 +498,20 @@ fn print_plan(plan: &Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_name_a_lone_cells_concurrency() {
+        let exp = experiment::parse(
+            Path::new("x.toml"),
+            "name = \"t\"\nduration = \"1s\"\n[matrix]\nworkers = [1, 2]\nconcurrency = [4]\n",
+        )
+        .unwrap();
+        let label = |cells: &[rundir::Cell], cell: &rundir::Cell| {
+            rundir::axes_label(label_axes(cells).iter().map(|&a| (a, cell.get(a))))
+        };
+        assert_eq!(label(&exp.cells, &exp.cells[1]), "workers=2 concurrency=4");
+        assert_eq!(label(&exp.cells[..1], &exp.cells[0]), "concurrency=4");
+    }
 
     #[test]
     fn durations_print_as_the_cli_reads_them() {

@@ -172,6 +172,8 @@ pub(crate) fn run(
         measured: None,
         cpu: None,
         stages: None,
+        // Memory and threads are sampled on this machine only (not yet on hosts).
+        footprint: None,
         startup_s: 0.0,
         stop_s: 0.0,
         wall_s: 0.0,
@@ -821,6 +823,7 @@ impl CellRun<'_> {
                 server_pct: spct,
                 client_pct: 0.0,
                 machine_pct: mpct,
+                footprint: None,
             });
             prev = Some((t, sc, mc));
         }

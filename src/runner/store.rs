@@ -67,7 +67,9 @@ fn experiment_info(exp: &Experiment) -> ExperimentInfo {
         client_timeout_s: exp.client.timeout.as_secs_f64(),
         client_pipeline: Some(exp.client.pipeline),
         slo_p99_us: exp.client.slo_p99.map(|d| d.as_secs_f64() * 1e6),
+        client_threads: exp.client.threads,
         compare: exp.compare.clone(),
+        overrides: Vec::new(),
         targets: exp
             .targets
             .iter()
@@ -87,6 +89,8 @@ fn target_info(t: &Target) -> TargetInfo {
         ready_timeout_s: t.ready_timeout.as_secs_f64(),
         stop_grace_s: t.stop_grace.as_secs_f64(),
         tls: t.tls,
+        image: None,
+        cpus: None,
     };
     match &t.kind {
         TargetKind::Builtin { pool, args, binary } => TargetInfo {
@@ -99,6 +103,13 @@ fn target_info(t: &Target) -> TargetInfo {
         TargetKind::External { command } => TargetInfo {
             kind: "external".into(),
             command: command.clone(),
+            ..base
+        },
+        TargetKind::Container(c) => TargetInfo {
+            kind: "container".into(),
+            args: c.args.clone(),
+            image: Some(c.image.clone()),
+            cpus: Some(c.cpus),
             ..base
         },
     }

@@ -56,7 +56,7 @@ pub(crate) fn raise_nofile() -> u64 {
 }
 
 /// `/proc/sys/vm/max_map_count`, if it can be read.
-fn max_map_count() -> Option<u64> {
+pub(crate) fn max_map_count() -> Option<u64> {
     std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .ok()?
         .trim()

@@ -219,7 +219,9 @@ impl<S: Source> Reader<'_, S> {
             }
             match self.frames.next_frame() {
                 Ok(Some(payload)) => {
-                    handle(self.ctx, self.outbox, payload, mono_ns(), None);
+                    if let Some(task) = handle(self.ctx, self.outbox, payload, mono_ns()) {
+                        submit(self.ctx, task, None);
+                    }
                 }
                 Ok(None) => return,
                 Err(e) if e.is_timeout() => continue,
@@ -274,7 +276,9 @@ impl<S: Source> Reader<'_, S> {
             };
             match self.frames.next_frame() {
                 Ok(Some(payload)) => {
-                    handle(self.ctx, self.outbox, payload, mono_ns(), None);
+                    if let Some(task) = handle(self.ctx, self.outbox, payload, mono_ns()) {
+                        submit(self.ctx, task, None);
+                    }
                 }
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => {
@@ -338,17 +342,16 @@ fn reply_error(
     outbox.send(|out| encode_error(out, id.json().as_bytes(), code, message));
 }
 
-/// Answers one request, or hands it to the pool, which answers it later.
-/// `received_ns`: [`mono_ns`] when the frame was fully read. With `park` (an event
-/// loop, which must not block), a compute request that meets a full queue under
-/// `--when-full wait` comes back, to be handed over again with [`submit`] once the pool
-/// calls the waker; without it the calling thread waits for room.
+/// Answers one request, or returns the compute task (counted in the outbox's in
+/// flight) that the caller hands to the pool: at once with [`submit`] (a connection's
+/// reader thread), or with the rest of its loop's batch (an event loop).
+/// `received_ns`: [`mono_ns`] when the frame was fully read.
+#[must_use = "a compute task must be submitted to the pool"]
 pub(crate) fn handle(
     ctx: &Context,
     outbox: &Arc<Outbox>,
     payload: &[u8],
     received_ns: u64,
-    park: Option<&RoomWaker>,
 ) -> Option<Task> {
     let req = match parse_request(payload, ctx.config.max_n) {
         Ok(req) => req,
@@ -396,13 +399,12 @@ pub(crate) fn handle(
         Command::Compute { n } => {
             ctx.metrics.request(CmdKind::Compute);
             outbox.begin_task();
-            let task = Task {
+            Some(Task {
                 n,
                 id: req.id.to_owned(),
                 conn: Arc::clone(outbox),
                 received_ns,
-            };
-            submit(ctx, task, park)
+            })
         }
     }
 }
@@ -411,6 +413,12 @@ pub(crate) fn handle(
 /// its answer. Returns the task if the pool said [`Refused::Later`] (only with `park`).
 pub(crate) fn submit(ctx: &Context, task: Task, park: Option<&RoomWaker>) -> Option<Task> {
     let (task, why) = ctx.pool.submit(task, park).err()?;
+    refused(ctx, task, why)
+}
+
+/// Answers a task the pool refused, unless the refusal is [`Refused::Later`]: then the
+/// task comes back, to be submitted again once the pool calls the room waker.
+pub(crate) fn refused(ctx: &Context, task: Task, why: Refused) -> Option<Task> {
     let (code, message) = match why {
         Refused::Later => return Some(task),
         Refused::Full => (

@@ -330,6 +330,14 @@ impl Outbox {
         }
     }
 
+    /// Events: the connection's token on its loop.
+    pub fn loop_token(&self) -> usize {
+        match &self.notify {
+            Notify::Loop { token, .. } => *token,
+            Notify::Threads { .. } => unreachable!("a connection with threads has no loop"),
+        }
+    }
+
     /// Events: the loop takes the connection off its queue; a sender queues it again.
     pub fn take_queued(&self) {
         self.lock().queued = false;

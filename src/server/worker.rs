@@ -6,6 +6,7 @@
 //! worker answers tasks in the order it reads them.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
 
 use crate::cli::WorkerArgs;
 use crate::server::pool::{mono_ns, run_compute, Done};
@@ -13,8 +14,9 @@ use crate::server::pool::{mono_ns, run_compute, Done};
 pub(crate) const TASK_LEN: usize = 16;
 pub(crate) const RESULT_LEN: usize = 32;
 
-/// Results are flushed when no further task is buffered, or when this much time has
-/// passed since the last flush, so a batch of big tasks does not hold back the first.
+/// Results are flushed when no further task is buffered, or once the oldest result not
+/// flushed yet has waited this long, so a batch of big tasks does not hold back the
+/// first while a batch of small ones goes out in one write.
 const FLUSH_AFTER_NS: u64 = 50_000;
 
 /// Results still buffered are flushed before a task of at least this many steps
@@ -50,8 +52,11 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<()> {
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
     }
     die_with_parent(args.parent);
-    let stdin = io::stdin().lock();
-    let stdout = io::stdout().lock();
+    // The pipes as plain files: `io::stdout()` is line-buffered, and a result record's
+    // bytes often hold a 0x0a, at which it would split the batch into two writes (two
+    // wakeups of the supervisor instead of one).
+    let stdin = std::fs::File::from(io::stdin().as_fd().try_clone_to_owned()?);
+    let stdout = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
     serve(
         BufReader::with_capacity(64 * 1024, stdin),
         BufWriter::with_capacity(64 * 1024, stdout),
@@ -65,8 +70,8 @@ pub(crate) fn serve<R: Read, W: Write>(
     mut output: BufWriter<W>,
 ) -> io::Result<()> {
     let mut rec = [0u8; TASK_LEN];
-    let mut last_flush = mono_ns();
-    let mut unflushed = false;
+    // When the oldest result not flushed yet was ready (None: all flushed).
+    let mut unflushed_since: Option<u64> = None;
     loop {
         match input.read_exact(&mut rec) {
             Ok(()) => {}
@@ -75,8 +80,9 @@ pub(crate) fn serve<R: Read, W: Write>(
         }
         let seq = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
         let n = u64::from_le_bytes(rec[8..].try_into().expect("8 bytes"));
-        if unflushed && n >= FLUSH_BEFORE_N {
+        if unflushed_since.is_some() && n >= FLUSH_BEFORE_N {
             output.flush()?;
+            unflushed_since = None;
         }
         let start_ns = mono_ns();
         let result = run_compute(n);
@@ -84,10 +90,10 @@ pub(crate) fn serve<R: Read, W: Write>(
         for word in [seq, result, start_ns, end_ns] {
             output.write_all(&word.to_le_bytes())?;
         }
-        unflushed = !(input.buffer().len() < TASK_LEN || end_ns - last_flush > FLUSH_AFTER_NS);
-        if !unflushed {
+        let since = *unflushed_since.get_or_insert(end_ns);
+        if input.buffer().len() < TASK_LEN || end_ns - since > FLUSH_AFTER_NS {
             output.flush()?;
-            last_flush = end_ns;
+            unflushed_since = None;
         }
     }
 }

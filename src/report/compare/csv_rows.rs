@@ -3,7 +3,7 @@
 
 use serde::{Serialize, Serializer};
 
-use crate::domain::{ClientCmd, PoolKind};
+use crate::domain::{ClientCmd, IoModel, PoolKind};
 use crate::report::output::{Artefact, Output};
 use crate::rundir::{num, Cell};
 
@@ -31,6 +31,8 @@ struct CompareRow<'a> {
     target: &'a str,
     /// Empty for an external target.
     pool: Option<PoolKind>,
+    /// Empty when the run has no `io` axis, and for an external target.
+    io: Option<IoModel>,
     workers: u64,
     /// Always set; an `Option` so that a blank row (for [`header`]) can be made.
     cmd: Option<ClientCmd>,
@@ -81,6 +83,7 @@ impl<'a> CompareRow<'a> {
             base_cell: &p.base_cell,
             target: &c.target,
             pool: c.pool,
+            io: c.io,
             workers: c.workers,
             cmd: Some(c.cmd),
             size: c.size,
@@ -177,6 +180,7 @@ mod tests {
         let cell = Cell {
             target: "head".into(),
             pool: Some(PoolKind::Thread),
+            io: None,
             workers: 2,
             cmd: ClientCmd::Ping,
             size: 1000,
@@ -187,6 +191,7 @@ mod tests {
             design: Design::Independent,
             base_name: "base".into(),
             new_name: "new".into(),
+            planned_reps: 6,
             thresholds: BTreeMap::new(),
             pairs: vec![Pair {
                 label: "concurrency=4".into(),
@@ -259,8 +264,8 @@ mod tests {
 
     #[test]
     fn a_row_holds_the_cell_and_fixed_decimals() {
-        let base = [1000.0, 1010.0, 990.0];
-        let new = [800.0, 805.0, 795.0];
+        let base = [1000.0, 1010.0, 990.0, 1000.0, 1005.0, 995.0];
+        let new = [800.0, 805.0, 795.0, 800.0, 802.0, 798.0];
         let mut j = judge(
             CMetric::Throughput,
             &base,
@@ -292,7 +297,7 @@ mod tests {
             ("rate", "500"),
             ("metric", "throughput"),
             ("better", "higher"),
-            ("n_base", "3"),
+            ("n_base", "6"),
             ("base_median", "1000.000"),
             ("new_median", "800.000"),
             ("ratio", "0.8000"),

@@ -61,3 +61,41 @@ pub(super) fn method(c: &Comparison) -> String {
         CONFIDENCE * 100.0
     )
 }
+
+/// `text` broken into lines of at most `width` characters at spaces (a longer word
+/// stays whole), each after `indent`: for the terminal.
+pub(super) fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let len = indent.chars().count() + line.chars().count() + 1 + word.chars().count();
+        if !line.is_empty() && len > width {
+            lines.push(format!("{indent}{line}"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(format!("{indent}{line}"));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn long_text_wraps_at_spaces_within_the_width() {
+        let text = "one two three four five six seven";
+        assert_eq!(
+            wrap(text, 13, "  "),
+            "  one two\n  three four\n  five six\n  seven"
+        );
+        assert_eq!(wrap("unbreakable-word", 4, ""), "unbreakable-word");
+        assert_eq!(wrap("", 10, ""), "");
+    }
+}

@@ -5,7 +5,6 @@
 
 use crate::domain::CMetric;
 use crate::report::stats;
-use crate::rundir::num;
 
 use super::{ALPHA, CONFIDENCE, RESAMPLES};
 
@@ -85,6 +84,32 @@ pub(crate) struct Judged {
     pub ratio_spread_pct: Option<f64>,
     pub verdict: Verdict,
     pub reason: String,
+    /// Inconclusive because the repetitions cannot support a verdict (the test cannot
+    /// reach α, or there is no interval): the comparison says once what is missing.
+    pub too_few: bool,
+}
+
+/// The repetitions each side needs (pairs, for a paired design) before a family of
+/// `family` tests can reach p ≤ α at Holm's first step: below it, no verdict but
+/// "inconclusive" is possible.
+pub(crate) fn reps_for_test(design: Design, family: usize) -> usize {
+    let alpha = ALPHA / family.max(1) as f64;
+    match design {
+        Design::Independent => stats::min_reps(alpha),
+        Design::Paired => stats::min_pairs(alpha),
+    }
+}
+
+/// The values each side needs for a 95% interval of a median: no interval is printed
+/// from fewer (even their whole range covers the median with less than 95%).
+pub(crate) fn reps_for_interval() -> usize {
+    stats::min_n_for_median_interval(CONFIDENCE)
+}
+
+/// The one rule of "too few repetitions": what every verdict (unchanged included, which
+/// needs an interval) asks of each side in a family of `family` tests.
+pub(crate) fn reps_needed(design: Design, family: usize) -> usize {
+    reps_for_test(design, family).max(reps_for_interval())
 }
 
 /// Decides one metric from its baseline and new repetitions (paired: `base[i]` and
@@ -99,7 +124,7 @@ pub(crate) fn judge(
 ) -> Judged {
     let (nb, nn) = (base.len(), new.len());
     let (mb, mn) = (stats::median(base), stats::median(new));
-    let (ratio, ci, p, min_p, ratio_spread) = match design {
+    let (ratio, mut ci, p, min_p, ratio_spread) = match design {
         Design::Independent => (
             if mb != 0.0 && mb.is_finite() && mn.is_finite() {
                 mn / mb
@@ -128,6 +153,14 @@ pub(crate) fn judge(
             )
         }
     };
+    // An interval the samples cannot support is not printed (nor used).
+    let n_values = match design {
+        Design::Independent => nb.min(nn),
+        Design::Paired => ratio_spread.map_or(0, |_| nb.min(nn)),
+    };
+    if n_values < reps_for_interval() {
+        ci = None;
+    }
     let mut out = Judged {
         metric,
         design,
@@ -147,6 +180,7 @@ pub(crate) fn judge(
         ratio_spread_pct: ratio_spread,
         verdict: Verdict::Inconclusive,
         reason: String::new(),
+        too_few: false,
     };
     decide(&mut out);
     out
@@ -158,8 +192,10 @@ pub(crate) fn decide(j: &mut Judged) {
     // there even with the most extreme data can never be significant.
     let alpha_best = ALPHA / j.family.max(1) as f64;
     j.verdict = Verdict::Inconclusive;
+    j.too_few = false;
     if j.min_p > alpha_best {
-        j.reason = too_few(j, alpha_best);
+        j.reason = too_few(j);
+        j.too_few = true;
         return;
     }
     if !j.ratio.is_finite() {
@@ -183,6 +219,13 @@ pub(crate) fn decide(j: &mut Judged) {
             Verdict::Improved
         };
         j.reason = format!("{change:+.1}%, beyond ±{threshold_pct}% ({})", p_text(j));
+    } else if j.ci.is_none() && j.n_base.min(j.n_new) < reps_for_interval() {
+        j.reason = too_few(j);
+        j.too_few = true;
+    } else if j.ci.is_none() {
+        // Enough values, but some resample's baseline median was 0 (a repetition that
+        // measured no CPU, say): no ratio, so no interval.
+        j.reason = "no interval: a resampled baseline median is 0".into();
     } else if inside {
         j.verdict = Verdict::Unchanged;
         j.reason = format!(
@@ -194,27 +237,17 @@ pub(crate) fn decide(j: &mut Judged) {
     }
 }
 
-/// Why a test with these counts can never be significant at `alpha_best`, and how many
-/// repetitions it needs.
-fn too_few(j: &Judged, alpha_best: f64) -> String {
-    let (nb, nn) = (j.n_base, j.n_new);
-    let m = j.family.max(1);
-    let family = if m > 1 {
-        format!(" when judging {m} figures at once (Holm)")
-    } else {
-        String::new()
-    };
+/// A short reason for a verdict the repetitions cannot support: the counts and the
+/// number needed. What is missing and how to get it is said once for the whole
+/// comparison (`Comparison::too_few_note`).
+fn too_few(j: &Judged) -> String {
+    let need = reps_needed(j.design, j.family);
     match j.design {
         Design::Independent => format!(
-            "too few repetitions: {nb} baseline and {nn} new; the test needs at least {} on each \
-             side to reach p ≤ {ALPHA}{family}",
-            stats::min_reps(alpha_best)
+            "too few repetitions: {} and {}, {need} needed a side",
+            j.n_base, j.n_new
         ),
-        Design::Paired => format!(
-            "too few repetitions: {} pairs; the signed-rank test needs at least {} to reach p ≤ {ALPHA}{family}",
-            nb.min(nn),
-            stats::min_pairs(alpha_best)
-        ),
+        Design::Paired => format!("too few pairs: {}, {need} needed", j.n_base.min(j.n_new)),
     }
 }
 
@@ -237,7 +270,6 @@ fn p_text(j: &Judged) -> String {
 fn too_noisy(j: &Judged) -> String {
     let (ratio, threshold_pct) = (j.ratio, j.threshold_pct);
     let t = threshold_pct / 100.0;
-    let change = (ratio - 1.0) * 100.0;
     let (lo, hi) = j.ci.unwrap_or((f64::NAN, f64::NAN));
     let n = j.n_base.min(j.n_new);
     let half = (hi - lo) / 2.0;
@@ -252,19 +284,14 @@ fn too_noisy(j: &Judged) -> String {
     };
     let hint = if needed <= 100.0 {
         format!(
-            "about {} repetitions per side could settle it",
+            "about {} repetitions a side could settle it",
             (needed as usize).max(n + 1)
         )
     } else {
-        "more than 100 repetitions per side would be needed: reduce the noise instead".into()
+        "more than 100 repetitions a side would: reduce the noise".into()
     };
-    format!(
-        "too noisy to tell: {change:+.1}%, {}, and the {:.0}% interval [{}, {}] reaches past ±{threshold_pct}%; {hint}",
-        p_text(j),
-        CONFIDENCE * 100.0,
-        num(lo, 3),
-        num(hi, 3),
-    )
+    // The change, p and interval have columns of their own.
+    format!("too noisy: the interval reaches past ±{threshold_pct}%; {hint}")
 }
 
 /// Holm–Bonferroni over every test of a comparison: adjusted p-values (in the order
@@ -312,15 +339,15 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let base = around(1000.0, 0.02, 5);
-        let noisy = [600.0, 1400.0, 900.0, 1200.0, 700.0];
+        let base = around(1000.0, 0.02, 6);
+        let noisy = [600.0, 1400.0, 900.0, 1200.0, 700.0, 1000.0];
         // (what, metric, baseline, new, verdict, a phrase the reason must hold)
         let cases = [
             (
                 "20% less throughput, cleanly separated",
                 CMetric::Throughput,
                 base.clone(),
-                around(800.0, 0.02, 5),
+                around(800.0, 0.02, 6),
                 Verdict::Regressed,
                 "",
             ),
@@ -328,7 +355,7 @@ mod tests {
                 "20% less latency",
                 CMetric::P99,
                 base.clone(),
-                around(800.0, 0.02, 5),
+                around(800.0, 0.02, 6),
                 Verdict::Improved,
                 "",
             ),
@@ -336,7 +363,7 @@ mod tests {
                 "the same, within 1%",
                 CMetric::P50,
                 base.clone(),
-                around(1005.0, 0.02, 5),
+                around(1005.0, 0.02, 6),
                 Verdict::Unchanged,
                 "",
             ),
@@ -344,7 +371,7 @@ mod tests {
                 "significant but small (2% with a 5% threshold)",
                 CMetric::P50,
                 base.clone(),
-                around(1020.0, 0.005, 5),
+                around(1020.0, 0.005, 6),
                 Verdict::Unchanged,
                 "",
             ),
@@ -362,14 +389,72 @@ mod tests {
                 around(1000.0, 0.01, 3),
                 around(500.0, 0.01, 3),
                 Verdict::Inconclusive,
-                "at least 4",
+                "too few repetitions: 3 and 3, 6 needed a side",
+            ),
+            (
+                "five can be significant, so a clear change is seen",
+                CMetric::Throughput,
+                around(1000.0, 0.01, 5),
+                around(500.0, 0.01, 5),
+                Verdict::Regressed,
+                "",
+            ),
+            (
+                "but five cannot support an interval, so no \"unchanged\"",
+                CMetric::Throughput,
+                around(1000.0, 0.01, 5),
+                around(1001.0, 0.01, 5),
+                Verdict::Inconclusive,
+                "too few repetitions: 5 and 5, 6 needed a side",
             ),
         ];
         for (what, metric, base, new, verdict, reason) in cases {
             let j = judge(metric, &base, &new, Design::Independent, 5.0, 1);
             assert_eq!(j.verdict, verdict, "{what}: {j:?}");
             assert!(j.reason.contains(reason), "{what}: {j:?}");
+            assert_eq!(j.too_few, reason.starts_with("too few"), "{what}: {j:?}");
         }
+    }
+
+    #[test]
+    fn enough_values_without_an_interval_are_not_called_too_few() {
+        // Three of the baseline's seven measured 0: some resampled medians are 0, no ratio.
+        let base = [0.0, 0.0, 0.0, 300.0, 300.0, 310.0, 320.0];
+        let new = [300.0, 305.0, 310.0, 300.0, 305.0, 310.0, 300.0];
+        let j = judge(
+            CMetric::CpuPerRequest,
+            &base,
+            &new,
+            Design::Independent,
+            5.0,
+            1,
+        );
+        assert_eq!(j.ci, None, "{j:?}");
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(!j.too_few, "{j:?}");
+        assert_eq!(j.reason, "no interval: a resampled baseline median is 0");
+    }
+
+    #[test]
+    fn no_interval_from_fewer_values_than_can_cover_a_median() {
+        // The range of n values covers their median with 1 − 2^(1−n): 6 for 95%.
+        assert_eq!(reps_for_interval(), 6);
+        let one = judge(
+            CMetric::P50,
+            &[1000.0],
+            &[1005.0],
+            Design::Independent,
+            5.0,
+            1,
+        );
+        assert_eq!(one.ci, None, "{one:?}");
+        let six = around(1000.0, 0.02, 6);
+        let j = judge(CMetric::P50, &six, &six, Design::Independent, 5.0, 1);
+        assert!(j.ci.is_some(), "{j:?}");
+        // The rule says the larger of the two needs: 40 tests need 7 a side.
+        assert_eq!(reps_needed(Design::Independent, 40), 7);
+        assert_eq!(reps_needed(Design::Independent, 1), 6);
+        assert_eq!(reps_needed(Design::Paired, 15), 10);
     }
 
     #[test]
@@ -396,10 +481,8 @@ mod tests {
         j.p_adjusted = (j.p * 15.0).min(1.0);
         decide(&mut j);
         assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
-        assert!(
-            j.reason.contains("at least 10") && j.reason.contains("Holm"),
-            "{j:?}"
-        );
+        assert_eq!(j.reason, "too few pairs: 8, 10 needed", "{j:?}");
+        assert!(j.too_few);
     }
 
     #[test]
@@ -430,6 +513,6 @@ mod tests {
         // Five pairs can never reach p ≤ 0.05.
         let j = judge(CMetric::P50, &base[..5], &new[..5], Design::Paired, 5.0, 1);
         assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
-        assert!(j.reason.contains("at least 6"), "{j:?}");
+        assert_eq!(j.reason, "too few pairs: 5, 6 needed", "{j:?}");
     }
 }

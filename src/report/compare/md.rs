@@ -38,6 +38,9 @@ fn markdown(c: &Comparison) -> String {
         c.exit_code()
     );
     let _ = writeln!(w, "{}\n", method(c));
+    if let Some(note) = c.too_few_note() {
+        let _ = writeln!(w, "**Too few repetitions.** {note}\n");
+    }
     let _ = writeln!(
         w,
         "Ratios are new / baseline: above 1 is more throughput, or more latency and CPU. The \

@@ -100,6 +100,8 @@ pub(crate) struct Comparison {
     pub only_base: Vec<String>,
     /// About the two runs as a whole (different machines, settings, a busy machine).
     pub notes: Vec<String>,
+    /// The repetitions the thinner side's experiment planned per cell.
+    pub planned_reps: u32,
 }
 
 impl Comparison {
@@ -120,6 +122,66 @@ impl Comparison {
         } else {
             EXIT_NO_REGRESSION
         }
+    }
+
+    /// Said once for the whole comparison, where the repetitions could not support some
+    /// verdicts: how many, what the sides had, what they need and how to get it.
+    pub(crate) fn too_few_note(&self) -> Option<String> {
+        let short: Vec<&Judged> = self
+            .pairs
+            .iter()
+            .flat_map(|p| &p.metrics)
+            .filter(|j| j.too_few)
+            .collect();
+        let first = short.first()?;
+        let total: usize = self.pairs.iter().map(|p| p.metrics.len()).sum();
+        let need = judge::reps_needed(self.design, first.family);
+        let range = |f: fn(&Judged) -> usize| {
+            let lo = short.iter().map(|j| f(j)).min().unwrap_or(0);
+            let hi = short.iter().map(|j| f(j)).max().unwrap_or(0);
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}–{hi}")
+            }
+        };
+        let had = match self.design {
+            Design::Independent => format!(
+                "these cells have {} (baseline) and {} (new) successful repetitions",
+                range(|j| j.n_base),
+                range(|j| j.n_new)
+            ),
+            Design::Paired => format!(
+                "these cells have {} pairs of successful repetitions",
+                range(|j| j.n_base.min(j.n_new))
+            ),
+        };
+        let how = match self.design {
+            _ if self.planned_reps as usize >= need => format!(
+                "note that {} were planned: failed repetitions left fewer (see the warnings), \
+                 so run again",
+                self.planned_reps
+            ),
+            Design::Independent => format!(
+                "run both sides again with `repetitions = {need}` or more in the experiment file"
+            ),
+            Design::Paired => {
+                format!("run again with `repetitions = {need}` or more in the experiment file")
+            }
+        };
+        Some(format!(
+            "{} of {total} verdicts are inconclusive for too few repetitions: {had}. A verdict \
+             needs at least {need} on each side: the {} tests ({} matched cells × their figures) \
+             need p ≤ {ALPHA}/{} at Holm–Bonferroni's first step, out of reach with fewer than \
+             {}, and a {:.0}% interval of a median needs {}. To decide, {how}.",
+            short.len(),
+            first.family,
+            self.pairs.len(),
+            first.family,
+            judge::reps_for_test(self.design, first.family),
+            CONFIDENCE * 100.0,
+            judge::reps_for_interval(),
+        ))
     }
 
     pub(crate) fn overall(&self) -> &'static str {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::rundir::num;
 
-use super::fmt::{counts, fmt_ci, fmt_value, method};
+use super::fmt::{counts, fmt_ci, fmt_value, method, wrap};
 use super::judge::fmt_p;
 use super::Comparison;
 
@@ -16,7 +16,10 @@ pub(crate) fn text(c: &Comparison) -> String {
     let w = &mut out;
     let _ = writeln!(w, "threadcenter compare: {}", c.new_name);
     let _ = writeln!(w, "             against {}", c.base_name);
-    let _ = writeln!(w, "{}", method(c));
+    let _ = writeln!(w, "{}", wrap(&method(c), 100, ""));
+    if let Some(note) = c.too_few_note() {
+        let _ = writeln!(w, "\n{}", wrap(&note, 100, ""));
+    }
     for p in &c.pairs {
         let _ = writeln!(
             w,
@@ -43,11 +46,11 @@ pub(crate) fn text(c: &Comparison) -> String {
             );
         }
         for n in &p.notes {
-            let _ = writeln!(w, "  warning: {n}");
+            let _ = writeln!(w, "{}", wrap(&format!("warning: {n}"), 100, "  "));
         }
     }
     for n in &c.notes {
-        let _ = writeln!(w, "\nwarning: {n}");
+        let _ = writeln!(w, "\n{}", wrap(&format!("warning: {n}"), 100, ""));
     }
     if !c.only_new.is_empty() {
         let _ = writeln!(w, "\nnot in the baseline: {}", c.only_new.join(", "));

@@ -283,6 +283,7 @@ fn the_cpu_timeline_marks_the_warm_up_and_the_clients_exit() {
             server_pct: 100.0,
             client_pct: 50.0,
             machine_pct: 190.0,
+            footprint: None,
         })
         .collect();
     r.data.cpu.insert(format!("{peak}-r1"), samples);

@@ -13,6 +13,7 @@
 //! `Discarding` what the client still sends until it closes, all within
 //! [`FLUSH_ALLOWANCE`] of entering `Closing`.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
@@ -23,12 +24,13 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{Shared, CLOSING_TICK, TICK, WAKER};
+use super::ticker::Ticker;
+use super::{Inbox, Shared, CLOSING_TICK, TICK, TIMER, WAKER};
 use crate::protocol::frame::{decode, Decoded, HEADER_LEN};
 use crate::protocol::FrameError;
 use crate::server::connection::{self, frame_too_large, refuse_unserved, FLUSH_ALLOWANCE, QUIET};
 use crate::server::outbox::{Flushed, LoopWake, Outbox};
-use crate::server::pool::{mono_ns, RoomWaker, Task};
+use crate::server::pool::{mono_ns, Refused, RoomWaker, Task};
 use crate::server::tls::{self, HandshakeTimeout, TlsReader};
 use crate::server::Context;
 
@@ -72,8 +74,8 @@ struct Conn {
     pending: Vec<u8>,
     /// Since when a begun frame has waited for its rest, not counting pauses.
     partial_since: Option<Instant>,
-    /// A compute task the full queue did not take yet (`--when-full wait`).
-    parked: Option<Task>,
+    /// Compute tasks the full queue did not take yet (`--when-full wait`), in order.
+    parked: VecDeque<Task>,
     /// Paused for room in the outbox; the outbox queues the connection when there is.
     paused: bool,
     phase: Phase,
@@ -99,6 +101,11 @@ pub(super) struct Loop {
     again: Vec<usize>,
     /// Connections with a task parked on the full queue.
     parked: Vec<usize>,
+    /// Compute tasks read in this turn of the loop, across its connections: handed to
+    /// the pool together once the turn is over ([`Loop::submit_batch`]).
+    batch: Vec<Task>,
+    /// What the pool gave back from the last batch.
+    refused: Vec<(Task, Refused)>,
     room: RoomWaker,
     stopping: bool,
 }
@@ -119,6 +126,8 @@ impl Loop {
             wbatch: Vec::new(),
             again: Vec::new(),
             parked: Vec::new(),
+            batch: Vec::new(),
+            refused: Vec::new(),
             room,
             stopping: false,
         }
@@ -126,28 +135,50 @@ impl Loop {
 
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
+        let mut ticker = match Ticker::new(self.poll.registry(), TIMER, TICK) {
+            Ok(ticker) => Some(ticker),
+            Err(e) => {
+                eprintln!("threadcenter server: an event loop has no timerfd ({e}); it wakes by timeout instead");
+                None
+            }
+        };
         let mut next_tick = Instant::now() + TICK;
         let mut turn = Vec::new();
         loop {
-            let now = Instant::now();
-            let timeout = if self.again.is_empty() {
-                next_tick.saturating_duration_since(now)
+            // With the timerfd the wait needs no timeout of its own.
+            let timeout = if !self.again.is_empty() {
+                Some(Duration::ZERO)
+            } else if ticker.is_some() {
+                None
             } else {
-                Duration::ZERO
+                Some(next_tick.saturating_duration_since(Instant::now()))
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     eprintln!("threadcenter server: an event loop's poll failed: {e}");
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 continue;
             }
+            let (mut woken, mut ticked) = (false, false);
             for ev in events.iter() {
-                if ev.token() != WAKER {
-                    self.drive(ev.token().0);
+                match ev.token() {
+                    WAKER => woken = true,
+                    TIMER => ticked = true,
+                    token => self.drive(token.0),
                 }
             }
-            let inbox = self.shared.take();
+            if ticked {
+                if let Some(t) = &ticker {
+                    t.clear();
+                }
+            }
+            // The inbox wakes the loop whenever it stops being empty.
+            let inbox = if woken {
+                self.shared.take()
+            } else {
+                Inbox::default()
+            };
             for stream in inbox.incoming {
                 self.adopt(stream);
             }
@@ -162,13 +193,20 @@ impl Loop {
             for token in turn.drain(..) {
                 self.drive(token);
             }
+            self.submit_batch();
             let now = Instant::now();
             let every = if self.ctx.shutting_down() {
                 CLOSING_TICK
             } else {
                 TICK
             };
-            if now >= next_tick {
+            if let Some(t) = &mut ticker {
+                if let Err(e) = t.set_every(every) {
+                    eprintln!("threadcenter server: cannot set an event loop's timer: {e}");
+                    ticker = None;
+                }
+            }
+            if ticked || now >= next_tick {
                 self.tick(now);
                 next_tick = now + every;
             } else {
@@ -243,7 +281,7 @@ impl Loop {
             source,
             pending: Vec::new(),
             partial_since: None,
-            parked: None,
+            parked: VecDeque::new(),
             paused: false,
             phase: Phase::Open,
         });
@@ -266,11 +304,13 @@ impl Loop {
     /// [`Loop::drive`] on a connection taken out of its slot; false once it is over.
     fn step(&mut self, token: usize, conn: &mut Conn) -> bool {
         conn.outbox.take_queued();
-        if let Some(task) = conn.parked.take() {
-            conn.parked = connection::submit(&self.ctx, task, Some(&self.room));
-            if conn.parked.is_some() {
-                self.parked.push(token);
-                return true;
+        if !conn.parked.is_empty() {
+            while let Some(task) = conn.parked.pop_front() {
+                if let Some(task) = connection::submit(&self.ctx, task, Some(&self.room)) {
+                    conn.parked.push_front(task);
+                    self.parked.push(token);
+                    return true;
+                }
             }
             conn.restart_stall_clock();
         }
@@ -325,7 +365,7 @@ impl Loop {
             if frames == 0 {
                 break;
             }
-            if conn.parked.is_some() {
+            if !conn.parked.is_empty() {
                 return Turn::Later;
             }
             let was_paused = conn.paused;
@@ -342,7 +382,7 @@ impl Loop {
             // Frames read before a pause come first.
             if has_frame(&conn.pending, max_frame) {
                 let pending = std::mem::take(&mut conn.pending);
-                let (used, done) = self.consume(token, conn, &pending, &mut frames);
+                let (used, done) = self.consume(conn, &pending, &mut frames);
                 conn.pending = pending;
                 conn.pending.drain(..used);
                 if done {
@@ -382,13 +422,13 @@ impl Loop {
             };
             let rbuf = std::mem::take(&mut self.rbuf);
             let done = if conn.pending.is_empty() {
-                let (used, done) = self.consume(token, conn, &rbuf[..n], &mut frames);
+                let (used, done) = self.consume(conn, &rbuf[..n], &mut frames);
                 conn.pending.extend_from_slice(&rbuf[used..n]);
                 done
             } else {
                 conn.pending.extend_from_slice(&rbuf[..n]);
                 let pending = std::mem::take(&mut conn.pending);
-                let (used, done) = self.consume(token, conn, &pending, &mut frames);
+                let (used, done) = self.consume(conn, &pending, &mut frames);
                 conn.pending = pending;
                 conn.pending.drain(..used);
                 done
@@ -418,13 +458,7 @@ impl Loop {
     /// Handles the whole frames at the start of `bytes`, stopping where the connection
     /// must pause or `budget` frames have been handled; returns the bytes used and
     /// whether the reader is done (a frame over `--max-frame`, answered here).
-    fn consume(
-        &mut self,
-        token: usize,
-        conn: &mut Conn,
-        bytes: &[u8],
-        budget: &mut usize,
-    ) -> (usize, bool) {
+    fn consume(&mut self, conn: &mut Conn, bytes: &[u8], budget: &mut usize) -> (usize, bool) {
         let ctx = &*self.ctx;
         let mut at = 0;
         loop {
@@ -437,12 +471,8 @@ impl Loop {
                     at += consumed;
                     *budget -= 1;
                     conn.partial_since = None;
-                    let parked =
-                        connection::handle(ctx, &conn.outbox, payload, mono_ns(), Some(&self.room));
-                    if parked.is_some() {
-                        conn.parked = parked;
-                        self.parked.push(token);
-                        return (at, false);
+                    if let Some(task) = connection::handle(ctx, &conn.outbox, payload, mono_ns()) {
+                        self.batch.push(task);
                     }
                     if matches!(conn.phase, Phase::Open) && conn.outbox.pause_for_room() {
                         conn.paused = true;
@@ -455,6 +485,35 @@ impl Loop {
                     return (bytes.len(), true);
                 }
                 Err(_) => return (bytes.len(), true),
+            }
+        }
+    }
+
+    /// Hands the pool every compute task this turn read, in one go (one lock, one
+    /// pipe write and one wakeup per worker). A task the full queue cannot take yet
+    /// parks on its connection, which stops reading until the pool has room; any other
+    /// refusal is answered.
+    fn submit_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        self.ctx
+            .pool
+            .submit_batch(&mut self.batch, &self.room, &mut self.refused);
+        for (task, why) in std::mem::take(&mut self.refused) {
+            let Some(task) = connection::refused(&self.ctx, task, why) else {
+                continue;
+            };
+            let token = task.conn.loop_token();
+            // The connection may have broken (and its slot gone to another) since.
+            match self.conns.get_mut(token).and_then(Option::as_mut) {
+                Some(conn) if Arc::ptr_eq(&conn.outbox, &task.conn) => {
+                    if conn.parked.is_empty() {
+                        self.parked.push(token);
+                    }
+                    conn.parked.push_back(task);
+                }
+                _ => fail_parked(&self.ctx, task),
             }
         }
     }
@@ -502,14 +561,10 @@ impl Loop {
         if conn.outbox.is_broken() {
             let _ = conn.outbox.stream().shutdown(Shutdown::Both);
         }
-        if let Some(task) = conn.parked {
+        for task in conn.parked {
             // Only a broken connection ends with a task parked: its answer has nowhere
             // to go, but it is counted like any other.
-            task.fail(
-                &self.ctx.metrics,
-                crate::protocol::ErrorCode::ShuttingDown,
-                "the connection broke before the queue had room",
-            );
+            fail_parked(&self.ctx, task);
         }
         // The descriptor closes with the last handle on the outbox (a task still in
         // flight on a broken connection may hold one).
@@ -564,7 +619,7 @@ enum Due {
 fn deadlines(ctx: &Context, conn: &mut Conn, now: Instant) -> Due {
     let limit = ctx.config.frame_timeout;
     let reading = matches!(conn.phase, Phase::Open | Phase::Closing { .. });
-    if reading && !conn.paused && conn.parked.is_none() {
+    if reading && !conn.paused && conn.parked.is_empty() {
         if let Some(since) = conn.partial_since {
             if now.duration_since(since) > limit {
                 let (got, want) = (conn.pending.len(), whole_len(&conn.pending));
@@ -589,7 +644,7 @@ fn deadlines(ctx: &Context, conn: &mut Conn, now: Instant) -> Due {
     }
     match conn.phase {
         Phase::Open
-            if ctx.shutting_down() && conn.parked.is_none() && conn.outbox.in_flight() == 0 =>
+            if ctx.shutting_down() && conn.parked.is_empty() && conn.outbox.in_flight() == 0 =>
         {
             conn.phase = Phase::Closing {
                 quiet_until: now + QUIET,
@@ -610,6 +665,15 @@ fn deadlines(ctx: &Context, conn: &mut Conn, now: Instant) -> Due {
         Phase::Closing { .. } => Due::Drive,
         _ => Due::Nothing,
     }
+}
+
+/// Answers a task parked on a connection that broke before the queue had room.
+fn fail_parked(ctx: &Context, task: Task) {
+    task.fail(
+        &ctx.metrics,
+        crate::protocol::ErrorCode::ShuttingDown,
+        "the connection broke before the queue had room",
+    );
 }
 
 /// True if `buf` starts with a whole frame (or a header over the limit).

@@ -14,11 +14,13 @@
 //! `--max-in-flight` and the unsent-bytes cap pause reading until the outbox queues the
 //! connection again. Deadlines (`--frame-timeout`, the TLS handshake, the shutdown's
 //! quiet time and flush allowance) are checked by a tick: every [`TICK`], or
-//! [`CLOSING_TICK`] once the server is shutting down.
+//! [`CLOSING_TICK`] once the server is shutting down, from a timerfd in the loop's
+//! epoll set (`ticker.rs`), so that waiting for events arms no timer of its own.
 //!
 //! [`connection::handle`]: crate::server::connection::handle
 
 mod conn;
+mod ticker;
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -40,6 +42,8 @@ pub(crate) const CLOSING_TICK: Duration = Duration::from_millis(5);
 
 /// The token of a loop's waker; connections have the others.
 const WAKER: Token = Token(usize::MAX);
+/// The token of a loop's tick timer.
+const TIMER: Token = Token(usize::MAX - 1);
 
 /// The event loops, as the accept loop sees them.
 pub(crate) struct Loops {

@@ -170,12 +170,55 @@ fn submit<S: Admission, T>(
     }
 }
 
+/// [`submit`] for one task of a batch, whose caller must not block: under the lock
+/// already held, `place` takes the task, or it is refused as [`submit`] with `park`
+/// would refuse it.
+fn admit<S: Admission, T>(
+    st: &mut S,
+    when_full: WhenFull,
+    park: &RoomWaker,
+    task: T,
+    place: impl FnOnce(&mut S, T) -> Result<(), T>,
+) -> Result<(), (T, Refused)> {
+    if st.closed() {
+        return Err((task, Refused::Closed));
+    }
+    let task = match place(st, task) {
+        Ok(()) => return Ok(()),
+        Err(task) => task,
+    };
+    match when_full {
+        WhenFull::Reject => Err((task, Refused::Full)),
+        WhenFull::Wait => {
+            st.waiters().park(park);
+            Err((task, Refused::Later))
+        }
+    }
+}
+
 pub trait Pool: Send + Sync {
     /// Hands a task to the pool, or gives it back with the reason. Under
     /// `--when-full wait` a full queue blocks the caller, unless it gives a `park`
     /// waker: then the task comes back as [`Refused::Later`] and the waker is called
     /// once there is room.
     fn submit(&self, task: Task, park: Option<&RoomWaker>) -> Result<(), (Task, Refused)>;
+    /// Hands over every task of `tasks` (an event loop's batch: what one turn of the
+    /// loop read across its connections), in order, as if each were given to
+    /// [`Pool::submit`] with `park`, but under one lock and with one wakeup (and, for
+    /// processes, one pipe write) per worker. Those it does not take are moved to
+    /// `refused` with the reason; `tasks` is left empty.
+    fn submit_batch(
+        &self,
+        tasks: &mut Vec<Task>,
+        park: &RoomWaker,
+        refused: &mut Vec<(Task, Refused)>,
+    ) {
+        for task in tasks.drain(..) {
+            if let Err(r) = self.submit(task, Some(park)) {
+                refused.push(r);
+            }
+        }
+    }
     /// Tasks waiting for a worker.
     fn queue_depth(&self) -> usize;
     fn workers(&self) -> Vec<WorkerStats>;

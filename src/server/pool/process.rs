@@ -139,6 +139,19 @@ impl State {
         Some(found)
     }
 
+    /// Gives `task` to an idle worker, or puts it in the backlog if that holds fewer
+    /// than `capacity`; gives it back if not.
+    fn place(&mut self, task: Task, capacity: usize) -> Result<(), Task> {
+        if let Some(i) = self.idle_slot() {
+            self.assign(i, [task]);
+        } else if self.backlog.len() < capacity {
+            self.backlog.push_back(task);
+        } else {
+            return Err(task);
+        }
+        Ok(())
+    }
+
     fn all_done(&self) -> bool {
         self.backlog.is_empty() && self.slots.iter().all(|s| s.inflight.is_empty())
     }
@@ -252,15 +265,29 @@ impl Pool for ProcessPool {
         let sh = &self.shared;
         let st = sh.lock();
         super::submit(st, &sh.not_full, sh.when_full, park, task, |st, task| {
-            if let Some(i) = st.idle_slot() {
-                st.assign(i, [task]);
-            } else if st.backlog.len() < sh.capacity {
-                st.backlog.push_back(task);
-            } else {
-                return Err(task);
-            }
-            Ok(())
+            st.place(task, sh.capacity)
         })
+    }
+
+    /// Placed one by one as [`Pool::submit`] places them (so `--queue-capacity` and
+    /// `--when-full` mean the same), under one lock: an idle worker gets one task, in
+    /// one write; the rest waits in the backlog, from which each worker is topped up
+    /// with a share (in one write) when it reports.
+    fn submit_batch(
+        &self,
+        tasks: &mut Vec<Task>,
+        park: &RoomWaker,
+        refused: &mut Vec<(Task, Refused)>,
+    ) {
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        for task in tasks.drain(..) {
+            if let Err(r) = super::admit(&mut *st, sh.when_full, park, task, |st, task| {
+                st.place(task, sh.capacity)
+            }) {
+                refused.push(r);
+            }
+        }
     }
 
     fn queue_depth(&self) -> usize {

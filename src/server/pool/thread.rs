@@ -166,6 +166,34 @@ impl Pool for ThreadPool {
         )
     }
 
+    /// One lock for the batch, and at most one wakeup per idle worker thread.
+    fn submit_batch(
+        &self,
+        tasks: &mut Vec<Task>,
+        park: &RoomWaker,
+        refused: &mut Vec<(Task, Refused)>,
+    ) {
+        let sh = &self.shared;
+        let mut q = sh.lock();
+        let mut added = 0;
+        for task in tasks.drain(..) {
+            let placed = super::admit(&mut *q, sh.when_full, park, task, |q, task| {
+                if q.tasks.len() >= sh.capacity {
+                    return Err(task);
+                }
+                q.tasks.push_back(task);
+                Ok(())
+            });
+            match placed {
+                Ok(()) => added += 1,
+                Err(r) => refused.push(r),
+            }
+        }
+        for _ in 0..added.min(q.idle_workers) {
+            sh.not_empty.notify_one();
+        }
+    }
+
     fn queue_depth(&self) -> usize {
         self.shared.lock().tasks.len()
     }
