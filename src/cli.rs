@@ -89,6 +89,34 @@ pub enum Command {
     /// Hidden: one pool worker process, fed by the server over stdin/stdout.
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Hidden: what a multi-host run starts on a host around a server or client
+    /// (docs/multi-host.md): its process group, CPU pinning and samples, its cleanup.
+    #[command(hide = true, name = "remote-wrap")]
+    RemoteWrap(WrapArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WrapArgs {
+    /// The run's tag, set in the command's environment (THREADCENTER_REMOTE_TAG).
+    #[arg(long)]
+    pub tag: String,
+    /// Pin the wrapper and the command to these CPUs (taskset's list syntax).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// NAME=PATH: send this file's bytes back once the command has exited ({tmp} is
+    /// the wrapper's private directory).
+    #[arg(long, value_name = "NAME=PATH")]
+    pub send: Vec<String>,
+    /// Instead of running a command: kill and list the processes carrying --tag.
+    #[arg(long)]
+    pub check: bool,
+    /// Kill the group and exit when no line has come on stdin for this long (the
+    /// runner sends one every second): a network that drops silently ends it too.
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub alive_timeout: Option<Duration>,
+    /// The command and its arguments.
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -245,6 +273,11 @@ pub struct ClientArgs {
     /// the original ThreadCenter server needs, and answers are matched by the id's text.
     #[arg(long, value_enum, default_value_t = crate::domain::IdStyle::Uuid)]
     pub ids: crate::domain::IdStyle,
+    /// Hidden, for multi-host runs: once connected, print `ready` on stdout and start
+    /// the load (warm-up first) only when the line `go` arrives on stdin; print
+    /// `started` at that moment.
+    #[arg(long, hide = true)]
+    pub wait_go: bool,
 }
 
 #[derive(Debug, Clone, Args)]

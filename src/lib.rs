@@ -9,6 +9,7 @@ pub mod hdr;
 pub(crate) mod human;
 pub(crate) mod machine;
 pub mod protocol;
+pub(crate) mod remote;
 pub(crate) mod report;
 pub mod rundir;
 pub mod runner;
@@ -52,5 +53,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&args),
         Command::Docs(args) => docs::run(&args),
         Command::Worker(args) => server::worker::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::RemoteWrap(args) => remote::run_wrapper(&args),
     }
 }

@@ -93,7 +93,19 @@ where
 {
     let handles = spawn_threads(shared, body)?;
     let warmup = shared.config.warmup;
-    let start = shared.gate.open_when_all_arrived();
+    let wait_go = shared.config.wait_go;
+    let Some(start) = shared
+        .gate
+        .open_when_all_arrived(|| !wait_go || wait_for_go())
+    else {
+        for handle in handles {
+            let _ = handle.join();
+        }
+        bail!("no `go` line came on stdin (--wait-go): the runner went away before the start");
+    };
+    if wait_go {
+        say("started");
+    }
     let measure_start = SystemTime::now() + warmup;
     let mut threads = Vec::with_capacity(handles.len());
     let mut panicked = 0;
@@ -276,22 +288,52 @@ impl Gate {
         s.start
     }
 
-    /// Waits for every thread (each one's connect is bounded by --timeout), then starts them.
-    fn open_when_all_arrived(&self) -> Instant {
+    /// Waits for every thread (each one's connect is bounded by --timeout), then for
+    /// `before` (`--wait-go`'s line), then starts them; `None` (the threads released
+    /// with nothing to do) when `before` says no.
+    fn open_when_all_arrived(&self, before: impl FnOnce() -> bool) -> Option<Instant> {
         let mut s = self.lock();
         while s.arrived < self.threads {
             s = sync::wait(&self.all_arrived, s);
         }
+        drop(s);
+        if !before() {
+            self.abort();
+            return None;
+        }
+        let mut s = self.lock();
         let start = Instant::now();
         s.start = Some(start);
         self.opened.notify_all();
-        start
+        Some(start)
     }
 
     fn abort(&self) {
         self.lock().aborted = true;
         self.opened.notify_all();
     }
+}
+
+/// `--wait-go`: says `ready` on stdout and waits for the line `go` on stdin; false at
+/// the end of stdin (the runner went away).
+fn wait_for_go() -> bool {
+    say("ready");
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line.trim() == "go" => return true,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// One line on stdout, at once (the runner's wrapper reads it).
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// A blocking connect (and TLS handshake), for the preflight check.

@@ -105,6 +105,8 @@ pub struct LoadConfig {
     pub ca: Option<PathBuf>,
     /// How request ids are spelled (`--ids`).
     pub ids: ids::IdStyle,
+    /// Start only on a `go` line on stdin (`--wait-go`, multi-host runs).
+    pub wait_go: bool,
 }
 
 impl LoadConfig {
@@ -154,6 +156,7 @@ impl LoadConfig {
             tls: args.tls,
             ca: args.ca.clone(),
             ids: args.ids,
+            wait_go: args.wait_go,
         };
         config.check_feasible()?;
         Ok(config)

@@ -261,6 +261,7 @@ mod tests {
             tls: false,
             ca: None,
             ids: IdStyle::Uuid,
+            wait_go: false,
         }
     }
 

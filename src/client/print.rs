@@ -167,6 +167,7 @@ mod tests {
                 tls: false,
                 ca: None,
                 ids: crate::client::ids::IdStyle::Uuid,
+                wait_go: false,
             },
             addr: "127.0.0.1:5050".parse().unwrap(),
             ok,

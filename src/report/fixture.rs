@@ -124,6 +124,7 @@ pub(super) fn run(
         histograms: BTreeMap::new(),
         cpu: BTreeMap::new(),
         intervals: BTreeMap::new(),
+        hosts: Vec::new(),
     };
     let analysis = analyse(&data);
     Analysed { data, analysis }

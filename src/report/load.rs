@@ -23,6 +23,8 @@ pub(crate) struct RunData {
     /// The client's one-second interval logs of the successful runs that have one
     /// (`hdr/<run>.intervals.hlog`), by run name.
     pub intervals: BTreeMap<String, Vec<rundir::Interval>>,
+    /// hosts.csv of a multi-host run (docs/multi-host.md); empty otherwise.
+    pub hosts: Vec<rundir::hosts::HostRow>,
 }
 
 impl RunData {
@@ -84,6 +86,7 @@ impl RunData {
             histograms,
             cpu,
             intervals,
+            hosts: rundir::hosts::read(dir)?,
         })
     }
 }

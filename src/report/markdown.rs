@@ -78,6 +78,7 @@ pub(crate) fn render(run: &Analysed, charts: &[&dyn Chart]) -> String {
     w.push_str(&super::limits::markdown(data, a));
     w.push_str(&super::memory::markdown(data, a));
     w.push_str(&super::noise::markdown(data, a));
+    w.push_str(&super::hosts::markdown(data));
     results(w, a, pipeline);
     plots_section(w, run, charts);
     failures(w, data, a);

@@ -18,6 +18,7 @@ pub(crate) mod certainty;
 pub(crate) mod compare;
 #[cfg(test)]
 mod fixture;
+pub(crate) mod hosts;
 pub(crate) mod html;
 pub(crate) mod limits;
 pub(crate) mod load;

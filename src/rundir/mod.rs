@@ -14,6 +14,7 @@ pub mod cell;
 pub mod cpu;
 mod fixed;
 pub mod hlog;
+pub mod hosts;
 pub mod limits;
 mod locate;
 pub mod manifest;

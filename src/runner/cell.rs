@@ -39,76 +39,78 @@ pub(crate) struct Env<'a> {
     pub interrupted: &'a AtomicBool,
     /// The run's certificate, when a target has `tls = true`.
     pub tls: Option<&'a RunCert>,
+    /// The run's hosts, when the experiment has `[hosts]` (docs/multi-host.md).
+    pub fleet: Option<&'a crate::remote::ssh::Fleet>,
 }
 
 /// The client's `--json` document, as docs/formats.md defines it (only what is used).
 #[derive(Debug, Deserialize)]
-struct ClientDoc {
-    format: String,
-    version: u32,
-    elapsed_s: f64,
-    requests: Requests,
+pub(super) struct ClientDoc {
+    pub(super) format: String,
+    pub(super) version: u32,
+    pub(super) elapsed_s: f64,
+    pub(super) requests: Requests,
     #[serde(default)]
-    failures: BTreeMap<String, serde_json::Value>,
-    throughput_rps: f64,
-    latency_us: Latency,
-    histogram: Histogram,
+    pub(super) failures: BTreeMap<String, serde_json::Value>,
+    pub(super) throughput_rps: f64,
+    pub(super) latency_us: Latency,
+    pub(super) histogram: Histogram,
     /// Open loop only (docs/formats.md); `latency_us` is then corrected.
     #[serde(default)]
-    open_loop: Option<OpenLoop>,
+    pub(super) open_loop: Option<OpenLoop>,
 }
 
 #[derive(Debug, Deserialize)]
-struct OpenLoop {
-    offered_rps: f64,
-    sent_rps: f64,
-    uncorrected_latency_us: Latency,
-    lateness_us: Latency,
+pub(super) struct OpenLoop {
+    pub(super) offered_rps: f64,
+    pub(super) sent_rps: f64,
+    pub(super) uncorrected_latency_us: Latency,
+    pub(super) lateness_us: Latency,
 }
 
 #[derive(Debug, Deserialize)]
-struct Requests {
-    sent: u64,
-    ok: u64,
-    failed: u64,
+pub(super) struct Requests {
+    pub(super) sent: u64,
+    pub(super) ok: u64,
+    pub(super) failed: u64,
 }
 
 #[derive(Debug, Deserialize)]
-struct Latency {
-    mean: Option<f64>,
-    p50: Option<f64>,
-    p90: Option<f64>,
-    p99: Option<f64>,
-    p99_9: Option<f64>,
-    max: Option<f64>,
+pub(super) struct Latency {
+    pub(super) mean: Option<f64>,
+    pub(super) p50: Option<f64>,
+    pub(super) p90: Option<f64>,
+    pub(super) p99: Option<f64>,
+    pub(super) p99_9: Option<f64>,
+    pub(super) max: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Histogram {
-    unit: String,
-    encoding: String,
-    data: String,
+pub(super) struct Histogram {
+    pub(super) unit: String,
+    pub(super) encoding: String,
+    pub(super) data: String,
 }
 
 /// Where one cell × repetition's files go in the run directory.
-struct RunFiles {
+pub(super) struct RunFiles {
     /// The run's name, `c001-r1`.
-    name: String,
-    server_log: PathBuf,
-    client_log: PathBuf,
+    pub(super) name: String,
+    pub(super) server_log: PathBuf,
+    pub(super) client_log: PathBuf,
     /// The client's `--json` document.
-    json: PathBuf,
-    hgrm: PathBuf,
+    pub(super) json: PathBuf,
+    pub(super) hgrm: PathBuf,
     /// The client's `--interval-log`.
-    intervals: PathBuf,
+    pub(super) intervals: PathBuf,
     /// The measured window as one interval.
-    hlog: PathBuf,
-    stats: PathBuf,
-    cpu: PathBuf,
+    pub(super) hlog: PathBuf,
+    pub(super) stats: PathBuf,
+    pub(super) cpu: PathBuf,
 }
 
 impl RunFiles {
-    fn new(dir: &Path, name: String) -> RunFiles {
+    pub(super) fn new(dir: &Path, name: String) -> RunFiles {
         let at = |sub: &str, file: String| dir.join(sub).join(file);
         RunFiles {
             server_log: at(rundir::LOGS_DIR, format!("{name}.server.log")),
@@ -133,6 +135,9 @@ pub(crate) fn run(
     rep: u32,
     seq: usize,
 ) -> ResultRow {
+    if let Some(fleet) = env.fleet.filter(|_| env.exp.hosts.is_remote(&cell.target)) {
+        return super::multihost::run(env, fleet, cell_id, cell, rep, seq);
+    }
     let started = Instant::now();
     let files = RunFiles::new(env.dir, rundir::run_name(cell_id, rep));
     let mut row = ResultRow {
@@ -285,7 +290,7 @@ fn stderr_tail(log: &Path) -> String {
 }
 
 /// " — `what`: last | lines" of a child's log (or nothing when the log is empty).
-fn log_tail(log: &Path, what: &str) -> String {
+pub(super) fn log_tail(log: &Path, what: &str) -> String {
     let tail = launch::tail(log, 6);
     if tail.is_empty() {
         String::new()
@@ -689,7 +694,7 @@ impl<'a> StatsWindow<'a> {
 
 impl ClientDoc {
     /// The document's figures as results.csv holds them (NaN where it has none).
-    fn measured(&self) -> Measured {
+    pub(super) fn measured(&self) -> Measured {
         let l = &self.latency_us;
         let z = |v: Option<f64>| v.unwrap_or(f64::NAN);
         Measured {
@@ -715,7 +720,7 @@ impl ClientDoc {
 }
 
 /// The client ran the other load model than the cell asked for.
-fn loop_problem(cell: &Cell, doc: &ClientDoc) -> Option<String> {
+pub(super) fn loop_problem(cell: &Cell, doc: &ClientDoc) -> Option<String> {
     (cell.rate.is_some() != doc.open_loop.is_some()).then(|| {
         format!(
             "the cell asked for the {} loop, and the client's document is {} loop",
@@ -772,7 +777,7 @@ fn write_hlog(
 }
 
 /// The histogram is not in the unit and encoding this runner reads.
-fn histogram_problem(doc: &ClientDoc) -> Option<String> {
+pub(super) fn histogram_problem(doc: &ClientDoc) -> Option<String> {
     let h = &doc.histogram;
     (h.unit != "ns" || h.encoding != "hdr-v2-deflate-base64").then(|| {
         format!(
@@ -782,7 +787,7 @@ fn histogram_problem(doc: &ClientDoc) -> Option<String> {
     })
 }
 
-fn read_client_doc(path: &Path) -> Result<ClientDoc, String> {
+pub(super) fn read_client_doc(path: &Path) -> Result<ClientDoc, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("no --json document ({}: {e})", path.display()))?;
     let doc: ClientDoc = serde_json::from_str(&text)
@@ -797,7 +802,7 @@ fn read_client_doc(path: &Path) -> Result<ClientDoc, String> {
 }
 
 /// "io=2 server_error.OVERLOADED=1" from the document's `failures` object.
-fn failure_kinds(failures: &BTreeMap<String, serde_json::Value>) -> String {
+pub(super) fn failure_kinds(failures: &BTreeMap<String, serde_json::Value>) -> String {
     let mut parts = Vec::new();
     for (kind, v) in failures {
         match v {

@@ -41,6 +41,42 @@ pub struct Experiment {
     pub cells: Vec<Cell>,
     /// `[compare]`: thresholds for `threadcenter report --baseline` (recorded in the manifest).
     pub compare: Thresholds,
+    /// `[hosts.NAME]`, each target's `host` and `[client] hosts`: where a multi-host
+    /// run's processes go (docs/multi-host.md). Empty: everything runs here.
+    pub hosts: Hosts,
+}
+
+/// Where the processes of a multi-host run go.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hosts {
+    /// `[hosts.NAME]` by name.
+    pub hosts: BTreeMap<String, Host>,
+    /// A target's `host`, by target name (a target not here runs its server here).
+    pub target_host: BTreeMap<String, String>,
+    /// `[client] hosts`: the load is split evenly over them (empty: it runs here).
+    pub client_hosts: Vec<String>,
+}
+
+impl Hosts {
+    /// Whether the cells of `target` run on other hosts (the multi-host runner's).
+    pub fn is_remote(&self, target: &str) -> bool {
+        self.target_host.contains_key(target) || !self.client_hosts.is_empty()
+    }
+}
+
+/// `[hosts.NAME]`: a machine reached with the system's `ssh`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    /// The destination, as `ssh` takes it (`bench@10.0.0.2`).
+    pub ssh: String,
+    /// Extra flags for `ssh`.
+    pub ssh_options: Vec<String>,
+    /// Where clients reach a server on this host.
+    pub address: String,
+    /// The CPUs to pin what is started there to (taskset's list syntax).
+    pub cpus: Option<String>,
+    /// The threadcenter binary there (instead of copying this one).
+    pub binary: Option<String>,
 }
 
 /// How each cell is measured.
@@ -209,6 +245,7 @@ struct RawExperiment {
     server: Option<Spanned<RawTarget>>,
     targets: Option<Spanned<BTreeMap<String, Spanned<RawTarget>>>>,
     client: Option<RawClient>,
+    hosts: Option<Spanned<BTreeMap<String, Spanned<RawHost>>>>,
     slo: Option<RawSlo>,
     compare: Option<RawCompare>,
     matrix: Spanned<RawMatrix>,
@@ -234,6 +271,18 @@ struct RawTarget {
     image: Option<Spanned<String>>,
     client_image: Option<Spanned<String>>,
     cpus: Option<Spanned<f64>>,
+    host: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    ssh: Spanned<String>,
+    #[serde(default)]
+    ssh_options: Vec<String>,
+    address: Option<Spanned<String>>,
+    cpus: Option<Spanned<String>>,
+    binary: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +291,7 @@ struct RawClient {
     timeout: Option<Spanned<String>>,
     pipeline: Option<Spanned<i64>>,
     threads: Option<Spanned<i64>>,
+    hosts: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[slo]`: service-level objectives the report checks open-loop cells against.
@@ -567,6 +617,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         ));
     }
     refuse_open_loop_over_tls(src, &cells, &tls_at)?;
+    let hosts = hosts(src, &raw, &targets, &cells)?;
     Ok(Experiment {
         path: src.path.to_path_buf(),
         source: src.text.to_string(),
@@ -580,6 +631,7 @@ fn resolve(src: &Source<'_>, raw: RawExperiment) -> Result<Experiment, Experimen
         include,
         cells,
         compare,
+        hosts,
     })
 }
 
@@ -1390,6 +1442,186 @@ fn filter(
     Ok(Filter { values })
 }
 
+/// `[hosts.NAME]`, the targets' `host` and `[client] hosts`, checked against each other
+/// and against the cells (each client host needs a connection at least).
+fn hosts(
+    src: &Source<'_>,
+    raw: &RawExperiment,
+    targets: &BTreeMap<String, Target>,
+    cells: &[Cell],
+) -> Result<Hosts, ExperimentError> {
+    let mut out = Hosts::default();
+    if let Some(table) = &raw.hosts {
+        for (name, h) in table.get_ref() {
+            let key = format!("hosts.{name}");
+            if !is_target_name(name) {
+                return Err(src.error(
+                    h.span(),
+                    &key,
+                    "a host name may hold only letters, digits, '-', '_' and '.'",
+                ));
+            }
+            out.hosts
+                .insert(name.clone(), host(src, h.get_ref(), &key)?);
+        }
+    }
+    let undefined = |name: &str| {
+        if out.hosts.is_empty() {
+            format!("there is no host {name:?}: define it as [hosts.{name}] with at least `ssh = \"user@machine\"`")
+        } else {
+            format!(
+                "there is no host {name:?}: the [hosts] tables define {}",
+                out.hosts.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }
+    };
+    let mut raw_targets: Vec<(String, String, &RawTarget)> = Vec::new();
+    match (&raw.server, &raw.targets) {
+        (Some(s), _) => {
+            if let Some(name) = targets.keys().next() {
+                raw_targets.push((name.clone(), "server".into(), s.get_ref()));
+            }
+        }
+        (None, Some(t)) => {
+            for (name, t) in t.get_ref() {
+                raw_targets.push((name.clone(), format!("targets.{name}"), t.get_ref()));
+            }
+        }
+        (None, None) => {}
+    }
+    for (name, key, t) in raw_targets {
+        let Some(h) = &t.host else { continue };
+        let hkey = format!("{key}.host");
+        if !out.hosts.contains_key(h.get_ref()) {
+            return Err(src.error(h.span(), &hkey, undefined(h.get_ref())));
+        }
+        let target = &targets[&name];
+        let refuse = match &target.kind {
+            TargetKind::External { .. } => Some("an external `command` runs here only: a target on a host is the built-in server"),
+            TargetKind::Container(_) => Some("a container target runs here only: a target on a host is the built-in server"),
+            TargetKind::Builtin { binary: Some(_), .. } => Some("a target on a host runs that host's binary: give `binary` in its [hosts] table instead"),
+            _ if target.tls => Some("TLS targets run here only for now: remove `tls` or `host`"),
+            _ => None,
+        };
+        if let Some(why) = refuse {
+            return Err(src.error(h.span(), &hkey, why));
+        }
+        out.target_host.insert(name, h.get_ref().clone());
+    }
+    if let Some(list) = raw.client.as_ref().and_then(|c| c.hosts.as_ref()) {
+        if list.get_ref().is_empty() {
+            return Err(src.error(
+                list.span(),
+                "client.hosts",
+                "must name at least one host (remove it to run the load here)",
+            ));
+        }
+        for h in list.get_ref() {
+            if !out.hosts.contains_key(h.get_ref()) {
+                return Err(src.error(h.span(), "client.hosts", undefined(h.get_ref())));
+            }
+            if out.client_hosts.contains(h.get_ref()) {
+                return Err(src.error(
+                    h.span(),
+                    "client.hosts",
+                    format!("{:?} is listed twice", h.get_ref()),
+                ));
+            }
+            out.client_hosts.push(h.get_ref().clone());
+        }
+        if let Some(local) = targets.keys().find(|t| !out.target_host.contains_key(*t)) {
+            return Err(src.error(
+                list.span(),
+                "client.hosts",
+                format!(
+                    "the load runs on hosts, so every target needs a `host` for its server (target {local:?} has none): the clients must reach it at a host's address"
+                ),
+            ));
+        }
+        let n = out.client_hosts.len() as u64;
+        if let Some(cell) = cells.iter().find(|c| c.concurrency < n) {
+            let span = raw
+                .matrix
+                .get_ref()
+                .concurrency
+                .as_ref()
+                .map_or(raw.matrix.span(), Spanned::span);
+            return Err(src.error(
+                span,
+                "matrix.concurrency",
+                format!(
+                    "{} connection(s) cannot be split over the {n} client hosts (cell {}): give each host one at least",
+                    cell.concurrency,
+                    cell.label()
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One `[hosts.NAME]` table.
+fn host(src: &Source<'_>, raw: &RawHost, key: &str) -> Result<Host, ExperimentError> {
+    let ssh = raw.ssh.get_ref().trim().to_string();
+    if ssh.is_empty() || ssh.starts_with('-') {
+        return Err(src.error(
+            raw.ssh.span(),
+            &format!("{key}.ssh"),
+            "must be the destination as `ssh` takes it, e.g. \"bench@10.0.0.2\" (flags go in `ssh_options`)",
+        ));
+    }
+    let address = match &raw.address {
+        Some(a) if a.get_ref().trim().is_empty() => {
+            return Err(src.error(a.span(), &format!("{key}.address"), "must not be empty"))
+        }
+        Some(a) => a.get_ref().trim().to_string(),
+        None => ssh_host_part(&ssh),
+    };
+    let cpus = match &raw.cpus {
+        None => None,
+        Some(c) => {
+            c.get_ref()
+                .parse::<crate::remote::cpus::CpuList>()
+                .map_err(|m| src.error(c.span(), &format!("{key}.cpus"), m))?;
+            Some(c.get_ref().trim().to_string())
+        }
+    };
+    let binary = match &raw.binary {
+        Some(b) if b.get_ref().trim().is_empty() => {
+            return Err(src.error(
+                b.span(),
+                &format!("{key}.binary"),
+                "must name the threadcenter executable on that host (or remove it to copy this one there)",
+            ))
+        }
+        b => b.as_ref().map(|b| b.get_ref().trim().to_string()),
+    };
+    Ok(Host {
+        ssh,
+        ssh_options: raw.ssh_options.clone(),
+        address,
+        cpus,
+        binary,
+    })
+}
+
+/// The machine in an ssh destination: `bench@10.0.0.2` → `10.0.0.2`;
+/// `ssh://bench@[::1]:2222` → `::1`.
+fn ssh_host_part(dest: &str) -> String {
+    let (uri, rest) = match dest.strip_prefix("ssh://") {
+        Some(r) => (true, r),
+        None => (false, dest),
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    if let Some(v6) = rest.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6).to_string();
+    }
+    if uri {
+        return rest.split(':').next().unwrap_or(rest).to_string();
+    }
+    rest.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1399,6 +1631,58 @@ mod tests {
     }
 
     const OK: &str = "name = \"t\"\nduration = \"1s\"\n[matrix]\nconcurrency = [1, 2]\nworkers = [1]\nsize = [10]\n";
+
+    #[test]
+    fn hosts_are_read_and_their_mistakes_named() {
+        let hosts = "[hosts.srv]\nssh = \"bench@10.0.0.2\"\nssh_options = [\"-p\", \"2222\"]\ncpus = \"0\"\n\
+                     [hosts.lg1]\nssh = \"ssh://me@[fd00::3]:22\"\nbinary = \"/opt/tc\"\n";
+        let file = |server: &str, client: &str| {
+            format!("name = \"t\"\nduration = \"1s\"\n{client}\n[matrix]\nconcurrency = [1, 2]\nworkers = [1]\n\n{hosts}\n[server]\n{server}\n")
+        };
+        let exp = parse(Path::new("x.toml"), &file("host = \"srv\"", "")).unwrap();
+        let h = &exp.hosts;
+        assert_eq!(h.hosts["srv"].address, "10.0.0.2");
+        assert_eq!(h.hosts["srv"].ssh_options, ["-p", "2222"]);
+        assert_eq!(h.hosts["lg1"].address, "fd00::3");
+        assert_eq!(h.hosts["lg1"].binary.as_deref(), Some("/opt/tc"));
+        assert_eq!(h.target_host["builtin"], "srv");
+        assert!(h.client_hosts.is_empty() && h.is_remote("builtin"));
+        let exp = parse(
+            Path::new("x.toml"),
+            &file("host = \"srv\"", "[client]\nhosts = [\"lg1\"]"),
+        )
+        .unwrap();
+        assert_eq!(exp.hosts.client_hosts, ["lg1"]);
+        // Without [hosts], nothing changes.
+        assert_eq!(
+            parse(Path::new("x.toml"), OK).unwrap().hosts,
+            Hosts::default()
+        );
+
+        let e = err(&file("host = \"nope\"", ""));
+        assert_eq!(e.key.as_deref(), Some("server.host"));
+        assert!(e.message.contains("srv"), "{e}");
+        let e = err(&file("", "[client]\nhosts = [\"lg1\"]"));
+        assert!(e.message.contains("needs a `host`"), "{e}");
+        let e = err(&file(
+            "host = \"srv\"",
+            "[client]\nhosts = [\"lg1\", \"srv\", \"lg1\"]",
+        ));
+        assert!(e.message.contains("twice"), "{e}");
+        let e = err(&file(
+            "host = \"srv\"",
+            "[client]\nhosts = [\"lg1\", \"srv\"]",
+        ));
+        assert_eq!(e.key.as_deref(), Some("matrix.concurrency"), "{e}");
+        let e = err(&file("host = \"srv\"\ntls = true", ""));
+        assert!(e.message.contains("TLS"), "{e}");
+        let e = err(&file("", "").replace("cpus = \"0\"", "cpus = \"0-\""));
+        assert_eq!(e.key.as_deref(), Some("hosts.srv.cpus"), "{e}");
+        let e = err(&file("", "").replace("ssh = \"bench@10.0.0.2\"", "ssh = \"-p 22\""));
+        assert_eq!(e.key.as_deref(), Some("hosts.srv.ssh"), "{e}");
+        let e = err(&file("", "").replace("binary = \"/opt/tc\"", "binery = \"x\""));
+        assert!(e.message.contains("binery"), "{e}");
+    }
 
     #[test]
     fn rates_are_lists_sweeps_or_closed_and_the_slo_and_pipeline_are_read() {

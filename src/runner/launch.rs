@@ -65,7 +65,18 @@ pub(crate) struct Stopped {
 impl Group {
     /// Starts `cmd` as the leader of a new process group, stdin closed.
     pub(crate) fn spawn(cmd: &mut Command) -> io::Result<Group> {
-        cmd.stdin(Stdio::null()).process_group(0);
+        cmd.stdin(Stdio::null());
+        Group::start(cmd)
+    }
+
+    /// As [`Group::spawn`], with stdin piped (see [`Group::take_stdin`]).
+    pub(crate) fn spawn_with_stdin(cmd: &mut Command) -> io::Result<Group> {
+        cmd.stdin(Stdio::piped());
+        Group::start(cmd)
+    }
+
+    fn start(cmd: &mut Command) -> io::Result<Group> {
+        cmd.process_group(0);
         // Register before any signal can arrive for it: hold the lock across spawn.
         let mut live = crate::sync::lock(&LIVE_GROUPS);
         let child = cmd.spawn()?;
@@ -81,6 +92,10 @@ impl Group {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    pub(crate) fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
     }
 
     pub(crate) fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
@@ -255,7 +270,7 @@ pub(crate) fn members_of(pgid: i32) -> Vec<i32> {
     pids
 }
 
-fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit status {code}"),

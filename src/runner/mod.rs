@@ -19,6 +19,7 @@ pub(crate) mod event_echo;
 pub mod experiment;
 pub(crate) mod launch;
 pub(crate) mod matrix;
+pub(crate) mod multihost;
 pub(crate) mod overrides;
 pub(crate) mod preflight;
 pub(crate) mod progress;
@@ -64,13 +65,19 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(args)?;
     container::preflight(&plan.exp)?;
+    let exe = std::env::current_exe()
+        .context("cannot find this executable to run the server and client")?;
+    let fleet = (!plan.exp.hosts.hosts.is_empty())
+        .then(|| crate::remote::ssh::Fleet::new(plan.exp.hosts.hosts.clone(), &exe))
+        .transpose()?;
     if args.dry_run {
         print_plan(&plan);
+        if let Some(fleet) = &fleet {
+            fleet.dry_run()?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
 
-    let exe = std::env::current_exe()
-        .context("cannot find this executable to run the server and client")?;
     launch::become_subreaper();
     let interrupted = install_interrupt_handler()?;
     let sys = cpu::Sampler::system()?;
@@ -99,6 +106,7 @@ pub fn run(
         exp_dir: exp_dir(exp),
         interrupted: &interrupted,
         tls: run_cert.as_ref(),
+        fleet: fleet.as_ref(),
     };
     let run_started = Instant::now();
     run_cells(&env, &plan, sys, &progress, &mut manifest, &mut results)?;
