@@ -21,6 +21,7 @@ pub(crate) mod launch;
 pub(crate) mod matrix;
 pub(crate) mod multihost;
 pub(crate) mod overrides;
+pub(crate) mod pairs;
 pub(crate) mod preflight;
 pub(crate) mod progress;
 pub(crate) mod stats;
@@ -98,7 +99,7 @@ pub fn run(
         estimate(exp, plan.slots.len()).map_or(String::new(), |d| format!(", about {d}")),
         dir.display()
     ));
-    measure_limits(&plan, &dir, &mut manifest, &interrupted)?;
+    measure_limits(&plan, &dir, &mut manifest, &interrupted, fleet.as_ref())?;
     let env = cell::Env {
         exe: &exe,
         exp,
@@ -219,13 +220,23 @@ fn measure_limits(
     dir: &Path,
     manifest: &mut Manifest,
     interrupted: &AtomicBool,
+    fleet: Option<&crate::remote::ssh::Fleet>,
 ) -> anyhow::Result<()> {
     // After `machine_info` read the load average: this measurement loads the machine.
     eprintln!(
         "threadcenter run {}: measuring the machine's limits (loopback echo, compute)…",
         plan.exp.name
     );
-    manifest.limits = Some(ceilings::measure(&plan.exp.cells, interrupted));
+    let mut limits = ceilings::measure(&plan.exp.cells, interrupted);
+    if let Some(fleet) = fleet {
+        eprintln!(
+            "threadcenter run {}: measuring the limits per host pair (echo between hosts, compute on the server hosts)…",
+            plan.exp.name
+        );
+        (limits.pairs, limits.server_host_compute) =
+            pairs::measure(fleet, &plan.exp.hosts, &plan.exp.cells, interrupted);
+    }
+    manifest.limits = Some(limits);
     manifest.write(dir).context("cannot write manifest.json")
 }
 
