@@ -4,7 +4,8 @@
 //! renders the report from them (`report::render`, the same as `threadcenter report`).
 //!
 //! Modules: `experiment` (the file), `matrix` (cells and order), `launch` (process groups),
-//! `cpu` (sampling), `ceilings` (machine limits), `cell` (one cell × repetition), `store`
+//! `cpu` (sampling), `ceilings` (machine limits), `pairs` (the limits per host pair of
+//! a multi-host run), `cell` (one cell × repetition), `store`
 //! (the run directory), `progress` (bar or plain lines), `stats` (the server's `stats`
 //! around each measured window), `tls` (the certificate of a run with TLS targets),
 //! `container` (targets run as containers), `overrides` (`--set` and friends, applied
