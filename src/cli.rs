@@ -93,6 +93,50 @@ pub enum Command {
     /// (docs/multi-host.md): its process group, CPU pinning and samples, its cleanup.
     #[command(hide = true, name = "remote-wrap")]
     RemoteWrap(WrapArgs),
+    /// Hidden: one side of a multi-host run's machine limits, run on a host over ssh
+    /// (docs/multi-host.md): prints one JSON line.
+    #[command(hide = true, name = "limits-probe")]
+    LimitsProbe(ProbeArgs),
+}
+
+/// What `limits-probe` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Probe {
+    /// Echo frames on `--address`, an ephemeral port (printed first as `{"port":P}`),
+    /// until stdin closes or `--max-time` passes.
+    EchoServe,
+    /// Connect to `--address`:`--port` at each of `--levels` and print the best trial's
+    /// round trips per second.
+    EchoClient,
+    /// Time compute(n) for each of `--sizes`.
+    Compute,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    #[arg(value_enum)]
+    pub probe: Probe,
+    /// The address to listen on (echo-serve) or to connect to (echo-client).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: String,
+    /// The echo's port (echo-client).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Connection counts (echo-client).
+    #[arg(long, value_delimiter = ',')]
+    pub levels: Vec<u64>,
+    /// Echo a compute(n) request's payload of this n (echo-client).
+    #[arg(long, default_value_t = 500_000)]
+    pub payload_n: u64,
+    /// Compute sizes (compute).
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Vec<u64>,
+    /// Pin to these CPUs first (taskset's list syntax).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Exit after this long whatever happens.
+    #[arg(long, value_parser = parse_positive_duration, default_value = "60s")]
+    pub max_time: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -54,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Docs(args) => docs::run(&args),
         Command::Worker(args) => server::worker::run(&args).map(|()| ExitCode::SUCCESS),
         Command::RemoteWrap(args) => remote::run_wrapper(&args),
+        Command::LimitsProbe(args) => runner::pairs::probe(&args),
     }
 }

@@ -360,6 +360,75 @@ fn merged_counts_add_up_to_the_hosts_and_to_the_servers_own_count() {
     assert!(tagged(rd.file_name().unwrap().to_str().unwrap()).is_empty());
 }
 
+#[test]
+#[ignore = "needs sshd and root"]
+fn machine_limits_are_measured_per_host_pair() {
+    let hosts = TestHosts::up();
+    let dir = tempfile::tempdir().unwrap();
+    let file = hosts.experiment(
+        dir.path(),
+        with(
+            "requests = 5",
+            "workers = [1]\nsize = [1000]\nconcurrency = [2, 4]\n",
+            true,
+        ),
+    );
+    let out_dir = dir.path().join("out");
+    let out = run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", common::explain(&out));
+    let rd = run_dir(&out);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rd.join("manifest.json")).unwrap()).unwrap();
+    let limits = &manifest["limits"];
+    let pairs = limits["pairs"].as_array().expect("limits.pairs");
+    let clients: Vec<&str> = pairs
+        .iter()
+        .map(|p| p["client_host"].as_str().unwrap())
+        .collect();
+    assert_eq!(clients, ["lg1", "lg2"], "{limits}");
+    for p in pairs {
+        assert_eq!(p["server_host"], "srv", "{p}");
+        // Concurrency 2 and 4 over two client hosts: 1 and 2 connections from each.
+        let echo = p["echo"].as_array().unwrap();
+        let levels: Vec<u64> = echo
+            .iter()
+            .map(|l| l["concurrency"].as_u64().unwrap())
+            .collect();
+        assert_eq!(levels, [1, 2], "{p}");
+        for l in echo {
+            let rate = l["round_trips_per_s"].as_f64().unwrap_or(0.0);
+            let p50 = l["p50_us"].as_f64().unwrap_or(0.0);
+            assert!(rate > 0.0 && p50 > 0.0, "{p}");
+        }
+    }
+    let compute = &limits["server_host_compute"][0];
+    assert_eq!(compute["host"], "srv", "{limits}");
+    assert_eq!(compute["compute"][0]["size"], 1000, "{limits}");
+    assert!(compute["compute"][0]["min_s"].as_f64().unwrap() > 0.0);
+
+    let report = std::fs::read_to_string(rd.join("report.md")).unwrap();
+    assert!(
+        report.contains("### Machine limits per host pair"),
+        "{report}"
+    );
+    for row in [
+        "| lg1 | srv | 1 | ",
+        "| lg2 | srv | 2 | ",
+        "| srv | 1000 | ",
+    ] {
+        assert!(report.contains(row), "no row {row:?} in:\n{report}");
+    }
+    // The echo sides (and their ssh sessions) are gone with the run.
+    wait_for(Duration::from_secs(10), "no limits-probe left", || {
+        with_cmdline("limits-probe").is_empty()
+    });
+}
+
 /// Removes the entries of ~/.cache/threadcenter that appeared while it lived.
 struct CacheCleanup {
     dir: PathBuf,

@@ -69,6 +69,11 @@ impl Fleet {
         })
     }
 
+    /// This executable (what runs here, and what hosts lacking it get).
+    pub(crate) fn exe(&self) -> &Path {
+        &self.exe
+    }
+
     /// ssh's options for `host`: connection sharing, no prompts, the host's own.
     fn options(&self, host: &str) -> Vec<String> {
         let mut o: Vec<String> = [

@@ -1,7 +1,8 @@
 //! report.md's "Hosts" section for a multi-host run (hosts.csv): each cell's hosts with
 //! their share of the load and their CPU, the start-skew bound, and the client hosts
 //! that were CPU-saturated (the generator, not the server, may have set the figures).
-//! Empty for a run without hosts.
+//! Then the machine limits per host pair (manifest.json `limits.pairs` and
+//! `server_host_compute`). Empty for a run without hosts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -104,6 +105,96 @@ pub(crate) fn markdown(data: &RunData) -> String {
             cells.join(", ")
         );
     }
+    pairs_table(&mut w, data);
     w.push('\n');
     w
+}
+
+/// The echo floor of each client host → server host pair, beside the runner's own
+/// loopback floor at the same connection count, and compute(n) on each server host.
+fn pairs_table(w: &mut String, data: &RunData) {
+    let Some(limits) = data.manifest.limits.as_ref() else {
+        return;
+    };
+    if limits.pairs.is_empty() && limits.server_host_compute.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "\n### Machine limits per host pair\n");
+    let _ = writeln!(
+        w,
+        "The raw framed echo (no JSON, no pool) with the echo on the server host and the \
+         client on the client host, at the connections one client host opens in the run's \
+         cells; best of {} trials. Beside it, the runner's own loopback echo at that many \
+         connections (Machine limits above).\n",
+        limits.loopback.trials
+    );
+    let _ = writeln!(
+        w,
+        "| client host | server host | connections | echo (round trips/s) | p50 | p99 | loopback here (round trips/s) |"
+    );
+    let _ = writeln!(w, "|---|---|--:|--:|--:|--:|--:|");
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("–".to_string(), f);
+    for p in &limits.pairs {
+        if p.echo.is_empty() {
+            let _ = writeln!(
+                w,
+                "| {} | {} | – | not measured: {} | | | |",
+                p.client_host,
+                p.server_host,
+                p.note.as_deref().unwrap_or("no level")
+            );
+        }
+        for l in &p.echo {
+            let here = limits
+                .loopback_at(l.concurrency)
+                .and_then(|h| h.round_trips_per_s);
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                p.client_host,
+                p.server_host,
+                l.concurrency,
+                match (l.round_trips_per_s, &l.note) {
+                    (Some(r), _) => format!("{r:.0}"),
+                    (None, Some(n)) => format!("not measured: {n}"),
+                    (None, None) => "–".into(),
+                },
+                opt(l.p50_us, &super::markdown::fmt_us),
+                opt(l.p99_us, &super::markdown::fmt_us),
+                opt(here, &|v| format!("{v:.0}")),
+            );
+        }
+    }
+    if !limits.server_host_compute.is_empty() {
+        let _ = writeln!(
+            w,
+            "\ncompute(n) on each server host, fastest of its timings (pinned to its `cpus`), \
+             beside the runner's own:\n"
+        );
+        let _ = writeln!(w, "| server host | n | time | time here |");
+        let _ = writeln!(w, "|---|--:|--:|--:|");
+        for h in &limits.server_host_compute {
+            if h.compute.is_empty() {
+                let _ = writeln!(
+                    w,
+                    "| {} | – | {} | |",
+                    h.host,
+                    h.note
+                        .as_deref()
+                        .map_or("no compute size".into(), |n| format!("not measured: {n}"))
+                );
+            }
+            for t in &h.compute {
+                let here = limits.compute_of(t.size).map(|c| c.min_s * 1e6);
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | {} | {} |",
+                    h.host,
+                    t.size,
+                    super::markdown::fmt_us(t.min_s * 1e6),
+                    opt(here, &super::markdown::fmt_us),
+                );
+            }
+        }
+    }
 }

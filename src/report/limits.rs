@@ -366,6 +366,8 @@ mod tests {
                 level(10_000, Some(35_000.0)),
             ])),
             compute: vec![],
+            pairs: vec![],
+            server_host_compute: vec![],
         };
         assert_eq!(floor_at(&limits, 16), (limits.loopback_at(16), false));
         let (l, events) = floor_at(&limits, 1000);

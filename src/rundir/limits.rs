@@ -16,6 +16,36 @@ pub struct Limits {
     pub loopback_events: Option<Loopback>,
     /// One entry per compute size of the run, by increasing size.
     pub compute: Vec<ComputeTime>,
+    /// Multi-host runs: the echo floor between each client host and each server host,
+    /// one side on each (empty otherwise, and in runs before it was measured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<PairEcho>,
+    /// Multi-host runs: compute(n)'s time on each server host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_host_compute: Vec<HostCompute>,
+}
+
+/// The raw framed echo from a client host (client side there) to a server host (echo
+/// side there), at each number of connections one client host opens in the run's cells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairEcho {
+    pub client_host: String,
+    pub server_host: String,
+    pub payload_bytes: usize,
+    /// By increasing `concurrency` (connections from this client host).
+    pub echo: Vec<LoopbackLevel>,
+    /// Why the pair was not measured (then `echo` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// compute(n) timed on a server host, one entry per compute size of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostCompute {
+    pub host: String,
+    pub compute: Vec<ComputeTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

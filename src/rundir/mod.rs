@@ -25,7 +25,9 @@ pub use cell::{axes_label, cell_id, varying_axes, Axis, AxisValue, Cell, CLOSED}
 pub use cpu::{CpuMeans, Footprint, Sample};
 pub use fixed::num;
 pub use hlog::{intervals_file, read_hlog, read_interval_log, write_hlog, Interval};
-pub use limits::{ComputeTime, Limits, Loopback, LoopbackLevel, MANY_CONNECTIONS};
+pub use limits::{
+    ComputeTime, HostCompute, Limits, Loopback, LoopbackLevel, PairEcho, MANY_CONNECTIONS,
+};
 pub use locate::check_run_dir;
 pub use manifest::{
     CellEntry, ExperimentInfo, MachineInfo, Manifest, OrderInfo, RunStatus, TargetInfo, ToolInfo,

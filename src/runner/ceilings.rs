@@ -94,6 +94,8 @@ pub(crate) fn measure(cells: &[Cell], interrupted: &AtomicBool) -> Limits {
         loopback,
         loopback_events,
         compute,
+        pairs: Vec::new(),
+        server_host_compute: Vec::new(),
     }
 }
 
@@ -192,6 +194,21 @@ pub(crate) fn echo_level(
             .name("echo-accept".into())
             .spawn(move || accept_echoes(listener, c, &stop))?
     };
+    let level = echo_to(addr, c, payload, trials, trial);
+    stop.store(true, Ordering::SeqCst);
+    let _ = server.join();
+    level
+}
+
+/// The client side of one echo level against an echo at `addr` (here, or on another
+/// host: `limits-probe echo-client`).
+pub(crate) fn echo_to(
+    addr: SocketAddr,
+    c: usize,
+    payload: &[u8],
+    trials: u32,
+    trial: Duration,
+) -> io::Result<LoopbackLevel> {
     // Phase 0 is the warm-up, 1..=trials the trials, then stop.
     let phase = Arc::new(AtomicUsize::new(0));
     let (clients, mut failure) = spawn_echo_clients(addr, c, payload, &phase, trials as usize);
@@ -208,8 +225,6 @@ pub(crate) fn echo_level(
     let ended = Instant::now();
     phase.store(trials as usize + 1, Ordering::SeqCst);
     let per_trial = join_echo_clients(clients, trials as usize, &mut failure);
-    stop.store(true, Ordering::SeqCst);
-    let _ = server.join();
     if let Some(e) = failure {
         return Err(e);
     }
@@ -328,7 +343,7 @@ fn accept_echoes(listener: TcpListener, c: usize, stop: &AtomicBool) {
 }
 
 /// Echoes every frame back until end of stream (or an error, or 10 s without a frame).
-fn echo(stream: TcpStream) {
+pub(crate) fn echo(stream: TcpStream) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));

@@ -4,7 +4,8 @@
 //! renders the report from them (`report::render`, the same as `threadcenter report`).
 //!
 //! Modules: `experiment` (the file), `matrix` (cells and order), `launch` (process groups),
-//! `cpu` (sampling), `ceilings` (machine limits), `cell` (one cell × repetition), `store`
+//! `cpu` (sampling), `ceilings` (machine limits), `pairs` (the limits per host pair of
+//! a multi-host run), `cell` (one cell × repetition), `store`
 //! (the run directory), `progress` (bar or plain lines), `stats` (the server's `stats`
 //! around each measured window), `tls` (the certificate of a run with TLS targets),
 //! `container` (targets run as containers), `overrides` (`--set` and friends, applied
@@ -21,6 +22,7 @@ pub(crate) mod launch;
 pub(crate) mod matrix;
 pub(crate) mod multihost;
 pub(crate) mod overrides;
+pub(crate) mod pairs;
 pub(crate) mod preflight;
 pub(crate) mod progress;
 pub(crate) mod stats;
@@ -98,7 +100,7 @@ pub fn run(
         estimate(exp, plan.slots.len()).map_or(String::new(), |d| format!(", about {d}")),
         dir.display()
     ));
-    measure_limits(&plan, &dir, &mut manifest, &interrupted)?;
+    measure_limits(&plan, &dir, &mut manifest, &interrupted, fleet.as_ref())?;
     let env = cell::Env {
         exe: &exe,
         exp,
@@ -219,13 +221,23 @@ fn measure_limits(
     dir: &Path,
     manifest: &mut Manifest,
     interrupted: &AtomicBool,
+    fleet: Option<&crate::remote::ssh::Fleet>,
 ) -> anyhow::Result<()> {
     // After `machine_info` read the load average: this measurement loads the machine.
     eprintln!(
         "threadcenter run {}: measuring the machine's limits (loopback echo, compute)…",
         plan.exp.name
     );
-    manifest.limits = Some(ceilings::measure(&plan.exp.cells, interrupted));
+    let mut limits = ceilings::measure(&plan.exp.cells, interrupted);
+    if let Some(fleet) = fleet {
+        eprintln!(
+            "threadcenter run {}: measuring the limits per host pair (echo between hosts, compute on the server hosts)…",
+            plan.exp.name
+        );
+        (limits.pairs, limits.server_host_compute) =
+            pairs::measure(fleet, &plan.exp.hosts, &plan.exp.cells, interrupted);
+    }
+    manifest.limits = Some(limits);
     manifest.write(dir).context("cannot write manifest.json")
 }
 
