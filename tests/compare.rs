@@ -496,7 +496,7 @@ fn failed_repetitions_are_left_out_and_said() {
     let row = row(&v, "c001", "throughput");
     assert_eq!((row["n_base"].as_str(), row["n_new"].as_str()), ("8", "6"));
     assert_eq!(row["verdict"], "regressed");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 failed repetition(s) left out"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 failed repetitions left out"));
 }
 
 #[test]

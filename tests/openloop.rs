@@ -391,7 +391,7 @@ fn impossible_settings_are_refused_with_a_clear_message() {
         (
             // 4 connections, 1 in flight each, compute(500000) >= 0.5 ms: at most ~8000/s.
             &["--rate", "10000", "-c", "4", "--size", "500000"],
-            "cannot be carried by 4 connection(s) with 1 request(s) in flight each",
+            "cannot be carried by 4 connections with 1 request in flight each",
         ),
         (
             &["--rate", "600000", "-c", "1", "--cmd", "ping"],
@@ -412,7 +412,7 @@ fn impossible_settings_are_refused_with_a_clear_message() {
         ),
         (
             &["--rate", "10", "-c", "8", "-d", "500ms"],
-            "schedules 5.0 request(s), fewer than the 8 connection(s)",
+            "schedules 5.0 requests, fewer than the 8 connections",
         ),
         (
             &["--rate", "10", "--size", "100000000", "--timeout", "50ms"],
@@ -420,7 +420,7 @@ fn impossible_settings_are_refused_with_a_clear_message() {
         ),
         (
             &["--rate", "10", "-c", "2", "--threads", "3"],
-            "--threads 3 is more than the 2 connection(s)",
+            "--threads 3 is more than the 2 connections",
         ),
     ];
     for (args, needle) in cases {

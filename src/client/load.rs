@@ -116,7 +116,10 @@ where
         }
     }
     if panicked > 0 {
-        bail!("{panicked} client thread(s) panicked; the results would be incomplete");
+        bail!(
+            "{} panicked; the results would be incomplete",
+            crate::human::count(panicked as u64, "client thread", "client threads")
+        );
     }
     Ok(Finished {
         threads,

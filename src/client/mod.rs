@@ -136,8 +136,8 @@ impl LoadConfig {
         let threads = match args.threads {
             None => events::default_threads(concurrency),
             Some(t) if t > args.concurrency => bail!(
-                "--threads {t} is more than the {} connection(s) of --concurrency: every thread needs a connection; lower --threads or raise --concurrency",
-                args.concurrency
+                "--threads {t} is more than the {} of --concurrency: every thread needs a connection; lower --threads or raise --concurrency",
+                crate::human::count(args.concurrency, "connection", "connections")
             ),
             Some(t) => t as usize,
         };
@@ -181,8 +181,8 @@ impl LoadConfig {
         let per_conn = rate / conns;
         if per_conn > MAX_RATE_PER_CONNECTION {
             bail!(
-                "--rate {rate} over {} connection(s) is {per_conn:.0}/s each; one connection is paced at most {MAX_RATE_PER_CONNECTION:.0}/s: raise --concurrency to at least {}",
-                self.concurrency,
+                "--rate {rate} over {} is {per_conn:.0}/s each; one connection is paced at most {MAX_RATE_PER_CONNECTION:.0}/s: raise --concurrency to at least {}",
+                crate::human::count(self.concurrency as u64, "connection", "connections"),
                 (rate / MAX_RATE_PER_CONNECTION).ceil()
             );
         }
@@ -202,8 +202,9 @@ impl LoadConfig {
                 }
             };
             bail!(
-                "--rate {rate} cannot be carried by {} connection(s) with {pipeline} request(s) in flight each: every answer would have to come within {}, and no request takes less than {} ({what}); at most {capacity:.0}/s fits. Raise --pipeline or --concurrency, or lower --rate",
-                self.concurrency,
+                "--rate {rate} cannot be carried by {} with {} in flight each: every answer would have to come within {}, and no request takes less than {} ({what}); at most {capacity:.0}/s fits. Raise --pipeline or --concurrency, or lower --rate",
+                crate::human::count(self.concurrency as u64, "connection", "connections"),
+                crate::human::count(pipeline as u64, "request", "requests"),
                 crate::human::latency_us(conns * pipeline as f64 / rate * 1e6),
                 crate::human::latency_us(min_latency.as_secs_f64() * 1e6),
             );
@@ -219,9 +220,9 @@ impl LoadConfig {
             let scheduled = rate * d.as_secs_f64();
             if scheduled < conns {
                 bail!(
-                    "--rate {rate} for {} schedules {scheduled:.1} request(s), fewer than the {} connection(s): lengthen --duration, raise --rate or lower --concurrency",
+                    "--rate {rate} for {} schedules {scheduled:.1} requests, fewer than the {}: lengthen --duration, raise --rate or lower --concurrency",
                     crate::human::duration(d),
-                    self.concurrency
+                    crate::human::count(self.concurrency as u64, "connection", "connections")
                 );
             }
         }

@@ -270,10 +270,10 @@ fn findings(w: &mut String, data: &RunData, a: &Analysis) {
     if !crowded.is_empty() {
         let _ = writeln!(
             w,
-            "- **Load generator check:** in {} cell(s) the machine was at least 90% busy and the client \
+            "- **Load generator check:** in {} the machine was at least 90% busy and the client \
              used at least half as much CPU as the server ({}): client and server competed for the same \
              cores there, so those figures understate what the server alone could do.",
-            crowded.len(),
+            crate::human::count(crowded.len() as u64, "cell", "cells"),
             crowded.join(", ")
         );
     }
@@ -285,10 +285,10 @@ fn findings(w: &mut String, data: &RunData, a: &Analysis) {
             .collect();
         let _ = writeln!(
             w,
-            "- **Stalls:** in {} run(s) the runner went more than {:.1} s without taking a CPU sample \
+            "- **Stalls:** in {} the runner went more than {:.1} s without taking a CPU sample \
              (it samples every 0.1 s), so the machine did not schedule it: an overloaded or paused host. \
              Their latencies include the pause; measure again on a quiet machine before trusting them: {}.",
-            a.stalls.len(),
+            crate::human::count(a.stalls.len() as u64, "run", "runs"),
             super::analysis::STALL_S,
             list.join(", ")
         );

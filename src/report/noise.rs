@@ -144,10 +144,10 @@ fn spread(w: &mut String, a: &Analysis) {
     if !wide.is_empty() {
         let _ = writeln!(
             w,
-            "- **Warning: spread too wide to trust a comparison** in {} cell(s): {}. Above {:.0}% \
+            "- **Warning: spread too wide to trust a comparison** in {}: {}. Above {:.0}% \
              (twice the default {:.0}% comparison threshold) a comparison against these cells \
              cannot resolve a {:.0}% change; add repetitions or quiet the machine.",
-            wide.len(),
+            crate::human::count(wide.len() as u64, "cell", "cells"),
             wide.join(", "),
             NOISY_SPREAD_PCT,
             DEFAULT_THRESHOLD_PCT,

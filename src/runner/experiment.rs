@@ -1550,8 +1550,8 @@ fn hosts(
                 span,
                 "matrix.concurrency",
                 format!(
-                    "{} connection(s) cannot be split over the {n} client hosts (cell {}): give each host one at least",
-                    cell.concurrency,
+                    "{} cannot be split over the {n} client hosts (cell {}): give each host one at least",
+                    crate::human::count(cell.concurrency, "connection", "connections"),
                     cell.label()
                 ),
             ));

@@ -455,7 +455,10 @@ fn accept_failed(ctx: &Context, listener: &TcpListener, spare: &mut Spare, e: io
 fn drain(ctx: &Context) -> anyhow::Result<()> {
     let started = Instant::now();
     let open = ctx.metrics.connections_open.load(Relaxed);
-    eprintln!("threadcenter server: shutting down; draining {open} connection(s)");
+    eprintln!(
+        "threadcenter server: shutting down; draining {}",
+        crate::human::count(open, "connection", "connections")
+    );
     let deadline = Instant::now() + ctx.config.drain_timeout;
     while ctx.metrics.connections_open.load(Relaxed) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -469,8 +472,9 @@ fn drain(ctx: &Context) -> anyhow::Result<()> {
     });
     if left > 0 {
         bail!(
-            "{left} connection(s) still had requests in flight after --drain-timeout {:?}; workers killed",
-            ctx.config.drain_timeout
+            "{} still had requests in flight after --drain-timeout {}; workers killed",
+            crate::human::count(left, "connection", "connections"),
+            crate::human::duration(ctx.config.drain_timeout)
         );
     }
     if !clean {

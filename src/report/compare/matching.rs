@@ -306,7 +306,10 @@ fn side_notes(name: &str, side: &Side, rows: &[&ResultRow], id: &str) -> Vec<Str
     }
     let failed = side.failed_reps(id);
     if failed > 0 {
-        notes.push(format!("{name}: {failed} failed repetition(s) left out"));
+        notes.push(format!(
+            "{name}: {} left out",
+            crate::human::count(failed as u64, "failed repetition", "failed repetitions")
+        ));
     }
     notes
 }
