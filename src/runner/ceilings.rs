@@ -202,18 +202,17 @@ pub(crate) fn echo_level(
 
 /// The client side of one echo level against an echo at `addr` (here, or on another
 /// host: `limits-probe echo-client`).
-pub(crate) fn echo_to(
-    addr: SocketAddr,
-    c: usize,
-    payload: &[u8],
+/// Moves the clients through `phase`: after [`ECHO_WARMUP`], trials `1..=trials` of
+/// `trial` each (none if `started` is false), then the stop phase. Returns when each
+/// trial began and when the last one ended.
+pub(crate) fn drive_trials(
+    phase: &AtomicUsize,
+    started: bool,
     trials: u32,
     trial: Duration,
-) -> io::Result<LoopbackLevel> {
-    // Phase 0 is the warm-up, 1..=trials the trials, then stop.
-    let phase = Arc::new(AtomicUsize::new(0));
-    let (clients, mut failure) = spawn_echo_clients(addr, c, payload, &phase, trials as usize);
+) -> (Vec<Instant>, Instant) {
     let mut windows = Vec::with_capacity(trials as usize);
-    if failure.is_none() {
+    if started {
         std::thread::sleep(ECHO_WARMUP);
         for k in 1..=trials as usize {
             let t = Instant::now();
@@ -224,6 +223,20 @@ pub(crate) fn echo_to(
     }
     let ended = Instant::now();
     phase.store(trials as usize + 1, Ordering::SeqCst);
+    (windows, ended)
+}
+
+pub(crate) fn echo_to(
+    addr: SocketAddr,
+    c: usize,
+    payload: &[u8],
+    trials: u32,
+    trial: Duration,
+) -> io::Result<LoopbackLevel> {
+    // Phase 0 is the warm-up, 1..=trials the trials, then stop.
+    let phase = Arc::new(AtomicUsize::new(0));
+    let (clients, mut failure) = spawn_echo_clients(addr, c, payload, &phase, trials as usize);
+    let (windows, ended) = drive_trials(&phase, failure.is_none(), trials, trial);
     let per_trial = join_echo_clients(clients, trials as usize, &mut failure);
     if let Some(e) = failure {
         return Err(e);

@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::ceilings::{best_trial, no_trials, Trials, ECHO_WARMUP};
+use super::ceilings::{best_trial, drive_trials, no_trials, Trials};
 use crate::protocol::frame;
 use crate::rundir::LoopbackLevel;
 
@@ -89,18 +89,7 @@ pub(crate) fn echo_level(
             }
         }
     }
-    let mut windows = Vec::with_capacity(trials as usize);
-    if failure.is_none() {
-        std::thread::sleep(ECHO_WARMUP);
-        for k in 1..=trials as usize {
-            let t = Instant::now();
-            phase.store(k, Ordering::SeqCst);
-            std::thread::sleep(trial);
-            windows.push(t);
-        }
-    }
-    let ended = Instant::now();
-    phase.store(trials as usize + 1, Ordering::SeqCst);
+    let (windows, ended) = drive_trials(&phase, failure.is_none(), trials, trial);
     let mut per_trial = no_trials(trials as usize);
     for h in client_threads {
         match h.join() {
