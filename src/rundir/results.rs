@@ -106,6 +106,26 @@ pub struct ResultRow {
 }
 
 impl ResultRow {
+    /// A run about to start: failed with no reason and nothing measured until the runner
+    /// fills it in.
+    pub fn pending(cell_id: &str, rep: u32, seq: usize, cell: &Cell) -> ResultRow {
+        ResultRow {
+            cell_id: cell_id.to_string(),
+            rep,
+            seq,
+            cell: cell.clone(),
+            status: Status::Failed,
+            reason: String::new(),
+            measured: None,
+            cpu: None,
+            footprint: None,
+            stages: None,
+            startup_s: 0.0,
+            stop_s: 0.0,
+            wall_s: 0.0,
+        }
+    }
+
     /// `c001-r1`: the stem of this run's files.
     pub fn run_name(&self) -> String {
         super::run_name(&self.cell_id, self.rep)

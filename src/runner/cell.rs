@@ -140,21 +140,7 @@ pub(crate) fn run(
     }
     let started = Instant::now();
     let files = RunFiles::new(env.dir, rundir::run_name(cell_id, rep));
-    let mut row = ResultRow {
-        cell_id: cell_id.to_string(),
-        rep,
-        seq,
-        cell: cell.clone(),
-        status: Status::Failed,
-        reason: String::new(),
-        measured: None,
-        cpu: None,
-        footprint: None,
-        stages: None,
-        startup_s: 0.0,
-        stop_s: 0.0,
-        wall_s: 0.0,
-    };
+    let mut row = ResultRow::pending(cell_id, rep, seq, cell);
     let target = &env.exp.targets[&cell.target];
     // The run's certificate, when this target serves TLS: its server gets it, and the
     // client and the `stats` connections trust it.

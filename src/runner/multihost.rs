@@ -162,22 +162,8 @@ pub(crate) fn run(
 ) -> ResultRow {
     let started = Instant::now();
     let files = RunFiles::new(env.dir, rundir::run_name(cell_id, rep));
-    let mut row = ResultRow {
-        cell_id: cell_id.to_string(),
-        rep,
-        seq,
-        cell: cell.clone(),
-        status: Status::Failed,
-        reason: String::new(),
-        measured: None,
-        cpu: None,
-        stages: None,
-        // Memory and threads are sampled on this machine only (not yet on hosts).
-        footprint: None,
-        startup_s: 0.0,
-        stop_s: 0.0,
-        wall_s: 0.0,
-    };
+    // Memory and threads (`footprint`) are sampled on this machine only, not on hosts.
+    let mut row = ResultRow::pending(cell_id, rep, seq, cell);
     let mut cellrun = CellRun {
         env,
         fleet,
