@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::alive;
 use common::ChildGuard;
 use serde_json::{json, Value};
-use sut::{alive, Io, Server};
+use sut::{Io, Server};
 use threadcenter::client::ClientDocument;
 use threadcenter::protocol::ErrorCode;
 

@@ -89,7 +89,7 @@ fn check_recovered(server: &Server, (rss_before, threads_before): (u64, u64), wh
     let mut workers = server.worker_pids();
     workers.sort();
     sut::wait_until(Duration::from_secs(5), || {
-        let mut kids = sut::children(server.pid());
+        let mut kids = common::children(server.pid());
         kids.sort();
         kids == workers
     });
@@ -179,7 +179,7 @@ fn sigkill_random_workers_under_sustained_load(io: Io) {
         killed.push(victim);
         // The server reaps it and starts a replacement before the next kill.
         sut::wait_until(Duration::from_secs(10), || {
-            !sut::alive(victim) && !server.worker_pids().contains(&victim)
+            !common::alive(victim) && !server.worker_pids().contains(&victim)
         });
     }
     more_answers();
@@ -253,7 +253,7 @@ fn a_stopped_worker_is_killed_at_the_task_timeout_and_replaced(io: Io) {
     eprintln!("[sigstop] 6 requests answered in {took:?} (task timeout 1s)");
     assert!(took < Duration::from_secs(20), "{took:?}");
     // The stopped worker was killed (SIGKILL ends a stopped process) and reaped.
-    sut::wait_until(Duration::from_secs(5), || !sut::alive(pids[0]));
+    sut::wait_until(Duration::from_secs(5), || !common::alive(pids[0]));
     let s = stats(&mut c);
     assert_eq!(s["worker_stats"][0]["restarts"], 1, "{s}");
     drop(c);

@@ -144,7 +144,7 @@ fn a_task_past_the_task_timeout_is_answered_worker_failed(io: Io) {
         if pool == "process" {
             assert_eq!(workers[0]["restarts"], 1, "{workers}");
             assert_ne!(workers[0]["pid"], before[0]);
-            sut::wait_until(Duration::from_secs(5), || !sut::alive(before[0]));
+            sut::wait_until(Duration::from_secs(5), || !common::alive(before[0]));
         } else {
             assert_eq!(workers[0]["tasks"], 2, "{workers}");
         }

@@ -146,23 +146,13 @@ fn with<'a>(top: &'a str, matrix: &'a str, own_binary: bool) -> impl Fn(String) 
 
 /// Pids of live processes whose command line contains `needle`.
 fn with_cmdline(needle: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if String::from_utf8_lossy(&c).contains(needle) && !is_zombie(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
+    common::pids()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .filter(|&pid| common::alive(pid))
+        .collect()
 }
 
 fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
@@ -176,69 +166,27 @@ fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
 /// Pids of processes whose environment carries a multi-host tag containing `needle`
 /// (the run directory's name is in every tag of its cells).
 fn tagged(needle: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let found = env.split(|&b| b == 0).any(|v| {
-            let v = String::from_utf8_lossy(v);
-            v.starts_with(&format!("{TAG_ENV}=")) && v.contains(needle)
-        });
-        if found && !is_zombie(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
+    common::pids()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|&b| b == 0).any(|v| {
+                    let v = String::from_utf8_lossy(v);
+                    v.starts_with(&format!("{TAG_ENV}=")) && v.contains(needle)
+                })
+            })
         })
-        .unwrap_or(true)
+        .filter(|&pid| common::alive(pid))
+        .collect()
 }
 
+/// Live children of `ppid` whose command name is `comm`.
 fn children_named(ppid: u32, comm: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let name = stat.split('(').nth(1).and_then(|s| s.split(')').next());
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if name == Some(comm)
-            && fields.first() != Some(&"Z")
-            && fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(ppid)
-        {
-            pids.push(pid);
-        }
-    }
-    pids
+    common::children(ppid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .collect()
 }
 
 fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {

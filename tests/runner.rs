@@ -31,7 +31,7 @@ type ProcId = (i32, u64);
 
 /// State, ppid and start time of a process.
 fn proc_info(pid: i32) -> Option<(String, i32, u64)> {
-    let f = sut::stat_fields(pid);
+    let f = common::stat_fields(pid);
     Some((
         f.first()?.clone(),
         f.get(1)?.parse().ok()?,
@@ -61,14 +61,7 @@ impl Watcher {
             while !st.load(Ordering::Relaxed) {
                 let mut parent: HashMap<i32, i32> = HashMap::new();
                 let mut start: HashMap<i32, u64> = HashMap::new();
-                for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-                    let Some(pid) = entry
-                        .file_name()
-                        .to_str()
-                        .and_then(|n| n.parse::<i32>().ok())
-                    else {
-                        continue;
-                    };
+                for pid in common::pids() {
                     if let Some((_, ppid, t)) = proc_info(pid) {
                         parent.insert(pid, ppid);
                         start.insert(pid, t);

@@ -6,8 +6,9 @@ mod sut;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use common::alive;
 use serde_json::{json, Value};
-use sut::{alive, Conn, Io, Server};
+use sut::{Conn, Io, Server};
 
 fn readiness_line_names_the_bound_address(io: Io) {
     let server = Server::start_io(io, &["--workers", "1"]);

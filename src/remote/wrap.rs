@@ -397,33 +397,18 @@ impl CpuSampler {
     /// and what this wrapper reaped (the leader itself, once it exited; orphans).
     fn group_ticks(&self, pgid: i32) -> f64 {
         let mut ticks = 0.0;
-        if let Ok(entries) = std::fs::read_dir("/proc") {
-            for entry in entries.flatten() {
-                let Some(pid) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|s| s.parse::<i32>().ok())
-                else {
-                    continue;
-                };
-                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                    continue;
-                };
-                let f: Vec<&str> = stat
-                    .rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .split_whitespace()
-                    .collect();
-                if f.get(2).and_then(|v| v.parse::<i32>().ok()) != Some(pgid) {
-                    continue;
-                }
-                let n = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-                // utime, stime (fields 14, 15); the leader's cutime, cstime (16, 17).
-                ticks += n(11) + n(12);
-                if pid == pgid {
-                    ticks += n(13) + n(14);
-                }
+        for pid in crate::machine::pids() {
+            let Some(f) = crate::machine::stat_fields(pid) else {
+                continue;
+            };
+            if f.get(2).and_then(|v| v.parse::<i32>().ok()) != Some(pgid) {
+                continue;
+            }
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            // utime, stime (fields 14, 15); the leader's cutime, cstime (16, 17).
+            ticks += n(11) + n(12);
+            if pid == pgid {
+                ticks += n(13) + n(14);
             }
         }
         // SAFETY: getrusage into a zeroed struct.
@@ -475,25 +460,13 @@ impl CpuSampler {
 fn check(tag: &str) -> anyhow::Result<ExitCode> {
     let needle = format!("{TAG_ENV}={tag}");
     let me = std::process::id() as i32;
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if env.split(|&b| b == 0).any(|v| v == needle.as_bytes()) {
-            found.push(pid);
-        }
-    }
+    let found: Vec<i32> = crate::machine::pids()
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect();
     for &pid in &found {
         // SAFETY: kill(2) on a process carrying this run's tag: one the runner started.
         unsafe { libc::kill(pid, libc::SIGKILL) };

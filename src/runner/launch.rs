@@ -240,34 +240,16 @@ fn reap_group(pgid: i32, limit: Duration) -> Vec<i32> {
 
 /// Pids whose process group is `pgid` (from /proc).
 pub(crate) fn members_of(pgid: i32) -> Vec<i32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command: state ppid pgrp …
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if fields.get(2).and_then(|f| f.parse::<i32>().ok()) == Some(pgid) {
-            pids.push(pid);
-        }
-    }
+    let mut pids: Vec<i32> = crate::machine::pids()
+        .filter(|&pid| pgrp_of(pid) == Some(pgid))
+        .collect();
     pids.sort_unstable();
     pids
+}
+
+/// The process group of `pid`, while it exists.
+pub(crate) fn pgrp_of(pid: i32) -> Option<i32> {
+    crate::machine::stat_fields(pid)?.get(2)?.parse().ok()
 }
 
 pub(crate) fn describe(status: ExitStatus) -> String {

@@ -388,3 +388,42 @@ fn serve(
         }
     }
 }
+
+/// The pid of every process /proc lists now.
+pub fn pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+}
+
+/// The fields of /proc/PID/stat after the command (0 state, 1 ppid, 2 pgrp, … 11 utime,
+/// 12 stime, … 19 starttime); empty if there is no such process.
+pub fn stat_fields(pid: i32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    stat_fields(pid).first().is_some_and(|state| state != "Z")
+}
+
+/// Live (non-zombie) child processes of `pid`, from /proc.
+pub fn children(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for child in pids() {
+        let fields = stat_fields(child);
+        // After the command: state, ppid, ...
+        if fields.get(1) == Some(&pid.to_string()) && fields.first().is_some_and(|s| s != "Z") {
+            out.push(child);
+        }
+    }
+    out
+}

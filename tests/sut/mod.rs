@@ -352,22 +352,7 @@ pub fn kill(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
 
-/// The fields of /proc/PID/stat after the command (0 state, 1 ppid, 2 pgrp, … 11 utime,
-/// 12 stime, … 19 starttime); empty if there is no such process.
-pub fn stat_fields(pid: i32) -> Vec<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
-/// True if `pid` exists and is not a zombie.
-pub fn alive(pid: i32) -> bool {
-    stat_fields(pid).first().is_some_and(|state| state != "Z")
-}
+use crate::common::alive;
 
 /// A `VmRSS`/`Threads`-style field of /proc/PID/status, as a number (kB for sizes).
 pub fn status_field(pid: u32, field: &str) -> u64 {
@@ -382,22 +367,6 @@ pub fn status_field(pid: u32, field: &str) -> u64 {
 /// Resident memory of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     status_field(pid, "VmRSS")
-}
-
-/// Live (non-zombie) child processes of `pid`, from /proc.
-pub fn children(pid: u32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let fields = stat_fields(child);
-        // After the command: state, ppid, ...
-        if fields.get(1) == Some(&pid.to_string()) && fields.first().is_some_and(|s| s != "Z") {
-            out.push(child);
-        }
-    }
-    out
 }
 
 /// Sends SIGCONT to a pid this test stopped, if it still exists, when dropped: a test
