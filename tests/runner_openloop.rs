@@ -6,9 +6,8 @@ mod common;
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
 
-use common::threadcenter;
+use common::{num, read_csv, run_experiment, threadcenter};
 
 const EXPERIMENT: &str = r#"name = "openloop"
 description = "closed loop beside two open-loop rates"
@@ -29,41 +28,10 @@ concurrency = [2]
 rate = ["closed", 200, 400]
 "#;
 
-fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let headers: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
-    r.records()
-        .map(|rec| {
-            headers
-                .iter()
-                .cloned()
-                .zip(rec.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
-}
-
-fn num(row: &HashMap<String, String>, col: &str) -> f64 {
-    row[col]
-        .parse()
-        .unwrap_or_else(|_| panic!("{col} = {:?} in {row:?}", row[col]))
-}
-
 #[test]
 fn a_rate_axis_runs_open_loop_cells_and_the_report_names_the_model_and_the_sustainable_rate() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("openloop.toml");
-    fs::write(&file, EXPERIMENT).unwrap();
-    let out = tmp.path().join("out");
-    let run = threadcenter(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
-    let dir = PathBuf::from(String::from_utf8_lossy(&run.stdout).trim());
+    let dir = run_experiment(tmp.path(), "openloop.toml", EXPERIMENT);
 
     // results.csv: one row per cell, the rate and load model, the open-loop figures.
     let rows = read_csv(&dir.join("results.csv"));

@@ -6,11 +6,9 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
 
-use common::threadcenter;
+use common::{num, read_csv, run_experiment, threadcenter};
 
 /// Two I/O models × two concurrencies of `ping` on one worker.
 const EXPERIMENT: &str = r#"name = "scale"
@@ -29,41 +27,10 @@ cmd = "ping"
 concurrency = [1, 40]
 "#;
 
-fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let headers: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
-    r.records()
-        .map(|rec| {
-            headers
-                .iter()
-                .cloned()
-                .zip(rec.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
-}
-
-fn num(row: &HashMap<String, String>, col: &str) -> f64 {
-    row[col]
-        .parse()
-        .unwrap_or_else(|_| panic!("{col} = {:?} in {row:?}", row[col]))
-}
-
 #[test]
 fn an_io_axis_and_client_threads_reach_the_processes_and_memory_is_measured_and_reported() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("scale.toml");
-    fs::write(&file, EXPERIMENT).unwrap();
-    let out = tmp.path().join("out");
-    let run = threadcenter(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
-    let dir = PathBuf::from(String::from_utf8_lossy(&run.stdout).trim());
+    let dir = run_experiment(tmp.path(), "scale.toml", EXPERIMENT);
 
     // manifest.json: schema 4, the client's threads, each cell's io.
     let m: serde_json::Value =

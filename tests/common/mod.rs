@@ -427,3 +427,45 @@ pub fn children(pid: u32) -> Vec<i32> {
     }
     out
 }
+
+/// A CSV file's rows, each as column name → text.
+pub fn read_csv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let headers: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    r.records()
+        .map(|rec| {
+            headers
+                .iter()
+                .cloned()
+                .zip(rec.unwrap().iter().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+/// A row's column as a number, or a panic naming the column and the row.
+pub fn num(row: &std::collections::HashMap<String, String>, col: &str) -> f64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = {:?} in {row:?}", row[col]))
+}
+
+/// Writes `toml` as `name` in `dir`, runs it with the real binary (`--out dir/out`),
+/// checks that the run succeeded and returns its run directory (its stdout).
+pub fn run_experiment(dir: &Path, name: &str, toml: &str) -> std::path::PathBuf {
+    let file = dir.join(name);
+    std::fs::write(&file, toml).unwrap();
+    let out = dir.join("out");
+    let run = threadcenter(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&run.stdout).trim())
+}
