@@ -52,8 +52,12 @@ fn final_answers(stderr: &str) -> (u64, u64) {
 /// stderr once whole (a thread collects it, and may still hold the last line when the
 /// process has exited).
 fn terminate(server: &mut Server) -> (std::process::ExitStatus, Duration, String) {
-    let signalled = Instant::now();
     sut::kill(server.pid() as i32, libc::SIGTERM);
+    exited(server, Instant::now())
+}
+
+/// [`terminate`] once the signal was sent at `signalled` (a second one exits at once).
+fn exited(server: &mut Server, signalled: Instant) -> (std::process::ExitStatus, Duration, String) {
     let status = server.wait(Duration::from_secs(30));
     let took = signalled.elapsed();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -234,7 +238,50 @@ fn a_flood_of_pipelined_requests_does_not_hold_the_drain(io: Io) {
     assert_eq!(refused, shutting);
 }
 
+/// A task in flight when the event loop reading its worker's results ends is still
+/// answered. With `--io-threads 2` and one worker, loop 0 reads the worker's result
+/// pipe; the connection waiting for the answer may be on the other loop. On SIGTERM,
+/// loop 0, whose last connection has gone, ends and hands the pipe back to the
+/// worker's supervisor, which must then read the answer itself: otherwise the client
+/// never gets it, the pool never empties, and the workers are killed after 5 s. Which
+/// loop a connection lands on follows the accept order, so the test runs twice, with
+/// the first and with the second of two connections waiting: one of the two is that
+/// case. (`--io threads` has no loops; the same steps check its drain.)
+fn a_task_in_flight_when_its_loop_ends_is_still_answered(io: Io) {
+    for busy in 0..2 {
+        let mut server = Server::start_io(io, &["--workers", "1", "--io-threads", "2"]);
+        let worker = server.worker_pids()[0];
+        let stopped = sut::Stopped(worker);
+        sut::kill(worker, libc::SIGSTOP);
+        let mut conns = vec![server.connect(), server.connect()];
+        conns[busy].send(&json!({"id": "held", "cmd": "compute", "n": 1000}));
+        sut::wait_until(Duration::from_secs(10), || {
+            stats(&server)["requests"]["compute"] == 1
+        });
+        let mut waiting = conns.remove(busy);
+        drop(conns);
+        sut::wait_until(Duration::from_secs(10), || {
+            // The waiting connection and the one asking.
+            stats(&server)["connections"]["open"] == 2
+        });
+        let signalled = Instant::now();
+        sut::kill(server.pid() as i32, libc::SIGTERM);
+        // Long enough for a loop with no connection to see the stop and end; the
+        // assertions hold either way, this only makes the hand-back the path taken.
+        thread::sleep(Duration::from_millis(300));
+        drop(stopped); // SIGCONT: the worker answers
+        let answer = waiting.recv();
+        assert_eq!(answer["result"], 933_214_789, "round {busy}: {answer}");
+        drop(waiting);
+        let (status, _took, stderr) = exited(&mut server, signalled);
+        assert!(status.success(), "round {busy}: {status:?}: {stderr}");
+        assert!(!stderr.contains("were killed"), "round {busy}: {stderr}");
+        assert_eq!(final_answers(&stderr), (1, 0), "round {busy}: {stderr}");
+    }
+}
+
 sut::io_tests!(
+    a_task_in_flight_when_its_loop_ends_is_still_answered,
     sigterm_under_a_never_stopping_client_drains_and_exits_0_process_pool,
     sigterm_under_a_never_stopping_client_drains_and_exits_0_thread_pool,
     a_flood_of_pipelined_requests_does_not_hold_the_drain,

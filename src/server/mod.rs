@@ -39,7 +39,8 @@ use crate::cli::ServerArgs;
 use crate::domain::{IoModel, PoolKind};
 use crate::protocol::ErrorCode;
 use metrics::{Metrics, RequestCounts, WorkerStats};
-use pool::{process::ProcessPool, thread::ThreadPool, Pool, WhenFull};
+use pool::process::{PipeHost, ProcessPool};
+use pool::{thread::ThreadPool, Pool, WhenFull};
 use stages::StageSummaries;
 
 /// Everything the server needs to know, resolved from its flags.
@@ -278,7 +279,16 @@ pub fn serve(
         .map(exporter::bind)
         .transpose()?;
     let metrics = Arc::new(Metrics::new(config.stage_timing));
-    let pool = start_pool(&config, &metrics)?;
+    // Event loops exist before the pool, which lends them its workers' result pipes.
+    let prepared = match config.io {
+        IoModel::Threads => None,
+        IoModel::Events => Some(events::Prepared::new(config.io_threads)?),
+    };
+    let hosts = prepared
+        .as_ref()
+        .map(events::Prepared::pipe_hosts)
+        .unwrap_or_default();
+    let pool = start_pool(&config, &metrics, hosts)?;
     let ctx = Arc::new(Context {
         config,
         metrics,
@@ -294,10 +304,7 @@ pub fn serve(
     ready(addr, exporter.as_ref().map(|e| e.addr), &ctx.config)
         .context("cannot print the readiness line")?;
 
-    let loops = match ctx.config.io {
-        IoModel::Threads => None,
-        IoModel::Events => Some(events::Loops::start(&ctx, ctx.config.io_threads)?),
-    };
+    let loops = prepared.map(|p| p.start(&ctx)).transpose()?;
     accept_until_shutdown(&ctx, listener, loops.as_ref());
     if let Some(loops) = &loops {
         loops.stop();
@@ -311,7 +318,13 @@ pub fn serve(
 }
 
 /// Starts the pool `config` asks for: worker processes, or threads.
-fn start_pool(config: &ServerConfig, metrics: &Arc<Metrics>) -> anyhow::Result<Box<dyn Pool>> {
+/// Under `--io events`, `hosts` are the event loops that read the process pool's result
+/// pipes.
+fn start_pool(
+    config: &ServerConfig,
+    metrics: &Arc<Metrics>,
+    hosts: Vec<Arc<dyn PipeHost>>,
+) -> anyhow::Result<Box<dyn Pool>> {
     Ok(match config.pool {
         PoolKind::Process => Box::new(
             ProcessPool::start(
@@ -321,6 +334,7 @@ fn start_pool(config: &ServerConfig, metrics: &Arc<Metrics>) -> anyhow::Result<B
                 config.when_full,
                 config.task_timeout,
                 Arc::clone(metrics),
+                hosts,
             )
             .context("cannot start the worker pool")?,
         ),

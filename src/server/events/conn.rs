@@ -25,12 +25,14 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::ticker::Ticker;
-use super::{Inbox, Shared, CLOSING_TICK, TICK, TIMER, WAKER};
+use super::{Inbox, Shared, CLOSING_TICK, PIPE0, TICK, TIMER, WAKER};
 use crate::protocol::frame::{decode, Decoded, HEADER_LEN};
 use crate::protocol::FrameError;
 use crate::server::connection::{self, frame_too_large, refuse_unserved, FLUSH_ALLOWANCE, QUIET};
 use crate::server::outbox::{Flushed, LoopWake, Outbox};
+use crate::server::pool::process::LentPipe;
 use crate::server::pool::{mono_ns, Refused, RoomWaker, Task};
+use crate::server::stages::Recorder;
 use crate::server::tls::{self, HandshakeTimeout, TlsReader};
 use crate::server::Context;
 
@@ -108,10 +110,15 @@ pub(super) struct Loop {
     refused: Vec<(Task, Refused)>,
     room: RoomWaker,
     stopping: bool,
+    /// Worker result pipes lent to this loop (token `PIPE0 + k`), and where the
+    /// answers' stage timings go.
+    pipes: Vec<Option<LentPipe>>,
+    rec: Recorder,
 }
 
 impl Loop {
     pub(super) fn new(ctx: Arc<Context>, shared: Arc<Shared>, poll: Poll) -> Loop {
+        let ctx_recorder = ctx.metrics.stages.recorder();
         let room: RoomWaker = {
             let shared = Arc::clone(&shared);
             Arc::new(move || shared.post(|inbox| inbox.pool_room = true))
@@ -130,6 +137,8 @@ impl Loop {
             refused: Vec::new(),
             room,
             stopping: false,
+            pipes: Vec::new(),
+            rec: ctx_recorder,
         }
     }
 
@@ -165,6 +174,7 @@ impl Loop {
                 match ev.token() {
                     WAKER => woken = true,
                     TIMER => ticked = true,
+                    Token(t) if t >= PIPE0 => self.read_pipe(t - PIPE0),
                     token => self.drive(token.0),
                 }
             }
@@ -181,6 +191,9 @@ impl Loop {
             };
             for stream in inbox.incoming {
                 self.adopt(stream);
+            }
+            for pipe in inbox.pipes {
+                self.adopt_pipe(pipe);
             }
             for token in inbox.ready {
                 self.drive(token);
@@ -213,8 +226,56 @@ impl Loop {
                 next_tick = next_tick.min(now + every);
             }
             if self.stopping && self.conns.iter().all(Option::is_none) {
+                self.end_pipes();
                 return;
             }
+        }
+    }
+
+    /// Watches a worker's result pipe and reads what it already holds.
+    fn adopt_pipe(&mut self, pipe: LentPipe) {
+        let k = self
+            .pipes
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or_else(|| {
+                self.pipes.push(None);
+                self.pipes.len() - 1
+            });
+        let fd = pipe.fd();
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(PIPE0 + k), Interest::READABLE)
+        {
+            eprintln!("threadcenter server: an event loop cannot watch a worker's results ({e}); its supervisor reads them");
+            pipe.give_back(None);
+            return;
+        }
+        self.pipes[k] = Some(pipe);
+        self.read_pipe(k);
+    }
+
+    /// Answers every result lent pipe `k` holds; gives the pipe back once it is over.
+    fn read_pipe(&mut self, k: usize) {
+        let Some(pipe) = self.pipes.get_mut(k).and_then(Option::as_mut) else {
+            return;
+        };
+        if let Err(why) = pipe.drain(&self.rec) {
+            let pipe = self.pipes[k].take().expect("the pipe read just now");
+            let _ = self.poll.registry().deregister(&mut SourceFd(&pipe.fd()));
+            pipe.give_back(Some(why));
+        }
+    }
+
+    /// The loop ends: every pipe lent to it goes back to its supervisor, open.
+    fn end_pipes(&mut self) {
+        for pipe in self.pipes.drain(..).flatten() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&pipe.fd()));
+            pipe.give_back(None);
+        }
+        for pipe in self.shared.end() {
+            pipe.give_back(None);
         }
     }
 

@@ -9,6 +9,10 @@
 //! with threads: a direct non-blocking send, and, when bytes are left behind, the
 //! connection's token in the inbox (through [`LoopWake`]) so the loop writes them.
 //!
+//! Under the process pool, each loop also reads the result pipes of the workers lent
+//! to it (see `pool::process`): the answers to compute go out from the loop that read
+//! them, in the same `epoll_wait` as the requests.
+//!
 //! Nothing on a loop blocks: a full queue under `--when-full wait` parks the task on its
 //! connection, which stops reading until the pool calls the loop's room waker;
 //! `--max-in-flight` and the unsent-bytes cap pause reading until the outbox queues the
@@ -32,6 +36,7 @@ use anyhow::Context as _;
 use mio::{Poll, Token, Waker};
 
 use crate::server::outbox::LoopWake;
+use crate::server::pool::process::{LentPipe, PipeHost};
 use crate::server::Context;
 use crate::sync;
 
@@ -44,6 +49,9 @@ pub(crate) const CLOSING_TICK: Duration = Duration::from_millis(5);
 const WAKER: Token = Token(usize::MAX);
 /// The token of a loop's tick timer.
 const TIMER: Token = Token(usize::MAX - 1);
+/// The token of the first result pipe lent to a loop (the k-th is `PIPE0 + k`);
+/// connections' tokens stay far below.
+const PIPE0: usize = usize::MAX / 2;
 
 /// The event loops, as the accept loop sees them.
 pub(crate) struct Loops {
@@ -68,11 +76,19 @@ struct Inbox {
     pool_room: bool,
     /// The server is shutting down: no more sockets will come.
     stop: bool,
+    /// Worker result pipes lent to the loop, to be registered.
+    pipes: Vec<LentPipe>,
+    /// The loop has ended: it takes no more pipes.
+    ended: bool,
 }
 
 impl Inbox {
     fn is_empty(&self) -> bool {
-        self.incoming.is_empty() && self.ready.is_empty() && !self.pool_room && !self.stop
+        self.incoming.is_empty()
+            && self.ready.is_empty()
+            && !self.pool_room
+            && !self.stop
+            && self.pipes.is_empty()
     }
 }
 
@@ -94,6 +110,28 @@ impl Shared {
     fn take(&self) -> Inbox {
         std::mem::take(&mut *sync::lock(&self.inbox))
     }
+
+    /// The loop is ending: no more pipes are lent to it; those waiting in the inbox
+    /// come back.
+    fn end(&self) -> Vec<LentPipe> {
+        let mut inbox = sync::lock(&self.inbox);
+        inbox.ended = true;
+        std::mem::take(&mut inbox.pipes)
+    }
+}
+
+impl PipeHost for Shared {
+    fn lend(&self, pipe: LentPipe) -> Result<(), LentPipe> {
+        let mut refused = None;
+        self.post(|inbox| {
+            if inbox.ended {
+                refused = Some(pipe);
+            } else {
+                inbox.pipes.push(pipe);
+            }
+        });
+        refused.map_or(Ok(()), Err)
+    }
 }
 
 impl LoopWake for Shared {
@@ -102,12 +140,17 @@ impl LoopWake for Shared {
     }
 }
 
-impl Loops {
-    /// Starts `n` loops serving connections with `ctx`.
-    pub(crate) fn start(ctx: &Arc<Context>, n: usize) -> anyhow::Result<Loops> {
+/// `n` loops made but not started: what the pool needs of them (their
+/// [`PipeHost`]s) exists before the server's context, which the loops need.
+pub(crate) struct Prepared {
+    loops: Vec<(Arc<Shared>, Poll)>,
+}
+
+impl Prepared {
+    /// Makes `n` loops' epoll instances and wakers.
+    pub(crate) fn new(n: usize) -> anyhow::Result<Prepared> {
         let mut loops = Vec::with_capacity(n);
-        let mut threads = Vec::with_capacity(n);
-        for i in 0..n {
+        for _ in 0..n {
             let poll = Poll::new().context("cannot create an epoll instance")?;
             let waker = Waker::new(poll.registry(), WAKER)
                 .context("cannot create an event loop's waker")?;
@@ -115,13 +158,42 @@ impl Loops {
                 waker,
                 inbox: Mutex::default(),
             });
-            let (ctx, sh) = (Arc::clone(ctx), Arc::clone(&shared));
-            let thread = std::thread::Builder::new()
+            loops.push((shared, poll));
+        }
+        Ok(Prepared { loops })
+    }
+
+    /// The loops as hosts of the process pool's result pipes.
+    pub(crate) fn pipe_hosts(&self) -> Vec<Arc<dyn PipeHost>> {
+        self.loops
+            .iter()
+            .map(|(sh, _)| Arc::clone(sh) as Arc<dyn PipeHost>)
+            .collect()
+    }
+
+    /// Starts the loops, serving connections with `ctx`.
+    pub(crate) fn start(mut self, ctx: &Arc<Context>) -> anyhow::Result<Loops> {
+        let mut loops = Vec::with_capacity(self.loops.len());
+        let mut threads = Vec::with_capacity(self.loops.len());
+        let mut rest = std::mem::take(&mut self.loops).into_iter().enumerate();
+        while let Some((i, (shared, poll))) = rest.next() {
+            let (c, sh) = (Arc::clone(ctx), Arc::clone(&shared));
+            let spawned = std::thread::Builder::new()
                 .name(format!("io-loop-{i}"))
-                .spawn(move || conn::Loop::new(ctx, sh, poll).run())
-                .context("cannot start an event-loop thread")?;
+                .spawn(move || conn::Loop::new(c, sh, poll).run());
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // This loop and those after it never run: their pipes go back
+                    // (the others' through `drop`).
+                    for pipe in shared.end() {
+                        pipe.give_back(None);
+                    }
+                    self.loops = rest.map(|(_, l)| l).collect();
+                    return Err(e).context("cannot start an event-loop thread");
+                }
+            }
             loops.push(shared);
-            threads.push(thread);
         }
         Ok(Loops {
             loops,
@@ -129,7 +201,20 @@ impl Loops {
             next: AtomicUsize::new(0),
         })
     }
+}
 
+impl Drop for Prepared {
+    /// Pipes lent to loops that never ran go back to their supervisors.
+    fn drop(&mut self) {
+        for (shared, _) in self.loops.drain(..) {
+            for pipe in shared.end() {
+                pipe.give_back(None);
+            }
+        }
+    }
+}
+
+impl Loops {
     /// Hands an accepted (and counted) connection to the next loop.
     pub(crate) fn dispatch(&self, stream: TcpStream) {
         let i = self.next.fetch_add(1, Relaxed) % self.loops.len();

@@ -12,6 +12,14 @@
 //! and replaces the worker when it dies: the task it was computing is answered
 //! WORKER_FAILED, the tasks queued behind it go to the replacement.
 //!
+//! Under `--io events` the supervisor lends the worker's result pipe to an event loop
+//! (a [`PipeHost`]; worker i to loop i mod loops): the loop reads the results in its
+//! own `epoll_wait` and answers them, so a result does not wake a thread of its own
+//! when the loop is already awake. The loop gives the pipe back at its end of stream
+//! (the worker died or was stopped), on a broken record, or when the loop itself ends;
+//! the supervisor, asleep meanwhile except for `--task-timeout`, then goes on as above
+//! (reading the pipe itself if it came back open).
+//!
 //! `--task-timeout`: the supervisor knows since when its worker has been on the task
 //! at the head of its list (since the previous result came back, or since the task
 //! was written to an idle worker), and waits for results with `poll(2)` and that
@@ -31,6 +39,7 @@ use std::time::{Duration, Instant};
 use super::{Admission, Done, Pool, Refused, RoomWaker, Task, Waiters, WhenFull};
 use crate::protocol::ErrorCode;
 use crate::server::metrics::{Metrics, WorkerStats};
+use crate::server::stages::Recorder;
 use crate::server::worker::{decode_result, encode_task, RESULT_LEN};
 use crate::sync;
 
@@ -45,6 +54,10 @@ pub(crate) struct ProcessPool {
 struct Shared {
     state: Mutex<State>,
     not_full: Condvar,
+    /// Signalled when a lent result pipe comes back ([`Slot::returned`]).
+    returned: Condvar,
+    /// The event loops result pipes are lent to (none: supervisors read them).
+    hosts: Vec<Arc<dyn PipeHost>>,
     capacity: usize,
     when_full: WhenFull,
     task_timeout: Duration,
@@ -72,6 +85,8 @@ struct Slot {
     stdin: Option<ChildStdin>,
     /// 0 once the process has been reaped (so nobody signals a reused pid).
     pid: u32,
+    /// A lent result pipe's return, for the supervisor waiting on `returned`.
+    returned: Option<Return>,
     tasks: u64,
     busy_ns: u64,
     restarts: u64,
@@ -174,7 +189,11 @@ impl Shared {
     /// How long slot `i`'s supervisor may wait for a result: until the head task's
     /// deadline, or a whole `--task-timeout` while the worker is idle.
     fn result_wait(&self, i: usize) -> Duration {
-        let st = self.lock();
+        self.result_wait_locked(&self.lock(), i)
+    }
+
+    /// [`Shared::result_wait`] under the lock already held.
+    fn result_wait_locked(&self, st: &State, i: usize) -> Duration {
         let slot = &st.slots[i];
         if slot.inflight.is_empty() {
             self.task_timeout
@@ -210,6 +229,7 @@ impl ProcessPool {
         when_full: WhenFull,
         task_timeout: Duration,
         metrics: Arc<Metrics>,
+        hosts: Vec<Arc<dyn PipeHost>>,
     ) -> io::Result<ProcessPool> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -222,6 +242,8 @@ impl ProcessPool {
                 waiters: Waiters::default(),
             }),
             not_full: Condvar::new(),
+            returned: Condvar::new(),
+            hosts,
             capacity,
             when_full,
             task_timeout,
@@ -246,6 +268,7 @@ impl ProcessPool {
                 head_since: Instant::now(),
                 stdin: child.stdin.take(),
                 pid: child.id(),
+                returned: None,
                 tasks: 0,
                 busy_ns: 0,
                 restarts: 0,
@@ -350,6 +373,83 @@ impl Pool for ProcessPool {
     }
 }
 
+/// An event loop that reads result pipes lent to it (see the module doc).
+pub(crate) trait PipeHost: Send + Sync {
+    /// Takes `pipe` to read in the loop, or gives it back if the loop has ended.
+    fn lend(&self, pipe: LentPipe) -> Result<(), LentPipe>;
+}
+
+/// How a lent result pipe came back to its supervisor.
+enum Return {
+    /// Still open: the loop ended first. The supervisor reads it from here on.
+    Open(Results),
+    /// Unusable (end of stream, a read error, a record out of order): why.
+    Closed(String),
+}
+
+/// Worker `i`'s result pipe, lent to an event loop: [`LentPipe::drain`] whenever it is
+/// readable, [`LentPipe::give_back`] once that says it is over or the loop ends.
+pub(crate) struct LentPipe {
+    sh: Arc<Shared>,
+    i: usize,
+    results: Results,
+    answered: Vec<(Task, Done)>,
+}
+
+impl LentPipe {
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        self.results.out.as_raw_fd()
+    }
+
+    /// Reads every result the pipe holds now and answers them. `Err` with the reason
+    /// once the pipe is over: give it back then.
+    pub(crate) fn drain(&mut self, rec: &Recorder) -> Result<(), String> {
+        loop {
+            let got = self.results.read_some();
+            let sh = &*self.sh;
+            if self.results.buffered() {
+                let desync = {
+                    let mut st = sh.lock();
+                    take_results(sh, &mut st, self.i, &mut self.results, &mut self.answered)
+                };
+                for (task, done) in self.answered.drain(..) {
+                    task.answer(done, &sh.metrics, rec);
+                }
+                if let Some(seq) = desync {
+                    return Err(format!("answered task {seq} out of order"));
+                }
+            }
+            match got {
+                Ok(Got::Full) => {}
+                Ok(Got::Short | Got::Nothing) => return Ok(()),
+                Err(why) => return Err(why),
+            }
+        }
+    }
+
+    /// Hands the pipe back to its supervisor: `why` it is over, or `None` if it is
+    /// still open (the loop is ending).
+    pub(crate) fn give_back(self, why: Option<String>) {
+        let LentPipe { sh, i, results, .. } = self;
+        let ret = match why {
+            Some(why) => Return::Closed(why),
+            None => Return::Open(results),
+        };
+        sh.lock().slots[i].returned = Some(ret);
+        sh.returned.notify_all();
+    }
+}
+
+/// What one non-blocking read of a result pipe got.
+enum Got {
+    /// As much as the buffer had room for: there may be more.
+    Full,
+    /// Less: the pipe was empty when it returned. A result written after that makes
+    /// the pipe readable anew, so the loop hears of it without reading again now.
+    Short,
+    Nothing,
+}
+
 enum Filled {
     Records,
     Eof,
@@ -415,11 +515,44 @@ impl Results {
             match self.out.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Ok(Filled::Eof),
                 Ok(n) => self.end += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A pipe that was lent is non-blocking: poll again.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(Filled::Records)
+    }
+
+    /// True if a whole record is buffered.
+    fn buffered(&self) -> bool {
+        self.end - self.start >= RESULT_LEN
+    }
+
+    /// One non-blocking read (the pipe is `O_NONBLOCK` while lent); `Err` at the end
+    /// of the stream or on an error.
+    fn read_some(&mut self) -> Result<Got, String> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            match self.out.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err("closed its output".to_string()),
+                Ok(n) => {
+                    let room = self.buf.len() - self.end;
+                    self.end += n;
+                    return Ok(if n < room { Got::Short } else { Got::Full });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Got::Nothing),
+                Err(e) => return Err(format!("could not be read: {e}")),
+            }
+        }
     }
 
     fn next(&mut self) -> Option<(u64, Done)> {
@@ -433,12 +566,15 @@ impl Results {
 
 /// The supervisor of worker slot `i`: answers its results, tops it up from the
 /// backlog, and replaces it when it dies. Returns once the pool is closed and idle.
-fn supervise(sh: &Shared, i: usize, mut child: Child) {
+fn supervise(sh: &Arc<Shared>, i: usize, mut child: Child) {
     let mut answered: Vec<(Task, Done)> = Vec::new();
     let rec = sh.metrics.stages.recorder();
     loop {
-        let mut results = Results::new(child.stdout.take().expect("worker stdout is piped"));
-        let (why, timed_out) = serve_worker(sh, i, &mut results, &mut answered, &rec);
+        let results = Results::new(child.stdout.take().expect("worker stdout is piped"));
+        let (why, timed_out) = match lend(sh, i, results) {
+            Ok((why, timed_out)) => (why, timed_out),
+            Err(mut results) => serve_worker(sh, i, &mut results, &mut answered, &rec),
+        };
 
         // The worker is gone or unusable: reap it, fail its current task, replace it.
         let mut st = sh.lock();
@@ -482,6 +618,103 @@ fn supervise(sh: &Shared, i: usize, mut child: Child) {
     }
 }
 
+/// Lends worker `i`'s result pipe to its event loop, if there are loops, and waits for
+/// it to come back, killing the worker past `--task-timeout` meanwhile (the loop then
+/// sees the pipe end). Returns why the pipe is over and whether that was the task
+/// timeout, or the pipe, if no loop takes it or it came back open: the caller reads
+/// it itself.
+fn lend(sh: &Arc<Shared>, i: usize, results: Results) -> Result<(String, bool), Results> {
+    if sh.hosts.is_empty() {
+        return Err(results);
+    }
+    // SAFETY: fcntl(2) on a descriptor this pipe owns; the loop must never block on it.
+    unsafe {
+        let fd = results.out.as_raw_fd();
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let pipe = LentPipe {
+        sh: Arc::clone(sh),
+        i,
+        results,
+        answered: Vec::new(),
+    };
+    if let Err(pipe) = sh.hosts[i % sh.hosts.len()].lend(pipe) {
+        return Err(pipe.results);
+    }
+    let mut killed = false;
+    let mut st = sh.lock();
+    loop {
+        match st.slots[i].returned.take() {
+            Some(Return::Open(results)) => return Err(results),
+            Some(Return::Closed(why)) if killed => {
+                return Ok((
+                    format!("exceeded --task-timeout {:?} ({why})", sh.task_timeout),
+                    true,
+                ))
+            }
+            Some(Return::Closed(why)) => return Ok((why, false)),
+            None => {}
+        }
+        let wait = sh.result_wait_locked(&st, i);
+        if wait.is_zero() && !killed {
+            let pid = st.slots[i].pid;
+            if pid != 0 {
+                // SAFETY: kill(2) on our own unreaped child's pid (zeroed under this
+                // lock before the child is reaped); its pipe then ends.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+            killed = true;
+            continue;
+        }
+        let wait = if killed { Duration::from_secs(1) } else { wait };
+        st = sync::wait_timeout_while(&sh.returned, st, wait, |st| st.slots[i].returned.is_none());
+    }
+}
+
+/// Matches the records buffered in `results` with worker `i`'s tasks in flight (under
+/// the lock `st`), moving each answered task to `answered` (to be answered once the
+/// lock is let go), and tops the worker up. Returns the sequence number of a record
+/// that matched no task in order, if one did.
+fn take_results(
+    sh: &Shared,
+    st: &mut State,
+    i: usize,
+    results: &mut Results,
+    answered: &mut Vec<(Task, Done)>,
+) -> Option<u64> {
+    let mut desync = None;
+    while let Some((seq, done)) = results.next() {
+        match st.slots[i].inflight.pop_front() {
+            Some((want, task)) if want == seq => {
+                let slot = &mut st.slots[i];
+                slot.tasks += 1;
+                slot.busy_ns += done.end_ns.saturating_sub(done.start_ns);
+                answered.push((task, done));
+            }
+            other => {
+                if let Some(entry) = other {
+                    st.slots[i].inflight.push_front(entry);
+                }
+                desync = Some(seq);
+                break;
+            }
+        }
+    }
+    // The worker went on to its next task when it wrote the last result: that task
+    // (or the next one written to an idle worker) has a whole timeout.
+    st.slots[i].head_since = Instant::now();
+    if st.top_up(i) {
+        st.waiters.room(&sh.not_full);
+    }
+    if st.closing && st.all_done() {
+        for slot in &mut st.slots {
+            slot.stdin = None;
+        }
+    }
+    desync
+}
+
 /// Serves worker `i` through `results` until it fails: hands each result to its task,
 /// in order. Returns why it stopped, and whether that was the task timeout.
 fn serve_worker(
@@ -510,36 +743,8 @@ fn serve_worker(
             Err(e) => return (format!("could not be read: {e}"), false),
         }
         let mut st = sh.lock();
-        let mut desync = None;
-        while let Some((seq, done)) = results.next() {
-            match st.slots[i].inflight.pop_front() {
-                Some((want, task)) if want == seq => {
-                    let slot = &mut st.slots[i];
-                    slot.tasks += 1;
-                    slot.busy_ns += done.end_ns.saturating_sub(done.start_ns);
-                    answered.push((task, done));
-                }
-                other => {
-                    if let Some(entry) = other {
-                        st.slots[i].inflight.push_front(entry);
-                    }
-                    desync = Some(seq);
-                    break;
-                }
-            }
-        }
-        // The worker went on to its next task when it wrote the last result: that
-        // task (or the next one written to an idle worker) has a whole timeout.
-        st.slots[i].head_since = Instant::now();
+        let desync = take_results(sh, &mut st, i, results, answered);
         wait = sh.task_timeout;
-        if st.top_up(i) {
-            st.waiters.room(&sh.not_full);
-        }
-        if st.closing && st.all_done() {
-            for slot in &mut st.slots {
-                slot.stdin = None;
-            }
-        }
         drop(st);
         for (task, done) in answered.drain(..) {
             task.answer(done, &sh.metrics, rec);
