@@ -44,6 +44,11 @@ const READS_PER_TURN: usize = 4;
 /// must not hold the loop (and its other connections, and the deadline checks) for
 /// more than a fraction of a millisecond at a time.
 const FRAMES_PER_TURN: usize = 128;
+/// Connections a loop drives between two reads of the result pipes lent to it: in a
+/// long turn (thousands of connections) a worker that has reported waits for its next
+/// tasks until its results are read, so they are read every few dozen connections,
+/// not once a turn.
+const DRIVES_PER_PIPE_READ: usize = 8;
 /// A connection's `pending` keeps at most this much capacity once empty.
 const PENDING_KEEP: usize = 4 * 1024;
 
@@ -114,6 +119,8 @@ pub(super) struct Loop {
     /// answers' stage timings go.
     pipes: Vec<Option<LentPipe>>,
     rec: Recorder,
+    /// Connections driven since the pipes were last read.
+    drives: usize,
 }
 
 impl Loop {
@@ -139,6 +146,7 @@ impl Loop {
             stopping: false,
             pipes: Vec::new(),
             rec: ctx_recorder,
+            drives: 0,
         }
     }
 
@@ -170,11 +178,17 @@ impl Loop {
                 continue;
             }
             let (mut woken, mut ticked) = (false, false);
+            // Results first: their workers wait for more tasks until they are read.
+            for ev in events.iter() {
+                if (PIPE0..TIMER.0).contains(&ev.token().0) {
+                    self.read_pipe(ev.token().0 - PIPE0);
+                }
+            }
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => woken = true,
                     TIMER => ticked = true,
-                    Token(t) if t >= PIPE0 => self.read_pipe(t - PIPE0),
+                    Token(t) if t >= PIPE0 => {}
                     token => self.drive(token.0),
                 }
             }
@@ -352,6 +366,15 @@ impl Loop {
     /// Does whatever connection `token` can do now: submit a parked task, write, read,
     /// finish. Idempotent: a stale token or a spurious event costs a few checks.
     fn drive(&mut self, token: usize) {
+        self.drives += 1;
+        if self.drives >= DRIVES_PER_PIPE_READ {
+            self.drives = 0;
+            for k in 0..self.pipes.len() {
+                if self.pipes[k].as_ref().is_some_and(LentPipe::awaited) {
+                    self.read_pipe(k);
+                }
+            }
+        }
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else {
             return;
         };

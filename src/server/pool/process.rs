@@ -2,11 +2,12 @@
 //!
 //! Dispatch keeps one central queue, as the seed's model has it: a task goes straight
 //! to an idle worker if there is one, and otherwise waits in the backlog. When a worker
-//! reports a result and has at most one task left, its supervisor tops it up from the
-//! backlog with a batch of up to a fair share (backlog / workers, at most
-//! [`BATCH_MAX`]), written in one `write`. Under light load every task goes to an idle
-//! worker; under heavy load the pipes carry batches, so the IPC cost per task shrinks
-//! as the queue grows, and the worker never idles between batches.
+//! reports a result and has at most one task left, whoever reads its results tops it
+//! up from the backlog with a batch of up to a fair share (backlog / workers, at most
+//! [`BATCH_MAX`], or [`BATCH_MAX_LENT`] when event loops read the results), written in
+//! one `write`. Under light load every task goes to an idle worker; under heavy load
+//! the pipes carry batches, so the IPC cost per task shrinks as the queue grows, and
+//! the worker never idles between batches.
 //!
 //! Each worker has one supervisor thread that reads its results, answers the tasks,
 //! and replaces the worker when it dies: the task it was computing is answered
@@ -32,6 +33,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,8 +45,13 @@ use crate::server::stages::Recorder;
 use crate::server::worker::{decode_result, encode_task, RESULT_LEN};
 use crate::sync;
 
-/// The largest batch of tasks written to one worker at once.
+/// The largest batch of tasks written to one worker at once, when its supervisor
+/// reads its results (and tops it up the moment it reports).
 pub(crate) const BATCH_MAX: usize = 16;
+/// The same when an event loop reads them: the loop reads a worker's results between
+/// connections, so a worker may finish its batch some tens of microseconds before it
+/// is topped up again, and a larger share keeps it busy meanwhile.
+pub(crate) const BATCH_MAX_LENT: usize = 64;
 
 pub(crate) struct ProcessPool {
     shared: Arc<Shared>,
@@ -72,6 +79,8 @@ struct State {
     next_seq: u64,
     rotate: usize,
     scratch: Vec<u8>,
+    /// [`BATCH_MAX`] or [`BATCH_MAX_LENT`].
+    batch_max: usize,
     /// Producers and event loops waiting for room in a full backlog.
     waiters: Waiters,
 }
@@ -87,6 +96,10 @@ struct Slot {
     pid: u32,
     /// A lent result pipe's return, for the supervisor waiting on `returned`.
     returned: Option<Return>,
+    /// `inflight.len()` as of the last task written or result read, for a loop to see
+    /// without the lock whether a read of the results may find any (a hint: a result
+    /// it misses wakes the loop anyway).
+    awaited: Arc<AtomicUsize>,
     tasks: u64,
     busy_ns: u64,
     restarts: u64,
@@ -105,8 +118,9 @@ impl State {
             slot.inflight.push_back((self.next_seq, task));
             self.next_seq += 1;
         }
+        slot.awaited.store(slot.inflight.len(), Relaxed);
         if let Some(stdin) = &mut slot.stdin {
-            // At most (1 + BATCH_MAX) * 16 bytes are ever unread in the pipe, far
+            // At most (1 + BATCH_MAX_LENT) * 16 bytes are ever unread in the pipe, far
             // below its capacity, so this never blocks under the lock. A failed write
             // means the worker died: its supervisor resends these to the replacement.
             let _ = stdin.write_all(&self.scratch);
@@ -138,7 +152,7 @@ impl State {
             .backlog
             .len()
             .div_ceil(self.slots.len())
-            .clamp(1, BATCH_MAX);
+            .clamp(1, self.batch_max);
         let batch: Vec<Task> = self.backlog.drain(..share).collect();
         self.assign(i, batch);
         true
@@ -239,6 +253,11 @@ impl ProcessPool {
                 next_seq: 0,
                 rotate: 0,
                 scratch: Vec::new(),
+                batch_max: if hosts.is_empty() {
+                    BATCH_MAX
+                } else {
+                    BATCH_MAX_LENT
+                },
                 waiters: Waiters::default(),
             }),
             not_full: Condvar::new(),
@@ -269,6 +288,7 @@ impl ProcessPool {
                 stdin: child.stdin.take(),
                 pid: child.id(),
                 returned: None,
+                awaited: Arc::default(),
                 tasks: 0,
                 busy_ns: 0,
                 restarts: 0,
@@ -392,6 +412,7 @@ enum Return {
 pub(crate) struct LentPipe {
     sh: Arc<Shared>,
     i: usize,
+    awaited: Arc<AtomicUsize>,
     results: Results,
     answered: Vec<(Task, Done)>,
 }
@@ -399,6 +420,12 @@ pub(crate) struct LentPipe {
 impl LentPipe {
     pub(crate) fn fd(&self) -> std::os::fd::RawFd {
         self.results.out.as_raw_fd()
+    }
+
+    /// Whether the worker had tasks in flight when last looked at: a read between
+    /// connections is worth it only then.
+    pub(crate) fn awaited(&self) -> bool {
+        self.awaited.load(Relaxed) > 0
     }
 
     /// Reads every result the pipe holds now and answers them. `Err` with the reason
@@ -633,9 +660,11 @@ fn lend(sh: &Arc<Shared>, i: usize, results: Results) -> Result<(String, bool), 
         let flags = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
     }
+    let awaited = Arc::clone(&sh.lock().slots[i].awaited);
     let pipe = LentPipe {
         sh: Arc::clone(sh),
         i,
+        awaited,
         results,
         answered: Vec::new(),
     };
@@ -704,6 +733,9 @@ fn take_results(
     // The worker went on to its next task when it wrote the last result: that task
     // (or the next one written to an idle worker) has a whole timeout.
     st.slots[i].head_since = Instant::now();
+    st.slots[i]
+        .awaited
+        .store(st.slots[i].inflight.len(), Relaxed);
     if st.top_up(i) {
         st.waiters.room(&sh.not_full);
     }
