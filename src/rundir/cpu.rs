@@ -38,6 +38,22 @@ pub struct Footprint {
     pub server_threads: u64,
 }
 
+impl Footprint {
+    /// From a CSV row's columns (results.csv, cpu/*.csv): `None` unless the server's
+    /// memory and threads were both measured.
+    pub fn from_columns(
+        server_rss_kib: Option<u64>,
+        client_rss_kib: Option<u64>,
+        server_threads: Option<u64>,
+    ) -> Option<Footprint> {
+        Some(Footprint {
+            server_rss_kib: server_rss_kib?,
+            client_rss_kib,
+            server_threads: server_threads?,
+        })
+    }
+}
+
 /// Mean CPU over a window, in percent of one core.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct CpuMeans {
@@ -151,14 +167,11 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
             server_pct: r.server_pct,
             client_pct: r.client_pct,
             machine_pct: r.machine_pct,
-            footprint: match (r.server_rss_kib, r.server_threads) {
-                (Some(server_rss_kib), Some(server_threads)) => Some(Footprint {
-                    server_rss_kib,
-                    client_rss_kib: r.client_rss_kib,
-                    server_threads,
-                }),
-                _ => None,
-            },
+            footprint: Footprint::from_columns(
+                r.server_rss_kib,
+                r.client_rss_kib,
+                r.server_threads,
+            ),
         });
     }
     Ok(samples)

@@ -455,14 +455,11 @@ impl TryFrom<ResultRecord> for ResultRow {
             reason: r.reason,
             measured,
             cpu,
-            footprint: match (r.server_rss_kib, r.server_threads) {
-                (Some(server_rss_kib), Some(server_threads)) => Some(Footprint {
-                    server_rss_kib,
-                    client_rss_kib: r.client_rss_kib,
-                    server_threads,
-                }),
-                _ => None,
-            },
+            footprint: Footprint::from_columns(
+                r.server_rss_kib,
+                r.client_rss_kib,
+                r.server_threads,
+            ),
             stages,
             startup_s: r.startup_s.unwrap_or(0.0),
             stop_s: r.stop_s.unwrap_or(0.0),
