@@ -576,13 +576,10 @@ fn watch_client(
             window.reset(started.elapsed().as_secs_f64());
         }
         if env.interrupted.load(Ordering::Relaxed) {
-            return Some("interrupted (Ctrl-C) before the cell finished".to_string());
+            return Some(INTERRUPTED.to_string());
         }
         if now >= deadline {
-            return Some(format!(
-                "timed out: the cell ran past cell_timeout ({})",
-                super::fmt_duration(s.cell_timeout)
-            ));
+            return Some(past_cell_timeout(s.cell_timeout));
         }
         if now >= next_sample {
             if let Some(s) = sampler.as_mut() {
@@ -806,6 +803,17 @@ pub(super) fn failure_kinds(failures: &BTreeMap<String, serde_json::Value>) -> S
         }
     }
     parts.join(" ")
+}
+
+/// Why a cell stopped when Ctrl-C came while it ran (local and multi-host cells alike).
+pub(super) const INTERRUPTED: &str = "interrupted (Ctrl-C) before the cell finished";
+
+/// Why a cell stopped when it ran past `cell_timeout`.
+pub(super) fn past_cell_timeout(cell_timeout: Duration) -> String {
+    format!(
+        "timed out: the cell ran past cell_timeout ({})",
+        super::fmt_duration(cell_timeout)
+    )
 }
 
 #[cfg(test)]

@@ -394,7 +394,7 @@ impl CellRun<'_> {
                 .interrupted
                 .load(std::sync::atomic::Ordering::Relaxed)
             {
-                return Err("interrupted (Ctrl-C) before the cell finished".into());
+                return Err(cell::INTERRUPTED.into());
             }
             if Instant::now() >= deadline {
                 return Err(format!(
@@ -559,13 +559,10 @@ impl CellRun<'_> {
             .interrupted
             .load(std::sync::atomic::Ordering::Relaxed)
         {
-            return Some("interrupted (Ctrl-C) before the cell finished".into());
+            return Some(cell::INTERRUPTED.into());
         }
         if Instant::now() >= deadline {
-            return Some(format!(
-                "timed out: the cell ran past cell_timeout ({})",
-                super::fmt_duration(self.env.exp.settings.cell_timeout)
-            ));
+            return Some(cell::past_cell_timeout(self.env.exp.settings.cell_timeout));
         }
         for c in clients {
             if let Some(lost) = c.lost() {
