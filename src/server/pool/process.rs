@@ -449,7 +449,8 @@ impl LentPipe {
             match got {
                 Ok(Got::Full) => {}
                 Ok(Got::Short | Got::Nothing) => return Ok(()),
-                Err(why) => return Err(why),
+                Ok(Got::End) => return Err("closed its output".to_string()),
+                Err(e) => return Err(format!("could not be read: {e}")),
             }
         }
     }
@@ -467,14 +468,17 @@ impl LentPipe {
     }
 }
 
-/// What one non-blocking read of a result pipe got.
+/// What one read of a result pipe got.
 enum Got {
     /// As much as the buffer had room for: there may be more.
     Full,
     /// Less: the pipe was empty when it returned. A result written after that makes
     /// the pipe readable anew, so the loop hears of it without reading again now.
     Short,
+    /// Nothing (a non-blocking pipe, empty).
     Nothing,
+    /// The end of the stream: the worker is gone.
+    End,
 }
 
 enum Filled {
@@ -529,26 +533,15 @@ impl Results {
     /// `timeout` passes.
     fn fill(&mut self, timeout: Duration) -> io::Result<Filled> {
         let deadline = Instant::now() + timeout;
-        while self.end - self.start < RESULT_LEN {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
+        while !self.buffered() {
             let left = deadline.saturating_duration_since(Instant::now());
             if !readable_within(&self.out, left)? {
                 return Ok(Filled::TimedOut);
             }
-            match self.out.read(&mut self.buf[self.end..]) {
-                Ok(0) => return Ok(Filled::Eof),
-                Ok(n) => self.end += n,
-                // A pipe that was lent is non-blocking: poll again.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                    ) => {}
-                Err(e) => return Err(e),
+            // Readable, so this read does not block; a pipe that was lent is
+            // non-blocking, and nothing read just means poll again.
+            if let Got::End = self.read_some()? {
+                return Ok(Filled::Eof);
             }
         }
         Ok(Filled::Records)
@@ -559,9 +552,9 @@ impl Results {
         self.end - self.start >= RESULT_LEN
     }
 
-    /// One non-blocking read (the pipe is `O_NONBLOCK` while lent); `Err` at the end
-    /// of the stream or on an error.
-    fn read_some(&mut self) -> Result<Got, String> {
+    /// One read into the buffer, after what is left of a record is moved to its front
+    /// (it blocks only on a blocking pipe with nothing in it).
+    fn read_some(&mut self) -> io::Result<Got> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -569,7 +562,7 @@ impl Results {
         }
         loop {
             match self.out.read(&mut self.buf[self.end..]) {
-                Ok(0) => return Err("closed its output".to_string()),
+                Ok(0) => return Ok(Got::End),
                 Ok(n) => {
                     let room = self.buf.len() - self.end;
                     self.end += n;
@@ -577,13 +570,13 @@ impl Results {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Got::Nothing),
-                Err(e) => return Err(format!("could not be read: {e}")),
+                Err(e) => return Err(e),
             }
         }
     }
 
     fn next(&mut self) -> Option<(u64, Done)> {
-        (self.end - self.start >= RESULT_LEN).then(|| {
+        self.buffered().then(|| {
             let rec = decode_result(&self.buf[self.start..self.start + RESULT_LEN]);
             self.start += RESULT_LEN;
             rec
