@@ -125,7 +125,7 @@ pub(super) struct Loop {
 
 impl Loop {
     pub(super) fn new(ctx: Arc<Context>, shared: Arc<Shared>, poll: Poll) -> Loop {
-        let ctx_recorder = ctx.metrics.stages.recorder();
+        let rec = ctx.metrics.stages.recorder();
         let room: RoomWaker = {
             let shared = Arc::clone(&shared);
             Arc::new(move || shared.post(|inbox| inbox.pool_room = true))
@@ -145,7 +145,7 @@ impl Loop {
             room,
             stopping: false,
             pipes: Vec::new(),
-            rec: ctx_recorder,
+            rec,
             drives: 0,
         }
     }

@@ -105,6 +105,18 @@ struct Slot {
     restarts: u64,
 }
 
+impl Slot {
+    /// SIGKILLs the worker, unless it has been reaped. Called under the pool's lock,
+    /// under which `pid` is zeroed before the child is reaped, so it never signals a
+    /// reused pid.
+    fn kill(&self) {
+        if self.pid != 0 {
+            // SAFETY: kill(2) on our own unreaped child's pid (see above).
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
 impl State {
     /// Writes `tasks` to worker `i` in one write; they join its in-flight list.
     fn assign(&mut self, i: usize, tasks: impl IntoIterator<Item = Task>) {
@@ -375,11 +387,7 @@ impl Pool for ProcessPool {
                 clean = false;
                 let st = self.shared.lock();
                 for slot in &st.slots {
-                    if slot.pid != 0 {
-                        // SAFETY: kill(2) on our own unreaped child's pid (pid is zeroed
-                        // under this lock before the child is reaped).
-                        unsafe { libc::kill(slot.pid as i32, libc::SIGKILL) };
-                    }
+                    slot.kill();
                 }
                 drop(st);
                 break;
@@ -680,12 +688,8 @@ fn lend(sh: &Arc<Shared>, i: usize, results: Results) -> Result<(String, bool), 
         }
         let wait = sh.result_wait_locked(&st, i);
         if wait.is_zero() && !killed {
-            let pid = st.slots[i].pid;
-            if pid != 0 {
-                // SAFETY: kill(2) on our own unreaped child's pid (zeroed under this
-                // lock before the child is reaped); its pipe then ends.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
+            // Its pipe then ends, and the loop gives it back.
+            st.slots[i].kill();
             killed = true;
             continue;
         }
